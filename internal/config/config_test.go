@@ -1,0 +1,165 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func envOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+const contractExample = `
+nats:
+  url: nats://127.0.0.1:4222
+  subject_prefix: orders
+  replicas: 1
+events:
+  encoding: msgpack          # or json
+  include_pii: false
+http:
+  listen: 127.0.0.1:8080     # /healthz, /readyz, /metrics; "" turns it off
+providers:
+  kuaishou:
+    base_url: https://open.kuaishou.com
+    qps: 30                  # per app_id and endpoint, across all replicas
+    apps:
+      - app_id: ks707065143182458884
+        app_secret: ${KUAISHOU_APP_SECRET}
+  kudian:
+    base_url: https://kudian.example.com   # required when kudian apps are configured
+    qps: 30
+    apps:
+      - app_id: kd100020200220
+        app_secret: ${KUDIAN_APP_SECRET}
+        token: ${KUDIAN_TOKEN}
+`
+
+func TestContractExample(t *testing.T) {
+	cfg, err := Parse([]byte(contractExample), envOf(map[string]string{
+		"KUAISHOU_APP_SECRET": "9VfzaT-7Jf1bBHv-veFZfg", "KUDIAN_APP_SECRET": "kds", "KUDIAN_TOKEN": "UT89",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := cfg.Providers["kuaishou"]
+	if ks.BaseURL != "https://open.kuaishou.com" || ks.QPS != 30 || ks.Timeout != 5*time.Second {
+		t.Fatalf("kuaishou: %+v", ks)
+	}
+	if len(ks.Apps) != 1 || ks.Apps[0].AppID != "ks707065143182458884" || ks.Apps[0].AppSecret.Reveal() != "9VfzaT-7Jf1bBHv-veFZfg" {
+		t.Fatalf("kuaishou apps: %+v", ks.Apps)
+	}
+	kd := cfg.Providers["kudian"]
+	if kd.Apps[0].Token.Reveal() != "UT89" || kd.Apps[0].AppSecret.Reveal() != "kds" {
+		t.Fatalf("kudian: %+v", kd)
+	}
+	if cfg.Consumer.Concurrency != 64 || cfg.Consumer.AckWait != 30*time.Second || cfg.NATS.DuplicateWindow != 5*time.Minute {
+		t.Fatalf("defaults not applied: %+v %+v", cfg.Consumer, cfg.NATS)
+	}
+	if cfg.Events.Encoding != "msgpack" || cfg.HTTP.Listen != "127.0.0.1:8080" || cfg.Log.Format != "auto" {
+		t.Fatalf("values: %+v %+v %+v", cfg.Events, cfg.HTTP, cfg.Log)
+	}
+}
+
+func TestDefaultsAndOverrides(t *testing.T) {
+	d := Default()
+	if d.NATS.URL != "nats://127.0.0.1:4222" || d.NATS.SubjectPrefix != "orders" || d.NATS.Replicas != 1 || d.Consumer.MaxDeliver != 10 {
+		t.Fatalf("%+v", d)
+	}
+	cfg, err := Parse([]byte("http:\n  listen: \"\"\nnats:\n  url: nats://a:1\n"), envOf(map[string]string{"NATS_URL": "nats://b:2", "NATS_CREDS": ""}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NATS.URL != "nats://b:2" || cfg.HTTP.Listen != "" {
+		t.Fatalf("got %q %q", cfg.NATS.URL, cfg.HTTP.Listen)
+	}
+	cfg, err = Parse([]byte("consumer:\n  concurrency: ${CONC:-8}\n  ack_wait: ${AW}\n"), envOf(map[string]string{"AW": "1m"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Consumer.Concurrency != 8 || cfg.Consumer.AckWait != time.Minute {
+		t.Fatalf("%+v", cfg.Consumer)
+	}
+}
+
+func TestErrorsNameTheKey(t *testing.T) {
+	app := "providers:\n  kuaishou:\n    base_url: http://127.0.0.1:1\n    apps:\n      - app_id: a1\n        app_secret: s\n"
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"unknown top key", "natz: {}", "config: natz: unknown key"},
+		{"unknown nested key", "providers:\n  kuaishou:\n    qsp: 3\n", "config: providers.kuaishou.qsp: unknown key"},
+		{"unknown app key", strings.Replace(app, "app_secret", "secret", 1), "config: providers.kuaishou.apps[0].secret: unknown key"},
+		{"not a number", "nats:\n  replicas: three\n", `config: nats.replicas: "three" is not a whole number`},
+		{"bad duration", "consumer:\n  ack_wait: 30\n", `config: consumer.ack_wait: "30" is not a duration`},
+		{"bad bool", "events:\n  include_pii: maybe\n", `config: events.include_pii: "maybe" is not true or false`},
+		{"unset var", "providers:\n  kuaishou:\n    base_url: http://x\n    apps:\n      - app_id: a\n        app_secret: ${NOPE}\n", "config: providers.kuaishou.apps[0].app_secret: environment variable NOPE is not set"},
+		{"bad encoding", "events:\n  encoding: xml\n", `config: events.encoding: must be msgpack or json, got "xml"`},
+		{"replicas", "nats:\n  replicas: 0\n", "config: nats.replicas: must be 1 to 5"},
+		{"prefix", "nats:\n  subject_prefix: 'a.>'\n", "config: nats.subject_prefix:"},
+		{"dup window", "nats:\n  duplicate_window: 1m\n", "config: nats.duplicate_window: must be at least 2m"},
+		{"qps", strings.Replace(app, "apps:", "qps: 0\n    apps:", 1), "config: providers.kuaishou.qps: must be at least 1"},
+		{"base_url missing", "providers:\n  kuaishou:\n    apps:\n      - app_id: a\n        app_secret: s\n", "config: providers.kuaishou.base_url: is required when apps are configured"},
+		{"base_url scheme", strings.Replace(app, "http://127.0.0.1:1", "ftp://x", 1), "config: providers.kuaishou.base_url:"},
+		{"secret missing", strings.Replace(app, "        app_secret: s\n", "", 1), "config: providers.kuaishou.apps[0].app_secret: is required"},
+		{"dup app", app + "      - app_id: a1\n        app_secret: t\n", `config: providers.kuaishou.apps[1].app_id: "a1" is configured twice`},
+		{"apps not list", "providers:\n  kuaishou:\n    apps: 3\n", "config: providers.kuaishou.apps: must be a list"},
+		{"section not map", "nats: 3\n", "config: nats: must be a mapping"},
+		{"max ack pending", "consumer:\n  concurrency: 100\n  max_ack_pending: 10\n", "config: consumer.max_ack_pending:"},
+		{"broken yaml", "nats: [", "config: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml), envOf(nil))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("not a *config.Error: %T", err)
+			}
+			if !strings.HasPrefix(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("got %q, want prefix %q on one line", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSecretsNeverPrint(t *testing.T) {
+	s := Secret("9VfzaT-7Jf1bBHv-veFZfg")
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "secret", s, "app", App{AppID: "a", AppSecret: s, Token: s})
+	j, _ := json.Marshal(App{AppSecret: s})
+	for _, out := range []string{buf.String(), string(j), fmt.Sprint(s), fmt.Sprintf("%v %s %+v", s, s, App{AppSecret: s})} {
+		if strings.Contains(out, "9VfzaT") {
+			t.Fatalf("secret leaked: %s", out)
+		}
+	}
+	if s.Reveal() != "9VfzaT-7Jf1bBHv-veFZfg" {
+		t.Fatal("Reveal")
+	}
+}
+
+func TestReferenceCoversEveryKey(t *testing.T) {
+	ref := Reference()
+	keys := map[string]Field{}
+	for _, f := range ref {
+		if f.Doc == "" {
+			t.Errorf("%s has no doc", f.Key)
+		}
+		keys[f.Key] = f
+	}
+	for _, k := range []string{"nats.url", "nats.replicas", "events.encoding", "http.listen", "providers.<name>.qps", "providers.<name>.apps[].app_secret"} {
+		if _, ok := keys[k]; !ok {
+			t.Errorf("reference lacks %s", k)
+		}
+	}
+	if keys["nats.subject_prefix"].Default != "orders" {
+		t.Errorf("default: %+v", keys["nats.subject_prefix"])
+	}
+}

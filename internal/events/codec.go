@@ -1,0 +1,109 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"mime"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Encoding is a wire encoding of payloads.
+type Encoding string
+
+// The two encodings of CONTRACT.md sections 2 and 3.
+const (
+	JSON    Encoding = "json"
+	Msgpack Encoding = "msgpack"
+)
+
+// Content types of the two encodings.
+const (
+	ContentTypeJSON    = "application/json"
+	ContentTypeMsgpack = "application/msgpack"
+)
+
+// ContentType is the Content-Type header value for e.
+func (e Encoding) ContentType() string {
+	if e == JSON {
+		return ContentTypeJSON
+	}
+	return ContentTypeMsgpack
+}
+
+// Valid reports whether e is a known encoding.
+func (e Encoding) Valid() bool { return e == JSON || e == Msgpack }
+
+// Marshal encodes v (a StatusEvent, usually) in e.
+func (e Encoding) Marshal(v any) ([]byte, error) {
+	switch e {
+	case JSON:
+		return json.Marshal(v)
+	case Msgpack:
+		return msgpack.Marshal(v)
+	}
+	return nil, fmt.Errorf("events: unknown encoding %q", string(e))
+}
+
+// Detect tells the encoding of a payload from its Content-Type header or, when that is empty,
+// from its first byte: '{' (after white space) is JSON, a msgpack map header is msgpack.
+func Detect(contentType string, data []byte) (Encoding, error) {
+	if contentType != "" {
+		mt, _, err := mime.ParseMediaType(contentType)
+		if err != nil {
+			return "", fmt.Errorf("unreadable Content-Type %q", contentType)
+		}
+		switch mt {
+		case ContentTypeJSON, "text/json":
+			return JSON, nil
+		case ContentTypeMsgpack, "application/x-msgpack", "application/vnd.msgpack":
+			return Msgpack, nil
+		}
+		return "", fmt.Errorf("unsupported Content-Type %q (want %s or %s)", contentType, ContentTypeJSON, ContentTypeMsgpack)
+	}
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	if len(trimmed) == 0 {
+		return "", fmt.Errorf("empty payload")
+	}
+	switch b := trimmed[0]; {
+	case b == '{':
+		return JSON, nil
+	case b >= 0x80 && b <= 0x8f, b == 0xde, b == 0xdf: // fixmap, map16, map32
+		return Msgpack, nil
+	}
+	return "", fmt.Errorf("payload is neither a JSON object nor a msgpack map (first byte 0x%02x)", data[0])
+}
+
+// DecodeEvent decodes a status event in either encoding, told apart as Detect does.
+func DecodeEvent(contentType string, data []byte) (StatusEvent, error) {
+	var ev StatusEvent
+	enc, err := Detect(contentType, data)
+	if err != nil {
+		return ev, err
+	}
+	if enc == JSON {
+		err = json.Unmarshal(data, &ev)
+	} else {
+		err = msgpack.Unmarshal(data, &ev)
+	}
+	return ev, err
+}
+
+// DecodeAny decodes any payload (request, event or dead letter body) into generic values, for
+// tools that show a message to a person.
+func DecodeAny(contentType string, data []byte) (any, error) {
+	enc, err := Detect(contentType, data)
+	if err != nil {
+		return nil, err
+	}
+	var v any
+	if enc == JSON {
+		d := json.NewDecoder(bytes.NewReader(data))
+		d.UseNumber()
+		err = d.Decode(&v)
+	} else {
+		err = msgpack.Unmarshal(data, &v)
+	}
+	return v, err
+}

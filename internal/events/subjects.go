@@ -1,0 +1,52 @@
+package events
+
+import "strings"
+
+// Unknown stands for a subject token the consumer could not read or does not know.
+const Unknown = "unknown"
+
+// Subjects builds and parses the subjects under one prefix (CONTRACT.md section 1).
+type Subjects struct {
+	Prefix string
+}
+
+// QueryFilter is the wildcard the ORDERS_QUERY stream and the consumer capture.
+func (s Subjects) QueryFilter() string { return s.Prefix + ".query.>" }
+
+// StatusFilter is the wildcard the ORDERS_STATUS stream captures.
+func (s Subjects) StatusFilter() string { return s.Prefix + ".status.>" }
+
+// DeadLetterFilter is the wildcard the ORDERS_DLQ stream captures.
+func (s Subjects) DeadLetterFilter() string { return s.Prefix + ".dlq.>" }
+
+// LookupFilter is the wildcard of the synchronous lookup service.
+func (s Subjects) LookupFilter() string { return s.Prefix + ".lookup.>" }
+
+// Query is the subject a request for provider and kind is published on.
+func (s Subjects) Query(provider, kind string) string {
+	return s.Prefix + ".query." + provider + "." + kind
+}
+
+// Status is the subject a status-changed event is published on.
+func (s Subjects) Status(provider, kind string, status Status) string {
+	return s.Prefix + ".status." + provider + "." + kind + "." + string(status)
+}
+
+// DeadLetter is the subject a dead letter is published on.
+func (s Subjects) DeadLetter(provider, kind string) string {
+	return s.Prefix + ".dlq." + provider + "." + kind
+}
+
+// ParseQuery reads provider and kind from a query subject. ok is false when the subject is
+// not exactly <prefix>.query.<provider>.<kind>.
+func (s Subjects) ParseQuery(subject string) (provider, kind string, ok bool) {
+	rest, found := strings.CutPrefix(subject, s.Prefix+".query.")
+	if !found {
+		return "", "", false
+	}
+	provider, kind, found = strings.Cut(rest, ".")
+	if !found || provider == "" || kind == "" || strings.Contains(kind, ".") {
+		return "", "", false
+	}
+	return provider, kind, true
+}
