@@ -1,0 +1,114 @@
+package providers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+)
+
+// Class says what to do about a failed provider call. It is decided once, where the error is
+// born, and read everywhere else with Classify.
+type Class int
+
+const (
+	// Retryable: try again later (network errors, timeouts, HTTP 5xx, unknown result codes).
+	Retryable Class = iota
+	// RateLimited: the provider says the app is over its quota; retry later, and slower.
+	RateLimited
+	// TokenInvalid: the credential was refused; refresh it once and retry.
+	TokenInvalid
+	// Permanent: the provider says the request itself is wrong; retrying cannot help.
+	Permanent
+)
+
+func (c Class) String() string {
+	switch c {
+	case Retryable:
+		return "retryable"
+	case RateLimited:
+		return "rate_limited"
+	case TokenInvalid:
+		return "token_invalid"
+	case Permanent:
+		return "permanent"
+	}
+	return fmt.Sprintf("class(%d)", int(c))
+}
+
+// Error is a classified provider failure.
+type Error struct {
+	Provider string
+	Class    Class
+	// Code and Message are the provider's own result code and text, when it gave them.
+	Code    string
+	Message string
+	// Err is the underlying cause (network error, decode error), if any.
+	Err error
+}
+
+func (e *Error) Error() string {
+	s := e.Provider + ": " + e.Class.String()
+	if e.Code != "" {
+		s += " (code " + e.Code + ")"
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Classify returns the class of err. An error nobody classified (a bug, most likely) counts
+// as retryable: the retry budget bounds it, and it ends as a dead letter, never silently.
+func Classify(err error) Class {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe.Class
+	}
+	return Retryable
+}
+
+// TransportError classifies an error from an HTTP round trip: always retryable. The URL in a
+// *url.Error is cut to its path, so a credential in the query string never reaches a log.
+func TransportError(provider string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			u.RawQuery = ""
+			ue.URL = u.String()
+		}
+	}
+	msg := "network error"
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		msg = "timeout"
+	}
+	return &Error{Provider: provider, Class: Retryable, Message: msg, Err: err}
+}
+
+// HTTPStatusError classifies a non-200 HTTP answer: 429 is a rate limit, 5xx and anything
+// else unexpected is retryable.
+func HTTPStatusError(provider string, status int) error {
+	class := Retryable
+	if status == 429 {
+		class = RateLimited
+	}
+	return &Error{Provider: provider, Class: class, Message: fmt.Sprintf("HTTP %d", status)}
+}
+
+// RetryAfter is how long a caller should wait after an error of this class before trying the
+// same app again; zero means no advice.
+func RetryAfter(err error) time.Duration {
+	if Classify(err) == RateLimited {
+		return time.Second
+	}
+	return 0
+}

@@ -1,0 +1,219 @@
+package kuaishou
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/paystatus/orderstatus/internal/config"
+	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/providers"
+)
+
+// Name is the provider's subject token.
+const Name = "kuaishou"
+
+// endpoint is one query endpoint and the names of its fields.
+type endpoint struct {
+	path      string // below base_url
+	noField   string // request field carrying the merchant number
+	infoField string // answer field carrying the record
+}
+
+var endpoints = map[string]endpoint{
+	events.KindPayment:    {"/openapi/mp/developer/epay/query_order", "out_order_no", "payment_info"},
+	events.KindSettlement: {"/openapi/mp/developer/epay/query_settle", "out_settle_no", "settle_info"},
+	events.KindRefund:     {"/openapi/mp/developer/epay/query_refund", "out_refund_no", "refund_info"},
+}
+
+// orderNoRe is the documented form of out_order_no / out_settle_no / out_refund_no.
+var orderNoRe = regexp.MustCompile(`^[0-9A-Za-z_*-]{6,32}$`)
+
+// Client queries Kuaishou for the configured apps.
+type Client struct {
+	baseURL string
+	http    *http.Client
+	limiter providers.Limiter
+	classes map[int64]providers.Class
+	apps    map[string]*app
+	now     func() time.Time
+}
+
+type app struct {
+	id     string
+	secret string
+	tokens *tokenSource
+}
+
+// Option changes a Client.
+type Option func(*Client)
+
+// WithClock sets the clock (tests).
+func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
+
+// WithCodeClasses overrides the class of some result codes.
+func WithCodeClasses(m map[int64]providers.Class) Option {
+	return func(c *Client) {
+		for k, v := range m {
+			c.classes[k] = v
+		}
+	}
+}
+
+// New builds a client from the provider's configuration. limiter holds every query call
+// under the configured QPS.
+func New(cfg config.Provider, limiter providers.Limiter, opts ...Option) *Client {
+	c := &Client{
+		baseURL: trimSlash(cfg.BaseURL),
+		http:    providers.NewHTTPClient(cfg.Timeout),
+		limiter: limiter,
+		classes: map[int64]providers.Class{},
+		apps:    map[string]*app{},
+		now:     time.Now,
+	}
+	for k, v := range DefaultCodeClasses {
+		c.classes[k] = v
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	for _, a := range cfg.Apps {
+		c.apps[a.AppID] = &app{
+			id:     a.AppID,
+			secret: a.AppSecret.Reveal(),
+			tokens: &tokenSource{client: c.http, baseURL: c.baseURL, appID: a.AppID, secret: a.AppSecret.Reveal(), now: c.now},
+		}
+	}
+	return c
+}
+
+func trimSlash(s string) string {
+	for len(s) > 0 && s[len(s)-1] == '/' {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// Name implements providers.Provider.
+func (c *Client) Name() string { return Name }
+
+// SupportsKind implements providers.Provider.
+func (c *Client) SupportsKind(kind string) bool { _, ok := endpoints[kind]; return ok }
+
+// HasApp implements providers.Provider.
+func (c *Client) HasApp(appID string) bool { _, ok := c.apps[appID]; return ok }
+
+// Validate implements providers.Provider: Kuaishou finds orders by the merchant's number only.
+func (c *Client) Validate(q providers.Query) error {
+	if q.OrderNo == "" {
+		return &events.PayloadError{Reason: events.ReasonInvalidField, Field: "order_no", Msg: "is required for kuaishou (provider_order_no cannot be queried)"}
+	}
+	if !orderNoRe.MatchString(q.OrderNo) {
+		return &events.PayloadError{Reason: events.ReasonInvalidField, Field: "order_no", Msg: "must be 6 to 32 letters, digits, _, - or * for kuaishou"}
+	}
+	return nil
+}
+
+// Query implements providers.Provider. A refused access token is replaced once and the call
+// made again.
+func (c *Client) Query(ctx context.Context, q providers.Query) (providers.Result, error) {
+	a, ok := c.apps[q.AppID]
+	ep, known := endpoints[q.Kind]
+	if !ok || !known {
+		return providers.Result{}, &providers.Error{Provider: Name, Class: providers.Permanent, Message: fmt.Sprintf("no app %q or kind %q", q.AppID, q.Kind)}
+	}
+	for attempt := 0; ; attempt++ {
+		token, err := a.tokens.get(ctx)
+		if err != nil {
+			return providers.Result{}, err
+		}
+		if err := c.limiter.Wait(ctx, Name+"/"+a.id+ep.path); err != nil {
+			return providers.Result{}, providers.TransportError(Name, err)
+		}
+		res, err := c.call(ctx, a, ep, q, token)
+		if attempt == 0 && providers.Classify(err) == providers.TokenInvalid {
+			a.tokens.invalidate(token)
+			continue
+		}
+		return res, err
+	}
+}
+
+type answer struct {
+	Result   json.Number     `json:"result"`
+	ErrorMsg string          `json:"error_msg"`
+	Payment  json.RawMessage `json:"payment_info"`
+	Settle   json.RawMessage `json:"settle_info"`
+	Refund   json.RawMessage `json:"refund_info"`
+}
+
+func (c *Client) call(ctx context.Context, a *app, ep endpoint, q providers.Query, token string) (providers.Result, error) {
+	sign := Sign(map[string]string{"app_id": a.id, ep.noField: q.OrderNo}, a.secret)
+	body, _ := json.Marshal(map[string]string{ep.noField: q.OrderNo, "sign": sign})
+	u := c.baseURL + ep.path + "?" + url.Values{"app_id": {a.id}, "access_token": {token}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return providers.Result{}, &providers.Error{Provider: Name, Class: providers.Permanent, Message: "building request", Err: err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return providers.Result{}, providers.TransportError(Name, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, providers.MaxAnswerSize))
+	if err != nil {
+		return providers.Result{}, providers.TransportError(Name, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return providers.Result{}, providers.HTTPStatusError(Name, resp.StatusCode)
+	}
+	return c.parseAnswer(q, ep, raw, c.now())
+}
+
+// parseAnswer reads an answer body. Every failure is a classified *providers.Error.
+func (c *Client) parseAnswer(q providers.Query, ep endpoint, raw []byte, observed time.Time) (providers.Result, error) {
+	var ans answer
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	if err := d.Decode(&ans); err != nil {
+		return providers.Result{}, malformed("not JSON: %v", err)
+	}
+	if ans.Result.String() != strconv.Itoa(CodeSuccess) {
+		code, err := ans.Result.Int64()
+		if err != nil {
+			return providers.Result{}, malformed("result %q is not a number", ans.Result.String())
+		}
+		class, ok := c.classes[code]
+		if !ok {
+			class = providers.Retryable
+		}
+		return providers.Result{}, &providers.Error{Provider: Name, Class: class, Code: ans.Result.String(), Message: ans.ErrorMsg}
+	}
+	var info json.RawMessage
+	switch ep.infoField {
+	case "payment_info":
+		info = ans.Payment
+	case "settle_info":
+		info = ans.Settle
+	default:
+		info = ans.Refund
+	}
+	fields, err := decodeInfo(info)
+	if err != nil {
+		return providers.Result{}, malformed("%s: %v", ep.infoField, err)
+	}
+	res, err := transform(q, fields)
+	if err != nil {
+		return providers.Result{}, malformed("%s: %v", ep.infoField, err)
+	}
+	res.ObservedAt = observed.UTC()
+	return res, nil
+}

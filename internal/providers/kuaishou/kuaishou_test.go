@@ -1,0 +1,327 @@
+package kuaishou
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paystatus/orderstatus/internal/config"
+	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/providers"
+)
+
+func TestSignContractVector(t *testing.T) {
+	got := Sign(map[string]string{"app_id": "ks707065143182458884", "out_order_no": "1711619867139contractDemo",
+		"access_token": "ignored", "sign": "ignored", "empty": ""}, "9VfzaT-7Jf1bBHv-veFZfg")
+	if got != "360a9add284bb4e2050673132418a356" {
+		t.Fatalf("sign = %s", got)
+	}
+}
+
+func TestNormalizeStatusTable(t *testing.T) {
+	for v, want := range map[string]events.Status{
+		"PROCESSING": "pending", "SETTLE_PROCESSING": "pending", "REFUND_PROCESSING": "pending",
+		"SUCCESS": "succeeded", "SETTLE_SUCCESS": "succeeded", "REFUND_SUCCESS": "succeeded",
+		"FAILED": "failed", "SETTLE_FAILED": "failed", "REFUND_FAILED": "failed",
+		"TIMEOUT": "timed_out", "UNKNOWN": "unknown", "UNKNOW": "unknown", "": "unknown", "weird": "unknown",
+	} {
+		if got := NormalizeStatus(v); got != want {
+			t.Errorf("%q -> %q, want %q", v, got, want)
+		}
+	}
+}
+
+func mustParse(t *testing.T, kind, body string) providers.Result {
+	t.Helper()
+	c := New(config.Provider{Timeout: time.Second}, providers.NewWindowLimiter(30))
+	res, err := c.parseAnswer(providers.Query{Kind: kind, AppID: "a", OrderNo: "1637808229728demo"}, endpoints[kind], []byte(body), time.Unix(100, 0))
+	if err != nil {
+		t.Fatalf("parseAnswer: %v", err)
+	}
+	return res
+}
+
+const docPayment = `{"total_amount": 1200, "pay_status": "SUCCESS", "pay_time": 1712753202906, "pay_channel": "WECHAT",
+  "out_order_no": "1637808229728demo", "ks_order_no": "121112500031787702250",
+  "extra_info":"{\"url\":\"\",\"item_type\":\"VIDEO\",\"item_id\":\"5239375269605736845\",\"author_id\":\"123\"}",
+  "enable_promotion": true, "promotion_amount": 1, "open_id":"5b748c61ef280130c0656638ebd4eaa6", "order_status": 2}`
+
+func TestParsePaymentObjectAndString(t *testing.T) {
+	asString, _ := json.Marshal(docPayment)
+	for name, body := range map[string]string{
+		"object": `{"result":1,"error_msg":"","payment_info":` + docPayment + `}`,
+		"string": `{"result":1,"error_msg":"","payment_info":` + string(asString) + `}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := mustParse(t, events.KindPayment, body)
+			if r.Status != events.StatusSucceeded || r.ProviderStatus != "SUCCESS" || r.Amount != 1200 ||
+				r.Channel != events.ChannelWechat || r.ProviderOrderNo != "121112500031787702250" || r.ProviderRefNo != "" ||
+				r.OrderKey != "1637808229728demo" || !r.PaidAt.Equal(time.UnixMilli(1712753202906)) || r.PaidAt.Location() != time.UTC {
+				t.Fatalf("%+v", r)
+			}
+			extra, ok := r.Details["extra_info"].(map[string]any)
+			if !ok || extra["item_id"] != "5239375269605736845" || extra["item_type"] != "VIDEO" {
+				t.Fatalf("extra_info %#v", r.Details["extra_info"])
+			}
+			if r.Details["promotion_amount"] != int64(1) || r.Details["order_status"] != int64(2) || r.Details["enable_promotion"] != true ||
+				r.Details["open_id"] != "5b748c61ef280130c0656638ebd4eaa6" {
+				t.Fatalf("details %#v", r.Details)
+			}
+			for _, mapped := range []string{"pay_status", "total_amount", "out_order_no", "ks_order_no", "pay_time", "pay_channel"} {
+				if _, ok := r.Details[mapped]; ok {
+					t.Errorf("details repeats %s", mapped)
+				}
+			}
+		})
+	}
+}
+
+func TestParseSettlementAndRefund(t *testing.T) {
+	s := mustParse(t, events.KindSettlement, `{"result":1,"settle_info":{"settle_no":"234325456565","total_amount":3234,"settle_amount":234,
+		"settle_status":"SETTLE_PROCESSING","ks_order_no":"121120711774457276553","ks_settle_no":"321120700415719078553","promotion_amount":10,"developer_promotion_amount":20}}`)
+	if s.Status != events.StatusPending || s.Amount != 234 || s.ProviderRefNo != "321120700415719078553" || s.Details["total_amount"] != int64(3234) ||
+		s.Channel != events.ChannelUnknown || !s.PaidAt.IsZero() {
+		t.Fatalf("%+v", s)
+	}
+	r := mustParse(t, events.KindRefund, `{"result":1,"refund_info":"{\"refund_no\":\"1660811124083refund\",\"refund_amount\":1,\"refund_status\":\"REFUND_SUCCESS\",\"ks_order_no\":\"122081801105480677436\",\"ks_refund_no\":\"222081811172813537436\",\"ks_refund_type\":\"保证金账户退款\"}"}`)
+	if r.Status != events.StatusSucceeded || r.Amount != 1 || r.ProviderRefNo != "222081811172813537436" || r.Details["ks_refund_type"] != "保证金账户退款" {
+		t.Fatalf("%+v", r)
+	}
+}
+
+func TestAmountsToTheFen(t *testing.T) {
+	for amount, want := range map[string]int64{`1200`: 1200, `"1200"`: 1200, `1200.0`: 1200, `0`: 0, `9007199254740991`: 9007199254740991, `123456789012345678`: 123456789012345678} {
+		r := mustParse(t, events.KindPayment, `{"result":1,"payment_info":{"pay_status":"SUCCESS","total_amount":`+amount+`}}`)
+		if r.Amount != want {
+			t.Errorf("%s -> %d", amount, r.Amount)
+		}
+	}
+}
+
+func TestMalformedAnswersAreRetryable(t *testing.T) {
+	c := New(config.Provider{Timeout: time.Second}, providers.NewWindowLimiter(30))
+	for name, body := range map[string]string{
+		"not json":        `<html>`,
+		"no info":         `{"result":1}`,
+		"info not object": `{"result":1,"payment_info":[1]}`,
+		"info bad string": `{"result":1,"payment_info":"{oops"}`,
+		"no status":       `{"result":1,"payment_info":{"total_amount":1}}`,
+		"fraction amount": `{"result":1,"payment_info":{"pay_status":"SUCCESS","total_amount":12.5}}`,
+		"text amount":     `{"result":1,"payment_info":{"pay_status":"SUCCESS","total_amount":"12元"}}`,
+		"status number":   `{"result":1,"payment_info":{"pay_status":{}}}`,
+		"result text":     `{"result":"ok"}`,
+	} {
+		_, err := c.parseAnswer(providers.Query{Kind: events.KindPayment, OrderNo: "123456"}, endpoints[events.KindPayment], []byte(body), time.Now())
+		var pe *providers.Error
+		if !errors.As(err, &pe) || pe.Class != providers.Retryable || !strings.Contains(pe.Message, "malformed") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestResultCodeClasses(t *testing.T) {
+	c := New(config.Provider{Timeout: time.Second}, providers.NewWindowLimiter(30), WithCodeClasses(map[int64]providers.Class{CodeSystemBusy: providers.Permanent}))
+	for code, want := range map[string]providers.Class{
+		"100200100": providers.Permanent, "100200102": providers.TokenInvalid, "100200104": providers.Permanent,
+		"100200105": providers.RateLimited, "100200106": providers.Permanent, "999": providers.Retryable,
+	} {
+		_, err := c.parseAnswer(providers.Query{Kind: events.KindPayment}, endpoints[events.KindPayment], []byte(`{"result":`+code+`,"error_msg":"m"}`), time.Now())
+		var pe *providers.Error
+		if !errors.As(err, &pe) || pe.Class != want || pe.Code != code || pe.Message != "m" {
+			t.Errorf("code %s: %v", code, err)
+		}
+	}
+}
+
+func startSandbox(t *testing.T, qps int) *Sandbox {
+	t.Helper()
+	sb := NewSandbox(qps)
+	LoadDemo(sb)
+	if err := sb.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	return sb
+}
+
+func newClient(sb *Sandbox, secret string, opts ...Option) *Client {
+	return New(config.Provider{BaseURL: sb.URL(), QPS: 1000, Timeout: 2 * time.Second,
+		Apps: []config.App{{AppID: DemoAppID, AppSecret: config.Secret(secret)}}}, providers.NewWindowLimiter(1000), opts...)
+}
+
+func TestQueryAgainstSandbox(t *testing.T) {
+	sb := startSandbox(t, 0)
+	c := newClient(sb, DemoAppSecret)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		kind, no string
+		status   events.Status
+		amount   int64
+	}{
+		{events.KindPayment, DemoOrderNo, events.StatusPending, 1200},
+		{events.KindPayment, "1637808229728demo", events.StatusSucceeded, 990},
+		{events.KindSettlement, DemoOrderNo, events.StatusPending, 234},
+		{events.KindRefund, "1660811124083refund", events.StatusPending, 1},
+	} {
+		res, err := c.Query(ctx, providers.Query{Kind: tc.kind, AppID: DemoAppID, OrderNo: tc.no})
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.kind, tc.no, err)
+		}
+		if res.Status != tc.status || res.Amount != tc.amount {
+			t.Errorf("%s %s: %+v", tc.kind, tc.no, res)
+		}
+	}
+	sb.SetStatus(DemoAppID, events.KindPayment, DemoOrderNo, "SUCCESS")
+	res, err := c.Query(ctx, providers.Query{Kind: events.KindPayment, AppID: DemoAppID, OrderNo: DemoOrderNo})
+	if err != nil || res.Status != events.StatusSucceeded || res.Channel != events.ChannelWechat || res.PaidAt.IsZero() {
+		t.Fatalf("after change: %v %+v", err, res)
+	}
+	_, err = c.Query(ctx, providers.Query{Kind: events.KindPayment, AppID: DemoAppID, OrderNo: "no-such-order"})
+	if pe := (*providers.Error)(nil); !errors.As(err, &pe) || pe.Class != providers.Permanent || pe.Code != "100200104" {
+		t.Fatalf("unknown order: %v", err)
+	}
+	if n := sb.TokenFetches(DemoAppID); n != 1 {
+		t.Fatalf("token fetched %d times", n)
+	}
+}
+
+func TestTokenOneFetchManyWaiters(t *testing.T) {
+	sb := startSandbox(t, 0)
+	c := newClient(sb, DemoAppSecret)
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.Query(context.Background(), providers.Query{Kind: events.KindPayment, AppID: DemoAppID, OrderNo: DemoOrderNo})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := sb.TokenFetches(DemoAppID); n != 1 {
+		t.Fatalf("50 concurrent calls fetched %d tokens", n)
+	}
+}
+
+func TestTokenRefreshedBeforeExpiryAndAfterRefusal(t *testing.T) {
+	sb := startSandbox(t, 0)
+	sb.TokenTTL = 100 * time.Second
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	c := newClient(sb, DemoAppSecret, WithClock(clock))
+	q := providers.Query{Kind: events.KindPayment, AppID: DemoAppID, OrderNo: DemoOrderNo}
+	query := func() {
+		t.Helper()
+		if _, err := c.Query(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	query()
+	mu.Lock()
+	now = now.Add(79 * time.Second) // still inside 80% of the life
+	mu.Unlock()
+	query()
+	if n := sb.TokenFetches(DemoAppID); n != 1 {
+		t.Fatalf("fetches %d, want 1", n)
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Second) // past 80%: refreshed, though the old one still works
+	mu.Unlock()
+	query()
+	if n := sb.TokenFetches(DemoAppID); n != 2 {
+		t.Fatalf("fetches %d, want 2", n)
+	}
+	sb.ExpireTokens(DemoAppID) // the provider refuses the cached token: one refresh, one retry
+	query()
+	if n := sb.TokenFetches(DemoAppID); n != 3 {
+		t.Fatalf("fetches %d, want 3", n)
+	}
+}
+
+func TestWrongSecret(t *testing.T) {
+	sb := startSandbox(t, 0)
+	c := newClient(sb, "wrong")
+	_, err := c.Query(context.Background(), providers.Query{Kind: events.KindPayment, AppID: DemoAppID, OrderNo: DemoOrderNo})
+	var pe *providers.Error
+	if !errors.As(err, &pe) || pe.Code != "100200101" || pe.Class != providers.Retryable {
+		t.Fatalf("%v", err)
+	}
+	if strings.Contains(err.Error(), "wrong") {
+		t.Fatalf("secret in error: %v", err)
+	}
+}
+
+func TestSandboxRateLimitAnswer(t *testing.T) {
+	sb := startSandbox(t, 3)
+	c := newClient(sb, DemoAppSecret)
+	limited := 0
+	for range 10 {
+		_, err := c.Query(context.Background(), providers.Query{Kind: events.KindPayment, AppID: DemoAppID, OrderNo: DemoOrderNo})
+		if providers.Classify(err) == providers.RateLimited && err != nil {
+			limited++
+		}
+	}
+	if limited < 5 {
+		t.Fatalf("only %d of 10 calls over a limit of 3 were refused", limited)
+	}
+}
+
+func TestTransportErrorHidesToken(t *testing.T) {
+	sb := startSandbox(t, 0)
+	c := newClient(sb, DemoAppSecret)
+	if _, err := c.Query(context.Background(), providers.Query{Kind: events.KindPayment, AppID: DemoAppID, OrderNo: DemoOrderNo}); err != nil {
+		t.Fatal(err)
+	}
+	sb.Close()
+	_, err := c.Query(context.Background(), providers.Query{Kind: events.KindPayment, AppID: DemoAppID, OrderNo: DemoOrderNo})
+	if err == nil || providers.Classify(err) != providers.Retryable || strings.Contains(err.Error(), "access_token") || strings.Contains(err.Error(), "ChFv") {
+		t.Fatalf("%v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	c := New(config.Provider{Timeout: time.Second}, providers.NewWindowLimiter(1))
+	for no, ok := range map[string]bool{"1711619867139contractDemo": true, "ab*-_9": true, "short": false, "has space 1": false, strings.Repeat("1", 33): false, "": false} {
+		err := c.Validate(providers.Query{OrderNo: no})
+		if (err == nil) != ok {
+			t.Errorf("%q: %v", no, err)
+		}
+	}
+}
+
+// FuzzParseAnswer: no answer panics the parser, and every failure is a classified error.
+func FuzzParseAnswer(f *testing.F) {
+	f.Add(`{"result":1,"payment_info":` + docPayment + `}`)
+	f.Add(`{"result":1,"payment_info":"{\"pay_status\":\"SUCCESS\",\"total_amount\":\"1\"}"}`)
+	f.Add(`{"result":100200104,"error_msg":"x"}`)
+	f.Add(`{"result":1,"payment_info":{"pay_status":"SUCCESS","total_amount":1e400}}`)
+	f.Add(`{"result":1,"payment_info":{"pay_status":"X","extra_info":"{\"a\":[1,{}]}"}}`)
+	c := New(config.Provider{Timeout: time.Second}, providers.NewWindowLimiter(30))
+	f.Fuzz(func(t *testing.T, body string) {
+		for kind, ep := range endpoints {
+			res, err := c.parseAnswer(providers.Query{Kind: kind, OrderNo: "123456"}, ep, []byte(body), time.Now())
+			if err != nil {
+				var pe *providers.Error
+				if !errors.As(err, &pe) {
+					t.Fatalf("unclassified %v", err)
+				}
+				continue
+			}
+			if res.ProviderStatus == "" || res.Status == "" {
+				t.Fatalf("accepted without status: %+v", res)
+			}
+		}
+	})
+}

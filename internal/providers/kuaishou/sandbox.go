@@ -1,0 +1,351 @@
+package kuaishou
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/paystatus/orderstatus/internal/events"
+)
+
+// Sandbox is a stand-in for open.kuaishou.com over real HTTP, for `consumer dev` and tests. It
+// behaves like the documented API: it issues access tokens (a new one leaves the old valid),
+// checks the access token, the signature and the order number of every query, enforces the QPS
+// limit per app and endpoint, and answers with orders whose status moves on over time. It
+// records every call so tests can count them.
+type Sandbox struct {
+	// QPS is the limit per app and endpoint; 0 means none.
+	QPS int
+	// TokenTTL is the life of an access token (default 48h).
+	TokenTTL time.Duration
+
+	mu           sync.Mutex
+	apps         map[string]*sandboxApp
+	orders       map[string]*SandboxOrder
+	calls        map[string][]time.Time
+	tokenFetches map[string]int
+	srv          *http.Server
+	url          string
+}
+
+type sandboxApp struct {
+	secret string
+	tokens map[string]time.Time // token -> expiry
+}
+
+// SandboxOrder is one payment, settlement or refund in the sandbox.
+type SandboxOrder struct {
+	AppID   string
+	Kind    string // events.KindPayment, KindSettlement or KindRefund
+	OrderNo string // out_order_no / out_settle_no / out_refund_no
+	// Steps is the status timeline: each status holds from its After (since the order was put)
+	// until the next step's. The first step should have After 0.
+	Steps []Step
+	// Amount is total_amount (payment), settle_amount (settlement) or refund_amount (refund).
+	Amount           int64
+	KsOrderNo        string
+	KsRefNo          string // ks_settle_no / ks_refund_no
+	PayChannel       string // shown once the payment succeeded; UNKNOWN before
+	InfoAsJSONString bool   // answer the record as a JSON string rather than an object
+	// Fields are further record fields, as the provider names them (extra_info, open_id, ...).
+	Fields map[string]any
+
+	created time.Time
+}
+
+// Step is one point of an order's status timeline.
+type Step struct {
+	After  time.Duration
+	Status string
+}
+
+// callHistory is how long the sandbox remembers calls, so a long `consumer dev` run stays small.
+const callHistory = 10 * time.Minute
+
+// NewSandbox returns an empty sandbox limited to qps calls per app and endpoint.
+func NewSandbox(qps int) *Sandbox {
+	return &Sandbox{
+		QPS:          qps,
+		TokenTTL:     48 * time.Hour,
+		apps:         map[string]*sandboxApp{},
+		orders:       map[string]*SandboxOrder{},
+		calls:        map[string][]time.Time{},
+		tokenFetches: map[string]int{},
+	}
+}
+
+// AddApp registers an app and its secret.
+func (s *Sandbox) AddApp(appID, secret string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.apps[appID] = &sandboxApp{secret: secret, tokens: map[string]time.Time{}}
+}
+
+// PutOrder adds or replaces an order; its timeline starts now.
+func (s *Sandbox) PutOrder(o SandboxOrder) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o.created = time.Now()
+	if len(o.Steps) == 0 {
+		o.Steps = []Step{{Status: "PROCESSING"}}
+	}
+	s.orders[orderKey(o.AppID, o.Kind, o.OrderNo)] = &o
+}
+
+// SetStatus moves an order to status from now on.
+func (s *Sandbox) SetStatus(appID, kind, orderNo, status string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o := s.orders[orderKey(appID, kind, orderNo)]; o != nil {
+		o.Steps = append(o.Steps, Step{After: time.Since(o.created), Status: status})
+	}
+}
+
+// ExpireTokens makes every access token issued to appID invalid, as if they had expired.
+func (s *Sandbox) ExpireTokens(appID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a := s.apps[appID]; a != nil {
+		a.tokens = map[string]time.Time{}
+	}
+}
+
+// TokenFetches is how many access tokens appID was issued.
+func (s *Sandbox) TokenFetches(appID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tokenFetches[appID]
+}
+
+// Calls returns the arrival times of every query call for appID and kind, in order.
+func (s *Sandbox) Calls(appID, kind string) []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.calls[appID+endpoints[kind].path]...)
+}
+
+// MaxCallsPerWindow is the most calls that arrived within any window of length w.
+func MaxCallsPerWindow(calls []time.Time, w time.Duration) int {
+	sort.Slice(calls, func(i, j int) bool { return calls[i].Before(calls[j]) })
+	best, lo := 0, 0
+	for hi := range calls {
+		for calls[hi].Sub(calls[lo]) >= w {
+			lo++
+		}
+		best = max(best, hi-lo+1)
+	}
+	return best
+}
+
+func orderKey(appID, kind, no string) string { return appID + "|" + kind + "|" + no }
+
+// Start serves the sandbox on addr ("127.0.0.1:0" for any free port).
+func (s *Sandbox) Start(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	s.url = "http://" + ln.Addr().String()
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = s.srv.Serve(ln) }()
+	return nil
+}
+
+// URL is the base URL of a started sandbox.
+func (s *Sandbox) URL() string { return s.url }
+
+// Close stops a started sandbox.
+func (s *Sandbox) Close() error {
+	if s.srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return s.srv.Shutdown(ctx)
+}
+
+// Handler serves the sandbox's API.
+func (s *Sandbox) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/oauth2/access_token", s.serveToken)
+	for kind, ep := range endpoints {
+		mux.HandleFunc(ep.path, func(w http.ResponseWriter, r *http.Request) { s.serveQuery(w, r, kind, ep) })
+	}
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func fail(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, map[string]any{"result": code, "error_msg": msg})
+}
+
+func (s *Sandbox) serveToken(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		fail(w, CodeInvalidParam, "参数有误")
+		return
+	}
+	appID, secret := r.Form.Get("app_id"), r.Form.Get("app_secret")
+	if appID == "" || secret == "" || r.Form.Get("grant_type") != "client_credentials" {
+		fail(w, CodeInvalidParam, "参数有误,需要检查参数是否为空或有误")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.apps[appID]
+	if a == nil || a.secret != secret {
+		fail(w, CodeAuthFailed, "验证出错,需要检查app_id和app_secret")
+		return
+	}
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	token := "ChFvYXV0aC5hY2Nlc3NUb2tlbh" + hex.EncodeToString(b[:])
+	a.tokens[token] = time.Now().Add(s.TokenTTL)
+	s.tokenFetches[appID]++
+	writeJSON(w, map[string]any{"result": 1, "access_token": token, "expires_in": int64(s.TokenTTL / time.Second), "token_type": "bearer"})
+}
+
+func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string, ep endpoint) {
+	if r.Method != http.MethodPost {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	appID, token := r.URL.Query().Get("app_id"), r.URL.Query().Get("access_token")
+	now := time.Now()
+
+	s.mu.Lock()
+	key := appID + ep.path
+	s.calls[key] = append(s.calls[key], now)
+	if calls := s.calls[key]; len(calls) > 4096 && now.Sub(calls[0]) > callHistory {
+		i := sort.Search(len(calls), func(i int) bool { return now.Sub(calls[i]) <= callHistory })
+		s.calls[key] = append([]time.Time(nil), calls[i:]...)
+	}
+	limited := s.QPS > 0 && s.countSince(key, now.Add(-time.Second)) > s.QPS
+	a := s.apps[appID]
+	var secret string
+	tokenOK := false
+	if a != nil {
+		secret = a.secret
+		exp, ok := a.tokens[token]
+		tokenOK = ok && now.Before(exp)
+	}
+	s.mu.Unlock()
+
+	switch {
+	case !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json"):
+		fail(w, CodeInvalidParam, "Content-Type must be application/json")
+		return
+	case a == nil:
+		fail(w, CodeInvalidParam, "app_id 不存在")
+		return
+	case !tokenOK:
+		fail(w, CodeTokenInvalid, "access_token 无效或已过期")
+		return
+	case limited:
+		fail(w, CodeRateLimited, "请求过于频繁")
+		return
+	}
+	var body map[string]string
+	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+	if err != nil || json.Unmarshal(raw, &body) != nil {
+		fail(w, CodeInvalidParam, "body 不是合法的 JSON")
+		return
+	}
+	no := body[ep.noField]
+	if !orderNoRe.MatchString(no) {
+		fail(w, CodeInvalidParam, ep.noField+" 参数有误")
+		return
+	}
+	fields := map[string]string{"app_id": appID}
+	for k, v := range body {
+		fields[k] = v
+	}
+	if body["sign"] == "" || Sign(fields, secret) != body["sign"] {
+		fail(w, CodeSignatureInvalid, "签名校验失败")
+		return
+	}
+	s.mu.Lock()
+	o := s.orders[orderKey(appID, kind, no)]
+	var record map[string]any
+	if o != nil {
+		record = o.record(now)
+	}
+	s.mu.Unlock()
+	if o == nil {
+		fail(w, CodeOrderNotFound, "订单不存在")
+		return
+	}
+	var info any = record
+	if o.InfoAsJSONString {
+		b, _ := json.Marshal(record)
+		info = string(b)
+	}
+	writeJSON(w, map[string]any{"result": 1, "error_msg": "success", ep.infoField: info})
+}
+
+// countSince counts calls under key at or after since. Callers hold s.mu.
+func (s *Sandbox) countSince(key string, since time.Time) int {
+	calls := s.calls[key]
+	n := 0
+	for i := len(calls) - 1; i >= 0 && !calls[i].Before(since); i-- {
+		n++
+	}
+	return n
+}
+
+// status is the order's status at now and when it took it.
+func (o *SandboxOrder) status(now time.Time) (string, time.Time) {
+	st, at := o.Steps[0].Status, o.created
+	for _, step := range o.Steps {
+		if now.Sub(o.created) >= step.After {
+			st, at = step.Status, o.created.Add(step.After)
+		}
+	}
+	return st, at
+}
+
+func (o *SandboxOrder) record(now time.Time) map[string]any {
+	st, since := o.status(now)
+	rec := map[string]any{}
+	for k, v := range o.Fields {
+		rec[k] = v
+	}
+	rec["ks_order_no"] = o.KsOrderNo
+	switch o.Kind {
+	case events.KindPayment:
+		rec["out_order_no"] = o.OrderNo
+		rec["total_amount"] = o.Amount
+		rec["pay_status"] = st
+		rec["pay_time"] = int64(0)
+		rec["pay_channel"] = "UNKNOWN"
+		if st == "SUCCESS" {
+			rec["pay_time"] = since.UnixMilli()
+			rec["pay_channel"] = o.PayChannel
+		}
+		if _, ok := rec["extra_info"]; !ok {
+			rec["extra_info"] = ""
+		}
+	case events.KindSettlement:
+		rec["settle_no"] = o.OrderNo
+		rec["settle_amount"] = o.Amount
+		rec["settle_status"] = st
+		rec["ks_settle_no"] = o.KsRefNo
+	case events.KindRefund:
+		rec["refund_no"] = o.OrderNo
+		rec["refund_amount"] = o.Amount
+		rec["refund_status"] = st
+		rec["ks_refund_no"] = o.KsRefNo
+	}
+	return rec
+}

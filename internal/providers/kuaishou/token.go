@@ -1,0 +1,140 @@
+package kuaishou
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/paystatus/orderstatus/internal/providers"
+)
+
+// tokenSource keeps one app's access token. A token is used until 80% of its life has passed;
+// then the next caller fetches a new one (a new token leaves the old one valid, so callers keep
+// using the old one if the fetch fails). However many callers wait, one fetch runs at a time.
+type tokenSource struct {
+	client  *http.Client
+	baseURL string
+	appID   string
+	secret  string
+	now     func() time.Time
+
+	mu        sync.Mutex
+	token     string
+	refreshAt time.Time
+	expiresAt time.Time
+	flight    singleflight.Group
+}
+
+func (t *tokenSource) get(ctx context.Context) (string, error) {
+	t.mu.Lock()
+	token, refreshAt, expiresAt := t.token, t.refreshAt, t.expiresAt
+	t.mu.Unlock()
+	now := t.now()
+	if token != "" && now.Before(refreshAt) {
+		return token, nil
+	}
+	// The fetch runs on its own context, so that one caller giving up does not fail the
+	// others waiting on the same fetch; each caller still stops waiting when its ctx ends.
+	ch := t.flight.DoChan("token", func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.client.Timeout+time.Second)
+		defer cancel()
+		return t.fetch(fctx)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			if token != "" && now.Before(expiresAt) {
+				return token, nil // the old token is still good
+			}
+			return "", r.Err
+		}
+		return r.Val.(string), nil
+	case <-ctx.Done():
+		return "", providers.TransportError(Name, ctx.Err())
+	}
+}
+
+// invalidate forgets token if it is still the current one, after the provider refused it.
+func (t *tokenSource) invalidate(token string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.token == token {
+		t.token = ""
+	}
+}
+
+type tokenAnswer struct {
+	Result      json.Number `json:"result"`
+	AccessToken string      `json:"access_token"`
+	ExpiresIn   json.Number `json:"expires_in"`
+	ErrorMsg    string      `json:"error_msg"`
+}
+
+func (t *tokenSource) fetch(ctx context.Context) (string, error) {
+	t.mu.Lock()
+	if t.token != "" && t.now().Before(t.refreshAt) { // fetched while this caller queued
+		tok := t.token
+		t.mu.Unlock()
+		return tok, nil
+	}
+	t.mu.Unlock()
+
+	form := url.Values{"app_id": {t.appID}, "app_secret": {t.secret}, "grant_type": {"client_credentials"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.baseURL+"/oauth2/access_token", strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", &providers.Error{Provider: Name, Class: providers.Permanent, Message: "building token request", Err: err}
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	started := t.now()
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return "", providers.TransportError(Name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, providers.MaxAnswerSize))
+	if err != nil {
+		return "", providers.TransportError(Name, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", providers.HTTPStatusError(Name, resp.StatusCode)
+	}
+	var ans tokenAnswer
+	if err := json.Unmarshal(body, &ans); err != nil {
+		return "", malformed("access token answer is not JSON: %v", err)
+	}
+	if ans.Result.String() != "1" {
+		code, _ := ans.Result.Int64()
+		return "", &providers.Error{Provider: Name, Class: providers.Retryable, Code: ans.Result.String(),
+			Message: "access token refused: " + ans.ErrorMsg + codeHint(code)}
+	}
+	secs, err := ans.ExpiresIn.Int64()
+	if ans.AccessToken == "" || err != nil || secs <= 0 {
+		return "", malformed("access token answer lacks access_token or expires_in")
+	}
+	life := time.Duration(secs) * time.Second
+	t.mu.Lock()
+	t.token = ans.AccessToken
+	t.expiresAt = started.Add(life)
+	t.refreshAt = started.Add(life * 8 / 10)
+	t.mu.Unlock()
+	return ans.AccessToken, nil
+}
+
+func codeHint(code int64) string {
+	if code == CodeAuthFailed {
+		return " (check app_id and app_secret)"
+	}
+	return ""
+}
+
+func malformed(format string, args ...any) error {
+	return &providers.Error{Provider: Name, Class: providers.Retryable, Message: "malformed answer: " + fmt.Sprintf(format, args...)}
+}

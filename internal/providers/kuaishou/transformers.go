@@ -1,0 +1,200 @@
+package kuaishou
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/providers"
+)
+
+// statuses maps every documented pay_status / settle_status / refund_status to the normalized
+// model (CONTRACT.md section 3). Anything else is unknown.
+var statuses = map[string]events.Status{
+	"PROCESSING":        events.StatusPending,
+	"SETTLE_PROCESSING": events.StatusPending,
+	"REFUND_PROCESSING": events.StatusPending,
+	"SUCCESS":           events.StatusSucceeded,
+	"SETTLE_SUCCESS":    events.StatusSucceeded,
+	"REFUND_SUCCESS":    events.StatusSucceeded,
+	"FAILED":            events.StatusFailed,
+	"SETTLE_FAILED":     events.StatusFailed,
+	"REFUND_FAILED":     events.StatusFailed,
+	"TIMEOUT":           events.StatusTimedOut,
+	"UNKNOWN":           events.StatusUnknown,
+}
+
+// NormalizeStatus maps a Kuaishou status value to the normalized status.
+func NormalizeStatus(v string) events.Status {
+	if s, ok := statuses[v]; ok {
+		return s
+	}
+	return events.StatusUnknown
+}
+
+var channels = map[string]events.Channel{
+	"WECHAT":    events.ChannelWechat,
+	"ALIPAY":    events.ChannelAlipay,
+	"APPLE_PAY": events.ChannelApplePay,
+}
+
+// NormalizeChannel maps pay_channel to the normalized channel.
+func NormalizeChannel(v string) events.Channel {
+	if c, ok := channels[v]; ok {
+		return c
+	}
+	return events.ChannelUnknown
+}
+
+// recordFields names, per kind, the fields of the record that become top-level event fields;
+// every other field goes to details.
+type recordFields struct {
+	status, amount, orderNo, providerOrderNo, refNo, channel, paidAt string
+}
+
+var records = map[string]recordFields{
+	events.KindPayment:    {status: "pay_status", amount: "total_amount", orderNo: "out_order_no", providerOrderNo: "ks_order_no", channel: "pay_channel", paidAt: "pay_time"},
+	events.KindSettlement: {status: "settle_status", amount: "settle_amount", orderNo: "settle_no", providerOrderNo: "ks_order_no", refNo: "ks_settle_no"},
+	events.KindRefund:     {status: "refund_status", amount: "refund_amount", orderNo: "refund_no", providerOrderNo: "ks_order_no", refNo: "ks_refund_no"},
+}
+
+// decodeInfo reads a *_info record, which arrives as a JSON object or as a JSON string
+// holding one.
+func decodeInfo(raw json.RawMessage) (map[string]json.RawMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return nil, errors.New("missing")
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, err
+		}
+		raw = []byte(s)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return nil, fmt.Errorf("not an object: %v", err)
+	}
+	if fields == nil {
+		return nil, errors.New("not an object")
+	}
+	return fields, nil
+}
+
+// transform turns a record into a Result. The kind is told by the query.
+func transform(q providers.Query, fields map[string]json.RawMessage) (providers.Result, error) {
+	spec := records[q.Kind]
+	res := providers.Result{OrderKey: q.OrderNo, OrderNo: q.OrderNo, Channel: events.ChannelUnknown, Details: map[string]any{}}
+	var err error
+	if res.ProviderStatus, err = stringOf(fields, spec.status); err != nil {
+		return res, err
+	}
+	if res.ProviderStatus == "" {
+		return res, fmt.Errorf("%s is missing", spec.status)
+	}
+	res.Status = NormalizeStatus(res.ProviderStatus)
+	if res.Amount, err = fenOf(fields, spec.amount); err != nil {
+		return res, err
+	}
+	if res.ProviderOrderNo, err = stringOf(fields, spec.providerOrderNo); err != nil {
+		return res, err
+	}
+	if spec.refNo != "" {
+		if res.ProviderRefNo, err = stringOf(fields, spec.refNo); err != nil {
+			return res, err
+		}
+	}
+	if spec.channel != "" {
+		ch, err := stringOf(fields, spec.channel)
+		if err != nil {
+			return res, err
+		}
+		res.Channel = NormalizeChannel(ch)
+	}
+	if spec.paidAt != "" {
+		ms, err := fenOf(fields, spec.paidAt) // an integer like any amount: milliseconds
+		if err != nil {
+			return res, err
+		}
+		if ms > 0 {
+			res.PaidAt = time.UnixMilli(ms).UTC()
+		}
+	}
+	mapped := map[string]bool{spec.status: true, spec.amount: true, spec.orderNo: true, spec.providerOrderNo: true,
+		spec.refNo: true, spec.channel: true, spec.paidAt: true}
+	for k, v := range fields {
+		if mapped[k] {
+			continue
+		}
+		val, err := providers.DetailValue(v)
+		if err != nil {
+			return res, fmt.Errorf("%s: %v", k, err)
+		}
+		if s, ok := val.(string); ok && k == "extra_info" {
+			if obj, ok := providers.ParseJSONObject(s); ok {
+				val = obj
+			}
+		}
+		res.Details[k] = val
+	}
+	return res, nil
+}
+
+func stringOf(fields map[string]json.RawMessage, name string) (string, error) {
+	raw, ok := fields[name]
+	if !ok || string(raw) == "null" {
+		return "", nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		// Some records carry numbers where strings are documented (order numbers); take the text.
+		var n json.Number
+		if nerr := json.Unmarshal(raw, &n); nerr == nil {
+			return n.String(), nil
+		}
+		return "", fmt.Errorf("%s is not a string", name)
+	}
+	return s, nil
+}
+
+// fenOf reads an integer amount (fen) or timestamp. It accepts a JSON number or a string of
+// digits, and refuses a fraction or anything past int64: an amount is never rounded.
+func fenOf(fields map[string]json.RawMessage, name string) (int64, error) {
+	raw, ok := fields[name]
+	if !ok || string(raw) == "null" {
+		return 0, nil
+	}
+	var text string
+	if len(raw) > 0 && raw[0] == '"' {
+		if err := json.Unmarshal(raw, &text); err != nil {
+			return 0, fmt.Errorf("%s is not a number", name)
+		}
+		if text == "" {
+			return 0, nil
+		}
+	} else {
+		text = string(raw)
+	}
+	if n, err := strconv.ParseInt(text, 10, 64); err == nil {
+		return n, nil
+	}
+	// 1200.0 is 1200; 12.5 is not an amount in fen.
+	f, err := strconv.ParseFloat(text, 64)
+	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+		return 0, fmt.Errorf("%s is not a whole number: %s", name, truncate(text, 32))
+	}
+	return int64(f), nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,55 @@
+package providers
+
+import (
+	"context"
+	"sort"
+	"testing"
+	"time"
+)
+
+func maxInWindow(ts []time.Time, w time.Duration) int {
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+	best, lo := 0, 0
+	for hi := range ts {
+		for ts[hi].Sub(ts[lo]) >= w {
+			lo++
+		}
+		best = max(best, hi-lo+1)
+	}
+	return best
+}
+
+func TestWindowLimiterReservations(t *testing.T) {
+	l := NewWindowLimiter(30)
+	start := time.Unix(1000, 0)
+	var grants []time.Time
+	// 300 callers arriving at once, then stragglers: grants must never exceed 30 a second.
+	for i := range 300 {
+		grants = append(grants, l.reserve("k", start.Add(time.Duration(i)*time.Millisecond)))
+	}
+	if m := maxInWindow(grants, time.Second); m != 30 {
+		t.Fatalf("max %d grants in a second, want 30", m)
+	}
+	// After the first second's burst, the backlog drains at no less than 95% of the limit.
+	span := grants[len(grants)-1].Sub(grants[30])
+	rate := float64(len(grants)-31) / span.Seconds()
+	if rate < 0.95*30 || rate > 30 {
+		t.Fatalf("mean rate %.2f/s", rate)
+	}
+	// Keys are independent.
+	if at := l.reserve("other", start); !at.Equal(start) {
+		t.Fatalf("other key waited until %v", at)
+	}
+}
+
+func TestWindowLimiterWaitHonoursContext(t *testing.T) {
+	l := NewWindowLimiter(1)
+	if err := l.Wait(context.Background(), "k"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := l.Wait(ctx, "k"); err == nil {
+		t.Fatal("second call within the second did not wait")
+	}
+}

@@ -1,0 +1,54 @@
+// Package providers holds what every payment provider shares: the Provider interface the
+// pipeline calls, the query and result types, the error classes, the QPS limiter and the HTTP
+// client. Each provider lives in its own folder below this one and registers itself in the
+// pipeline's wiring with one line; nothing provider-specific leaks out of its folder.
+package providers
+
+import (
+	"context"
+	"time"
+
+	"github.com/paystatus/orderstatus/internal/events"
+)
+
+// Query is one status query, as the request asked for it.
+type Query struct {
+	Kind            string
+	AppID           string
+	OrderNo         string
+	ProviderOrderNo string
+	Refresh         bool
+}
+
+// Result is a provider's answer, normalized.
+type Result struct {
+	// OrderKey identifies the order at the provider, stable across queries however the order
+	// was asked for; it keys the last-known state and goes into the event id.
+	OrderKey        string
+	OrderNo         string // merchant order number, as the provider returned it or as asked
+	ProviderOrderNo string
+	ProviderRefNo   string
+	ProviderStatus  string
+	Status          events.Status
+	Amount          int64 // fen
+	PaidAt          time.Time
+	Channel         events.Channel
+	Details         map[string]any
+	ObservedAt      time.Time
+}
+
+// Provider is one payment platform.
+type Provider interface {
+	// Name is the provider's subject token, e.g. "kuaishou".
+	Name() string
+	// SupportsKind reports whether the provider answers queries of this kind.
+	SupportsKind(kind string) bool
+	// HasApp reports whether app_id is configured for the provider.
+	HasApp(appID string) bool
+	// Validate checks the provider's own rules on a query's fields; its error is an
+	// *events.PayloadError.
+	Validate(q Query) error
+	// Query asks the provider, within its QPS limit, and normalizes the answer. Its errors are
+	// classified (see Classify).
+	Query(ctx context.Context, q Query) (Result, error)
+}
