@@ -37,7 +37,7 @@ func TestWindowLimiterReservations(t *testing.T) {
 			n++
 		}
 	}
-	if n < 0.95*30*5 || n > 30*5 {
+	if float64(n) < 0.95*30*5 || n > 30*5 {
 		t.Fatalf("%d grants in 5 s", n)
 	}
 	// Keys are independent.
