@@ -1,0 +1,184 @@
+package handlers_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paystatus/orderstatus/internal/config"
+	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/natstest"
+	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+	"github.com/paystatus/orderstatus/internal/providers/registry"
+)
+
+// env is one end-to-end set-up: an embedded JetStream server, the Kuaishou sandbox over HTTP,
+// and consumer replicas built the way Serve builds them.
+type env struct {
+	t   *testing.T
+	cfg *config.Config
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	sb  *kuaishou.Sandbox
+	log *slog.Logger
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func newEnv(t *testing.T, mutate func(*config.Config)) *env {
+	t.Helper()
+	ns := natstest.RunServer(t)
+	sb := kuaishou.NewSandbox(0)
+	kuaishou.LoadDemo(sb)
+	if err := sb.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+
+	cfg := config.Default()
+	cfg.NATS.URL = ns.ClientURL()
+	cfg.Consumer.AckWait = 5 * time.Second
+	cfg.Consumer.MaxDeliver = 4
+	cfg.Consumer.Concurrency = 8
+	cfg.Providers = map[string]config.Provider{kuaishou.Name: {
+		BaseURL: sb.URL(), QPS: 1000, Timeout: 2 * time.Second, Apps: kuaishou.DemoApps(),
+	}}
+	if mutate != nil {
+		mutate(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	return &env{t: t, cfg: cfg, nc: nc, js: js, sb: sb, log: testLogger()}
+}
+
+// startReplica runs one consumer replica until the test ends; tweak may adjust its handler.
+func (e *env) startReplica(tweak func(*handlers.Handler)) {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	assets, err := handlers.Provision(ctx, e.js, e.cfg, e.log)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	provs, err := registry.Build(e.cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	h := handlers.NewHandler(handlers.Options{
+		JS: e.js, State: assets.State, Subjects: events.Subjects{Prefix: e.cfg.NATS.SubjectPrefix},
+		Providers: provs, Encoding: events.Encoding(e.cfg.Events.Encoding),
+		AckWait: e.cfg.Consumer.AckWait, MaxDeliver: e.cfg.Consumer.MaxDeliver, Log: e.log,
+	})
+	if tweak != nil {
+		tweak(h)
+	}
+	svc := &handlers.Service{Consumer: assets.Consumer, Handler: h, Concurrency: e.cfg.Consumer.Concurrency, Grace: time.Second, Log: e.log}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = svc.Run(ctx) }()
+	e.t.Cleanup(func() { cancel(); <-done })
+}
+
+func (e *env) publish(subject string, data []byte, hdr nats.Header) {
+	e.t.Helper()
+	if _, err := e.js.PublishMsg(context.Background(), &nats.Msg{Subject: subject, Data: data, Header: hdr}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// streamMsgs returns every message stored in stream, in order.
+func (e *env) streamMsgs(stream string) []*jetstream.RawStreamMsg {
+	e.t.Helper()
+	ctx := context.Background()
+	s, err := e.js.Stream(ctx, stream)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func (e *env) events() []events.StatusEvent {
+	e.t.Helper()
+	var out []events.StatusEvent
+	for _, m := range e.streamMsgs(handlers.StatusStream) {
+		ev, err := events.DecodeEvent(m.Header.Get("Content-Type"), m.Data)
+		if err != nil {
+			e.t.Fatalf("event %d: %v", m.Sequence, err)
+		}
+		if m.Header.Get("Nats-Msg-Id") != ev.EventID {
+			e.t.Fatalf("Nats-Msg-Id %q != event_id %q", m.Header.Get("Nats-Msg-Id"), ev.EventID)
+		}
+		if want := "orders.status." + ev.Provider + "." + ev.Kind + "." + string(ev.Status); m.Subject != want {
+			e.t.Fatalf("subject %s, want %s", m.Subject, want)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+// waitEvents waits until exactly n events are stored.
+func (e *env) waitEvents(n int) []events.StatusEvent {
+	e.t.Helper()
+	var evs []events.StatusEvent
+	natstest.CheckFor(e.t, 15*time.Second, 20*time.Millisecond, func() error {
+		evs = e.events()
+		if len(evs) != n {
+			return fmt.Errorf("%d events, want %d", len(evs), n)
+		}
+		return nil
+	})
+	return evs
+}
+
+// waitIdle waits until the consumer has nothing pending and nothing unacknowledged.
+func (e *env) waitIdle() {
+	e.t.Helper()
+	natstest.CheckFor(e.t, 15*time.Second, 20*time.Millisecond, func() error {
+		c, err := e.js.Consumer(context.Background(), handlers.QueryStream, e.cfg.Consumer.Name)
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if info.NumPending != 0 || info.NumAckPending != 0 || info.NumRedelivered != 0 {
+			return fmt.Errorf("pending %d, ack pending %d, redelivered %d", info.NumPending, info.NumAckPending, info.NumRedelivered)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,382 @@
+// Package handlers is the pipeline: a query request's whole path, from the JetStream message to
+// the status event, the dead letter or the retry, reads top to bottom in Handle.
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/providers"
+)
+
+// Handler processes query requests.
+type Handler struct {
+	js         jetstream.JetStream
+	state      jetstream.KeyValue
+	subjects   events.Subjects
+	providers  map[string]providers.Provider
+	encoding   events.Encoding
+	ackWait    time.Duration
+	maxDeliver int
+	log        *slog.Logger
+	now        func() time.Time
+
+	// failAfter, in tests only, fails the named step once it is done, as a crash there would.
+	failAfter func(step string) error
+}
+
+// Options configure a Handler.
+type Options struct {
+	JS         jetstream.JetStream
+	State      jetstream.KeyValue
+	Subjects   events.Subjects
+	Providers  []providers.Provider
+	Encoding   events.Encoding
+	AckWait    time.Duration
+	MaxDeliver int
+	Log        *slog.Logger
+}
+
+// NewHandler builds a Handler.
+func NewHandler(o Options) *Handler {
+	h := &Handler{
+		js: o.JS, state: o.State, subjects: o.Subjects, providers: map[string]providers.Provider{},
+		encoding: o.Encoding, ackWait: o.AckWait, maxDeliver: o.MaxDeliver, log: o.Log, now: time.Now,
+	}
+	for _, p := range o.Providers {
+		h.providers[p.Name()] = p
+	}
+	return h
+}
+
+// rejection is a request that can never succeed: it goes to the dead-letter subject.
+type rejection struct {
+	reason string
+	text   string
+}
+
+func (r *rejection) Error() string { return r.reason + ": " + r.text }
+
+func reject(reason, format string, args ...any) error {
+	return &rejection{reason: reason, text: fmt.Sprintf(format, args...)}
+}
+
+// Handle takes one request message to its end: an event (or none, when nothing changed) and an
+// ack; a dead letter and a terminate; or a delayed redelivery.
+func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil { // not a JetStream message: cannot happen on a consumer
+		h.log.Error("message without JetStream metadata", "subject", msg.Subject(), "err", err)
+		return
+	}
+	// Keep the message ours while a slow provider or a full limiter holds it.
+	var keepAlive *time.Timer
+	keepAlive = time.AfterFunc(h.ackWait/3, func() {
+		_ = msg.InProgress()
+		keepAlive.Reset(h.ackWait / 3)
+	})
+	defer keepAlive.Stop()
+
+	provider, kind := events.Unknown, events.Unknown
+	req, p, err := h.route(msg, &provider, &kind)
+	if err == nil {
+		var res providers.Result
+		res, err = h.query(ctx, p, req)
+		if err == nil {
+			err = h.record(ctx, req, res)
+		}
+	}
+
+	var rej *rejection
+	switch {
+	case err == nil:
+		if err := msg.Ack(); err != nil {
+			h.log.Warn("ack failed; the request will be redelivered and find nothing new", "err", err)
+		}
+	case errors.As(err, &rej):
+		h.deadLetter(ctx, msg, meta, provider, kind, rej.reason, rej.text)
+	case ctx.Err() != nil: // shutting down: hand the request back for another replica
+		_ = msg.Nak()
+	case meta.NumDelivered >= uint64(h.maxDeliver):
+		h.deadLetter(ctx, msg, meta, provider, kind, events.ReasonRetriesExhausted,
+			fmt.Sprintf("gave up after %d deliveries: %v", meta.NumDelivered, err))
+	default:
+		delay := redeliveryDelay(meta.NumDelivered, providers.RetryAfter(err))
+		h.log.Warn("query failed; will retry", "subject", msg.Subject(), "app_id", req.AppID, "order_no", req.OrderNo,
+			"delivered", meta.NumDelivered, "retry_in", delay.Round(time.Millisecond).String(), "err", err)
+		_ = msg.NakWithDelay(delay)
+	}
+}
+
+// route reads provider and kind from the subject and the request from the payload, and checks
+// both against the configuration.
+func (h *Handler) route(msg jetstream.Msg, provider, kind *string) (events.Request, providers.Provider, error) {
+	var req events.Request
+	pName, kName, ok := h.subjects.ParseQuery(msg.Subject())
+	if !ok {
+		return req, nil, reject(events.ReasonUnknownProvider, "subject %q is not %s.query.<provider>.<kind>", msg.Subject(), h.subjects.Prefix)
+	}
+	p := h.providers[pName]
+	if p == nil {
+		return req, nil, reject(events.ReasonUnknownProvider, "no provider %q is configured (known: %s)", pName, h.providerNames())
+	}
+	*provider = pName
+	if !p.SupportsKind(kName) {
+		return req, nil, reject(events.ReasonUnknownKind, "provider %s has no query kind %q", pName, kName)
+	}
+	*kind = kName
+	req, err := events.DecodeRequest(msg.Headers().Get(events.HeaderContentType), msg.Data())
+	if err != nil {
+		var pe *events.PayloadError
+		errors.As(err, &pe)
+		return req, nil, reject(pe.Reason, "%s", pe.Error())
+	}
+	req.Provider, req.Kind = pName, kName
+	if !p.HasApp(req.AppID) {
+		return req, nil, reject(events.ReasonUnknownApp, "app_id %q is not configured for %s", req.AppID, pName)
+	}
+	if err := p.Validate(queryOf(req)); err != nil {
+		var pe *events.PayloadError
+		if errors.As(err, &pe) {
+			return req, nil, reject(pe.Reason, "%s", pe.Error())
+		}
+		return req, nil, reject(events.ReasonInvalidField, "%v", err)
+	}
+	if req.RequestID == "" {
+		req.RequestID = msg.Headers().Get(events.HeaderMsgID)
+	}
+	if req.RequestID == "" {
+		req.RequestID = nuid.Next()
+	}
+	return req, p, nil
+}
+
+func queryOf(req events.Request) providers.Query {
+	return providers.Query{Kind: req.Kind, AppID: req.AppID, OrderNo: req.OrderNo, ProviderOrderNo: req.ProviderOrderNo, Refresh: req.Refresh}
+}
+
+// query asks the provider. A permanent refusal becomes a dead letter carrying the provider's
+// code and message; anything else is retried.
+func (h *Handler) query(ctx context.Context, p providers.Provider, req events.Request) (providers.Result, error) {
+	res, err := p.Query(ctx, queryOf(req))
+	if err == nil {
+		return res, nil
+	}
+	var pe *providers.Error
+	if errors.As(err, &pe) && pe.Class == providers.Permanent {
+		return res, reject(events.ReasonProviderRejected, "%s refused the query: code %s: %s", p.Name(), pe.Code, pe.Message)
+	}
+	return res, err
+}
+
+// record compares the answer with the last-known state and, on a change, records the
+// transition and publishes its event (see orderState for why it is safe at every step).
+func (h *Handler) record(ctx context.Context, req events.Request, res providers.Result) error {
+	key := stateKey(req.Provider, req.Kind, req.AppID, res.OrderKey)
+	for attempt := 0; attempt < 8; attempt++ {
+		cur, rev, err := h.loadState(ctx, key)
+		if err != nil {
+			return err
+		}
+		if cur.Pending != nil {
+			if rev, err = h.publishPending(ctx, key, cur, rev); errors.Is(err, errConflict) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			cur.Pending = nil
+		}
+		if rev != 0 && cur.Status == res.Status && cur.ProviderStatus == res.ProviderStatus {
+			return nil // nothing new
+		}
+		ev := h.event(req, res, cur.Status, rev == 0)
+		next := orderState{Status: res.Status, ProviderStatus: res.ProviderStatus, EventID: ev.EventID,
+			ObservedAt: ev.ObservedAt, Pending: &ev}
+		newRev, err := h.putState(ctx, key, next, rev)
+		if errors.Is(err, errConflict) {
+			continue // another replica moved this order on: look again
+		}
+		if err != nil {
+			return err
+		}
+		if err := h.step("claimed"); err != nil {
+			return err
+		}
+		if _, err := h.publishPending(ctx, key, next, newRev); err != nil && !errors.Is(err, errConflict) {
+			return err
+		}
+		return nil
+	}
+	return fmt.Errorf("order %s: too many concurrent updates", key)
+}
+
+// publishPending publishes st.Pending, then clears it with a compare-and-set. errConflict from
+// the clear means someone else already moved the order on, after publishing it too.
+func (h *Handler) publishPending(ctx context.Context, key string, st orderState, rev uint64) (uint64, error) {
+	ev := *st.Pending
+	data, err := h.encoding.Marshal(ev)
+	if err != nil {
+		return rev, fmt.Errorf("encode event: %w", err)
+	}
+	m := &nats.Msg{
+		Subject: h.subjects.Status(ev.Provider, ev.Kind, ev.Status),
+		Data:    data,
+		Header:  nats.Header{events.HeaderMsgID: {ev.EventID}, events.HeaderContentType: {h.encoding.ContentType()}},
+	}
+	ack, err := h.js.PublishMsg(ctx, m)
+	if err != nil {
+		return rev, fmt.Errorf("publish event %s: %w", ev.EventID, err)
+	}
+	if err := h.step("published"); err != nil {
+		return rev, err
+	}
+	h.log.Info("status changed", "provider", ev.Provider, "kind", ev.Kind, "app_id", ev.AppID, "order_no", ev.OrderNo,
+		"status", string(ev.Status), "previous_status", string(ev.PreviousStatus), "event_id", ev.EventID, "duplicate", ack.Duplicate)
+	st.Pending = nil
+	return h.putState(ctx, key, st, rev)
+}
+
+var errConflict = errors.New("state changed concurrently")
+
+func (h *Handler) loadState(ctx context.Context, key string) (orderState, uint64, error) {
+	e, err := h.state.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return orderState{}, 0, nil
+	}
+	if err != nil {
+		return orderState{}, 0, fmt.Errorf("read state %s: %w", key, err)
+	}
+	st, err := decodeState(e.Value())
+	if err != nil {
+		// Not ours, or damaged: treat the order as never seen, and overwrite it on the next change.
+		h.log.Warn("unreadable order state; treating the order as new", "key", key, "err", err)
+		return orderState{}, e.Revision(), nil
+	}
+	return st, e.Revision(), nil
+}
+
+// putState writes st if the key is still at rev (0: the key must not exist).
+func (h *Handler) putState(ctx context.Context, key string, st orderState, rev uint64) (uint64, error) {
+	var newRev uint64
+	var err error
+	if rev == 0 {
+		newRev, err = h.state.Create(ctx, key, st.encode())
+	} else {
+		newRev, err = h.state.Update(ctx, key, st.encode(), rev)
+	}
+	var apiErr *jetstream.APIError
+	switch {
+	case err == nil:
+		return newRev, nil
+	case errors.Is(err, jetstream.ErrKeyExists),
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
+		return rev, errConflict
+	}
+	return rev, fmt.Errorf("write state %s: %w", key, err)
+}
+
+func (h *Handler) event(req events.Request, res providers.Result, previous events.Status, first bool) events.StatusEvent {
+	if first {
+		previous = ""
+	}
+	attrs := req.Attributes
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	details := res.Details
+	if details == nil {
+		details = map[string]any{}
+	}
+	orderNo := req.OrderNo
+	if orderNo == "" {
+		orderNo = res.OrderNo
+	}
+	return events.StatusEvent{
+		EventID:         events.EventID(req.Provider, req.Kind, req.AppID, res.OrderKey, res.Status, res.ProviderStatus),
+		RequestID:       req.RequestID,
+		Provider:        req.Provider,
+		Kind:            req.Kind,
+		AppID:           req.AppID,
+		OrderNo:         orderNo,
+		ProviderOrderNo: res.ProviderOrderNo,
+		ProviderRefNo:   res.ProviderRefNo,
+		Status:          res.Status,
+		PreviousStatus:  previous,
+		ProviderStatus:  res.ProviderStatus,
+		Terminal:        res.Status.Terminal(),
+		Amount:          res.Amount,
+		Currency:        "CNY",
+		PaidAt:          events.FormatTime(res.PaidAt),
+		Channel:         res.Channel,
+		Details:         details,
+		ObservedAt:      events.FormatTime(res.ObservedAt),
+		Attributes:      attrs,
+	}
+}
+
+// deadLetter publishes the original payload, byte for byte, with the reason, then terminates
+// the message. If the dead letter cannot be stored the message is redelivered later instead:
+// nothing is dropped.
+func (h *Handler) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, provider, kind, reason, text string) {
+	hdr := nats.Header{}
+	for k, vs := range msg.Headers() {
+		if !strings.HasPrefix(k, "Nats-") {
+			hdr[k] = append([]string(nil), vs...)
+		}
+	}
+	if id := msg.Headers().Get(events.HeaderMsgID); id != "" {
+		hdr.Set(events.HeaderOriginalMsgID, id)
+	}
+	hdr.Set(events.HeaderErrorReason, reason)
+	hdr.Set(events.HeaderError, text)
+	hdr.Set(events.HeaderSubject, msg.Subject())
+	hdr.Set(events.HeaderStreamSeq, strconv.FormatUint(meta.Sequence.Stream, 10))
+	hdr.Set(events.HeaderDelivered, strconv.FormatUint(meta.NumDelivered, 10))
+	// One dead letter per request, however often this runs for it.
+	hdr.Set(events.HeaderMsgID, "dlq-"+meta.Stream+"-"+strconv.FormatUint(meta.Sequence.Stream, 10))
+	m := &nats.Msg{Subject: h.subjects.DeadLetter(provider, kind), Data: msg.Data(), Header: hdr}
+	if _, err := h.js.PublishMsg(ctx, m); err != nil {
+		h.log.Error("dead letter not stored; will retry", "reason", reason, "subject", msg.Subject(), "err", err)
+		_ = msg.NakWithDelay(redeliveryDelay(meta.NumDelivered, 0))
+		return
+	}
+	h.log.Warn("request dead-lettered", "reason", reason, "error", text, "subject", msg.Subject(), "stream_seq", meta.Sequence.Stream)
+	if err := msg.TermWithReason(reason); err != nil {
+		h.log.Warn("terminate failed; the request will come back and be dead-lettered again (deduplicated)", "err", err)
+	}
+}
+
+func (h *Handler) providerNames() string {
+	names := make([]string, 0, len(h.providers))
+	for n := range h.providers {
+		names = append(names, n)
+	}
+	return strings.Join(names, ", ")
+}
+
+func (h *Handler) step(name string) error {
+	if h.failAfter == nil {
+		return nil
+	}
+	return h.failAfter(name)
+}
+
+// redeliveryDelay grows with each delivery (1 s, 2 s, 4 s, ... up to 5 min), with jitter so
+// that requests that failed together do not come back together.
+func redeliveryDelay(delivered uint64, atLeast time.Duration) time.Duration {
+	d := time.Second << min(delivered-1, 9)
+	d = min(d, 5*time.Minute)
+	d = d/2 + rand.N(d/2+1)
+	return max(d, atLeast)
+}

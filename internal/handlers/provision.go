@@ -1,0 +1,143 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paystatus/orderstatus/internal/config"
+	"github.com/paystatus/orderstatus/internal/events"
+)
+
+// Names of the JetStream assets (CONTRACT.md section 1).
+const (
+	QueryStream  = "ORDERS_QUERY"
+	StatusStream = "ORDERS_STATUS"
+	DLQStream    = "ORDERS_DLQ"
+	StateBucket  = "ORDERS_STATE"
+)
+
+// Assets are the provisioned streams, bucket and consumer.
+type Assets struct {
+	State    jetstream.KeyValue
+	Consumer jetstream.Consumer
+}
+
+// Provision creates or updates the streams, the KV bucket and the durable consumer. It is
+// idempotent. On a second start with a changed configuration it updates what JetStream lets
+// change (subjects, replicas, duplicate window, consumer limits) and never deletes data: a
+// retention that would be shortened, or a retention policy that differs, is left as it is and
+// reported in the log.
+func Provision(ctx context.Context, js jetstream.JetStream, cfg *config.Config, log *slog.Logger) (*Assets, error) {
+	subj := events.Subjects{Prefix: cfg.NATS.SubjectPrefix}
+	r := cfg.NATS.Replicas
+	streams := []jetstream.StreamConfig{
+		{
+			Name: QueryStream, Description: "Order status query requests (work queue)",
+			Subjects: []string{subj.QueryFilter()}, Retention: jetstream.WorkQueuePolicy,
+			Storage: jetstream.FileStorage, Replicas: r, Duplicates: cfg.NATS.DuplicateWindow,
+		},
+		{
+			Name: StatusStream, Description: "Order status-changed events",
+			Subjects: []string{subj.StatusFilter()}, Retention: jetstream.LimitsPolicy,
+			Storage: jetstream.FileStorage, Replicas: r, Duplicates: cfg.NATS.DuplicateWindow, MaxAge: cfg.NATS.StatusMaxAge,
+		},
+		{
+			Name: DLQStream, Description: "Order status requests that can never succeed",
+			Subjects: []string{subj.DeadLetterFilter()}, Retention: jetstream.LimitsPolicy,
+			Storage: jetstream.FileStorage, Replicas: r, Duplicates: cfg.NATS.DuplicateWindow, MaxAge: cfg.NATS.DLQMaxAge,
+		},
+	}
+	var query jetstream.Stream
+	for _, sc := range streams {
+		s, err := ensureStream(ctx, js, sc, log)
+		if err != nil {
+			return nil, err
+		}
+		if sc.Name == QueryStream {
+			query = s
+		}
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: StateBucket, Description: "Last known status per order",
+		History: 1, Storage: jetstream.FileStorage, Replicas: r,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("provision KV %s: %w", StateBucket, err)
+	}
+	cons, err := query.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       cfg.Consumer.Name,
+		Description:   "Order status query workers",
+		FilterSubject: subj.QueryFilter(),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.Consumer.AckWait,
+		MaxDeliver:    cfg.Consumer.MaxDeliver,
+		MaxAckPending: cfg.Consumer.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Replicas:      r,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("provision consumer %s: %w", cfg.Consumer.Name, err)
+	}
+	return &Assets{State: kv, Consumer: cons}, nil
+}
+
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, log *slog.Logger) (jetstream.Stream, error) {
+	s, err := js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, want)
+		if err != nil {
+			return nil, fmt.Errorf("create stream %s: %w", want.Name, err)
+		}
+		log.Info("stream created", "stream", want.Name, "subjects", want.Subjects, "replicas", want.Replicas)
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up stream %s: %w", want.Name, err)
+	}
+	cur := s.CachedInfo().Config
+	next := cur
+	next.Subjects = want.Subjects
+	next.Replicas = want.Replicas
+	next.Description = want.Description
+	if cur.Retention != want.Retention || cur.Storage != want.Storage {
+		log.Warn("stream retention or storage differs from what this service creates; left as it is",
+			"stream", want.Name, "retention", cur.Retention.String(), "storage", cur.Storage.String())
+	}
+	if keepsLonger(want.MaxAge, cur.MaxAge) {
+		next.MaxAge = want.MaxAge
+	} else if want.MaxAge != cur.MaxAge {
+		log.Warn("configured retention is shorter than the stream's; not applied, as it would delete messages (use nats stream edit to do it on purpose)",
+			"stream", want.Name, "configured", want.MaxAge.String(), "current", cur.MaxAge.String())
+	}
+	next.Duplicates = want.Duplicates
+	if next.MaxAge != 0 && next.Duplicates > next.MaxAge {
+		next.Duplicates = next.MaxAge
+	}
+	if reflect.DeepEqual(next, cur) {
+		return s, nil
+	}
+	s, err = js.UpdateStream(ctx, next)
+	if err != nil {
+		return nil, fmt.Errorf("update stream %s: %w", want.Name, err)
+	}
+	log.Info("stream updated", "stream", want.Name, "subjects", next.Subjects, "replicas", next.Replicas,
+		"max_age", next.MaxAge.String(), "duplicate_window", next.Duplicates.String())
+	return s, nil
+}
+
+// keepsLonger reports whether retention a keeps messages at least as long as b (0 is forever).
+func keepsLonger(a, b time.Duration) bool {
+	switch {
+	case a == 0:
+		return true
+	case b == 0:
+		return false
+	}
+	return a >= b
+}

@@ -1,0 +1,59 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paystatus/orderstatus/internal/config"
+	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/providers/registry"
+)
+
+// Connect opens the NATS connection the service runs on. After start-up it reconnects for
+// ever: a NATS restart pauses the service, it does not stop it.
+func Connect(cfg *config.Config, log *slog.Logger) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("order-status-consumer"),
+		nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", "err", err) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}
+	if cfg.NATS.Creds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.NATS.Creds))
+	}
+	nc, err := nats.Connect(cfg.NATS.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", cfg.NATS.URL, err)
+	}
+	return nc, nil
+}
+
+// Serve provisions JetStream and processes requests until ctx ends.
+func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, log *slog.Logger) error {
+	provs, err := registry.Build(cfg)
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	assets, err := Provision(ctx, js, cfg, log)
+	if err != nil {
+		return err
+	}
+	h := NewHandler(Options{
+		JS: js, State: assets.State, Subjects: events.Subjects{Prefix: cfg.NATS.SubjectPrefix},
+		Providers: provs, Encoding: events.Encoding(cfg.Events.Encoding),
+		AckWait: cfg.Consumer.AckWait, MaxDeliver: cfg.Consumer.MaxDeliver, Log: log,
+	})
+	log.Info("consuming requests", "subjects", cfg.NATS.SubjectPrefix+".query.>", "consumer", cfg.Consumer.Name,
+		"concurrency", cfg.Consumer.Concurrency, "providers", len(provs))
+	svc := &Service{Consumer: assets.Consumer, Handler: h, Concurrency: cfg.Consumer.Concurrency,
+		Grace: cfg.Consumer.AckWait * 2 / 3, Log: log}
+	return svc.Run(ctx)
+}

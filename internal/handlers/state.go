@@ -1,0 +1,55 @@
+package handlers
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+
+	"github.com/paystatus/orderstatus/internal/events"
+)
+
+// orderState is the last-known status of one order, the value in ORDERS_STATE. It is JSON so
+// that `nats kv get ORDERS_STATE <key>` shows it to a person.
+//
+// Pending holds the event of a transition that was recorded but is not yet known to be
+// published. Recording a transition and publishing its event are two writes; the transition is
+// claimed first (compare-and-set on the key's revision, so of two replicas racing on one order
+// only one records it), then the event is published, then Pending is cleared. Whoever reads a
+// state with Pending set publishes that event before anything else: after a crash between any
+// two steps the event still goes out, and its deterministic id makes JetStream drop a copy that
+// had already gone out.
+type orderState struct {
+	Status         events.Status       `json:"status"`
+	ProviderStatus string              `json:"provider_status"`
+	EventID        string              `json:"event_id"`
+	ObservedAt     string              `json:"observed_at"`
+	Pending        *events.StatusEvent `json:"pending,omitempty"`
+}
+
+func decodeState(b []byte) (orderState, error) {
+	var s orderState
+	err := json.Unmarshal(b, &s)
+	return s, err
+}
+
+func (s orderState) encode() []byte {
+	b, _ := json.Marshal(s) // plain data: cannot fail
+	return b
+}
+
+// stateKey is the KV key of an order: <provider>.<kind>.<app_id>.<order key>. Each part is kept
+// as it is when it holds only letters, digits, - and _ (so operators can read and type keys);
+// anything else is written as "=" and its unpadded base64url, which cannot collide with a plain
+// part because a plain part never contains "=".
+func stateKey(provider, kind, appID, orderKey string) string {
+	return keyToken(provider) + "." + keyToken(kind) + "." + keyToken(appID) + "." + keyToken(orderKey)
+}
+
+func keyToken(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	}) < 0 {
+		return s
+	}
+	return "=" + base64.RawURLEncoding.EncodeToString([]byte(s))
+}

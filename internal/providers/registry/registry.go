@@ -1,0 +1,56 @@
+// Package registry knows every provider package and builds the configured ones. Adding a
+// provider is one folder under internal/providers and one line in factories.
+package registry
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/paystatus/orderstatus/internal/config"
+	"github.com/paystatus/orderstatus/internal/providers"
+	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+)
+
+// Factory builds a provider from its configuration.
+type Factory func(cfg config.Provider, all *config.Config, limiter providers.Limiter) (providers.Provider, error)
+
+var factories = map[string]Factory{
+	kuaishou.Name: func(cfg config.Provider, _ *config.Config, l providers.Limiter) (providers.Provider, error) {
+		return kuaishou.New(cfg, l), nil
+	},
+}
+
+// Names lists the known providers.
+func Names() []string {
+	names := make([]string, 0, len(factories))
+	for n := range factories {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Build returns the configured providers, each with its own QPS limiter. A provider name no
+// package knows is a configuration error naming the key.
+func Build(cfg *config.Config) ([]providers.Provider, error) {
+	var out []providers.Provider
+	names := make([]string, 0, len(cfg.Providers))
+	for n := range cfg.Providers {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		f, ok := factories[name]
+		if !ok {
+			return nil, &config.Error{Key: "providers." + name, Msg: fmt.Sprintf("unknown provider (known: %s)", strings.Join(Names(), ", "))}
+		}
+		pc := cfg.Providers[name]
+		p, err := f(pc, cfg, providers.NewWindowLimiter(pc.QPS))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
