@@ -10,7 +10,7 @@ import (
 
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
-	"github.com/paystatus/orderstatus/internal/providers/registry"
+	"github.com/paystatus/orderstatus/internal/providers"
 )
 
 // Connect opens the NATS connection the service runs on. After start-up it reconnects for
@@ -19,7 +19,11 @@ func Connect(cfg *config.Config, log *slog.Logger) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name("order-status-consumer"),
 		nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", "err", err) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: we closed the connection ourselves
+				log.Warn("NATS disconnected; reconnecting", "err", err)
+			}
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
 	}
 	if cfg.NATS.Creds != "" {
@@ -32,12 +36,9 @@ func Connect(cfg *config.Config, log *slog.Logger) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// Serve provisions JetStream and processes requests until ctx ends.
-func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, log *slog.Logger) error {
-	provs, err := registry.Build(cfg)
-	if err != nil {
-		return err
-	}
+// Serve provisions JetStream and processes requests for provs until ctx ends. ready, if given,
+// is called once the streams and the consumer are in place.
+func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []providers.Provider, log *slog.Logger, ready ...func()) error {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
@@ -53,6 +54,9 @@ func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, log *slog.Log
 	})
 	log.Info("consuming requests", "subjects", cfg.NATS.SubjectPrefix+".query.>", "consumer", cfg.Consumer.Name,
 		"concurrency", cfg.Consumer.Concurrency, "providers", len(provs))
+	for _, f := range ready {
+		f()
+	}
 	svc := &Service{Consumer: assets.Consumer, Handler: h, Concurrency: cfg.Consumer.Concurrency,
 		Grace: cfg.Consumer.AckWait * 2 / 3, Log: log}
 	return svc.Run(ctx)

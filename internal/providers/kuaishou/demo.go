@@ -22,39 +22,44 @@ func DemoApps() []config.App {
 	}
 }
 
-// LoadDemo fills the sandbox with the demo apps and orders whose statuses move on over time.
+// LoadDemo fills the sandbox with the demo apps and orders whose statuses move on over time,
+// counted from each order's first query.
 func LoadDemo(s *Sandbox) {
 	for _, a := range DemoApps() {
 		s.AddApp(a.AppID, a.AppSecret.Reveal())
 	}
 	extra := `{"url":"","item_type":"VIDEO","item_id":"5239375269605736845","author_id":"123"}`
-	s.PutOrder(SandboxOrder{
+	put := func(o SandboxOrder) {
+		o.ClockFromFirstQuery = true
+		s.PutOrder(o)
+	}
+	put(SandboxOrder{
 		AppID: DemoAppID, Kind: events.KindPayment, OrderNo: DemoOrderNo,
 		Steps:  []Step{{0, "PROCESSING"}, {30 * time.Second, "SUCCESS"}},
 		Amount: 1200, KsOrderNo: "121112500031787702250", PayChannel: "WECHAT",
 		Fields: map[string]any{"extra_info": extra, "enable_promotion": true, "promotion_amount": 1,
 			"open_id": "5b748c61ef280130c0656638ebd4eaa6", "order_status": 2},
 	})
-	s.PutOrder(SandboxOrder{
+	put(SandboxOrder{
 		AppID: DemoAppID, Kind: events.KindPayment, OrderNo: "1637808229728demo",
 		Steps: []Step{{0, "SUCCESS"}}, Amount: 990, KsOrderNo: "121112500031787709999", PayChannel: "ALIPAY",
 		InfoAsJSONString: true, Fields: map[string]any{"extra_info": ""},
 	})
-	s.PutOrder(SandboxOrder{
+	put(SandboxOrder{
 		AppID: DemoAppID, Kind: events.KindPayment, OrderNo: "demo-failing-01",
 		Steps: []Step{{0, "PROCESSING"}, {time.Minute, "FAILED"}}, Amount: 5000, KsOrderNo: "121112500031787700001",
 	})
-	s.PutOrder(SandboxOrder{
+	put(SandboxOrder{
 		AppID: DemoAppID, Kind: events.KindPayment, OrderNo: "demo-timeout-01",
 		Steps: []Step{{0, "TIMEOUT"}}, Amount: 300, KsOrderNo: "121112500031787700002",
 	})
-	s.PutOrder(SandboxOrder{
+	put(SandboxOrder{
 		AppID: DemoAppID, Kind: events.KindSettlement, OrderNo: DemoOrderNo,
 		Steps:  []Step{{0, "SETTLE_PROCESSING"}, {45 * time.Second, "SETTLE_SUCCESS"}},
 		Amount: 234, KsOrderNo: "121120711774457276553", KsRefNo: "321120700415719078553",
 		Fields: map[string]any{"total_amount": 3234, "promotion_amount": 10, "developer_promotion_amount": 20},
 	})
-	s.PutOrder(SandboxOrder{
+	put(SandboxOrder{
 		AppID: DemoAppID, Kind: events.KindRefund, OrderNo: "1660811124083refund",
 		Steps:  []Step{{0, "REFUND_PROCESSING"}, {20 * time.Second, "REFUND_SUCCESS"}},
 		Amount: 1, KsOrderNo: "122081801105480677436", KsRefNo: "222081811172813537436",

@@ -55,10 +55,14 @@ type SandboxOrder struct {
 	KsRefNo          string // ks_settle_no / ks_refund_no
 	PayChannel       string // shown once the payment succeeded; UNKNOWN before
 	InfoAsJSONString bool   // answer the record as a JSON string rather than an object
+	// ClockFromFirstQuery starts the timeline at the order's first query rather than when it
+	// was put, so a demo order moves on while a person watches.
+	ClockFromFirstQuery bool
 	// Fields are further record fields, as the provider names them (extra_info, open_id, ...).
 	Fields map[string]any
 
 	created time.Time
+	queried bool
 }
 
 // Step is one point of an order's status timeline.
@@ -279,6 +283,10 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string
 	o := s.orders[orderKey(appID, kind, no)]
 	var record map[string]any
 	if o != nil {
+		if o.ClockFromFirstQuery && !o.queried {
+			o.created = now
+		}
+		o.queried = true
 		record = o.record(now)
 	}
 	s.mu.Unlock()

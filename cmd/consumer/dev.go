@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/paystatus/orderstatus/internal/config"
+	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+	"github.com/paystatus/orderstatus/internal/providers/registry"
+)
+
+// runDev runs the whole system on this machine with no set-up: an embedded JetStream server,
+// the provider sandboxes with demo apps and orders, and the service; then it prints what to type.
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("consumer dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", ".consumer-dev", "folder for the embedded server's data")
+	port := fs.Int("nats-port", 4222, "port of the embedded NATS server on 127.0.0.1 (-1: any free port)")
+	encoding := fs.String("encoding", "json", "encoding of status events: json (readable in nats sub) or msgpack")
+	reset := fs.Bool("reset", false, "delete the data folder first")
+	logFormat := fs.String("log-format", "auto", "auto, text or json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *logFormat, "info")
+	if err != nil {
+		return err
+	}
+	if *reset {
+		if err := os.RemoveAll(*dir); err != nil {
+			return err
+		}
+	}
+	store, err := filepath.Abs(filepath.Join(*dir, "jetstream"))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(store, 0o755); err != nil {
+		return err
+	}
+
+	// NATS, embedded.
+	if *port > 0 {
+		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", *port)); err != nil {
+			return fmt.Errorf("port %d is taken (another nats-server or consumer dev?): use --nats-port", *port)
+		} else {
+			ln.Close()
+		}
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "consumer-dev", Host: "127.0.0.1", Port: *port, JetStream: true, StoreDir: store, NoSigs: true,
+	})
+	if err != nil {
+		return fmt.Errorf("embedded NATS server: %w", err)
+	}
+	ns.Start()
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		return fmt.Errorf("embedded NATS server did not start")
+	}
+
+	// Providers, sandboxed.
+	ks := kuaishou.NewSandbox(30)
+	kuaishou.LoadDemo(ks)
+	if err := ks.Start("127.0.0.1:0"); err != nil {
+		return fmt.Errorf("kuaishou sandbox: %w", err)
+	}
+	defer ks.Close()
+
+	cfg := config.Default()
+	cfg.NATS.URL = ns.ClientURL()
+	cfg.Events.Encoding = *encoding
+	cfg.Providers = map[string]config.Provider{
+		kuaishou.Name: {BaseURL: ks.URL(), QPS: 30, Timeout: 5 * time.Second, Apps: kuaishou.DemoApps()},
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	provs, err := registry.Build(cfg)
+	if err != nil {
+		return err
+	}
+	nc, err := handlers.Connect(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+
+	errc := make(chan error, 1)
+	started := make(chan struct{})
+	go func() { errc <- handlers.Serve(ctx, cfg, nc, provs, log, func() { close(started) }) }()
+	select {
+	case <-started:
+	case err := <-errc:
+		return err
+	}
+	printDevGuide(stdout, ns.ClientURL(), *dir, ks.URL(), *encoding)
+	err = <-errc
+	log.Info("dev environment stopped")
+	return err
+}
+
+func printDevGuide(w io.Writer, natsURL, dir, ksURL, encoding string) {
+	translate := ""
+	if encoding == "msgpack" {
+		self, err := os.Executable()
+		if err != nil {
+			self = "consumer"
+		}
+		translate = " --translate '" + self + " decode'"
+	}
+	server := ""
+	if natsURL != "nats://127.0.0.1:4222" {
+		server = " -s " + natsURL
+	}
+	fmt.Fprintf(w, `
+order-status consumer: dev environment ready
+  NATS with JetStream  %s  (data in %s)
+  Kuaishou sandbox     %s  (app %s)
+
+Watch events and dead letters, in one terminal each:
+  nats%s sub 'orders.status.>'%s
+  nats%s sub 'orders.dlq.>'
+
+Query the documents' example payment (it turns SUCCESS 30 s after its first query; publish it
+again after that to see the change, with previous_status):
+  nats%s pub orders.query.kuaishou.payment '{"app_id":"%s","order_no":"%s"}'
+
+More demo orders:
+  nats%s pub orders.query.kuaishou.settlement '{"app_id":"%s","order_no":"%s"}'
+  nats%s pub orders.query.kuaishou.refund '{"app_id":"%s","order_no":"1660811124083refund"}'
+  nats%s pub orders.query.kuaishou.payment '{"app_id":"%s","order_no":"demo-timeout-01"}'
+A bad request, dead-lettered with its reason:
+  nats%s pub orders.query.kuaishou.payment '{"app_id":"%s"}'
+Last known status of an order:
+  nats%s kv get ORDERS_STATE kuaishou.payment.%s.%s
+
+Ctrl-C stops everything.
+`, natsURL, dir, ksURL, kuaishou.DemoAppID,
+		server, translate, server,
+		server, kuaishou.DemoAppID, kuaishou.DemoOrderNo,
+		server, kuaishou.DemoAppID, kuaishou.DemoOrderNo,
+		server, kuaishou.DemoAppID,
+		server, kuaishou.DemoAppID,
+		server, kuaishou.DemoAppID,
+		server, kuaishou.DemoAppID, kuaishou.DemoOrderNo)
+}

@@ -1,0 +1,63 @@
+package handlers_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/paystatus/orderstatus/internal/handlers"
+)
+
+func TestProvisionIsIdempotentAndNeverDeletes(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	for range 2 {
+		if _, err := handlers.Provision(ctx, e.js, e.cfg, e.log); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.publish("orders.dlq.unknown.unknown", []byte("kept"), nil)
+	e.publish("orders.status.kuaishou.payment.pending", []byte("kept"), nil)
+
+	streamCfg := func(name string) (subjects []string, maxAge time.Duration, msgs uint64) {
+		s, err := e.js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, _ := s.Info(ctx)
+		return info.Config.Subjects, info.Config.MaxAge, info.State.Msgs
+	}
+	if _, age, _ := streamCfg(handlers.StatusStream); age != 168*time.Hour {
+		t.Fatalf("status max age %s", age)
+	}
+
+	cfg := *e.cfg
+	cfg.NATS.StatusMaxAge = time.Hour // shorter: would delete events, so not applied
+	cfg.Consumer.MaxDeliver = 7
+	if _, err := handlers.Provision(ctx, e.js, &cfg, e.log); err != nil {
+		t.Fatal(err)
+	}
+	if _, age, n := streamCfg(handlers.StatusStream); age != 168*time.Hour || n != 1 {
+		t.Fatalf("after a shorter max age: %s, %d msgs", age, n)
+	}
+	c, err := e.js.Consumer(ctx, handlers.QueryStream, cfg.Consumer.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CachedInfo().Config.MaxDeliver != 7 {
+		t.Fatalf("max deliver %d", c.CachedInfo().Config.MaxDeliver)
+	}
+
+	cfg.NATS.StatusMaxAge = 0 // forever: longer, applied
+	cfg.NATS.SubjectPrefix = "shop.orders"
+	if _, err := handlers.Provision(ctx, e.js, &cfg, e.log); err != nil {
+		t.Fatal(err)
+	}
+	subj, age, n := streamCfg(handlers.StatusStream)
+	if age != 0 || n != 1 || len(subj) != 1 || subj[0] != "shop.orders.status.>" {
+		t.Fatalf("after prefix change: %v %s %d", subj, age, n)
+	}
+	if subj, _, n := streamCfg(handlers.DLQStream); n != 1 || subj[0] != "shop.orders.dlq.>" {
+		t.Fatalf("dlq: %v %d", subj, n)
+	}
+}
