@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -180,24 +181,13 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 			t.Errorf("case %d (%s %s): got %+v", i, c.subject, c.body, got)
 		}
 	}
-	if r := dlq["10"]; r != nil && !contains(r.text, "100200104") {
+	if r := dlq["10"]; r != nil && !strings.Contains(r.text, "100200104") {
 		t.Errorf("provider_rejected text lacks the provider's code: %q", r.text)
 	}
 	e.waitIdle()
 	if n := len(e.streamMsgs(handlers.QueryStream)); n != 0 {
 		t.Fatalf("%d requests left in the work queue", n)
 	}
-}
-
-func contains(s, sub string) bool { return len(sub) == 0 || len(s) >= len(sub) && indexOf(s, sub) >= 0 }
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
 }
 
 // A crash between any two steps, simulated by failing right after the step, gives on
@@ -229,7 +219,7 @@ func TestCrashBetweenStepsGivesNoSecondCopy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if contains(string(entry.Value()), `"pending":`) {
+			if strings.Contains(string(entry.Value()), `"pending":`) {
 				t.Fatalf("state still holds a pending event: %s", entry.Value())
 			}
 		})
@@ -288,4 +278,31 @@ func intsAsInt64(v any) any {
 		return int64(t)
 	}
 	return v
+}
+
+// A provider that cannot be reached is retried with delays, then dead-lettered.
+func TestUnreachableProviderEndsAsRetriesExhausted(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) {
+		p := c.Providers["kuaishou"]
+		p.BaseURL = "http://127.0.0.1:1" // nothing listens there
+		c.Providers["kuaishou"] = p
+		c.Consumer.MaxDeliver = 2
+	})
+	e.startReplica(nil)
+	body := []byte(`{"app_id":"` + demoApp + `","order_no":"` + demoOrder + `"}`)
+	e.publish("orders.query.kuaishou.payment", body, nil)
+	natstest.CheckFor(t, 15*time.Second, 50*time.Millisecond, func() error {
+		if n := len(e.streamMsgs(handlers.DLQStream)); n != 1 {
+			return fmt.Errorf("%d dead letters", n)
+		}
+		return nil
+	})
+	m := e.streamMsgs(handlers.DLQStream)[0]
+	if m.Header.Get("Orders-Error-Reason") != events.ReasonRetriesExhausted || m.Header.Get("Orders-Delivered") != "2" ||
+		string(m.Data) != string(body) || !strings.Contains(m.Header.Get("Orders-Error"), "network error") {
+		t.Fatalf("dead letter %v %q", m.Header, m.Data)
+	}
+	if len(e.events()) != 0 {
+		t.Fatal("an event from an unreachable provider")
+	}
 }
