@@ -1,19 +1,17 @@
 package kuaishou
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/providers/sandbox"
 )
 
 // Sandbox is a stand-in for open.kuaishou.com over real HTTP, for `consumer dev` and tests. It
@@ -27,13 +25,14 @@ type Sandbox struct {
 	// TokenTTL is the life of an access token (default 48h).
 	TokenTTL time.Duration
 
+	// Controls switches fault modes on per app and logs calls.
+	sandbox.Controls
+
 	mu           sync.Mutex
 	apps         map[string]*sandboxApp
 	orders       map[string]*SandboxOrder
-	calls        map[string][]time.Time
 	tokenFetches map[string]int
-	srv          *http.Server
-	url          string
+	srv          *sandbox.Server
 }
 
 type sandboxApp struct {
@@ -71,9 +70,6 @@ type Step struct {
 	Status string
 }
 
-// callHistory is how long the sandbox remembers calls, so a long `consumer dev` run stays small.
-const callHistory = 10 * time.Minute
-
 // NewSandbox returns an empty sandbox limited to qps calls per app and endpoint.
 func NewSandbox(qps int) *Sandbox {
 	return &Sandbox{
@@ -81,7 +77,6 @@ func NewSandbox(qps int) *Sandbox {
 		TokenTTL:     48 * time.Hour,
 		apps:         map[string]*sandboxApp{},
 		orders:       map[string]*SandboxOrder{},
-		calls:        map[string][]time.Time{},
 		tokenFetches: map[string]int{},
 	}
 }
@@ -131,49 +126,30 @@ func (s *Sandbox) TokenFetches(appID string) int {
 
 // Calls returns the arrival times of every query call for appID and kind, in order.
 func (s *Sandbox) Calls(appID, kind string) []time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]time.Time(nil), s.calls[appID+endpoints[kind].path]...)
-}
-
-// MaxCallsPerWindow is the most calls that arrived within any window of length w.
-func MaxCallsPerWindow(calls []time.Time, w time.Duration) int {
-	sort.Slice(calls, func(i, j int) bool { return calls[i].Before(calls[j]) })
-	best, lo := 0, 0
-	for hi := range calls {
-		for calls[hi].Sub(calls[lo]) >= w {
-			lo++
-		}
-		best = max(best, hi-lo+1)
-	}
-	return best
+	return s.Controls.Calls(appID + endpoints[kind].path)
 }
 
 func orderKey(appID, kind, no string) string { return appID + "|" + kind + "|" + no }
 
 // Start serves the sandbox on addr ("127.0.0.1:0" for any free port).
 func (s *Sandbox) Start(addr string) error {
-	ln, err := net.Listen("tcp", addr)
+	srv, err := sandbox.Start(addr, s.Handler())
 	if err != nil {
 		return err
 	}
-	s.url = "http://" + ln.Addr().String()
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = s.srv.Serve(ln) }()
+	s.srv = srv
 	return nil
 }
 
 // URL is the base URL of a started sandbox.
-func (s *Sandbox) URL() string { return s.url }
+func (s *Sandbox) URL() string { return s.srv.URL() }
 
 // Close stops a started sandbox.
 func (s *Sandbox) Close() error {
 	if s.srv == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	return s.srv.Shutdown(ctx)
+	return s.srv.Close()
 }
 
 // Handler serves the sandbox's API.
@@ -227,15 +203,33 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string
 	}
 	appID, token := r.URL.Query().Get("app_id"), r.URL.Query().Get("access_token")
 	now := time.Now()
+	limited := s.Record(appID+ep.path, now) > s.QPS && s.QPS > 0
+
+	switch s.TakeFault(appID) {
+	case sandbox.HTTP500:
+		http.Error(w, "internal server error", http.StatusInternalServerError)
+		return
+	case sandbox.Stall:
+		s.StallAnswer(r)
+	case sandbox.Malformed:
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"result":1,"`+ep.infoField+`":{"pay_status":"SUCC`)
+		return
+	case sandbox.RateLimit:
+		limited = true
+	case sandbox.ExpiredToken:
+		s.ExpireTokens(appID)
+	case sandbox.BadSignature:
+		// Kuaishou's answers carry no signature; the request's is refused instead, as if the
+		// secret had changed.
+		fail(w, CodeSignatureInvalid, "签名校验失败")
+		return
+	case sandbox.NotFound:
+		fail(w, CodeOrderNotFound, "订单不存在")
+		return
+	}
 
 	s.mu.Lock()
-	key := appID + ep.path
-	s.calls[key] = append(s.calls[key], now)
-	if calls := s.calls[key]; len(calls) > 4096 && now.Sub(calls[0]) > callHistory {
-		i := sort.Search(len(calls), func(i int) bool { return now.Sub(calls[i]) <= callHistory })
-		s.calls[key] = append([]time.Time(nil), calls[i:]...)
-	}
-	limited := s.QPS > 0 && s.countSince(key, now.Add(-time.Second)) > s.QPS
 	a := s.apps[appID]
 	var secret string
 	tokenOK := false
@@ -300,16 +294,6 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string
 		info = string(b)
 	}
 	writeJSON(w, map[string]any{"result": 1, "error_msg": "success", ep.infoField: info})
-}
-
-// countSince counts calls under key at or after since. Callers hold s.mu.
-func (s *Sandbox) countSince(key string, since time.Time) int {
-	calls := s.calls[key]
-	n := 0
-	for i := len(calls) - 1; i >= 0 && !calls[i].Before(since); i-- {
-		n++
-	}
-	return n
 }
 
 // status is the order's status at now and when it took it.

@@ -1,0 +1,164 @@
+// Package sandbox is what the provider sandboxes share: fault modes that tests switch on per
+// app, and the log of calls that QPS enforcement and tests count.
+package sandbox
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Fault is a way a provider can misbehave.
+type Fault string
+
+// The fault modes every sandbox supports.
+const (
+	None         Fault = ""
+	HTTP500      Fault = "http_500"      // answer HTTP 500
+	Stall        Fault = "stall"         // hold the answer until the client gives up (or StallFor passes)
+	Malformed    Fault = "malformed"     // answer truncated, unparseable JSON with HTTP 200
+	RateLimit    Fault = "rate_limit"    // answer the provider's rate-limit refusal
+	ExpiredToken Fault = "expired_token" // refuse the credential, as if it had expired
+	BadSignature Fault = "bad_signature" // a signature that does not verify
+	NotFound     Fault = "not_found"     // the provider's "no such order"
+)
+
+// Faults lists every fault mode, for suites that try them all.
+var Faults = []Fault{HTTP500, Stall, Malformed, RateLimit, ExpiredToken, BadSignature, NotFound}
+
+// Controls holds the per-app fault modes and the call log of one sandbox.
+type Controls struct {
+	// StallFor bounds a stalled answer (default one minute; the client's timeout ends it first).
+	StallFor time.Duration
+
+	mu     sync.Mutex
+	faults map[string]faultState
+	calls  map[string][]time.Time
+}
+
+type faultState struct {
+	fault     Fault
+	remaining int // answers left with the fault; <0: until cleared
+}
+
+// callHistory is how long calls are remembered, so a long `consumer dev` run stays small.
+const callHistory = 10 * time.Minute
+
+// SetFault makes app's next n answers show fault (n < 0: every answer until cleared).
+func (c *Controls) SetFault(appID string, fault Fault, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.faults == nil {
+		c.faults = map[string]faultState{}
+	}
+	if fault == None || n == 0 {
+		delete(c.faults, appID)
+		return
+	}
+	c.faults[appID] = faultState{fault: fault, remaining: n}
+}
+
+// TakeFault returns the fault the next answer to app must show, using one up.
+func (c *Controls) TakeFault(appID string) Fault {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, ok := c.faults[appID]
+	if !ok {
+		return None
+	}
+	if st.remaining > 0 {
+		st.remaining--
+		if st.remaining == 0 {
+			delete(c.faults, appID)
+		} else {
+			c.faults[appID] = st
+		}
+	}
+	return st.fault
+}
+
+// Record logs a call under key at now and reports how many calls under key arrived in the
+// second up to and including now.
+func (c *Controls) Record(key string, now time.Time) (inLastSecond int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.calls == nil {
+		c.calls = map[string][]time.Time{}
+	}
+	calls := append(c.calls[key], now)
+	if len(calls) > 4096 && now.Sub(calls[0]) > callHistory {
+		i := sort.Search(len(calls), func(i int) bool { return now.Sub(calls[i]) <= callHistory })
+		calls = append([]time.Time(nil), calls[i:]...)
+	}
+	c.calls[key] = calls
+	since := now.Add(-time.Second)
+	for i := len(calls) - 1; i >= 0 && calls[i].After(since); i-- {
+		inLastSecond++
+	}
+	return inLastSecond
+}
+
+// Calls returns the arrival times of the calls logged under key.
+func (c *Controls) Calls(key string) []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Time(nil), c.calls[key]...)
+}
+
+// StallAnswer waits as a stalled provider does: until the client hangs up or StallFor passes.
+func (c *Controls) StallAnswer(r *http.Request) {
+	d := c.StallFor
+	if d == 0 {
+		d = time.Minute
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), d)
+	defer cancel()
+	<-ctx.Done()
+}
+
+// MaxCallsPerWindow is the most calls that arrived within any window of length w.
+func MaxCallsPerWindow(calls []time.Time, w time.Duration) int {
+	calls = append([]time.Time(nil), calls...)
+	sort.Slice(calls, func(i, j int) bool { return calls[i].Before(calls[j]) })
+	best, lo := 0, 0
+	for hi := range calls {
+		for calls[hi].Sub(calls[lo]) >= w {
+			lo++
+		}
+		best = max(best, hi-lo+1)
+	}
+	return best
+}
+
+// Server serves a sandbox's handler over real HTTP on a loopback port.
+type Server struct {
+	srv *http.Server
+	url string
+}
+
+// Start serves h on addr ("127.0.0.1:0" for any free port).
+func Start(addr string, h http.Handler) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{url: "http://" + ln.Addr().String(), srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}}
+	go func() { _ = s.srv.Serve(ln) }()
+	return s, nil
+}
+
+// URL is the server's base URL.
+func (s *Server) URL() string { return s.url }
+
+// Close stops the server, cutting stalled answers short.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		return s.srv.Close()
+	}
+	return nil
+}
