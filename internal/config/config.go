@@ -71,6 +71,8 @@ type Provider struct {
 	QPS     int           `yaml:"qps" default:"30" doc:"Calls per second per app and endpoint, across all replicas together."`
 	Timeout time.Duration `yaml:"timeout" default:"5s" doc:"Time limit of one HTTP call to the provider."`
 	Apps    []App         `yaml:"apps" doc:"The merchant apps this provider is queried for."`
+	// ResultCodes maps a provider result code to its class; the providers publish few codes.
+	ResultCodes map[string]string `yaml:"result_codes" doc:"Class of provider result codes, over the built-in table: code: retryable, rate_limited, token_invalid or permanent. A code in neither is retryable, within consumer.max_deliver."`
 }
 
 // App is one merchant app at a provider.

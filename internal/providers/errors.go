@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"time"
+
+	"github.com/paystatus/orderstatus/internal/config"
 )
 
 // Class says what to do about a failed provider call. It is decided once, where the error is
@@ -36,6 +39,37 @@ func (c Class) String() string {
 		return "permanent"
 	}
 	return fmt.Sprintf("class(%d)", int(c))
+}
+
+// ParseClass reads a class by its name (as Class.String writes it).
+func ParseClass(name string) (Class, bool) {
+	for _, c := range []Class{Retryable, RateLimited, TokenInvalid, Permanent} {
+		if c.String() == name {
+			return c, true
+		}
+	}
+	return 0, false
+}
+
+// CodeClasses merges the configured classes of result codes (code -> class name) over
+// defaults. key is the configuration key, for errors.
+func CodeClasses(defaults map[int64]Class, configured map[string]string, key string) (map[int64]Class, error) {
+	out := make(map[int64]Class, len(defaults)+len(configured))
+	for k, v := range defaults {
+		out[k] = v
+	}
+	for code, name := range configured {
+		n, err := strconv.ParseInt(code, 10, 64)
+		if err != nil {
+			return nil, &config.Error{Key: key + "." + code, Msg: "a result code must be a whole number"}
+		}
+		c, ok := ParseClass(name)
+		if !ok {
+			return nil, &config.Error{Key: key + "." + code, Msg: fmt.Sprintf("%q is not retryable, rate_limited, token_invalid or permanent", name)}
+		}
+		out[n] = c
+	}
+	return out, nil
 }
 
 // Error is a classified provider failure.

@@ -58,28 +58,20 @@ type Option func(*Client)
 // WithClock sets the clock (tests).
 func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
 
-// WithCodeClasses overrides the class of some result codes.
-func WithCodeClasses(m map[int64]providers.Class) Option {
-	return func(c *Client) {
-		for k, v := range m {
-			c.classes[k] = v
-		}
-	}
-}
-
 // New builds a client from the provider's configuration. limiter holds every query call
 // under the configured QPS.
-func New(cfg config.Provider, limiter providers.Limiter, opts ...Option) *Client {
+func New(cfg config.Provider, limiter providers.Limiter, opts ...Option) (*Client, error) {
+	classes, err := providers.CodeClasses(DefaultCodeClasses, cfg.ResultCodes, "providers."+Name+".result_codes")
+	if err != nil {
+		return nil, err
+	}
 	c := &Client{
 		baseURL: trimSlash(cfg.BaseURL),
 		http:    providers.NewHTTPClient(cfg.Timeout),
 		limiter: limiter,
-		classes: map[int64]providers.Class{},
+		classes: classes,
 		apps:    map[string]*app{},
 		now:     time.Now,
-	}
-	for k, v := range DefaultCodeClasses {
-		c.classes[k] = v
 	}
 	for _, o := range opts {
 		o(c)
@@ -91,7 +83,7 @@ func New(cfg config.Provider, limiter providers.Limiter, opts ...Option) *Client
 			tokens: &tokenSource{client: c.http, baseURL: c.baseURL, appID: a.AppID, secret: a.AppSecret.Reveal(), now: c.now},
 		}
 	}
-	return c
+	return c, nil
 }
 
 func trimSlash(s string) string {

@@ -37,7 +37,7 @@ func TestNormalizeStatusTable(t *testing.T) {
 
 func mustParse(t *testing.T, kind, body string) providers.Result {
 	t.Helper()
-	c := New(config.Provider{Timeout: time.Second}, providers.NewWindowLimiter(30))
+	c := mustNew(t, config.Provider{Timeout: time.Second})
 	res, err := c.parseAnswer(providers.Query{Kind: kind, AppID: "a", OrderNo: "1637808229728demo"}, endpoints[kind], []byte(body), time.Unix(100, 0))
 	if err != nil {
 		t.Fatalf("parseAnswer: %v", err)
@@ -103,7 +103,7 @@ func TestAmountsToTheFen(t *testing.T) {
 }
 
 func TestMalformedAnswersAreRetryable(t *testing.T) {
-	c := New(config.Provider{Timeout: time.Second}, providers.NewWindowLimiter(30))
+	c := mustNew(t, config.Provider{Timeout: time.Second})
 	for name, body := range map[string]string{
 		"not json":        `<html>`,
 		"no info":         `{"result":1}`,
@@ -124,7 +124,7 @@ func TestMalformedAnswersAreRetryable(t *testing.T) {
 }
 
 func TestResultCodeClasses(t *testing.T) {
-	c := New(config.Provider{Timeout: time.Second}, providers.NewWindowLimiter(30), WithCodeClasses(map[int64]providers.Class{CodeSystemBusy: providers.Permanent}))
+	c := mustNew(t, config.Provider{Timeout: time.Second, ResultCodes: map[string]string{"100200106": "permanent"}})
 	for code, want := range map[string]providers.Class{
 		"100200100": providers.Permanent, "100200102": providers.TokenInvalid, "100200104": providers.Permanent,
 		"100200105": providers.RateLimited, "100200106": providers.Permanent, "999": providers.Retryable,
@@ -148,14 +148,23 @@ func startSandbox(t *testing.T, qps int) *Sandbox {
 	return sb
 }
 
-func newClient(sb *Sandbox, secret string, opts ...Option) *Client {
-	return New(config.Provider{BaseURL: sb.URL(), QPS: 1000, Timeout: 2 * time.Second,
-		Apps: []config.App{{AppID: DemoAppID, AppSecret: config.Secret(secret)}}}, providers.NewWindowLimiter(1000), opts...)
+func mustNew(t testing.TB, cfg config.Provider, opts ...Option) *Client {
+	t.Helper()
+	c, err := New(cfg, providers.NewWindowLimiter(1000), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func newClient(t testing.TB, sb *Sandbox, secret string, opts ...Option) *Client {
+	return mustNew(t, config.Provider{BaseURL: sb.URL(), QPS: 1000, Timeout: 2 * time.Second,
+		Apps: []config.App{{AppID: DemoAppID, AppSecret: config.Secret(secret)}}}, opts...)
 }
 
 func TestQueryAgainstSandbox(t *testing.T) {
 	sb := startSandbox(t, 0)
-	c := newClient(sb, DemoAppSecret)
+	c := newClient(t, sb, DemoAppSecret)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		kind, no string
@@ -191,7 +200,7 @@ func TestQueryAgainstSandbox(t *testing.T) {
 
 func TestTokenOneFetchManyWaiters(t *testing.T) {
 	sb := startSandbox(t, 0)
-	c := newClient(sb, DemoAppSecret)
+	c := newClient(t, sb, DemoAppSecret)
 	var wg sync.WaitGroup
 	errs := make(chan error, 50)
 	for range 50 {
@@ -220,7 +229,7 @@ func TestTokenRefreshedBeforeExpiryAndAfterRefusal(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Now()
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	c := newClient(sb, DemoAppSecret, WithClock(clock))
+	c := newClient(t, sb, DemoAppSecret, WithClock(clock))
 	q := providers.Query{Kind: events.KindPayment, AppID: DemoAppID, OrderNo: DemoOrderNo}
 	query := func() {
 		t.Helper()
@@ -252,7 +261,7 @@ func TestTokenRefreshedBeforeExpiryAndAfterRefusal(t *testing.T) {
 
 func TestWrongSecret(t *testing.T) {
 	sb := startSandbox(t, 0)
-	c := newClient(sb, "wrong")
+	c := newClient(t, sb, "wrong")
 	_, err := c.Query(context.Background(), providers.Query{Kind: events.KindPayment, AppID: DemoAppID, OrderNo: DemoOrderNo})
 	var pe *providers.Error
 	if !errors.As(err, &pe) || pe.Code != "100200101" || pe.Class != providers.Retryable {
@@ -265,7 +274,7 @@ func TestWrongSecret(t *testing.T) {
 
 func TestSandboxRateLimitAnswer(t *testing.T) {
 	sb := startSandbox(t, 3)
-	c := newClient(sb, DemoAppSecret)
+	c := newClient(t, sb, DemoAppSecret)
 	limited := 0
 	for range 10 {
 		_, err := c.Query(context.Background(), providers.Query{Kind: events.KindPayment, AppID: DemoAppID, OrderNo: DemoOrderNo})
@@ -280,7 +289,7 @@ func TestSandboxRateLimitAnswer(t *testing.T) {
 
 func TestTransportErrorHidesToken(t *testing.T) {
 	sb := startSandbox(t, 0)
-	c := newClient(sb, DemoAppSecret)
+	c := newClient(t, sb, DemoAppSecret)
 	if _, err := c.Query(context.Background(), providers.Query{Kind: events.KindPayment, AppID: DemoAppID, OrderNo: DemoOrderNo}); err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +301,7 @@ func TestTransportErrorHidesToken(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	c := New(config.Provider{Timeout: time.Second}, providers.NewWindowLimiter(1))
+	c := mustNew(t, config.Provider{Timeout: time.Second})
 	for no, ok := range map[string]bool{"1711619867139contractDemo": true, "ab*-_9": true, "short": false, "has space 1": false, strings.Repeat("1", 33): false, "": false} {
 		err := c.Validate(providers.Query{OrderNo: no})
 		if (err == nil) != ok {
@@ -308,7 +317,7 @@ func FuzzParseAnswer(f *testing.F) {
 	f.Add(`{"result":100200104,"error_msg":"x"}`)
 	f.Add(`{"result":1,"payment_info":{"pay_status":"SUCCESS","total_amount":1e400}}`)
 	f.Add(`{"result":1,"payment_info":{"pay_status":"X","extra_info":"{\"a\":[1,{}]}"}}`)
-	c := New(config.Provider{Timeout: time.Second}, providers.NewWindowLimiter(30))
+	c := mustNew(f, config.Provider{Timeout: time.Second})
 	f.Fuzz(func(t *testing.T, body string) {
 		for kind, ep := range endpoints {
 			res, err := c.parseAnswer(providers.Query{Kind: kind, OrderNo: "123456"}, ep, []byte(body), time.Now())

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"strconv"
 	"time"
 
 	"github.com/paystatus/orderstatus/internal/events"
@@ -92,33 +90,33 @@ func transform(q providers.Query, fields map[string]json.RawMessage) (providers.
 	spec := records[q.Kind]
 	res := providers.Result{OrderKey: q.OrderNo, OrderNo: q.OrderNo, Channel: events.ChannelUnknown, Details: map[string]any{}}
 	var err error
-	if res.ProviderStatus, err = stringOf(fields, spec.status); err != nil {
+	if res.ProviderStatus, err = providers.StringField(fields, spec.status); err != nil {
 		return res, err
 	}
 	if res.ProviderStatus == "" {
 		return res, fmt.Errorf("%s is missing", spec.status)
 	}
 	res.Status = NormalizeStatus(res.ProviderStatus)
-	if res.Amount, err = fenOf(fields, spec.amount); err != nil {
+	if res.Amount, err = providers.IntField(fields, spec.amount); err != nil {
 		return res, err
 	}
-	if res.ProviderOrderNo, err = stringOf(fields, spec.providerOrderNo); err != nil {
+	if res.ProviderOrderNo, err = providers.StringField(fields, spec.providerOrderNo); err != nil {
 		return res, err
 	}
 	if spec.refNo != "" {
-		if res.ProviderRefNo, err = stringOf(fields, spec.refNo); err != nil {
+		if res.ProviderRefNo, err = providers.StringField(fields, spec.refNo); err != nil {
 			return res, err
 		}
 	}
 	if spec.channel != "" {
-		ch, err := stringOf(fields, spec.channel)
+		ch, err := providers.StringField(fields, spec.channel)
 		if err != nil {
 			return res, err
 		}
 		res.Channel = NormalizeChannel(ch)
 	}
 	if spec.paidAt != "" {
-		ms, err := fenOf(fields, spec.paidAt) // an integer like any amount: milliseconds
+		ms, err := providers.IntField(fields, spec.paidAt) // an integer like any amount: milliseconds
 		if err != nil {
 			return res, err
 		}
@@ -144,57 +142,4 @@ func transform(q providers.Query, fields map[string]json.RawMessage) (providers.
 		res.Details[k] = val
 	}
 	return res, nil
-}
-
-func stringOf(fields map[string]json.RawMessage, name string) (string, error) {
-	raw, ok := fields[name]
-	if !ok || string(raw) == "null" {
-		return "", nil
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		// Some records carry numbers where strings are documented (order numbers); take the text.
-		var n json.Number
-		if nerr := json.Unmarshal(raw, &n); nerr == nil {
-			return n.String(), nil
-		}
-		return "", fmt.Errorf("%s is not a string", name)
-	}
-	return s, nil
-}
-
-// fenOf reads an integer amount (fen) or timestamp. It accepts a JSON number or a string of
-// digits, and refuses a fraction or anything past int64: an amount is never rounded.
-func fenOf(fields map[string]json.RawMessage, name string) (int64, error) {
-	raw, ok := fields[name]
-	if !ok || string(raw) == "null" {
-		return 0, nil
-	}
-	var text string
-	if len(raw) > 0 && raw[0] == '"' {
-		if err := json.Unmarshal(raw, &text); err != nil {
-			return 0, fmt.Errorf("%s is not a number", name)
-		}
-		if text == "" {
-			return 0, nil
-		}
-	} else {
-		text = string(raw)
-	}
-	if n, err := strconv.ParseInt(text, 10, 64); err == nil {
-		return n, nil
-	}
-	// 1200.0 is 1200; 12.5 is not an amount in fen.
-	f, err := strconv.ParseFloat(text, 64)
-	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
-		return 0, fmt.Errorf("%s is not a whole number: %s", name, truncate(text, 32))
-	}
-	return int64(f), nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/providers"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+	"github.com/paystatus/orderstatus/internal/providers/kudian"
 )
 
 // Factory builds a provider from its configuration.
@@ -17,7 +18,10 @@ type Factory func(cfg config.Provider, all *config.Config, limiter providers.Lim
 
 var factories = map[string]Factory{
 	kuaishou.Name: func(cfg config.Provider, _ *config.Config, l providers.Limiter) (providers.Provider, error) {
-		return kuaishou.New(cfg, l), nil
+		return kuaishou.New(cfg, l)
+	},
+	kudian.Name: func(cfg config.Provider, all *config.Config, l providers.Limiter) (providers.Provider, error) {
+		return kudian.New(cfg, l, kudian.WithPII(all.Events.IncludePII))
 	},
 }
 

@@ -1,0 +1,198 @@
+package kudian
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/paystatus/orderstatus/internal/config"
+	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/providers"
+)
+
+// Name is the provider's subject token.
+const Name = "kudian"
+
+// QueryPath is the cashier query endpoint, below base_url.
+const QueryPath = "/api/v2/cashier/query"
+
+// maxNoLen is the documented String(64) of pay_no and out_trade_no.
+const maxNoLen = 64
+
+// Client queries Kudian for the configured apps.
+type Client struct {
+	baseURL    string
+	http       *http.Client
+	limiter    providers.Limiter
+	classes    map[int64]providers.Class
+	apps       map[string]config.App
+	includePII bool
+	now        func() time.Time
+}
+
+// Option changes a Client.
+type Option func(*Client)
+
+// WithPII puts member phone and name in event details (events.include_pii).
+func WithPII(include bool) Option { return func(c *Client) { c.includePII = include } }
+
+// WithClock sets the clock (tests).
+func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
+
+// New builds a client from the provider's configuration; every app needs its token.
+func New(cfg config.Provider, limiter providers.Limiter, opts ...Option) (*Client, error) {
+	classes, err := providers.CodeClasses(DefaultCodeClasses, cfg.ResultCodes, "providers."+Name+".result_codes")
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		baseURL: trimSlash(cfg.BaseURL), http: providers.NewHTTPClient(cfg.Timeout), limiter: limiter,
+		classes: classes, apps: map[string]config.App{}, now: time.Now,
+	}
+	for i, a := range cfg.Apps {
+		if a.Token == "" {
+			return nil, &config.Error{Key: fmt.Sprintf("providers.%s.apps[%d].token", Name, i), Msg: "is required"}
+		}
+		c.apps[a.AppID] = a
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+func trimSlash(s string) string {
+	for len(s) > 0 && s[len(s)-1] == '/' {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// Name implements providers.Provider.
+func (c *Client) Name() string { return Name }
+
+// SupportsKind implements providers.Provider: the cashier query knows payments only.
+func (c *Client) SupportsKind(kind string) bool { return kind == events.KindPayment }
+
+// HasApp implements providers.Provider.
+func (c *Client) HasApp(appID string) bool { _, ok := c.apps[appID]; return ok }
+
+// Validate implements providers.Provider.
+func (c *Client) Validate(q providers.Query) error {
+	for field, v := range map[string]string{"order_no": q.OrderNo, "provider_order_no": q.ProviderOrderNo} {
+		if len(v) > maxNoLen {
+			return &events.PayloadError{Reason: events.ReasonInvalidField, Field: field, Msg: fmt.Sprintf("is longer than the %d characters kudian allows", maxNoLen)}
+		}
+	}
+	return nil
+}
+
+// bizContent is the query's inner payload: pay_no is preferred, as the documents advise (an
+// out_trade_no used for several orders finds only the latest).
+type bizContent struct {
+	PayNo      string `json:"pay_no,omitempty"`
+	OutTradeNo string `json:"out_trade_no,omitempty"`
+	IsFresh    bool   `json:"is_fresh"`
+}
+
+// Query implements providers.Provider.
+func (c *Client) Query(ctx context.Context, q providers.Query) (providers.Result, error) {
+	app, ok := c.apps[q.AppID]
+	if !ok || !c.SupportsKind(q.Kind) {
+		return providers.Result{}, &providers.Error{Provider: Name, Class: providers.Permanent, Message: fmt.Sprintf("no app %q or kind %q", q.AppID, q.Kind)}
+	}
+	biz := bizContent{PayNo: q.ProviderOrderNo, IsFresh: q.Refresh}
+	if biz.PayNo == "" {
+		biz.OutTradeNo = q.OrderNo
+	}
+	bizJSON, _ := json.Marshal(biz)
+	if err := c.limiter.Wait(ctx, Name+"/"+app.AppID+QueryPath); err != nil {
+		return providers.Result{}, providers.TransportError(Name, err)
+	}
+	ts := strconv.FormatInt(c.now().Unix(), 10)
+	fields := map[string]string{
+		"open_app_id": app.AppID, "timestamp": ts, "sign_type": "MD5",
+		"token": app.Token.Reveal(), "biz_content": string(bizJSON),
+	}
+	fields["sign"] = Sign(fields, app.AppSecret.Reveal())
+	body, _ := json.Marshal(map[string]any{
+		"open_app_id": app.AppID, "timestamp": json.Number(ts), "sign_type": "MD5",
+		"token": fields["token"], "biz_content": fields["biz_content"], "sign": fields["sign"],
+	})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.baseURL+QueryPath, bytes.NewReader(body))
+	if err != nil {
+		return providers.Result{}, &providers.Error{Provider: Name, Class: providers.Permanent, Message: "building request", Err: err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return providers.Result{}, providers.TransportError(Name, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, providers.MaxAnswerSize))
+	if err != nil {
+		return providers.Result{}, providers.TransportError(Name, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return providers.Result{}, providers.HTTPStatusError(Name, resp.StatusCode)
+	}
+	return c.parseAnswer(q, app.AppSecret.Reveal(), raw, c.now())
+}
+
+type envelope struct {
+	Result string `json:"result"`
+	Sign   string `json:"sign"`
+}
+
+type inner struct {
+	Code json.Number     `json:"code"`
+	Msg  string          `json:"msg"`
+	Data json.RawMessage `json:"data"`
+}
+
+// parseAnswer verifies and reads an answer body. A signature that does not verify is an
+// error, never data. Every failure is a classified *providers.Error.
+func (c *Client) parseAnswer(q providers.Query, secret string, raw []byte, observed time.Time) (providers.Result, error) {
+	var env envelope
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return providers.Result{}, malformed("not JSON: %v", err)
+	}
+	if env.Result == "" {
+		return providers.Result{}, malformed("no result")
+	}
+	if env.Sign != AnswerSign(env.Result, secret) {
+		return providers.Result{}, &providers.Error{Provider: Name, Class: providers.Retryable, Message: "answer signature does not verify; answer discarded"}
+	}
+	var in inner
+	d := json.NewDecoder(bytes.NewReader([]byte(env.Result)))
+	d.UseNumber()
+	if err := d.Decode(&in); err != nil {
+		return providers.Result{}, malformed("result is not JSON: %v", err)
+	}
+	code, err := in.Code.Int64()
+	if err != nil {
+		return providers.Result{}, malformed("code %q is not a number", in.Code.String())
+	}
+	if code != CodeSuccess {
+		class, ok := c.classes[code]
+		if !ok {
+			class = providers.Retryable
+		}
+		return providers.Result{}, &providers.Error{Provider: Name, Class: class, Code: in.Code.String(), Message: in.Msg}
+	}
+	res, err := transform(q, in.Data, c.includePII)
+	if err != nil {
+		return providers.Result{}, malformed("data: %v", err)
+	}
+	res.ObservedAt = observed.UTC()
+	return res, nil
+}
+
+func malformed(format string, args ...any) error {
+	return &providers.Error{Provider: Name, Class: providers.Retryable, Message: "malformed answer: " + fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,292 @@
+package kudian
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+)
+
+// Sandbox is a stand-in for the Kudian cashier API over real HTTP, for `consumer dev` and
+// tests. It checks the merchant token, the timestamp and the request signature (by the rule
+// this project assumes, see Sign), signs its answers, enforces the QPS limit per app, and
+// answers with orders whose status moves on over time.
+type Sandbox struct {
+	// QPS is the limit per app; 0 means none.
+	QPS int
+	// Controls switches fault modes on per app and logs calls.
+	sandbox.Controls
+
+	mu     sync.Mutex
+	apps   map[string]sandboxApp
+	orders map[string]*SandboxOrder // by pay_no
+	byOut  map[string]string        // app|out_trade_no -> latest pay_no
+	srv    *sandbox.Server
+}
+
+type sandboxApp struct{ secret, token string }
+
+// SandboxOrder is one cashier payment in the sandbox.
+type SandboxOrder struct {
+	AppID      string
+	PayNo      string
+	OutTradeNo string
+	// Steps is the status timeline, as in the Kuaishou sandbox.
+	Steps       []Step
+	Fee         int64  // fen; answered once the payment succeeded
+	PaymentType string // WXPAY, ALIPAY, BALANCE
+	// ShortPayTime answers pay_time as "yyyy-MM-dd HH:mm", as some answers do.
+	ShortPayTime bool
+	// PaidAt is the payment time answered (default: when the order reached PAYED_SUCC).
+	PaidAt time.Time
+	// Fields are further data fields, as Kudian names them.
+	Fields map[string]any
+	// ClockFromFirstQuery starts the timeline at the first query.
+	ClockFromFirstQuery bool
+
+	created time.Time
+	queried bool
+}
+
+// Step is one point of an order's status timeline.
+type Step struct {
+	After  time.Duration
+	Status string
+}
+
+// NewSandbox returns an empty sandbox limited to qps calls per app.
+func NewSandbox(qps int) *Sandbox {
+	return &Sandbox{QPS: qps, apps: map[string]sandboxApp{}, orders: map[string]*SandboxOrder{}, byOut: map[string]string{}}
+}
+
+// AddApp registers an app with its secret and merchant token.
+func (s *Sandbox) AddApp(appID, secret, token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.apps[appID] = sandboxApp{secret: secret, token: token}
+}
+
+// PutOrder adds or replaces an order; its timeline starts now.
+func (s *Sandbox) PutOrder(o SandboxOrder) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o.created = time.Now()
+	if len(o.Steps) == 0 {
+		o.Steps = []Step{{Status: "PAYING"}}
+	}
+	s.orders[o.PayNo] = &o
+	if o.OutTradeNo != "" {
+		s.byOut[o.AppID+"|"+o.OutTradeNo] = o.PayNo
+	}
+}
+
+// SetStatus moves an order to status from now on.
+func (s *Sandbox) SetStatus(payNo, status string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o := s.orders[payNo]; o != nil {
+		o.Steps = append(o.Steps, Step{After: time.Since(o.created), Status: status})
+	}
+}
+
+// Calls returns the arrival times of every query call for appID.
+func (s *Sandbox) Calls(appID string) []time.Time { return s.Controls.Calls(appID) }
+
+// Start serves the sandbox on addr ("127.0.0.1:0" for any free port).
+func (s *Sandbox) Start(addr string) error {
+	srv, err := sandbox.Start(addr, s.Handler())
+	if err != nil {
+		return err
+	}
+	s.srv = srv
+	return nil
+}
+
+// URL is the base URL of a started sandbox.
+func (s *Sandbox) URL() string { return s.srv.URL() }
+
+// Close stops a started sandbox.
+func (s *Sandbox) Close() error {
+	if s.srv == nil {
+		return nil
+	}
+	return s.srv.Close()
+}
+
+// Handler serves the sandbox's API.
+func (s *Sandbox) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc(QueryPath, s.serveQuery)
+	return mux
+}
+
+// answer writes a signed answer holding code, msg and data.
+func answer(w http.ResponseWriter, secret string, code int, msg string, data any, badSign bool) {
+	result, _ := json.Marshal(map[string]any{"code": code, "msg": msg, "data": data, "succeed": code == CodeSuccess})
+	sign := AnswerSign(string(result), secret)
+	if badSign {
+		sign = AnswerSign(string(result), secret+"-not-the-secret")
+	}
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	_ = json.NewEncoder(w).Encode(map[string]string{"result": string(result), "sign": sign})
+}
+
+func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	now := time.Now()
+	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+	var body map[string]any
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	if err != nil || d.Decode(&body) != nil {
+		http.Error(w, `{"code":40000,"msg":"body is not JSON"}`, http.StatusBadRequest)
+		return
+	}
+	fields := map[string]string{}
+	for k, v := range body {
+		switch t := v.(type) {
+		case string:
+			fields[k] = t
+		case json.Number:
+			fields[k] = t.String()
+		case bool:
+			fields[k] = strconv.FormatBool(t)
+		}
+	}
+	appID := fields["open_app_id"]
+	limited := s.Record(appID, now) > s.QPS && s.QPS > 0
+
+	s.mu.Lock()
+	app, known := s.apps[appID]
+	s.mu.Unlock()
+	if !known {
+		answer(w, "", CodeInvalidParam, "open_app_id 不存在", nil, false)
+		return
+	}
+	badSign := false
+	switch s.TakeFault(appID) {
+	case sandbox.HTTP500:
+		http.Error(w, "internal server error", http.StatusInternalServerError)
+		return
+	case sandbox.Stall:
+		s.StallAnswer(r)
+	case sandbox.Malformed:
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"result":"{\"code\":0,\"data\":{\"status\":`)
+		return
+	case sandbox.RateLimit:
+		limited = true
+	case sandbox.ExpiredToken:
+		answer(w, app.secret, CodeTokenInvalid, "token 无效或已过期", nil, false)
+		return
+	case sandbox.BadSignature:
+		badSign = true
+	case sandbox.NotFound:
+		answer(w, app.secret, CodeOrderNotFound, "订单不存在", nil, false)
+		return
+	}
+
+	ts, _ := strconv.ParseInt(fields["timestamp"], 10, 64)
+	switch {
+	case !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json"):
+		answer(w, app.secret, CodeInvalidParam, "Content-Type must be application/json", nil, badSign)
+		return
+	case fields["token"] != app.token:
+		answer(w, app.secret, CodeTokenInvalid, "token 无效或已过期", nil, badSign)
+		return
+	case fields["sign_type"] != "MD5" || ts == 0 || now.Sub(time.Unix(ts, 0)).Abs() > 5*time.Minute:
+		answer(w, app.secret, CodeInvalidParam, "sign_type 或 timestamp 有误", nil, badSign)
+		return
+	case fields["sign"] == "" || Sign(fields, app.secret) != fields["sign"]:
+		answer(w, app.secret, CodeSignatureInvalid, "签名错误", nil, badSign)
+		return
+	case limited:
+		answer(w, app.secret, CodeRateLimited, "请求过于频繁", nil, badSign)
+		return
+	}
+	var biz bizContent
+	if err := json.Unmarshal([]byte(fields["biz_content"]), &biz); err != nil || (biz.PayNo == "" && biz.OutTradeNo == "") {
+		answer(w, app.secret, CodeInvalidParam, "biz_content 需要 pay_no 或 out_trade_no", nil, badSign)
+		return
+	}
+	s.mu.Lock()
+	payNo := biz.PayNo
+	if payNo == "" {
+		payNo = s.byOut[appID+"|"+biz.OutTradeNo]
+	}
+	o := s.orders[payNo]
+	var data map[string]any
+	if o != nil && o.AppID == appID {
+		if o.ClockFromFirstQuery && !o.queried {
+			o.created = now
+		}
+		o.queried = true
+		data = o.data(now)
+	}
+	s.mu.Unlock()
+	if data == nil {
+		answer(w, app.secret, CodeOrderNotFound, "订单不存在", nil, badSign)
+		return
+	}
+	answer(w, app.secret, CodeSuccess, "success", data, badSign)
+}
+
+var statusNames = map[string]string{
+	"PAYED_SUCC": "支付成功", "PAYING": "支付中", "PAYED_REVERSAL": "已撤销", "PAYED_FAIL": "支付失败",
+	"CANCEL": "已取消", "TIMEOUT": "已超时", "UNKNOW": "未知",
+}
+
+var paymentNames = map[string]string{"WXPAY": "微信支付", "ALIPAY": "支付宝支付", "BALANCE": "会员钱包支付"}
+
+func (o *SandboxOrder) data(now time.Time) map[string]any {
+	st, since := o.Steps[0].Status, o.created
+	for _, step := range o.Steps {
+		if now.Sub(o.created) >= step.After {
+			st, since = step.Status, o.created.Add(step.After)
+		}
+	}
+	d := map[string]any{}
+	for k, v := range o.Fields {
+		d[k] = v
+	}
+	d["pay_no"] = o.PayNo
+	d["order_no"] = o.OutTradeNo
+	d["status"] = st
+	d["status_name"] = statusNames[st]
+	d["payment_type"] = o.PaymentType
+	d["payment"] = paymentNames[o.PaymentType]
+	if _, ok := d["attach"]; !ok {
+		d["attach"] = ""
+	}
+	if st == "PAYED_SUCC" || st == "PAYED_REVERSAL" {
+		paid := o.PaidAt
+		if paid.IsZero() {
+			paid = since
+		}
+		layout := time.DateTime
+		if o.ShortPayTime {
+			layout = "2006-01-02 15:04"
+		}
+		d["pay_time"] = paid.In(shanghai).Format(layout)
+		d["fee"] = o.Fee
+		for _, k := range []string{"origin_fee", "received_fee", "user_pay_fee"} {
+			if _, ok := d[k]; !ok {
+				d[k] = o.Fee
+			}
+		}
+		if _, ok := d["refunded_fee"]; !ok {
+			d["refunded_fee"] = 0
+		}
+		d["can_refund"] = st == "PAYED_SUCC"
+	}
+	return d
+}

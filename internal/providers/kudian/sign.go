@@ -1,0 +1,23 @@
+// Package kudian queries Kudian (酷点) cashier payments (providers/kudian-cashier-query.md):
+// the signed request, verification of the signed answer, the mapping of answers to the
+// normalized status model, and a sandbox server that behaves like the documented API.
+package kudian
+
+import "github.com/paystatus/orderstatus/internal/providers"
+
+// ASSUMPTION: Kudian's public documents do not state how requests and answers are signed.
+// This project signs as Kuaishou does and verifies answers as below (CONTRACT.md section 6).
+// Both rules live here and nowhere else, so that the real rule, once known, is a change to
+// these two functions.
+
+// Sign is the request signature: the lowercase hex MD5 of every non-empty field but sign,
+// sorted by key, joined k=v with &, the app secret appended directly.
+func Sign(fields map[string]string, secret string) string {
+	return providers.SortedMD5(fields, secret, "sign")
+}
+
+// AnswerSign is the answer signature: the lowercase hex MD5 of the result string with the app
+// secret appended.
+func AnswerSign(result, secret string) string {
+	return providers.MD5Hex(result + secret)
+}

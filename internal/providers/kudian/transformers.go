@@ -1,0 +1,139 @@
+package kudian
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/providers"
+)
+
+// statuses maps every documented status to the normalized model (CONTRACT.md section 3).
+// Anything else, UNKNOW included, is unknown.
+var statuses = map[string]events.Status{
+	"PAYING":         events.StatusPending,
+	"PAYED_SUCC":     events.StatusSucceeded,
+	"PAYED_FAIL":     events.StatusFailed,
+	"TIMEOUT":        events.StatusTimedOut,
+	"CANCEL":         events.StatusCancelled,
+	"PAYED_REVERSAL": events.StatusReversed,
+	"UNKNOW":         events.StatusUnknown,
+}
+
+// NormalizeStatus maps a Kudian status to the normalized status.
+func NormalizeStatus(v string) events.Status {
+	if s, ok := statuses[v]; ok {
+		return s
+	}
+	return events.StatusUnknown
+}
+
+var channels = map[string]events.Channel{
+	"WXPAY":   events.ChannelWechat,
+	"ALIPAY":  events.ChannelAlipay,
+	"BALANCE": events.ChannelBalance,
+}
+
+// NormalizeChannel maps payment_type to the normalized channel.
+func NormalizeChannel(v string) events.Channel {
+	if c, ok := channels[v]; ok {
+		return c
+	}
+	return events.ChannelUnknown
+}
+
+// shanghai is Asia/Shanghai: UTC+8 all year since 1991, so a fixed zone is exact and needs
+// no time zone database on the machine.
+var shanghai = time.FixedZone("CST", 8*60*60)
+
+// ParsePayTime reads pay_time, Asia/Shanghai wall time as "yyyy-MM-dd HH:mm:ss" or, as some
+// answers have it, "yyyy-MM-dd HH:mm". An empty value is no time.
+func ParsePayTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	for _, layout := range []string{time.DateTime, "2006-01-02 15:04"} {
+		if t, err := time.ParseInLocation(layout, s, shanghai); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("pay_time %q is neither yyyy-MM-dd HH:mm:ss nor yyyy-MM-dd HH:mm", s)
+}
+
+// pii are the fields only events.include_pii lets through.
+var pii = map[string]bool{"member_phone": true, "member_name": true}
+
+// mapped are the fields that become top-level event fields.
+var mapped = map[string]bool{"pay_no": true, "status": true, "fee": true, "pay_time": true,
+	"payment_type": true, "out_trade_no": true, "order_no": true}
+
+func transform(q providers.Query, raw json.RawMessage, includePII bool) (providers.Result, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return providers.Result{}, errors.New("missing")
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		return providers.Result{}, errors.New("not an object")
+	}
+	res := providers.Result{Details: map[string]any{}}
+	var err error
+	if res.ProviderStatus, err = providers.StringField(fields, "status"); err != nil {
+		return res, err
+	}
+	if res.ProviderStatus == "" {
+		return res, errors.New("status is missing")
+	}
+	res.Status = NormalizeStatus(res.ProviderStatus)
+	if res.ProviderOrderNo, err = providers.StringField(fields, "pay_no"); err != nil {
+		return res, err
+	}
+	if res.ProviderOrderNo == "" {
+		res.ProviderOrderNo = q.ProviderOrderNo
+	}
+	if res.Amount, err = providers.IntField(fields, "fee"); err != nil {
+		return res, err
+	}
+	payTime, err := providers.StringField(fields, "pay_time")
+	if err != nil {
+		return res, err
+	}
+	if res.PaidAt, err = ParsePayTime(payTime); err != nil {
+		return res, err
+	}
+	paymentType, err := providers.StringField(fields, "payment_type")
+	if err != nil {
+		return res, err
+	}
+	res.Channel = NormalizeChannel(paymentType)
+	res.OrderNo = q.OrderNo
+	for _, f := range []string{"out_trade_no", "order_no"} {
+		if res.OrderNo != "" {
+			break
+		}
+		if res.OrderNo, err = providers.StringField(fields, f); err != nil {
+			return res, err
+		}
+	}
+	// pay_no is the order's identity at Kudian: an out_trade_no may be reused.
+	switch {
+	case res.ProviderOrderNo != "":
+		res.OrderKey = res.ProviderOrderNo
+	default:
+		res.OrderKey = "out_trade_no:" + res.OrderNo
+	}
+	for k, v := range fields {
+		if mapped[k] || pii[k] && !includePII {
+			continue
+		}
+		val, err := providers.DetailValue(v)
+		if err != nil {
+			return res, fmt.Errorf("%s: %v", k, err)
+		}
+		res.Details[k] = val
+	}
+	return res, nil
+}
