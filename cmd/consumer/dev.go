@@ -15,6 +15,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/handlers"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+	"github.com/paystatus/orderstatus/internal/providers/kudian"
 	"github.com/paystatus/orderstatus/internal/providers/registry"
 )
 
@@ -75,12 +76,19 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("kuaishou sandbox: %w", err)
 	}
 	defer ks.Close()
+	kd := kudian.NewSandbox(30)
+	kudian.LoadDemo(kd)
+	if err := kd.Start("127.0.0.1:0"); err != nil {
+		return fmt.Errorf("kudian sandbox: %w", err)
+	}
+	defer kd.Close()
 
 	cfg := config.Default()
 	cfg.NATS.URL = ns.ClientURL()
 	cfg.Events.Encoding = *encoding
 	cfg.Providers = map[string]config.Provider{
 		kuaishou.Name: {BaseURL: ks.URL(), QPS: 30, Timeout: 5 * time.Second, Apps: kuaishou.DemoApps()},
+		kudian.Name:   {BaseURL: kd.URL(), QPS: 30, Timeout: 5 * time.Second, Apps: kudian.DemoApps()},
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -103,13 +111,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case err := <-errc:
 		return err
 	}
-	printDevGuide(stdout, ns.ClientURL(), *dir, ks.URL(), *encoding)
+	printDevGuide(stdout, ns.ClientURL(), *dir, ks.URL(), kd.URL(), *encoding)
 	err = <-errc
 	log.Info("dev environment stopped")
 	return err
 }
 
-func printDevGuide(w io.Writer, natsURL, dir, ksURL, encoding string) {
+func printDevGuide(w io.Writer, natsURL, dir, ksURL, kdURL, encoding string) {
 	translate := ""
 	if encoding == "msgpack" {
 		self, err := os.Executable()
@@ -118,39 +126,36 @@ func printDevGuide(w io.Writer, natsURL, dir, ksURL, encoding string) {
 		}
 		translate = " --translate '" + self + " decode'"
 	}
-	server := ""
+	nats := "nats"
 	if natsURL != "nats://127.0.0.1:4222" {
-		server = " -s " + natsURL
+		nats += " -s " + natsURL
 	}
+	ks, kd := kuaishou.DemoAppID, kudian.DemoAppID
 	fmt.Fprintf(w, `
 order-status consumer: dev environment ready
-  NATS with JetStream  %s  (data in %s)
-  Kuaishou sandbox     %s  (app %s)
+  NATS with JetStream  %[1]s  (data in %[2]s)
+  Kuaishou sandbox     %[3]s  (app %[6]s)
+  Kudian sandbox       %[4]s  (app %[7]s)
 
 Watch events and dead letters, in one terminal each:
-  nats%s sub 'orders.status.>'%s
-  nats%s sub 'orders.dlq.>'
+  %[5]s sub 'orders.status.>'%[8]s
+  %[5]s sub 'orders.dlq.>'
 
 Query the documents' example payment (it turns SUCCESS 30 s after its first query; publish it
 again after that to see the change, with previous_status):
-  nats%s pub orders.query.kuaishou.payment '{"app_id":"%s","order_no":"%s"}'
+  %[5]s pub orders.query.kuaishou.payment '{"app_id":"%[6]s","order_no":"%[9]s"}'
 
 More demo orders:
-  nats%s pub orders.query.kuaishou.settlement '{"app_id":"%s","order_no":"%s"}'
-  nats%s pub orders.query.kuaishou.refund '{"app_id":"%s","order_no":"1660811124083refund"}'
-  nats%s pub orders.query.kuaishou.payment '{"app_id":"%s","order_no":"demo-timeout-01"}'
+  %[5]s pub orders.query.kuaishou.settlement '{"app_id":"%[6]s","order_no":"%[9]s"}'
+  %[5]s pub orders.query.kuaishou.refund '{"app_id":"%[6]s","order_no":"1660811124083refund"}'
+  %[5]s pub orders.query.kuaishou.payment '{"app_id":"%[6]s","order_no":"demo-timeout-01"}'
+  %[5]s pub orders.query.kudian.payment '{"app_id":"%[7]s","provider_order_no":"%[10]s"}'
+  %[5]s pub orders.query.kudian.payment '{"app_id":"%[7]s","order_no":"300230547599788001"}'
 A bad request, dead-lettered with its reason:
-  nats%s pub orders.query.kuaishou.payment '{"app_id":"%s"}'
+  %[5]s pub orders.query.kuaishou.payment '{"app_id":"%[6]s"}'
 Last known status of an order:
-  nats%s kv get ORDERS_STATE kuaishou.payment.%s.%s
+  %[5]s kv get ORDERS_STATE kuaishou.payment.%[6]s.%[9]s
 
 Ctrl-C stops everything.
-`, natsURL, dir, ksURL, kuaishou.DemoAppID,
-		server, translate, server,
-		server, kuaishou.DemoAppID, kuaishou.DemoOrderNo,
-		server, kuaishou.DemoAppID, kuaishou.DemoOrderNo,
-		server, kuaishou.DemoAppID,
-		server, kuaishou.DemoAppID,
-		server, kuaishou.DemoAppID,
-		server, kuaishou.DemoAppID, kuaishou.DemoOrderNo)
+`, natsURL, dir, ksURL, kdURL, nats, ks, kd, translate, kuaishou.DemoOrderNo, kudian.DemoPayNo)
 }

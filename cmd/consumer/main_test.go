@@ -164,7 +164,7 @@ func TestBadConfigStopsStartWithOneLine(t *testing.T) {
 	dir := t.TempDir()
 	for name, tc := range map[string]struct{ yaml, want string }{
 		"replicas":   {"nats:\n  replicas: 9\n", "consumer: config: nats.replicas: must be 1 to 5, got 9\n"},
-		"unknown":    {"providers:\n  paypal:\n    base_url: http://x\n", "consumer: config: providers.paypal: unknown provider (known: kuaishou)\n"},
+		"unknown":    {"providers:\n  paypal:\n    base_url: http://x\n", "consumer: config: providers.paypal: unknown provider (known: kuaishou, kudian)\n"},
 		"secret var": {"providers:\n  kuaishou:\n    base_url: http://x\n    apps:\n      - app_id: a\n        app_secret: ${NOT_SET_ANYWHERE}\n", "consumer: config: providers.kuaishou.apps[0].app_secret: environment variable NOT_SET_ANYWHERE is not set\n"},
 	} {
 		t.Run(name, func(t *testing.T) {

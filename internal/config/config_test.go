@@ -154,12 +154,26 @@ func TestReferenceCoversEveryKey(t *testing.T) {
 		}
 		keys[f.Key] = f
 	}
-	for _, k := range []string{"nats.url", "nats.replicas", "events.encoding", "http.listen", "providers.<name>.qps", "providers.<name>.apps[].app_secret"} {
+	for _, k := range []string{"nats.url", "nats.replicas", "events.encoding", "http.listen", "providers.<name>.qps", "providers.<name>.apps[].app_secret", "providers.<name>.result_codes"} {
 		if _, ok := keys[k]; !ok {
 			t.Errorf("reference lacks %s", k)
 		}
 	}
 	if keys["nats.subject_prefix"].Default != "orders" {
 		t.Errorf("default: %+v", keys["nats.subject_prefix"])
+	}
+}
+
+func TestResultCodes(t *testing.T) {
+	cfg, err := Parse([]byte("providers:\n  kuaishou:\n    result_codes:\n      100200104: retryable\n      \"42\": permanent\n"), envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Providers["kuaishou"].ResultCodes; got["100200104"] != "retryable" || got["42"] != "permanent" {
+		t.Fatalf("%v", got)
+	}
+	if _, err := Parse([]byte("providers:\n  kuaishou:\n    result_codes: [1]\n"), envOf(nil)); err == nil ||
+		!strings.HasPrefix(err.Error(), "config: providers.kuaishou.result_codes: must be a mapping") {
+		t.Fatalf("%v", err)
 	}
 }

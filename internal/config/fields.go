@@ -207,10 +207,14 @@ func Reference() []Field {
 				walk(ft, key)
 			case ft.Kind() == reflect.Map:
 				out = append(out, Field{Key: key, Type: "map", Doc: f.Tag.Get("doc")})
-				walk(ft.Elem(), key+".<name>")
+				if ft.Elem().Kind() == reflect.Struct {
+					walk(ft.Elem(), key+".<name>")
+				}
 			case ft.Kind() == reflect.Slice:
 				out = append(out, Field{Key: key, Type: "list", Doc: f.Tag.Get("doc")})
-				walk(ft.Elem(), key+"[]")
+				if ft.Elem().Kind() == reflect.Struct {
+					walk(ft.Elem(), key+"[]")
+				}
 			default:
 				typ := ft.Kind().String()
 				if ft == durationType {

@@ -18,6 +18,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/handlers"
 	"github.com/paystatus/orderstatus/internal/natstest"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+	"github.com/paystatus/orderstatus/internal/providers/kudian"
 	"github.com/paystatus/orderstatus/internal/providers/registry"
 )
 
@@ -29,6 +30,7 @@ type env struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
 	sb  *kuaishou.Sandbox
+	kd  *kudian.Sandbox
 	log *slog.Logger
 }
 
@@ -48,15 +50,22 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sb.Close() })
+	kd := kudian.NewSandbox(0)
+	kudian.LoadDemo(kd)
+	if err := kd.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kd.Close() })
 
 	cfg := config.Default()
 	cfg.NATS.URL = ns.ClientURL()
 	cfg.Consumer.AckWait = 5 * time.Second
 	cfg.Consumer.MaxDeliver = 4
 	cfg.Consumer.Concurrency = 8
-	cfg.Providers = map[string]config.Provider{kuaishou.Name: {
-		BaseURL: sb.URL(), QPS: 1000, Timeout: 2 * time.Second, Apps: kuaishou.DemoApps(),
-	}}
+	cfg.Providers = map[string]config.Provider{
+		kuaishou.Name: {BaseURL: sb.URL(), QPS: 1000, Timeout: 2 * time.Second, Apps: kuaishou.DemoApps()},
+		kudian.Name:   {BaseURL: kd.URL(), QPS: 1000, Timeout: 2 * time.Second, Apps: kudian.DemoApps()},
+	}
 	if mutate != nil {
 		mutate(cfg)
 	}
@@ -69,7 +78,7 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 	}
 	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
-	return &env{t: t, cfg: cfg, nc: nc, js: js, sb: sb, log: testLogger()}
+	return &env{t: t, cfg: cfg, nc: nc, js: js, sb: sb, kd: kd, log: testLogger()}
 }
 
 // startReplica runs one consumer replica until the test ends; tweak may adjust its handler.

@@ -1,0 +1,187 @@
+package kudian
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/paystatus/orderstatus/internal/config"
+	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/providers"
+)
+
+const secret = "kd-demo-secret"
+
+// docResult is the documents' own answer (the raw tab), signed by the assumed rule.
+const docResult = `{"code":0,"data":{"attach":"","discount_info":{"kd_discount_fee":0,"m_discount_fee":0,"p_discount_fee":0,"y_discount_fee":0},"fee":100,"member_name":"Janus","member_phone":"18826490000","order_no":"300230547599788000","origin_fee":100,"pay_no":"600230547601422048","pay_time":"2020-10-13 11:00","payment":"会员钱包支付","received_fee":100,"shop_name":"","status":"PAYED_SUCC","user_pay_fee":100},"msg":"success","succeed":true}`
+
+func signed(result string) []byte {
+	b, _ := json.Marshal(map[string]string{"result": result, "sign": AnswerSign(result, secret)})
+	return b
+}
+
+func client(t testing.TB, pii bool) *Client {
+	t.Helper()
+	c, err := New(config.Provider{Timeout: time.Second, Apps: DemoApps()}, providers.NewWindowLimiter(10), WithPII(pii))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestAnswerSignVector(t *testing.T) {
+	// Computed apart from this code (Python's hashlib): MD5(result + secret).
+	if got := AnswerSign(`{"code":0,"data":{"status":"PAYED_SUCC"},"msg":"success"}`, secret); got != "26ced40619c60cdfd2065943f39e266d" {
+		t.Fatal(got)
+	}
+}
+
+func TestDocumentAnswer(t *testing.T) {
+	observed := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	res, err := client(t, false).parseAnswer(providers.Query{Kind: events.KindPayment, ProviderOrderNo: "600230547601422048"}, secret, signed(docResult), observed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPaid := time.Date(2020, 10, 13, 3, 0, 0, 0, time.UTC) // 11:00 in Asia/Shanghai
+	if res.Status != events.StatusSucceeded || res.ProviderStatus != "PAYED_SUCC" || res.Amount != 100 ||
+		res.ProviderOrderNo != "600230547601422048" || res.OrderKey != "600230547601422048" || res.OrderNo != "300230547599788000" ||
+		!res.PaidAt.Equal(wantPaid) || res.Channel != events.ChannelUnknown || !res.ObservedAt.Equal(observed) {
+		t.Fatalf("%+v", res)
+	}
+	disc, ok := res.Details["discount_info"].(map[string]any)
+	if !ok || disc["kd_discount_fee"] != int64(0) || res.Details["origin_fee"] != int64(100) || res.Details["received_fee"] != int64(100) ||
+		res.Details["payment"] != "会员钱包支付" {
+		t.Fatalf("details %#v", res.Details)
+	}
+	for _, k := range []string{"member_phone", "member_name", "fee", "status", "pay_no", "pay_time", "order_no"} {
+		if _, ok := res.Details[k]; ok {
+			t.Errorf("details has %s", k)
+		}
+	}
+	withPII, err := client(t, true).parseAnswer(providers.Query{Kind: events.KindPayment, OrderNo: "300230547599788000"}, secret, signed(docResult), observed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if withPII.Details["member_phone"] != "18826490000" || withPII.Details["member_name"] != "Janus" {
+		t.Fatalf("include_pii: %#v", withPII.Details)
+	}
+}
+
+func TestPayTimeForms(t *testing.T) {
+	for in, want := range map[string]time.Time{
+		"2020-10-13 11:00:00": time.Date(2020, 10, 13, 3, 0, 0, 0, time.UTC),
+		"2020-10-13 11:00":    time.Date(2020, 10, 13, 3, 0, 0, 0, time.UTC),
+		"2021-01-01 07:59:59": time.Date(2020, 12, 31, 23, 59, 59, 0, time.UTC),
+		"":                    {},
+	} {
+		got, err := ParsePayTime(in)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("%q: %v %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"2020/10/13 11:00", "13-10-2020 11:00", "yesterday", "2020-10-13T11:00:00Z"} {
+		if _, err := ParsePayTime(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestChannels(t *testing.T) {
+	for in, want := range map[string]events.Channel{"WXPAY": "wechat", "ALIPAY": "alipay", "BALANCE": "balance", "UNIONPAY": "unknown", "": "unknown"} {
+		if got := NormalizeChannel(in); got != want {
+			t.Errorf("%s: %s", in, got)
+		}
+	}
+}
+
+func TestAnswerErrors(t *testing.T) {
+	c := client(t, false)
+	q := providers.Query{Kind: events.KindPayment, OrderNo: "x"}
+	bad, _ := json.Marshal(map[string]string{"result": docResult, "sign": "0000"})
+	for name, tc := range map[string]struct {
+		body  []byte
+		class providers.Class
+		code  string
+	}{
+		"wrong signature":  {bad, providers.Retryable, ""},
+		"not json":         {[]byte("<html>"), providers.Retryable, ""},
+		"no result":        {[]byte(`{"sign":"x"}`), providers.Retryable, ""},
+		"result not json":  {signed("oops"), providers.Retryable, ""},
+		"not found":        {signed(`{"code":40004,"msg":"订单不存在"}`), providers.Permanent, "40004"},
+		"rate limited":     {signed(`{"code":40029,"msg":"slow down"}`), providers.RateLimited, "40029"},
+		"unknown code":     {signed(`{"code":12345,"msg":"?"}`), providers.Retryable, "12345"},
+		"no data":          {signed(`{"code":0}`), providers.Retryable, ""},
+		"no status":        {signed(`{"code":0,"data":{"fee":1}}`), providers.Retryable, ""},
+		"fractional fee":   {signed(`{"code":0,"data":{"status":"PAYED_SUCC","fee":1.5}}`), providers.Retryable, ""},
+		"garbage pay_time": {signed(`{"code":0,"data":{"status":"PAYED_SUCC","pay_time":"soon"}}`), providers.Retryable, ""},
+	} {
+		_, err := c.parseAnswer(q, secret, tc.body, time.Now())
+		var pe *providers.Error
+		if !errors.As(err, &pe) || pe.Class != tc.class || pe.Code != tc.code {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestConfiguredCodeClasses(t *testing.T) {
+	c, err := New(config.Provider{Timeout: time.Second, Apps: DemoApps(), ResultCodes: map[string]string{"12345": "permanent"}}, providers.NewWindowLimiter(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.parseAnswer(providers.Query{}, secret, signed(`{"code":12345,"msg":"?"}`), time.Now())
+	if providers.Classify(err) != providers.Permanent {
+		t.Fatal(err)
+	}
+	for _, bad := range []map[string]string{{"x": "permanent"}, {"1": "fatal"}} {
+		_, err := New(config.Provider{Timeout: time.Second, ResultCodes: bad}, providers.NewWindowLimiter(1))
+		var ce *config.Error
+		if !errors.As(err, &ce) {
+			t.Errorf("%v: %v", bad, err)
+		}
+	}
+	_, err = New(config.Provider{Timeout: time.Second, Apps: []config.App{{AppID: "a", AppSecret: "s"}}}, providers.NewWindowLimiter(1))
+	if err == nil || err.Error() != "config: providers.kudian.apps[0].token: is required" {
+		t.Fatalf("missing token: %v", err)
+	}
+}
+
+// FuzzParseAnswer: no answer panics the parser, and every failure is a classified error.
+func FuzzParseAnswer(f *testing.F) {
+	f.Add(string(signed(docResult)))
+	f.Add(string(signed(`{"code":0,"data":{"status":"PAYING","pay_time":"","fee":"12"}}`)))
+	f.Add(string(signed(`{"code":"x"}`)))
+	f.Add(`{"result":"{}","sign":"` + AnswerSign("{}", secret) + `"}`)
+	f.Add(`{"result":1}`)
+	c := client(f, false)
+	f.Fuzz(func(t *testing.T, body string) {
+		res, err := c.parseAnswer(providers.Query{Kind: events.KindPayment, OrderNo: "o"}, secret, []byte(body), time.Now())
+		if err != nil {
+			var pe *providers.Error
+			if !errors.As(err, &pe) {
+				t.Fatalf("unclassified %v", err)
+			}
+			return
+		}
+		if res.ProviderStatus == "" || res.OrderKey == "" {
+			t.Fatalf("accepted without status or key: %+v", res)
+		}
+	})
+}
+
+// FuzzAnswerField fuzzes the signed inner result, past the signature check.
+func FuzzAnswerField(f *testing.F) {
+	f.Add(docResult)
+	f.Add(`{"code":0,"data":{"status":"PAYED_SUCC","fee":9007199254740993,"pay_time":"2020-10-13 11:00"}}`)
+	f.Add(`{"code":0,"data":{"status":["x"]}}`)
+	c := client(f, true)
+	f.Fuzz(func(t *testing.T, result string) {
+		_, err := c.parseAnswer(providers.Query{Kind: events.KindPayment, ProviderOrderNo: "p"}, secret, signed(result), time.Now())
+		if err != nil {
+			var pe *providers.Error
+			if !errors.As(err, &pe) {
+				t.Fatalf("unclassified %v", err)
+			}
+		}
+	})
+}
