@@ -177,3 +177,24 @@ func TestResultCodes(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// FuzzParse: no configuration file panics start-up; every failure is one line naming a key.
+func FuzzParse(f *testing.F) {
+	f.Add(contractExample)
+	f.Add("nats: {url: x}\nproviders: {kuaishou: {apps: [{app_id: a}]}}")
+	f.Add("consumer:\n  ack_wait: ${X:-1s}\n")
+	f.Add("a: &x [1]\nb: *x\n")
+	f.Fuzz(func(t *testing.T, yaml string) {
+		_, err := Parse([]byte(yaml), envOf(map[string]string{"KUAISHOU_APP_SECRET": "s", "KUDIAN_APP_SECRET": "s", "KUDIAN_TOKEN": "t"}))
+		if err == nil {
+			return
+		}
+		var ce *Error
+		if !errors.As(err, &ce) {
+			t.Fatalf("not a config error: %v", err)
+		}
+		if strings.Contains(err.Error(), "\n") {
+			t.Fatalf("more than one line: %q", err)
+		}
+	})
+}

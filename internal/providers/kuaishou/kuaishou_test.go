@@ -334,3 +334,24 @@ func FuzzParseAnswer(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTokenAnswer: the access-token answer parser never panics and classifies every failure.
+func FuzzTokenAnswer(f *testing.F) {
+	f.Add(`{"result":1,"access_token":"tok","expires_in":172800,"token_type":"bearer"}`)
+	f.Add(`{"result":100200101,"error_msg":"验证出错"}`)
+	f.Add(`{"result":1,"access_token":"","expires_in":"x"}`)
+	f.Add(`{"result":1,"access_token":"t","expires_in":99999999999999999999}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		tok, life, err := parseTokenAnswer([]byte(body))
+		if err != nil {
+			var pe *providers.Error
+			if !errors.As(err, &pe) {
+				t.Fatalf("unclassified %v", err)
+			}
+			return
+		}
+		if tok == "" || life <= 0 {
+			t.Fatalf("accepted %q %v", tok, life)
+		}
+	})
+}

@@ -106,26 +106,34 @@ func (t *tokenSource) fetch(ctx context.Context) (string, error) {
 	if resp.StatusCode != http.StatusOK {
 		return "", providers.HTTPStatusError(Name, resp.StatusCode)
 	}
-	var ans tokenAnswer
-	if err := json.Unmarshal(body, &ans); err != nil {
-		return "", malformed("access token answer is not JSON: %v", err)
+	token, life, err := parseTokenAnswer(body)
+	if err != nil {
+		return "", err
 	}
-	if ans.Result.String() != "1" {
-		code, _ := ans.Result.Int64()
-		return "", &providers.Error{Provider: Name, Class: providers.Retryable, Code: ans.Result.String(),
-			Message: "access token refused: " + ans.ErrorMsg + codeHint(code)}
-	}
-	secs, err := ans.ExpiresIn.Int64()
-	if ans.AccessToken == "" || err != nil || secs <= 0 {
-		return "", malformed("access token answer lacks access_token or expires_in")
-	}
-	life := time.Duration(secs) * time.Second
 	t.mu.Lock()
-	t.token = ans.AccessToken
+	t.token = token
 	t.expiresAt = started.Add(life)
 	t.refreshAt = started.Add(life * 8 / 10)
 	t.mu.Unlock()
-	return ans.AccessToken, nil
+	return token, nil
+}
+
+// parseTokenAnswer reads the access-token answer. Every failure is a classified error.
+func parseTokenAnswer(body []byte) (token string, life time.Duration, err error) {
+	var ans tokenAnswer
+	if err := json.Unmarshal(body, &ans); err != nil {
+		return "", 0, malformed("access token answer is not JSON: %v", err)
+	}
+	if ans.Result.String() != "1" {
+		code, _ := ans.Result.Int64()
+		return "", 0, &providers.Error{Provider: Name, Class: providers.Retryable, Code: ans.Result.String(),
+			Message: "access token refused: " + ans.ErrorMsg + codeHint(code)}
+	}
+	secs, err := ans.ExpiresIn.Int64()
+	if ans.AccessToken == "" || err != nil || secs <= 0 || secs > 365*24*3600 {
+		return "", 0, malformed("access token answer lacks access_token or a sane expires_in")
+	}
+	return ans.AccessToken, time.Duration(secs) * time.Second, nil
 }
 
 func codeHint(code int64) string {

@@ -185,3 +185,19 @@ func FuzzAnswerField(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParsePayTime: any text either parses to a time that formats back to it, or errs.
+func FuzzParsePayTime(f *testing.F) {
+	for _, s := range []string{"2020-10-13 11:00:00", "2020-10-13 11:00", "", "2020-02-30 25:61", "0000-01-01 00:00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := ParsePayTime(s)
+		if err != nil || s == "" {
+			return
+		}
+		if back := got.In(shanghai).Format(time.DateTime); back != s && back[:16] != s {
+			t.Fatalf("%q parsed as %v, which is %q", s, got, back)
+		}
+	})
+}
