@@ -133,7 +133,7 @@ func Load(path string, env func(string) (string, bool)) (*Config, error) {
 func Parse(data []byte, env func(string) (string, bool)) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, &Error{Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+		return nil, &Error{Msg: oneLine(err)}
 	}
 	doc := &root
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
@@ -145,8 +145,8 @@ func Parse(data []byte, env func(string) (string, bool)) (*Config, error) {
 		return nil, err
 	}
 	var cfg Config
-	if err := doc.Decode(&cfg); err != nil {
-		return nil, &Error{Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+	if err := doc.Decode(&cfg); err != nil { // prepare checked every value: not expected
+		return nil, &Error{Msg: oneLine(err)}
 	}
 	if v, ok := env("NATS_URL"); ok && v != "" {
 		cfg.NATS.URL = v
@@ -158,6 +158,13 @@ func Parse(data []byte, env func(string) (string, bool)) (*Config, error) {
 		return nil, err
 	}
 	return &cfg, nil
+}
+
+// oneLine renders a YAML error on one line.
+func oneLine(err error) string {
+	s := strings.TrimPrefix(err.Error(), "yaml: ")
+	s = strings.TrimPrefix(s, "unmarshal errors:\n  ")
+	return strings.Join(strings.Fields(s), " ")
 }
 
 // Default is the configuration of an empty file.

@@ -78,8 +78,14 @@ func prepare(n *yaml.Node, t reflect.Type, path string, env func(string) (string
 		if n.Kind != yaml.MappingNode {
 			return keyErr(path, "must be a mapping")
 		}
+		seen := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if err := prepare(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value), env); err != nil {
+			key := n.Content[i].Value
+			if seen[key] {
+				return keyErr(join(path, key), "given twice")
+			}
+			seen[key] = true
+			if err := prepare(n.Content[i+1], t.Elem(), join(path, key), env); err != nil {
 				return err
 			}
 		}
