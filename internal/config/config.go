@@ -44,8 +44,8 @@ type Consumer struct {
 	Name          string        `yaml:"name" default:"orders-query" doc:"Durable consumer name on ORDERS_QUERY, shared by every replica."`
 	Concurrency   int           `yaml:"concurrency" default:"64" doc:"Requests processed at once by this process."`
 	AckWait       time.Duration `yaml:"ack_wait" default:"30s" doc:"Time a request may stay unacknowledged before JetStream redelivers it; work in progress extends it."`
-	MaxDeliver    int           `yaml:"max_deliver" default:"10" doc:"Deliveries of one request before it is dead-lettered as retries_exhausted."`
-	MaxAckPending int           `yaml:"max_ack_pending" default:"4096" doc:"Requests in flight across all replicas together."`
+	MaxDeliver    int           `yaml:"max_deliver" default:"10" doc:"Deliveries of one request before it is dead-lettered as retries_exhausted; each delivery first retries in-process for up to min(ack_wait/3, 10s)."`
+	MaxAckPending int           `yaml:"max_ack_pending" default:"20000" doc:"Requests in flight across all replicas together, waiting for their app's limit included: it bounds how big one app's backlog may grow before other apps' requests wait behind it."`
 }
 
 // Events shapes the status-changed events.

@@ -20,6 +20,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
 	"github.com/paystatus/orderstatus/internal/providers/kudian"
 	"github.com/paystatus/orderstatus/internal/providers/registry"
+	"github.com/paystatus/orderstatus/internal/ratelimit"
 )
 
 // env is one end-to-end set-up: an embedded JetStream server, the Kuaishou sandbox over HTTP,
@@ -101,7 +102,8 @@ func (e *env) startReplica(tweak func(*handlers.Handler)) {
 	if tweak != nil {
 		tweak(h)
 	}
-	svc := &handlers.Service{Consumer: assets.Consumer, Handler: h, Concurrency: e.cfg.Consumer.Concurrency, Grace: time.Second, Log: e.log}
+	svc := &handlers.Service{Consumer: assets.Consumer, Handler: h, Limiter: ratelimit.New(assets.Rate),
+		Concurrency: e.cfg.Consumer.Concurrency, Grace: time.Second, Log: e.log}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = svc.Run(ctx) }()
 	e.t.Cleanup(func() { cancel(); <-done })

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -29,8 +30,10 @@ type Handler struct {
 	encoding   events.Encoding
 	ackWait    time.Duration
 	maxDeliver int
-	log        *slog.Logger
-	now        func() time.Time
+	// retryBudget bounds a request's in-process retries, well below the ack wait.
+	retryBudget time.Duration
+	log         *slog.Logger
+	now         func() time.Time
 
 	// failAfter, in tests only, fails the named step once it is done, as a crash there would.
 	failAfter func(step string) error
@@ -53,6 +56,7 @@ func NewHandler(o Options) *Handler {
 	h := &Handler{
 		js: o.JS, state: o.State, subjects: o.Subjects, providers: map[string]providers.Provider{},
 		encoding: o.Encoding, ackWait: o.AckWait, maxDeliver: o.MaxDeliver, log: o.Log, now: time.Now,
+		retryBudget: min(o.AckWait/3, 10*time.Second),
 	}
 	for _, p := range o.Providers {
 		h.providers[p.Name()] = p
@@ -72,52 +76,126 @@ func reject(reason, format string, args ...any) error {
 	return &rejection{reason: reason, text: fmt.Sprintf(format, args...)}
 }
 
-// Handle takes one request message to its end: an event (or none, when nothing changed) and an
-// ack; a dead letter and a terminate; or a delayed redelivery.
-func (h *Handler) Handle(ctx context.Context, msg jetstream.Msg) {
+// job is one request on its way through the pipeline.
+type job struct {
+	msg       jetstream.Msg
+	meta      *jetstream.MsgMetadata
+	req       events.Request
+	p         providers.Provider
+	key       string // the rate-limited endpoint
+	qps       int
+	keepAlive *time.Timer
+	retries   backoff.BackOff // in-process retries, made on the first failure
+	refreshed bool            // the provider's credential was replaced once already
+}
+
+// accept starts a request message on its way: the subject and payload are read and checked
+// (a request that can never succeed is dead-lettered here), and the request is queued for its
+// provider endpoint. Accepting is quick, so the consumer keeps fetching while apps wait for
+// their limits.
+func (h *Handler) accept(ctx context.Context, msg jetstream.Msg, sched *scheduler) {
 	meta, err := msg.Metadata()
 	if err != nil { // not a JetStream message: cannot happen on a consumer
 		h.log.Error("message without JetStream metadata", "subject", msg.Subject(), "err", err)
 		return
 	}
-	// Keep the message ours while a slow provider or a full limiter holds it.
-	var keepAlive *time.Timer
-	keepAlive = time.AfterFunc(h.ackWait/3, func() {
+	j := &job{msg: msg, meta: meta}
+	// Keep the message ours while it waits for its limit or a slow provider.
+	j.keepAlive = time.AfterFunc(h.ackWait/3, func() {
 		_ = msg.InProgress()
-		keepAlive.Reset(h.ackWait / 3)
+		j.keepAlive.Reset(h.ackWait / 3)
 	})
-	defer keepAlive.Stop()
-
 	provider, kind := events.Unknown, events.Unknown
-	req, p, err := h.route(msg, &provider, &kind)
-	if err == nil {
-		var res providers.Result
-		res, err = h.query(ctx, p, req)
-		if err == nil {
-			err = h.record(ctx, req, res)
-		}
+	j.req, j.p, err = h.route(msg, &provider, &kind)
+	if err != nil {
+		var rej *rejection
+		errors.As(err, &rej)
+		h.deadLetter(ctx, j, provider, kind, rej.reason, rej.text)
+		return
 	}
+	j.key, j.qps = j.p.RateLimit(queryOf(j.req))
+	sched.enqueue(j)
+}
 
+// execute makes one call for j, in its rate slot, and takes the request to its end: an event
+// (or none, when nothing changed) and an ack; a dead letter; an in-process retry; or a delayed
+// redelivery once in-process retries are spent.
+func (h *Handler) execute(ctx context.Context, j *job, sched *scheduler) {
+	res, err := h.query(ctx, j.p, j.req)
 	var rej *rejection
 	switch {
-	case err == nil:
-		if err := msg.Ack(); err != nil {
-			h.log.Warn("ack failed; the request will be redelivered and find nothing new", "err", err)
-		}
 	case errors.As(err, &rej):
-		h.deadLetter(ctx, msg, meta, provider, kind, rej.reason, rej.text)
-	case ctx.Err() != nil: // shutting down: hand the request back for another replica
-		_ = msg.Nak()
-	case meta.NumDelivered >= uint64(h.maxDeliver):
-		h.deadLetter(ctx, msg, meta, provider, kind, events.ReasonRetriesExhausted,
-			fmt.Sprintf("gave up after %d deliveries: %v", meta.NumDelivered, err))
-	default:
-		delay := redeliveryDelay(meta.NumDelivered, providers.RetryAfter(err))
-		h.log.Warn("query failed; will retry", "subject", msg.Subject(), "app_id", req.AppID, "order_no", req.OrderNo,
-			"delivered", meta.NumDelivered, "retry_in", delay.Round(time.Millisecond).String(), "err", err)
-		_ = msg.NakWithDelay(delay)
+		h.deadLetter(ctx, j, j.req.Provider, j.req.Kind, rej.reason, rej.text)
+		return
+	case err != nil && ctx.Err() != nil:
+		h.handBack(j)
+		return
+	case err != nil:
+		switch providers.Classify(err) {
+		case providers.TokenInvalid:
+			if !j.refreshed { // the credential is replaced already: go again at once
+				j.refreshed = true
+				sched.enqueue(j)
+				return
+			}
+		case providers.RateLimited:
+			if serr := sched.lim.Slowdown(ctx, j.key); serr != nil {
+				h.log.Warn("could not slow the app down", "key", j.key, "err", serr)
+			}
+		}
+		if j.retries == nil {
+			j.retries = backoff.NewExponentialBackOff(
+				backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMultiplier(2),
+				backoff.WithRandomizationFactor(0.5), backoff.WithMaxInterval(2*time.Second),
+				backoff.WithMaxElapsedTime(h.retryBudget))
+		}
+		if d := j.retries.NextBackOff(); d != backoff.Stop {
+			d = max(d, providers.RetryAfter(err))
+			h.log.Debug("query failed; retrying", "key", j.key, "order_no", j.req.OrderNo, "retry_in", d.String(), "err", err)
+			sched.retryLater(j, d)
+			return
+		}
+		h.giveUp(ctx, j, err)
+		return
+	}
+	if err := h.record(ctx, j.req, res); err != nil {
+		if ctx.Err() != nil {
+			h.handBack(j)
+		} else {
+			h.giveUp(ctx, j, err)
+		}
+		return
+	}
+	j.keepAlive.Stop()
+	if err := j.msg.Ack(); err != nil {
+		h.log.Warn("ack failed; the request will be redelivered and find nothing new", "err", err)
 	}
 }
+
+// giveUp ends this delivery of a request that keeps failing: redelivered later with a
+// growing delay, freeing the worker, or dead-lettered on the last allowed delivery.
+func (h *Handler) giveUp(ctx context.Context, j *job, err error) {
+	if j.meta.NumDelivered >= uint64(h.maxDeliver) {
+		h.deadLetter(ctx, j, j.req.Provider, j.req.Kind, events.ReasonRetriesExhausted,
+			fmt.Sprintf("gave up after %d deliveries: %v", j.meta.NumDelivered, err))
+		return
+	}
+	j.keepAlive.Stop()
+	delay := redeliveryDelay(j.meta.NumDelivered, providers.RetryAfter(err))
+	h.log.Warn("query failed; will retry", "subject", j.msg.Subject(), "app_id", j.req.AppID, "order_no", j.req.OrderNo,
+		"delivered", j.meta.NumDelivered, "retry_in", delay.Round(time.Millisecond).String(), "err", err)
+	_ = j.msg.NakWithDelay(delay)
+}
+
+// handBack returns a request JetStream delivered to this process but that it will not finish
+// (it is shutting down), for another replica to take soon.
+func (h *Handler) handBack(j *job) {
+	j.keepAlive.Stop()
+	_ = j.msg.NakWithDelay(handBackDelay)
+}
+
+// handBackDelay is short: the request is fine, only this process is going away.
+const handBackDelay = 250 * time.Millisecond
 
 // route reads provider and kind from the subject and the request from the payload, and checks
 // both against the configuration.
@@ -328,7 +406,9 @@ func (h *Handler) event(req events.Request, res providers.Result, previous event
 // deadLetter publishes the original payload, byte for byte, with the reason, then terminates
 // the message. If the dead letter cannot be stored the message is redelivered later instead:
 // nothing is dropped.
-func (h *Handler) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, provider, kind, reason, text string) {
+func (h *Handler) deadLetter(ctx context.Context, j *job, provider, kind, reason, text string) {
+	j.keepAlive.Stop()
+	msg, meta := j.msg, j.meta
 	hdr := nats.Header{}
 	for k, vs := range msg.Headers() {
 		if !strings.HasPrefix(k, "Nats-") {

@@ -20,11 +20,13 @@ const (
 	StatusStream = "ORDERS_STATUS"
 	DLQStream    = "ORDERS_DLQ"
 	StateBucket  = "ORDERS_STATE"
+	RateBucket   = "ORDERS_RATE"
 )
 
 // Assets are the provisioned streams, bucket and consumer.
 type Assets struct {
 	State    jetstream.KeyValue
+	Rate     jetstream.KeyValue
 	Consumer jetstream.Consumer
 }
 
@@ -70,6 +72,13 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 	if err != nil {
 		return nil, fmt.Errorf("provision KV %s: %w", StateBucket, err)
 	}
+	rate, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: RateBucket, Description: "QPS slots per provider endpoint, shared by all replicas",
+		History: 1, Storage: jetstream.FileStorage, Replicas: r,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("provision KV %s: %w", RateBucket, err)
+	}
 	cons, err := query.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       cfg.Consumer.Name,
 		Description:   "Order status query workers",
@@ -84,7 +93,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 	if err != nil {
 		return nil, fmt.Errorf("provision consumer %s: %w", cfg.Consumer.Name, err)
 	}
-	return &Assets{State: kv, Consumer: cons}, nil
+	return &Assets{State: kv, Rate: rate, Consumer: cons}, nil
 }
 
 func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, log *slog.Logger) (jetstream.Stream, error) {

@@ -11,6 +11,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/providers"
+	"github.com/paystatus/orderstatus/internal/ratelimit"
 )
 
 // Connect opens the NATS connection the service runs on. After start-up it reconnects for
@@ -57,7 +58,7 @@ func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []provi
 	for _, f := range ready {
 		f()
 	}
-	svc := &Service{Consumer: assets.Consumer, Handler: h, Concurrency: cfg.Consumer.Concurrency,
+	svc := &Service{Consumer: assets.Consumer, Handler: h, Limiter: ratelimit.New(assets.Rate), Concurrency: cfg.Consumer.Concurrency,
 		Grace: cfg.Consumer.AckWait * 2 / 3, Log: log}
 	return svc.Run(ctx)
 }

@@ -8,46 +8,40 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paystatus/orderstatus/internal/ratelimit"
 )
 
-// Service pulls requests from the durable consumer and hands them to a Handler, at most
-// concurrency at a time.
+// fetchers is how many goroutines take messages from the consumer; accepting a request is
+// quick, so a few keep any number of calls fed.
+const fetchers = 4
+
+// Service pulls requests from the durable consumer, accepts them, and runs them through a
+// scheduler with at most Concurrency provider calls at a time.
 type Service struct {
 	Consumer    jetstream.Consumer
 	Handler     *Handler
+	Limiter     *ratelimit.Limiter
 	Concurrency int
-	// Grace is how long in-flight requests may run on after shutdown starts; then they are
-	// cancelled and handed back to JetStream for another replica.
+	// Grace is how long calls in flight may run on after shutdown starts; then they are
+	// abandoned and their requests handed back to JetStream for another replica.
 	Grace time.Duration
 	Log   *slog.Logger
 }
 
-// Run processes requests until ctx ends, then stops fetching, lets in-flight requests finish
-// within Grace, and returns.
+// Run processes requests until ctx ends, then stops fetching, hands back what has not
+// started, lets calls in flight finish within Grace, and returns.
 func (s *Service) Run(ctx context.Context) error {
-	it, err := s.Consumer.Messages(jetstream.PullMaxMessages(s.Concurrency))
+	it, err := s.Consumer.Messages(jetstream.PullMaxMessages(max(s.Concurrency, 64)))
 	if err != nil {
 		return err
 	}
-	// Requests run on a context that outlives ctx by Grace, so a shutdown lets them finish.
-	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelWork()
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		<-ctx.Done()
-		it.Drain() // fetch no more; what was already fetched is handed back by the workers
-		t := time.NewTimer(s.Grace)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			cancelWork()
-		case <-work.Done():
-		}
-	}()
+	work, abandon := context.WithCancel(context.WithoutCancel(ctx))
+	defer abandon()
+	sched := newScheduler(s.Handler, s.Limiter, s.Concurrency, ctx, work)
 
 	var wg sync.WaitGroup
-	for range s.Concurrency {
+	for range fetchers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -60,16 +54,17 @@ func (s *Service) Run(ctx context.Context) error {
 					s.Log.Warn("fetching requests", "err", err)
 					continue
 				}
-				if ctx.Err() != nil { // fetched just as shutdown began: hand it back at once
-					_ = msg.Nak()
+				if ctx.Err() != nil { // fetched as shutdown began: hand it back
+					_ = msg.NakWithDelay(handBackDelay)
 					continue
 				}
-				s.Handler.Handle(work, msg)
+				s.Handler.accept(ctx, msg, sched)
 			}
 		}()
 	}
+	<-ctx.Done()
+	it.Drain() // fetch no more; what was already fetched comes out of Next and is handed back
 	wg.Wait()
-	cancelWork()
-	<-stopped
+	sched.close(s.Grace, abandon)
 	return nil
 }

@@ -1,11 +1,10 @@
 package handlers
 
 import (
-	"encoding/base64"
 	"encoding/json"
-	"strings"
 
 	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/kvkey"
 )
 
 // orderState is the last-known status of one order, the value in ORDERS_STATE. It is JSON so
@@ -37,19 +36,8 @@ func (s orderState) encode() []byte {
 	return b
 }
 
-// stateKey is the KV key of an order: <provider>.<kind>.<app_id>.<order key>. Each part is kept
-// as it is when it holds only letters, digits, - and _ (so operators can read and type keys);
-// anything else is written as "=" and its unpadded base64url, which cannot collide with a plain
-// part because a plain part never contains "=".
+// stateKey is the KV key of an order: <provider>.<kind>.<app_id>.<order key>, readable when
+// the parts allow it (see kvkey.Token).
 func stateKey(provider, kind, appID, orderKey string) string {
-	return keyToken(provider) + "." + keyToken(kind) + "." + keyToken(appID) + "." + keyToken(orderKey)
-}
-
-func keyToken(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
-	}) < 0 {
-		return s
-	}
-	return "=" + base64.RawURLEncoding.EncodeToString([]byte(s))
+	return kvkey.Join(provider, kind, appID, orderKey)
 }

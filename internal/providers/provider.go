@@ -48,7 +48,11 @@ type Provider interface {
 	// Validate checks the provider's own rules on a query's fields; its error is an
 	// *events.PayloadError.
 	Validate(q Query) error
-	// Query asks the provider, within its QPS limit, and normalizes the answer. Its errors are
-	// classified (see Classify).
+	// RateLimit names the endpoint q calls, as the key its QPS limit is kept under, and that
+	// limit. The caller takes one slot under key before each Query.
+	RateLimit(q Query) (key string, qps int)
+	// Query makes one call to the provider and normalizes the answer. Its errors are
+	// classified (see Classify); after a TokenInvalid error the credential is already
+	// replaced, and the query may be made again at once.
 	Query(ctx context.Context, q Query) (Result, error)
 }

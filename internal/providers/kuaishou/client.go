@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path"
 	"regexp"
 	"strconv"
 	"time"
@@ -40,7 +41,7 @@ var orderNoRe = regexp.MustCompile(`^[0-9A-Za-z_*-]{6,32}$`)
 type Client struct {
 	baseURL string
 	http    *http.Client
-	limiter providers.Limiter
+	qps     int
 	classes map[int64]providers.Class
 	apps    map[string]*app
 	now     func() time.Time
@@ -58,9 +59,8 @@ type Option func(*Client)
 // WithClock sets the clock (tests).
 func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
 
-// New builds a client from the provider's configuration. limiter holds every query call
-// under the configured QPS.
-func New(cfg config.Provider, limiter providers.Limiter, opts ...Option) (*Client, error) {
+// New builds a client from the provider's configuration.
+func New(cfg config.Provider, opts ...Option) (*Client, error) {
 	classes, err := providers.CodeClasses(DefaultCodeClasses, cfg.ResultCodes, "providers."+Name+".result_codes")
 	if err != nil {
 		return nil, err
@@ -68,7 +68,7 @@ func New(cfg config.Provider, limiter providers.Limiter, opts ...Option) (*Clien
 	c := &Client{
 		baseURL: trimSlash(cfg.BaseURL),
 		http:    providers.NewHTTPClient(cfg.Timeout),
-		limiter: limiter,
+		qps:     cfg.QPS,
 		classes: classes,
 		apps:    map[string]*app{},
 		now:     time.Now,
@@ -113,29 +113,28 @@ func (c *Client) Validate(q providers.Query) error {
 	return nil
 }
 
-// Query implements providers.Provider. A refused access token is replaced once and the call
-// made again.
+// RateLimit implements providers.Provider: Kuaishou limits each app on each endpoint.
+func (c *Client) RateLimit(q providers.Query) (string, int) {
+	return Name + "/" + q.AppID + "/" + path.Base(endpoints[q.Kind].path), c.qps
+}
+
+// Query implements providers.Provider. A refused access token is forgotten, so the next
+// query fetches a new one.
 func (c *Client) Query(ctx context.Context, q providers.Query) (providers.Result, error) {
 	a, ok := c.apps[q.AppID]
 	ep, known := endpoints[q.Kind]
 	if !ok || !known {
 		return providers.Result{}, &providers.Error{Provider: Name, Class: providers.Permanent, Message: fmt.Sprintf("no app %q or kind %q", q.AppID, q.Kind)}
 	}
-	for attempt := 0; ; attempt++ {
-		token, err := a.tokens.get(ctx)
-		if err != nil {
-			return providers.Result{}, err
-		}
-		if err := c.limiter.Wait(ctx, Name+"/"+a.id+ep.path); err != nil {
-			return providers.Result{}, providers.TransportError(Name, err)
-		}
-		res, err := c.call(ctx, a, ep, q, token)
-		if attempt == 0 && providers.Classify(err) == providers.TokenInvalid {
-			a.tokens.invalidate(token)
-			continue
-		}
-		return res, err
+	token, err := a.tokens.get(ctx)
+	if err != nil {
+		return providers.Result{}, err
 	}
+	res, err := c.call(ctx, a, ep, q, token)
+	if providers.Classify(err) == providers.TokenInvalid {
+		a.tokens.invalidate(token)
+	}
+	return res, err
 }
 
 type answer struct {

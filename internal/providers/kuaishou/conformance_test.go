@@ -23,7 +23,7 @@ func TestConformance(t *testing.T) {
 		}
 		t.Cleanup(func() { sb.Close() })
 		p, err := kuaishou.New(config.Provider{BaseURL: sb.URL(), QPS: 1000, Timeout: timeout,
-			Apps: []config.App{{AppID: kuaishou.DemoAppID, AppSecret: kuaishou.DemoAppSecret}}}, providers.NewWindowLimiter(1000))
+			Apps: []config.App{{AppID: kuaishou.DemoAppID, AppSecret: kuaishou.DemoAppSecret}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +61,7 @@ func TestConformance(t *testing.T) {
 				sandbox.Stall:        {Class: providers.Retryable},
 				sandbox.Malformed:    {Class: providers.Retryable},
 				sandbox.RateLimit:    {Class: providers.RateLimited},
-				sandbox.ExpiredToken: {OK: true}, // the token is refreshed once and the call made again
+				sandbox.ExpiredToken: {Class: providers.TokenInvalid}, // the token is dropped; the next query fetches one
 				sandbox.BadSignature: {Class: providers.Permanent},
 				sandbox.NotFound:     {Class: providers.Permanent},
 			},

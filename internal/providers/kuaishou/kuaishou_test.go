@@ -150,7 +150,7 @@ func startSandbox(t *testing.T, qps int) *Sandbox {
 
 func mustNew(t testing.TB, cfg config.Provider, opts ...Option) *Client {
 	t.Helper()
-	c, err := New(cfg, providers.NewWindowLimiter(1000), opts...)
+	c, err := New(cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +252,10 @@ func TestTokenRefreshedBeforeExpiryAndAfterRefusal(t *testing.T) {
 	if n := sb.TokenFetches(DemoAppID); n != 2 {
 		t.Fatalf("fetches %d, want 2", n)
 	}
-	sb.ExpireTokens(DemoAppID) // the provider refuses the cached token: one refresh, one retry
+	sb.ExpireTokens(DemoAppID) // the provider refuses the cached token: it is dropped, the next query fetches one
+	if _, err := c.Query(context.Background(), q); providers.Classify(err) != providers.TokenInvalid {
+		t.Fatalf("refused token: %v", err)
+	}
 	query()
 	if n := sb.TokenFetches(DemoAppID); n != 3 {
 		t.Fatalf("fetches %d, want 3", n)

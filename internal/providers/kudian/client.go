@@ -28,7 +28,7 @@ const maxNoLen = 64
 type Client struct {
 	baseURL    string
 	http       *http.Client
-	limiter    providers.Limiter
+	qps        int
 	classes    map[int64]providers.Class
 	apps       map[string]config.App
 	includePII bool
@@ -45,13 +45,13 @@ func WithPII(include bool) Option { return func(c *Client) { c.includePII = incl
 func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
 
 // New builds a client from the provider's configuration; every app needs its token.
-func New(cfg config.Provider, limiter providers.Limiter, opts ...Option) (*Client, error) {
+func New(cfg config.Provider, opts ...Option) (*Client, error) {
 	classes, err := providers.CodeClasses(DefaultCodeClasses, cfg.ResultCodes, "providers."+Name+".result_codes")
 	if err != nil {
 		return nil, err
 	}
 	c := &Client{
-		baseURL: trimSlash(cfg.BaseURL), http: providers.NewHTTPClient(cfg.Timeout), limiter: limiter,
+		baseURL: trimSlash(cfg.BaseURL), http: providers.NewHTTPClient(cfg.Timeout), qps: cfg.QPS,
 		classes: classes, apps: map[string]config.App{}, now: time.Now,
 	}
 	for i, a := range cfg.Apps {
@@ -100,6 +100,11 @@ type bizContent struct {
 	IsFresh    bool   `json:"is_fresh"`
 }
 
+// RateLimit implements providers.Provider: one endpoint, limited per app.
+func (c *Client) RateLimit(q providers.Query) (string, int) {
+	return Name + "/" + q.AppID + "/query", c.qps
+}
+
 // Query implements providers.Provider.
 func (c *Client) Query(ctx context.Context, q providers.Query) (providers.Result, error) {
 	app, ok := c.apps[q.AppID]
@@ -111,9 +116,6 @@ func (c *Client) Query(ctx context.Context, q providers.Query) (providers.Result
 		biz.OutTradeNo = q.OrderNo
 	}
 	bizJSON, _ := json.Marshal(biz)
-	if err := c.limiter.Wait(ctx, Name+"/"+app.AppID+QueryPath); err != nil {
-		return providers.Result{}, providers.TransportError(Name, err)
-	}
 	ts := strconv.FormatInt(c.now().Unix(), 10)
 	fields := map[string]string{
 		"open_app_id": app.AppID, "timestamp": ts, "sign_type": "MD5",

@@ -27,8 +27,7 @@ func startSandbox(t *testing.T) *kudian.Sandbox {
 
 func newClient(t *testing.T, sb *kudian.Sandbox, timeout time.Duration, opts ...kudian.Option) *kudian.Client {
 	t.Helper()
-	p, err := kudian.New(config.Provider{BaseURL: sb.URL(), QPS: 1000, Timeout: timeout, Apps: kudian.DemoApps()},
-		providers.NewWindowLimiter(1000), opts...)
+	p, err := kudian.New(config.Provider{BaseURL: sb.URL(), QPS: 1000, Timeout: timeout, Apps: kudian.DemoApps()}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

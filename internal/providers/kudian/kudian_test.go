@@ -23,7 +23,7 @@ func signed(result string) []byte {
 
 func client(t testing.TB, pii bool) *Client {
 	t.Helper()
-	c, err := New(config.Provider{Timeout: time.Second, Apps: DemoApps()}, providers.NewWindowLimiter(10), WithPII(pii))
+	c, err := New(config.Provider{Timeout: time.Second, Apps: DemoApps()}, WithPII(pii))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestAnswerErrors(t *testing.T) {
 }
 
 func TestConfiguredCodeClasses(t *testing.T) {
-	c, err := New(config.Provider{Timeout: time.Second, Apps: DemoApps(), ResultCodes: map[string]string{"12345": "permanent"}}, providers.NewWindowLimiter(1))
+	c, err := New(config.Provider{Timeout: time.Second, Apps: DemoApps(), ResultCodes: map[string]string{"12345": "permanent"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,13 +134,13 @@ func TestConfiguredCodeClasses(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, bad := range []map[string]string{{"x": "permanent"}, {"1": "fatal"}} {
-		_, err := New(config.Provider{Timeout: time.Second, ResultCodes: bad}, providers.NewWindowLimiter(1))
+		_, err := New(config.Provider{Timeout: time.Second, ResultCodes: bad})
 		var ce *config.Error
 		if !errors.As(err, &ce) {
 			t.Errorf("%v: %v", bad, err)
 		}
 	}
-	_, err = New(config.Provider{Timeout: time.Second, Apps: []config.App{{AppID: "a", AppSecret: "s"}}}, providers.NewWindowLimiter(1))
+	_, err = New(config.Provider{Timeout: time.Second, Apps: []config.App{{AppID: "a", AppSecret: "s"}}})
 	if err == nil || err.Error() != "config: providers.kudian.apps[0].token: is required" {
 		t.Fatalf("missing token: %v", err)
 	}

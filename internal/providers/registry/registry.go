@@ -14,14 +14,12 @@ import (
 )
 
 // Factory builds a provider from its configuration.
-type Factory func(cfg config.Provider, all *config.Config, limiter providers.Limiter) (providers.Provider, error)
+type Factory func(cfg config.Provider, all *config.Config) (providers.Provider, error)
 
 var factories = map[string]Factory{
-	kuaishou.Name: func(cfg config.Provider, _ *config.Config, l providers.Limiter) (providers.Provider, error) {
-		return kuaishou.New(cfg, l)
-	},
-	kudian.Name: func(cfg config.Provider, all *config.Config, l providers.Limiter) (providers.Provider, error) {
-		return kudian.New(cfg, l, kudian.WithPII(all.Events.IncludePII))
+	kuaishou.Name: func(cfg config.Provider, _ *config.Config) (providers.Provider, error) { return kuaishou.New(cfg) },
+	kudian.Name: func(cfg config.Provider, all *config.Config) (providers.Provider, error) {
+		return kudian.New(cfg, kudian.WithPII(all.Events.IncludePII))
 	},
 }
 
@@ -35,8 +33,8 @@ func Names() []string {
 	return names
 }
 
-// Build returns the configured providers, each with its own QPS limiter. A provider name no
-// package knows is a configuration error naming the key.
+// Build returns the configured providers. A provider name no package knows is a
+// configuration error naming the key.
 func Build(cfg *config.Config) ([]providers.Provider, error) {
 	var out []providers.Provider
 	names := make([]string, 0, len(cfg.Providers))
@@ -50,7 +48,7 @@ func Build(cfg *config.Config) ([]providers.Provider, error) {
 			return nil, &config.Error{Key: "providers." + name, Msg: fmt.Sprintf("unknown provider (known: %s)", strings.Join(Names(), ", "))}
 		}
 		pc := cfg.Providers[name]
-		p, err := f(pc, cfg, providers.NewWindowLimiter(pc.QPS))
+		p, err := f(pc, cfg)
 		if err != nil {
 			return nil, err
 		}

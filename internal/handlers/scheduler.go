@@ -1,0 +1,151 @@
+package handlers
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/paystatus/orderstatus/internal/ratelimit"
+)
+
+// scheduler runs accepted requests fairly and within their providers' limits. Each limited
+// endpoint (provider, app, endpoint) has its own queue and one pacer goroutine, which takes a
+// concurrency slot, then waits for a rate slot, then starts the call: a request never holds a
+// worker while its app is over its limit, so one app's backlog cannot delay another app's
+// request by more than that app's own limit. Requests waiting in a queue keep their JetStream
+// delivery alive with InProgress.
+type scheduler struct {
+	h     *Handler
+	lim   *ratelimit.Limiter
+	sem   chan struct{}
+	stop  context.Context // ends: start nothing more
+	work  context.Context // ends: abandon calls in flight
+	ready chan struct{}
+
+	mu      sync.Mutex
+	closed  bool
+	queues  map[string]*queue
+	delayed map[*job]*time.Timer
+	wg      sync.WaitGroup
+}
+
+type queue struct{ jobs []*job }
+
+func newScheduler(h *Handler, lim *ratelimit.Limiter, concurrency int, stop, work context.Context) *scheduler {
+	return &scheduler{h: h, lim: lim, sem: make(chan struct{}, concurrency), stop: stop, work: work,
+		queues: map[string]*queue{}, delayed: map[*job]*time.Timer{}}
+}
+
+// enqueue puts j at the back of its endpoint's queue.
+func (s *scheduler) enqueue(j *job) {
+	s.mu.Lock()
+	if s.closed || s.stop.Err() != nil {
+		s.mu.Unlock()
+		s.h.handBack(j)
+		return
+	}
+	q := s.queues[j.key]
+	if q == nil {
+		q = &queue{}
+		s.queues[j.key] = q
+		s.wg.Add(1)
+		go s.pace(j.key, q)
+	}
+	q.jobs = append(q.jobs, j)
+	s.mu.Unlock()
+}
+
+// retryLater enqueues j again after d.
+func (s *scheduler) retryLater(j *job, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		go s.h.handBack(j)
+		return
+	}
+	s.delayed[j] = time.AfterFunc(d, func() {
+		s.mu.Lock()
+		delete(s.delayed, j)
+		s.mu.Unlock()
+		s.enqueue(j)
+	})
+}
+
+func (s *scheduler) pace(key string, q *queue) {
+	defer s.wg.Done()
+	for {
+		s.mu.Lock()
+		if len(q.jobs) == 0 || s.closed || s.stop.Err() != nil {
+			left := q.jobs
+			q.jobs = nil
+			delete(s.queues, key)
+			s.mu.Unlock()
+			for _, j := range left {
+				s.h.handBack(j)
+			}
+			return
+		}
+		head, demand := q.jobs[0], len(q.jobs)
+		s.mu.Unlock()
+
+		select {
+		case s.sem <- struct{}{}:
+		case <-s.stop.Done():
+			continue
+		}
+		if err := s.lim.Wait(s.stop, key, head.qps, demand); err != nil {
+			<-s.sem
+			if s.stop.Err() == nil {
+				s.h.log.Warn("rate limiter unavailable; waiting", "key", key, "err", err)
+				sleep(s.stop, time.Second)
+			}
+			continue
+		}
+		s.mu.Lock()
+		q.jobs = q.jobs[1:] // only this pacer takes from q, so the head is still head
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() { <-s.sem }()
+			s.h.execute(s.work, head, s)
+		}()
+	}
+}
+
+// close stops starting work, hands back what waits, and waits for calls in flight, for at
+// most grace; then it abandons them (their requests are handed back too).
+func (s *scheduler) close(grace time.Duration, abandon context.CancelFunc) {
+	s.mu.Lock()
+	s.closed = true
+	var waiting []*job
+	for j, t := range s.delayed {
+		if t.Stop() {
+			waiting = append(waiting, j)
+		}
+	}
+	s.delayed = map[*job]*time.Timer{}
+	s.mu.Unlock()
+	for _, j := range waiting {
+		s.h.handBack(j)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		abandon()
+		<-done
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,28 @@
+// Package kvkey builds JetStream KV keys from free text (app ids, order numbers) so that a key
+// stays readable when it can and is always valid.
+package kvkey
+
+import (
+	"encoding/base64"
+	"strings"
+)
+
+// Token is s as one token of a KV key: kept as it is when it holds only letters, digits, - and
+// _ (so operators can read and type keys), else "=" and its unpadded base64url, which cannot
+// collide with a plain token because a plain token never contains "=".
+func Token(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	}) < 0 {
+		return s
+	}
+	return "=" + base64.RawURLEncoding.EncodeToString([]byte(s))
+}
+
+// Join makes a key of parts, each written as a Token, separated by dots.
+func Join(parts ...string) string {
+	for i, p := range parts {
+		parts[i] = Token(p)
+	}
+	return strings.Join(parts, ".")
+}

@@ -1,0 +1,178 @@
+// Package ratelimit keeps every provider endpoint under its QPS limit across all replicas of
+// the consumer together.
+//
+// Each limited key (provider, app, endpoint) has one value in a JetStream KV bucket: the time
+// of the last call slot handed out. Slots are spaced Spacing(qps) apart, so any window of one
+// second holds at most qps of them, whichever replica made the calls; a backlog drains at
+// qps/(1+margin) (97.5%) of the limit. A replica reserves the slots its queued work needs in one
+// compare-and-set, then spends each at its time. A slot that cannot be spent on time is thrown
+// away, never spent late: late calls could crowd a later window. Replicas' clocks must agree
+// to within the margin (NTP does far better).
+package ratelimit
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paystatus/orderstatus/internal/kvkey"
+)
+
+// Margin widens each one-second window a little, so that calls that leave replicas one
+// second apart but meet jitter on the way still arrive at most qps to a second.
+const Margin = 25 * time.Millisecond
+
+// lateTolerance is how late a slot may still be spent.
+const lateTolerance = 5 * time.Millisecond
+
+// Spacing is the time between two slots of a key limited to qps calls a second.
+func Spacing(qps int) time.Duration {
+	return (time.Second + Margin) / time.Duration(max(qps, 1))
+}
+
+// Limiter hands out call slots.
+type Limiter struct {
+	kv jetstream.KeyValue
+
+	mu   sync.Mutex
+	keys map[string]*keyState
+}
+
+type keyState struct {
+	mu    sync.Mutex
+	slots []time.Time // reserved, ascending
+}
+
+// New returns a limiter keeping its state in kv.
+func New(kv jetstream.KeyValue) *Limiter {
+	return &Limiter{kv: kv, keys: map[string]*keyState{}}
+}
+
+func (l *Limiter) state(key string) *keyState {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ks := l.keys[key]
+	if ks == nil {
+		ks = &keyState{}
+		l.keys[key] = ks
+	}
+	return ks
+}
+
+// Wait returns at the time of a call slot for key, or when ctx ends. demand is how many calls
+// the caller has waiting (it reserves that many slots at once, up to qps).
+func (l *Limiter) Wait(ctx context.Context, key string, qps, demand int) error {
+	ks := l.state(key)
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	for {
+		now := time.Now()
+		for len(ks.slots) > 0 && now.Sub(ks.slots[0]) > lateTolerance {
+			ks.slots = ks.slots[1:] // missed: thrown away, which only lowers the rate
+		}
+		if len(ks.slots) == 0 {
+			slots, err := l.reserve(ctx, key, qps, min(max(demand, 1), qps))
+			if err != nil {
+				return err
+			}
+			ks.slots = slots
+			continue
+		}
+		at := ks.slots[0]
+		ks.slots = ks.slots[1:]
+		if d := time.Until(at); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
+}
+
+// Slowdown pauses key for a second across all replicas: the provider said the app is over
+// its quota, so someone else shares it.
+func (l *Limiter) Slowdown(ctx context.Context, key string) error {
+	ks := l.state(key)
+	ks.mu.Lock()
+	ks.slots = nil
+	ks.mu.Unlock()
+	_, err := l.update(ctx, key, func(last time.Time, now time.Time) time.Time {
+		return maxTime(last, now).Add(time.Second)
+	})
+	return err
+}
+
+// reserve takes n slots for key.
+func (l *Limiter) reserve(ctx context.Context, key string, qps, n int) ([]time.Time, error) {
+	spacing := Spacing(qps)
+	var first time.Time
+	if _, err := l.update(ctx, key, func(last, now time.Time) time.Time {
+		first = maxTime(now, last.Add(spacing))
+		return first.Add(time.Duration(n-1) * spacing)
+	}); err != nil {
+		return nil, err
+	}
+	slots := make([]time.Time, n)
+	for i := range slots {
+		slots[i] = first.Add(time.Duration(i) * spacing)
+	}
+	return slots, nil
+}
+
+// update moves the key's last slot time by f with compare-and-set, trying again while other
+// replicas move it first.
+func (l *Limiter) update(ctx context.Context, key string, f func(last, now time.Time) time.Time) (time.Time, error) {
+	k := kvKey(key)
+	for attempt := 0; ; attempt++ {
+		var last time.Time
+		var rev uint64
+		e, err := l.kv.Get(ctx, k)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return time.Time{}, fmt.Errorf("rate limit %s: %w", key, err)
+		default:
+			rev = e.Revision()
+			if v := e.Value(); len(v) == 8 {
+				last = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
+			}
+		}
+		next := f(last, time.Now())
+		var buf [8]byte
+		binary.BigEndian.PutUint64(buf[:], uint64(next.UnixNano()))
+		if rev == 0 {
+			_, err = l.kv.Create(ctx, k, buf[:])
+		} else {
+			_, err = l.kv.Update(ctx, k, buf[:], rev)
+		}
+		if err == nil {
+			return next, nil
+		}
+		var apiErr *jetstream.APIError
+		if !errors.Is(err, jetstream.ErrKeyExists) && !(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
+			return time.Time{}, fmt.Errorf("rate limit %s: %w", key, err)
+		}
+		if ctx.Err() != nil {
+			return time.Time{}, ctx.Err()
+		}
+	}
+}
+
+func kvKey(key string) string { return kvkey.Join(strings.Split(key, "/")...) }
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}

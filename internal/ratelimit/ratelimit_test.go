@@ -1,0 +1,109 @@
+package ratelimit
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paystatus/orderstatus/internal/natstest"
+	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+)
+
+func bucket(t *testing.T) jetstream.KeyValue {
+	t.Helper()
+	ns := natstest.RunServer(t)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: "RATE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
+// Three limiters sharing one bucket, as three replicas would, with callers hammering one key:
+// no one-second window holds more than qps calls, and the backlog drains at ≥ 95% of qps.
+func TestSharedAcrossReplicas(t *testing.T) {
+	kv := bucket(t)
+	const qps = 20
+	replicas := []*Limiter{New(kv), New(kv), New(kv)}
+	var mu sync.Mutex
+	var calls []time.Time
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, l := range replicas {
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for l.Wait(ctx, "kuaishou/app-1/query_order", qps, 4) == nil {
+					mu.Lock()
+					calls = append(calls, time.Now())
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if m := sandbox.MaxCallsPerWindow(calls, time.Second); m > qps {
+		t.Fatalf("%d calls in one second, limit %d", m, qps)
+	}
+	// Whole seconds from the first call: at least 95% of the limit each.
+	first := calls[0]
+	for _, c := range calls {
+		if c.Before(first) {
+			first = c
+		}
+	}
+	n := 0
+	for _, c := range calls {
+		if c.Before(first.Add(2 * time.Second)) {
+			n++
+		}
+	}
+	if float64(n) < 0.95*2*qps {
+		t.Fatalf("%d calls in the first 2 s at a limit of %d/s", n, qps)
+	}
+	t.Logf("calls=%d max_per_window=%d first_2s=%d", len(calls), sandbox.MaxCallsPerWindow(calls, time.Second), n)
+}
+
+func TestKeysAreIndependentAndSlowdownPauses(t *testing.T) {
+	kv := bucket(t)
+	l := New(kv)
+	ctx := context.Background()
+	if err := l.Wait(ctx, "a/x", 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := l.Wait(ctx, "b/x", 1, 1); err != nil || time.Since(start) > 500*time.Millisecond {
+		t.Fatalf("another key waited %s (%v)", time.Since(start), err)
+	}
+	if err := l.Slowdown(ctx, "c/x"); err != nil {
+		t.Fatal(err)
+	}
+	other := New(kv) // another replica sees the pause
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := other.Wait(cctx, "c/x", 100, 1); err == nil {
+		t.Fatal("no pause after a rate-limit answer")
+	}
+}
+
+func TestSpacing(t *testing.T) {
+	for _, qps := range []int{1, 30, 1000} {
+		// Slots in any half-open second: ceil(1s / spacing).
+		n := int((time.Second + Spacing(qps) - 1) / Spacing(qps))
+		if n > qps || float64(n) < 0.95*float64(qps) {
+			t.Errorf("qps %d: %d slots in a second", qps, n)
+		}
+	}
+}
