@@ -15,12 +15,11 @@ import (
 // request by more than that app's own limit. Requests waiting in a queue keep their JetStream
 // delivery alive with InProgress.
 type scheduler struct {
-	h     *Handler
-	lim   *ratelimit.Limiter
-	sem   chan struct{}
-	stop  context.Context // ends: start nothing more
-	work  context.Context // ends: abandon calls in flight
-	ready chan struct{}
+	h    *Handler
+	lim  *ratelimit.Limiter
+	sem  chan struct{}
+	stop context.Context // ends: start nothing more
+	work context.Context // ends: abandon calls in flight
 
 	mu      sync.Mutex
 	closed  bool
