@@ -41,11 +41,13 @@ type NATS struct {
 
 // Consumer shapes the durable pull consumer and the work done in this process.
 type Consumer struct {
-	Name          string        `yaml:"name" default:"orders-query" doc:"Durable consumer name on ORDERS_QUERY, shared by every replica."`
-	Concurrency   int           `yaml:"concurrency" default:"64" doc:"Requests processed at once by this process."`
-	AckWait       time.Duration `yaml:"ack_wait" default:"30s" doc:"Time a request may stay unacknowledged before JetStream redelivers it; work in progress extends it."`
-	MaxDeliver    int           `yaml:"max_deliver" default:"10" doc:"Deliveries of one request before it is dead-lettered as retries_exhausted; each delivery first retries in-process for up to min(ack_wait/3, 10s)."`
-	MaxAckPending int           `yaml:"max_ack_pending" default:"20000" doc:"Requests in flight across all replicas together, waiting for their app's limit included: it bounds how big one app's backlog may grow before other apps' requests wait behind it."`
+	Name           string        `yaml:"name" default:"orders-query" doc:"Durable consumer name on ORDERS_QUERY, shared by every replica."`
+	Concurrency    int           `yaml:"concurrency" default:"64" doc:"Requests processed at once by this process."`
+	AckWait        time.Duration `yaml:"ack_wait" default:"30s" doc:"Time a request may stay unacknowledged before JetStream redelivers it; work in progress extends it."`
+	MaxDeliver     int           `yaml:"max_deliver" default:"10" doc:"Deliveries of one request before it is dead-lettered as retries_exhausted; each delivery first retries in-process for up to min(ack_wait/3, 10s)."`
+	FollowDelay    time.Duration `yaml:"follow_delay" default:"5s" doc:"First wait of a follow request before it asks again; each next wait is three times longer."`
+	FollowMaxDelay time.Duration `yaml:"follow_max_delay" default:"5m" doc:"Longest wait between two queries of a follow request."`
+	MaxAckPending  int           `yaml:"max_ack_pending" default:"20000" doc:"Requests in flight across all replicas together, waiting for their app's limit included: it bounds how big one app's backlog may grow before other apps' requests wait behind it."`
 }
 
 // Events shapes the status-changed events.
@@ -225,6 +227,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Consumer.MaxDeliver < 1 {
 		return keyErr("consumer.max_deliver", "must be at least 1, got %d", c.Consumer.MaxDeliver)
+	}
+	if c.Consumer.FollowDelay < time.Second {
+		return keyErr("consumer.follow_delay", "must be at least 1s, got %s", c.Consumer.FollowDelay)
+	}
+	if c.Consumer.FollowMaxDelay < c.Consumer.FollowDelay {
+		return keyErr("consumer.follow_max_delay", "must be at least consumer.follow_delay (%s)", c.Consumer.FollowDelay)
 	}
 	if c.Consumer.MaxAckPending < c.Consumer.Concurrency {
 		return keyErr("consumer.max_ack_pending", "must be at least consumer.concurrency (%d), got %d", c.Consumer.Concurrency, c.Consumer.MaxAckPending)

@@ -74,4 +74,6 @@ const (
 	HeaderDelivered     = "Orders-Delivered"
 	HeaderOriginalMsgID = "Orders-Original-Msg-Id"
 	HeaderRequestID     = "Orders-Request-Id"
+	HeaderFollowRound   = "Orders-Follow-Round"
+	HeaderFollowUntil   = "Orders-Follow-Until"
 )

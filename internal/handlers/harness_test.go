@@ -82,8 +82,9 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 	return &env{t: t, cfg: cfg, nc: nc, js: js, sb: sb, kd: kd, log: testLogger()}
 }
 
-// startReplica runs one consumer replica until the test ends; tweak may adjust its handler.
-func (e *env) startReplica(tweak func(*handlers.Handler)) {
+// startReplica runs one consumer replica until the test ends or stop is called; tweak may
+// adjust its handler.
+func (e *env) startReplica(tweak func(*handlers.Handler)) (stop func()) {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	assets, err := handlers.Provision(ctx, e.js, e.cfg, e.log)
@@ -98,6 +99,7 @@ func (e *env) startReplica(tweak func(*handlers.Handler)) {
 		JS: e.js, State: assets.State, Subjects: events.Subjects{Prefix: e.cfg.NATS.SubjectPrefix},
 		Providers: provs, Encoding: events.Encoding(e.cfg.Events.Encoding),
 		AckWait: e.cfg.Consumer.AckWait, MaxDeliver: e.cfg.Consumer.MaxDeliver, Log: e.log,
+		FollowDelay: e.cfg.Consumer.FollowDelay, FollowMaxDelay: e.cfg.Consumer.FollowMaxDelay,
 	})
 	if tweak != nil {
 		tweak(h)
@@ -106,7 +108,9 @@ func (e *env) startReplica(tweak func(*handlers.Handler)) {
 		Concurrency: e.cfg.Consumer.Concurrency, Grace: time.Second, Log: e.log}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = svc.Run(ctx) }()
-	e.t.Cleanup(func() { cancel(); <-done })
+	stop = func() { cancel(); <-done }
+	e.t.Cleanup(stop)
+	return stop
 }
 
 func (e *env) publish(subject string, data []byte, hdr nats.Header) {

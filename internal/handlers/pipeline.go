@@ -32,8 +32,10 @@ type Handler struct {
 	maxDeliver int
 	// retryBudget bounds a request's in-process retries, well below the ack wait.
 	retryBudget time.Duration
-	log         *slog.Logger
-	now         func() time.Time
+	// followDelay and followMaxDelay shape the waits of follow requests.
+	followDelay, followMaxDelay time.Duration
+	log                         *slog.Logger
+	now                         func() time.Time
 
 	// failAfter, in tests only, fails the named step once it is done, as a crash there would.
 	failAfter func(step string) error
@@ -48,7 +50,9 @@ type Options struct {
 	Encoding   events.Encoding
 	AckWait    time.Duration
 	MaxDeliver int
-	Log        *slog.Logger
+	// FollowDelay is the first wait of a follow request, growing threefold up to FollowMaxDelay.
+	FollowDelay, FollowMaxDelay time.Duration
+	Log                         *slog.Logger
 }
 
 // NewHandler builds a Handler.
@@ -57,6 +61,7 @@ func NewHandler(o Options) *Handler {
 		js: o.JS, state: o.State, subjects: o.Subjects, providers: map[string]providers.Provider{},
 		encoding: o.Encoding, ackWait: o.AckWait, maxDeliver: o.MaxDeliver, log: o.Log, now: time.Now,
 		retryBudget: min(o.AckWait/3, 10*time.Second),
+		followDelay: o.FollowDelay, followMaxDelay: o.FollowMaxDelay,
 	}
 	for _, p := range o.Providers {
 		h.providers[p.Name()] = p
@@ -158,7 +163,11 @@ func (h *Handler) execute(ctx context.Context, j *job, sched *scheduler) {
 		h.giveUp(ctx, j, err)
 		return
 	}
-	if err := h.record(ctx, j.req, res); err != nil {
+	err = h.record(ctx, j.req, res)
+	if err == nil && j.req.Follow && !res.Status.Terminal() {
+		err = h.scheduleFollow(ctx, j)
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			h.handBack(j)
 		} else {
@@ -170,6 +179,54 @@ func (h *Handler) execute(ctx context.Context, j *job, sched *scheduler) {
 	if err := j.msg.Ack(); err != nil {
 		h.log.Warn("ack failed; the request will be redelivered and find nothing new", "err", err)
 	}
+}
+
+// scheduleFollow asks JetStream to deliver the request again later, as a message schedule in
+// ORDERS_QUERY: the follow-up lives in the stream, not in this process, so it survives
+// restarts, and it takes no ack-pending slot while it waits. Waits grow threefold from
+// follow_delay up to follow_max_delay; the last one ends by follow_until (default: 24 h after
+// the first request).
+func (h *Handler) scheduleFollow(ctx context.Context, j *job) error {
+	hdr := j.msg.Headers()
+	round, _ := strconv.Atoi(hdr.Get(events.HeaderFollowRound))
+	until := j.req.FollowUntil
+	if until.IsZero() {
+		if t, err := time.Parse(time.RFC3339, hdr.Get(events.HeaderFollowUntil)); err == nil {
+			until = t
+		} else {
+			until = j.meta.Timestamp.Add(24 * time.Hour)
+		}
+	}
+	delay := h.followDelay
+	for range round {
+		delay = min(delay*3, h.followMaxDelay)
+	}
+	at := h.now().Add(delay).Truncate(time.Second).Add(time.Second) // schedules count whole seconds
+	if at.After(until) {
+		h.log.Info("follow ended: follow_until passed", "app_id", j.req.AppID, "order_no", j.req.OrderNo, "rounds", round)
+		return nil
+	}
+	m := &nats.Msg{
+		Subject: h.subjects.Follow(j.req.Provider, j.req.Kind, strconv.FormatUint(j.meta.Sequence.Stream, 10)),
+		Data:    j.msg.Data(),
+		Header: nats.Header{
+			"Nats-Schedule":          {"@at " + at.UTC().Format(time.RFC3339)},
+			"Nats-Schedule-Target":   {j.msg.Subject()},
+			events.HeaderMsgID:       {"follow-" + strconv.FormatUint(j.meta.Sequence.Stream, 10)},
+			events.HeaderFollowRound: {strconv.Itoa(round + 1)},
+			events.HeaderFollowUntil: {until.UTC().Format(time.RFC3339)},
+			events.HeaderRequestID:   {j.req.RequestID},
+			events.HeaderContentType: hdr.Values(events.HeaderContentType),
+		},
+	}
+	if len(m.Header[events.HeaderContentType]) == 0 {
+		delete(m.Header, events.HeaderContentType)
+	}
+	if _, err := h.js.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("schedule follow-up: %w", err)
+	}
+	h.log.Debug("follow-up scheduled", "app_id", j.req.AppID, "order_no", j.req.OrderNo, "at", at.UTC().Format(time.RFC3339), "round", round+1)
+	return nil
 }
 
 // giveUp ends this delivery of a request that keeps failing: redelivered later with a
@@ -230,6 +287,9 @@ func (h *Handler) route(msg jetstream.Msg, provider, kind *string) (events.Reque
 			return req, nil, reject(pe.Reason, "%s", pe.Error())
 		}
 		return req, nil, reject(events.ReasonInvalidField, "%v", err)
+	}
+	if req.RequestID == "" { // a follow-up keeps the id of the request it follows
+		req.RequestID = msg.Headers().Get(events.HeaderRequestID)
 	}
 	if req.RequestID == "" {
 		req.RequestID = msg.Headers().Get(events.HeaderMsgID)

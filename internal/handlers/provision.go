@@ -40,9 +40,10 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 	r := cfg.NATS.Replicas
 	streams := []jetstream.StreamConfig{
 		{
-			Name: QueryStream, Description: "Order status query requests (work queue)",
-			Subjects: []string{subj.QueryFilter()}, Retention: jetstream.WorkQueuePolicy,
+			Name: QueryStream, Description: "Order status query requests (work queue), and follow-ups scheduled for later",
+			Subjects: []string{subj.QueryFilter(), subj.FollowFilter()}, Retention: jetstream.WorkQueuePolicy,
 			Storage: jetstream.FileStorage, Replicas: r, Duplicates: cfg.NATS.DuplicateWindow,
+			AllowMsgSchedules: true,
 		},
 		{
 			Name: StatusStream, Description: "Order status-changed events",
@@ -114,6 +115,10 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	next.Subjects = want.Subjects
 	next.Replicas = want.Replicas
 	next.Description = want.Description
+	if want.AllowMsgSchedules { // can be turned on, never off
+		next.AllowMsgSchedules = true
+		next.AllowRollup, next.DenyPurge = true, false
+	}
 	if cur.Retention != want.Retention || cur.Storage != want.Storage {
 		log.Warn("stream retention or storage differs from what this service creates; left as it is",
 			"stream", want.Name, "retention", cur.Retention.String(), "storage", cur.Storage.String())

@@ -52,6 +52,7 @@ func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []provi
 		JS: js, State: assets.State, Subjects: events.Subjects{Prefix: cfg.NATS.SubjectPrefix},
 		Providers: provs, Encoding: events.Encoding(cfg.Events.Encoding),
 		AckWait: cfg.Consumer.AckWait, MaxDeliver: cfg.Consumer.MaxDeliver, Log: log,
+		FollowDelay: cfg.Consumer.FollowDelay, FollowMaxDelay: cfg.Consumer.FollowMaxDelay,
 	})
 	log.Info("consuming requests", "subjects", cfg.NATS.SubjectPrefix+".query.>", "consumer", cfg.Consumer.Name,
 		"concurrency", cfg.Consumer.Concurrency, "providers", len(provs))
