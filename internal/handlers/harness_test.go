@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -27,6 +28,7 @@ import (
 // and consumer replicas built the way Serve builds them.
 type env struct {
 	t   *testing.T
+	srv *serverCtl
 	cfg *config.Config
 	nc  *nats.Conn
 	js  jetstream.JetStream
@@ -42,9 +44,43 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// serverCtl is the NATS side of an env: its URL(s), and how to restart or stop a server.
+type serverCtl struct {
+	url     string
+	restart func()
+}
+
+// restartableServer runs one server on a fixed port and store, so it can be stopped and
+// started again on the same store.
+func restartableServer(t *testing.T) *serverCtl {
+	t.Helper()
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	s := natstest.RunServerAt(t, port, dir)
+	ctl := &serverCtl{url: s.ClientURL()}
+	ctl.restart = func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+		s = natstest.RunServerAt(t, port, dir)
+	}
+	return ctl
+}
+
 func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 	t.Helper()
-	ns := natstest.RunServer(t)
+	return newEnvOn(t, &serverCtl{url: natstest.RunServer(t).ClientURL()}, mutate)
+}
+
+// restart stops the NATS server and starts it again on the same store.
+func (e *env) restart() { e.srv.restart() }
+
+func newEnvOn(t *testing.T, srv *serverCtl, mutate func(*config.Config)) *env {
+	t.Helper()
 	sb := kuaishou.NewSandbox(0)
 	kuaishou.LoadDemo(sb)
 	if err := sb.Start("127.0.0.1:0"); err != nil {
@@ -59,7 +95,7 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 	t.Cleanup(func() { kd.Close() })
 
 	cfg := config.Default()
-	cfg.NATS.URL = ns.ClientURL()
+	cfg.NATS.URL = srv.url
 	cfg.Consumer.AckWait = 5 * time.Second
 	cfg.Consumer.MaxDeliver = 4
 	cfg.Consumer.Concurrency = 8
@@ -73,13 +109,13 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(ns.ClientURL())
+	nc, err := nats.Connect(srv.url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
-	return &env{t: t, cfg: cfg, nc: nc, js: js, sb: sb, kd: kd, log: testLogger()}
+	return &env{t: t, srv: srv, cfg: cfg, nc: nc, js: js, sb: sb, kd: kd, log: testLogger()}
 }
 
 // startReplica runs one consumer replica until the test ends or stop is called; tweak may
@@ -87,7 +123,12 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 func (e *env) startReplica(tweak func(*handlers.Handler)) (stop func()) {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	assets, err := handlers.Provision(ctx, e.js, e.cfg, e.log)
+	nc, err := handlers.Connect(e.cfg, e.log) // a connection of its own, as a process would have
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	assets, err := handlers.Provision(ctx, js, e.cfg, e.log)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -96,7 +137,7 @@ func (e *env) startReplica(tweak func(*handlers.Handler)) (stop func()) {
 		e.t.Fatal(err)
 	}
 	h := handlers.NewHandler(handlers.Options{
-		JS: e.js, State: assets.State, Subjects: events.Subjects{Prefix: e.cfg.NATS.SubjectPrefix},
+		JS: js, State: assets.State, Subjects: events.Subjects{Prefix: e.cfg.NATS.SubjectPrefix},
 		Providers: provs, Encoding: events.Encoding(e.cfg.Events.Encoding),
 		AckWait: e.cfg.Consumer.AckWait, MaxDeliver: e.cfg.Consumer.MaxDeliver, Log: e.log,
 		FollowDelay: e.cfg.Consumer.FollowDelay, FollowMaxDelay: e.cfg.Consumer.FollowMaxDelay,
@@ -108,7 +149,7 @@ func (e *env) startReplica(tweak func(*handlers.Handler)) (stop func()) {
 		Concurrency: e.cfg.Consumer.Concurrency, Grace: time.Second, Log: e.log}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = svc.Run(ctx) }()
-	stop = func() { cancel(); <-done }
+	stop = func() { cancel(); <-done; nc.Close() }
 	e.t.Cleanup(stop)
 	return stop
 }
@@ -123,14 +164,23 @@ func (e *env) publish(subject string, data []byte, hdr nats.Header) {
 // streamMsgs returns every message stored in stream, in order.
 func (e *env) streamMsgs(stream string) []*jetstream.RawStreamMsg {
 	e.t.Helper()
-	ctx := context.Background()
-	s, err := e.js.Stream(ctx, stream)
+	msgs, err := e.tryStreamMsgs(stream)
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	return msgs
+}
+
+func (e *env) tryStreamMsgs(stream string) ([]*jetstream.RawStreamMsg, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := e.js.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		e.t.Fatal(err)
+		return nil, err
 	}
 	var out []*jetstream.RawStreamMsg
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
@@ -139,11 +189,11 @@ func (e *env) streamMsgs(stream string) []*jetstream.RawStreamMsg {
 			continue
 		}
 		if err != nil {
-			e.t.Fatal(err)
+			return nil, err
 		}
 		out = append(out, m)
 	}
-	return out
+	return out, nil
 }
 
 func (e *env) events() []events.StatusEvent {

@@ -1,0 +1,159 @@
+package handlers_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/paystatus/orderstatus/internal/config"
+	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/natstest"
+	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+)
+
+// putOrders puts n payment orders for the demo app in the sandbox and returns their numbers.
+func putOrders(sb *kuaishou.Sandbox, prefix string, n int) []string {
+	nos := make([]string, n)
+	for i := range nos {
+		nos[i] = fmt.Sprintf("%s-%05d", prefix, i)
+		sb.PutOrder(kuaishou.SandboxOrder{AppID: demoApp, Kind: events.KindPayment, OrderNo: nos[i],
+			Steps: []kuaishou.Step{{Status: "SUCCESS"}}, Amount: int64(100 + i), KsOrderNo: "ks-" + nos[i], PayChannel: "WECHAT"})
+	}
+	return nos
+}
+
+// countEvents waits for one event per order and reports events and duplicate event ids.
+func (e *env) countEvents(want int, within time.Duration) (total, duplicates int) {
+	e.t.Helper()
+	natstest.CheckFor(e.t, within, 100*time.Millisecond, func() error {
+		msgs, err := e.tryStreamMsgs(handlers.StatusStream)
+		if err != nil {
+			return err
+		}
+		ids := map[string]int{}
+		for _, m := range msgs {
+			ev, err := events.DecodeEvent(m.Header.Get("Content-Type"), m.Data)
+			if err != nil {
+				return err
+			}
+			ids[ev.OrderNo]++
+		}
+		if len(ids) < want {
+			return fmt.Errorf("events for %d of %d orders", len(ids), want)
+		}
+		return nil
+	})
+	seen := map[string]bool{}
+	for _, ev := range e.events() {
+		total++
+		if seen[ev.EventID] {
+			duplicates++
+		}
+		seen[ev.EventID] = true
+	}
+	return total, duplicates
+}
+
+// d. Three replicas against one sandbox app limited to qps: the sandbox never counts more
+// than qps calls in any one-second window, and none of them is refused for rate.
+func TestThreeReplicasHoldTheLimitTogether(t *testing.T) {
+	const qps, requests = 10, 60
+	e := newEnv(t, func(c *config.Config) {
+		p := c.Providers["kuaishou"]
+		p.QPS = qps
+		c.Providers["kuaishou"] = p
+	})
+	e.sb.QPS = qps // the sandbox enforces the limit too, and would answer a rate-limit refusal
+	nos := putOrders(e.sb, "qps", requests)
+	for range 3 {
+		e.startReplica(nil)
+	}
+	start := time.Now()
+	for _, no := range nos {
+		e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+no+`"}`), nil)
+	}
+	evs, dups := e.countEvents(requests, 30*time.Second)
+	elapsed := time.Since(start)
+	calls := e.sb.Calls(demoApp, events.KindPayment)
+	maxPerWindow := sandbox.MaxCallsPerWindow(calls, time.Second)
+	rate := float64(len(calls)) / elapsed.Seconds()
+	t.Logf("figures: replicas=3 qps=%d requests=%d events=%d duplicates=%d calls=%d max_calls_per_window=%d mean_rate=%.2f/s (%.0f%% of qps)",
+		qps, requests, evs, dups, len(calls), maxPerWindow, rate, 100*rate/qps)
+	if maxPerWindow > qps {
+		t.Fatalf("%d calls in one second, limit %d", maxPerWindow, qps)
+	}
+	if len(calls) != requests || evs != requests || dups != 0 {
+		t.Fatalf("calls %d (rate-limit refusals make more), events %d, duplicates %d", len(calls), evs, dups)
+	}
+}
+
+// Fairness: one app's backlog does not hold back another app's request beyond its own limit.
+func TestBacklogOfOneAppDoesNotDelayAnother(t *testing.T) {
+	const backlog = 600
+	e := newEnv(t, func(c *config.Config) {
+		p := c.Providers["kuaishou"]
+		p.QPS = 30
+		c.Providers["kuaishou"] = p
+	})
+	nos := putOrders(e.sb, "backlog", backlog)
+	e.sb.PutOrder(kuaishou.SandboxOrder{AppID: "ks700000000000000002", Kind: events.KindPayment, OrderNo: "other-app-0001",
+		Steps: []kuaishou.Step{{Status: "PROCESSING"}}, Amount: 1})
+	e.startReplica(nil)
+	for _, no := range nos {
+		e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+no+`"}`), nil)
+	}
+	start := time.Now()
+	e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"ks700000000000000002","order_no":"other-app-0001"}`), nil)
+	var took time.Duration
+	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		for _, ev := range e.events() {
+			if ev.OrderNo == "other-app-0001" {
+				took = time.Since(start)
+				return nil
+			}
+		}
+		return fmt.Errorf("no event for the other app's order yet")
+	})
+	done := 0
+	for _, ev := range e.events() {
+		if ev.AppID == demoApp {
+			done++
+		}
+	}
+	t.Logf("figures: backlog=%d other_app_event_after=%s backlog_done_by_then=%d", backlog, took.Round(time.Millisecond), done)
+	// The backlog takes 20 s at 30 QPS; the other app's request must not wait behind it.
+	if done >= backlog/2 {
+		t.Fatalf("the other app's request waited until %d of %d backlog requests were done", done, backlog)
+	}
+}
+
+// b. The NATS server stopped and started again on the same store mid-run: the consumer
+// reconnects by itself and nothing is lost.
+func TestNATSRestartLosesNothing(t *testing.T) {
+	const requests = 120
+	e := newEnvOn(t, restartableServer(t), func(c *config.Config) {
+		p := c.Providers["kuaishou"]
+		p.QPS = 40
+		c.Providers["kuaishou"] = p
+	})
+	nos := putOrders(e.sb, "restart", requests)
+	e.startReplica(nil)
+	for _, no := range nos {
+		e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+no+`"}`), nil)
+	}
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if n := len(e.events()); n < requests/4 {
+			return fmt.Errorf("%d events", n)
+		}
+		return nil
+	})
+	e.restart()
+	evs, dups := e.countEvents(requests, 60*time.Second)
+	t.Logf("figures: requests=%d events=%d duplicates=%d (server restarted mid-run)", requests, evs, dups)
+	if dups != 0 {
+		t.Fatalf("%d duplicate events", dups)
+	}
+	e.waitIdle()
+}
