@@ -1,9 +1,8 @@
 # The order-status consumer. `make run` starts everything on this machine; `make test` runs
 # every test.
-GO        ?= go
-BIN       := bin/consumer
-# Packages whose tests exercise concurrency run under the race detector.
-PKGS      := ./...
+GO    ?= go
+BIN   := bin/consumer
+SHELL := /bin/bash
 
 .PHONY: run build test lint fmt clean
 
@@ -13,14 +12,23 @@ run: build ## run NATS, the provider sandboxes and the service on this machine
 build:
 	$(GO) build -o $(BIN) ./cmd/consumer
 
-test: ## every test, with the race detector, fuzz targets on their seed corpus
-	$(GO) test -race -count=1 -timeout 8m $(PKGS)
+# Every test, with the race detector; fuzz targets run on their seed corpus. The fault tests'
+# figures (requests, events, duplicates, calls per window) are printed; on a failure the whole
+# log is.
+test:
+	@log=$$(mktemp); \
+	$(GO) test -race -count=1 -timeout 8m -v ./... > $$log 2>&1; status=$$?; \
+	grep -E '^(ok|FAIL|---|panic:)|figures:' $$log | grep -v -- '--- PASS' | grep -v -- '--- SKIP'; \
+	if [ $$status -ne 0 ]; then echo; echo "== full test log =="; cat $$log; fi; \
+	passed=$$(grep -c -- '--- PASS' $$log); failed=$$(grep -c -- '--- FAIL' $$log); \
+	echo "$$passed passed, $$failed failed"; \
+	rm -f $$log; exit $$status
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
-	$(GO) vet $(PKGS)
-	$(GO) tool staticcheck $(PKGS)
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

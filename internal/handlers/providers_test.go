@@ -135,6 +135,8 @@ func TestFaultModesEndInEventOrDeadLetter(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("figures: requests=%d events=%d dead_letters=%d (every fault mode of both sandboxes)",
+		len(cases), len(e.events()), len(e.streamMsgs(handlers.DLQStream)))
 	outcome := map[string]string{}
 	for _, ev := range e.events() {
 		if ev.Status != events.StatusSucceeded || ev.Amount != 700 {

@@ -3,6 +3,9 @@
 package natstest
 
 import (
+	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,4 +46,65 @@ func CheckFor(t testing.TB, total, interval time.Duration, f func() error) {
 		time.Sleep(interval)
 	}
 	t.Fatalf("condition not met within %s: %v", total, err)
+}
+
+// RunCluster starts n JetStream servers in one cluster on loopback, each with its own store,
+// and waits until JetStream is ready. It returns the servers; all are shut down when the test
+// ends.
+func RunCluster(t testing.TB, n int) []*server.Server {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+	}
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	servers := make([]*server.Server, n)
+	for i := range servers {
+		opts := natsserver.DefaultTestOptions
+		opts.ServerName = fmt.Sprintf("orders-%d", i+1)
+		opts.Port = -1
+		opts.JetStream = true
+		opts.StoreDir = t.TempDir()
+		opts.Cluster = server.ClusterOpts{Name: "orders", Host: "127.0.0.1", Port: ports[i]}
+		opts.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+		s, err := server.NewServer(&opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Start()
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatalf("server %d did not start", i)
+		}
+		servers[i] = s
+		t.Cleanup(s.Shutdown)
+	}
+	CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		for _, s := range servers {
+			if !s.JetStreamIsCurrent() {
+				return fmt.Errorf("%s: JetStream not current", s.Name())
+			}
+		}
+		if servers[0].JetStreamIsLeader() || servers[1].JetStreamIsLeader() || servers[2%n].JetStreamIsLeader() {
+			return nil
+		}
+		return fmt.Errorf("no JetStream meta leader yet")
+	})
+	return servers
+}
+
+// ClusterURL is the comma-separated client URLs of servers.
+func ClusterURL(servers []*server.Server) string {
+	urls := make([]string, len(servers))
+	for i, s := range servers {
+		urls[i] = s.ClientURL()
+	}
+	return strings.Join(urls, ",")
 }
