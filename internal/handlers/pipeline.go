@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -90,8 +91,15 @@ type job struct {
 	key       string // the rate-limited endpoint
 	qps       int
 	keepAlive *time.Timer
+	finished  atomic.Bool     // the message was acked, nacked or terminated
 	retries   backoff.BackOff // in-process retries, made on the first failure
 	refreshed bool            // the provider's credential was replaced once already
+}
+
+// finish ends the job's keep-alive: its message is about to be settled.
+func (j *job) finish() {
+	j.finished.Store(true)
+	j.keepAlive.Stop()
 }
 
 // accept starts a request message on its way: the subject and payload are read and checked
@@ -107,6 +115,9 @@ func (h *Handler) accept(ctx context.Context, msg jetstream.Msg, sched *schedule
 	j := &job{msg: msg, meta: meta}
 	// Keep the message ours while it waits for its limit or a slow provider.
 	j.keepAlive = time.AfterFunc(h.ackWait/3, func() {
+		if j.finished.Load() {
+			return // a Stop raced with this run: do not arm again
+		}
 		_ = msg.InProgress()
 		j.keepAlive.Reset(h.ackWait / 3)
 	})
@@ -175,7 +186,7 @@ func (h *Handler) execute(ctx context.Context, j *job, sched *scheduler) {
 		}
 		return
 	}
-	j.keepAlive.Stop()
+	j.finish()
 	if err := j.msg.Ack(); err != nil {
 		h.log.Warn("ack failed; the request will be redelivered and find nothing new", "err", err)
 	}
@@ -237,7 +248,7 @@ func (h *Handler) giveUp(ctx context.Context, j *job, err error) {
 			fmt.Sprintf("gave up after %d deliveries: %v", j.meta.NumDelivered, err))
 		return
 	}
-	j.keepAlive.Stop()
+	j.finish()
 	delay := redeliveryDelay(j.meta.NumDelivered, providers.RetryAfter(err))
 	h.log.Warn("query failed; will retry", "subject", j.msg.Subject(), "app_id", j.req.AppID, "order_no", j.req.OrderNo,
 		"delivered", j.meta.NumDelivered, "retry_in", delay.Round(time.Millisecond).String(), "err", err)
@@ -247,7 +258,7 @@ func (h *Handler) giveUp(ctx context.Context, j *job, err error) {
 // handBack returns a request JetStream delivered to this process but that it will not finish
 // (it is shutting down), for another replica to take soon.
 func (h *Handler) handBack(j *job) {
-	j.keepAlive.Stop()
+	j.finish()
 	_ = j.msg.NakWithDelay(handBackDelay)
 }
 
@@ -467,7 +478,7 @@ func (h *Handler) event(req events.Request, res providers.Result, previous event
 // the message. If the dead letter cannot be stored the message is redelivered later instead:
 // nothing is dropped.
 func (h *Handler) deadLetter(ctx context.Context, j *job, provider, kind, reason, text string) {
-	j.keepAlive.Stop()
+	j.finish()
 	msg, meta := j.msg, j.meta
 	hdr := nats.Header{}
 	for k, vs := range msg.Headers() {
