@@ -29,6 +29,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	encoding := fs.String("encoding", "json", "encoding of status events: json (readable in nats sub) or msgpack")
 	reset := fs.Bool("reset", false, "delete the data folder first")
 	logFormat := fs.String("log-format", "auto", "auto, text or json")
+	httpAddr := fs.String("http", "127.0.0.1:8080", "address of /healthz, /readyz and /metrics (\"\" turns them off)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -86,6 +87,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfg := config.Default()
 	cfg.NATS.URL = ns.ClientURL()
 	cfg.Events.Encoding = *encoding
+	cfg.HTTP.Listen = *httpAddr
 	cfg.Providers = map[string]config.Provider{
 		kuaishou.Name: {BaseURL: ks.URL(), QPS: 30, Timeout: 5 * time.Second, Apps: kuaishou.DemoApps()},
 		kudian.Name:   {BaseURL: kd.URL(), QPS: 30, Timeout: 5 * time.Second, Apps: kudian.DemoApps()},

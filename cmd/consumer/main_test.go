@@ -70,7 +70,7 @@ func receiveEvent(t *testing.T, sub *nats.Subscription) events.StatusEvent {
 
 // `consumer dev` prints nats CLI lines; the printed pub line, sent as printed, gives an event.
 func TestDevPrintedCommandsWork(t *testing.T) {
-	stdout, stderr := startCommand(t, "dev", "--dir", t.TempDir(), "--nats-port", "-1", "--log-format", "json")
+	stdout, stderr := startCommand(t, "dev", "--dir", t.TempDir(), "--nats-port", "-1", "--http", "127.0.0.1:0", "--log-format", "json")
 	pubRe := regexp.MustCompile(`nats -s (\S+) pub (orders\.query\.kuaishou\.payment) '([^']+)'`)
 	var m []string
 	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {

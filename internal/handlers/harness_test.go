@@ -35,6 +35,8 @@ type env struct {
 	sb  *kuaishou.Sandbox
 	kd  *kudian.Sandbox
 	log *slog.Logger
+	// metrics, when set before startReplica, receive the replica's measurements.
+	metrics *handlers.Metrics
 }
 
 func testLogger() *slog.Logger {
@@ -48,6 +50,7 @@ func testLogger() *slog.Logger {
 type serverCtl struct {
 	url     string
 	restart func()
+	stop    func()
 }
 
 // restartableServer runs one server on a fixed port and store, so it can be stopped and
@@ -63,9 +66,12 @@ func restartableServer(t *testing.T) *serverCtl {
 	ln.Close()
 	s := natstest.RunServerAt(t, port, dir)
 	ctl := &serverCtl{url: s.ClientURL()}
-	ctl.restart = func() {
+	ctl.stop = func() {
 		s.Shutdown()
 		s.WaitForShutdown()
+	}
+	ctl.restart = func() {
+		ctl.stop()
 		s = natstest.RunServerAt(t, port, dir)
 	}
 	return ctl
@@ -140,7 +146,7 @@ func (e *env) startReplica(tweak func(*handlers.Handler)) (stop func()) {
 		JS: js, State: assets.State, Subjects: events.Subjects{Prefix: e.cfg.NATS.SubjectPrefix},
 		Providers: provs, Encoding: events.Encoding(e.cfg.Events.Encoding),
 		AckWait: e.cfg.Consumer.AckWait, MaxDeliver: e.cfg.Consumer.MaxDeliver, Log: e.log,
-		FollowDelay: e.cfg.Consumer.FollowDelay, FollowMaxDelay: e.cfg.Consumer.FollowMaxDelay,
+		FollowDelay: e.cfg.Consumer.FollowDelay, FollowMaxDelay: e.cfg.Consumer.FollowMaxDelay, Metrics: e.metrics,
 	})
 	if tweak != nil {
 		tweak(h)

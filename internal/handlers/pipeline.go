@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/providers"
@@ -36,6 +37,7 @@ type Handler struct {
 	// followDelay and followMaxDelay shape the waits of follow requests.
 	followDelay, followMaxDelay time.Duration
 	log                         *slog.Logger
+	metrics                     *Metrics
 	now                         func() time.Time
 
 	// failAfter, in tests only, fails the named step once it is done, as a crash there would.
@@ -54,6 +56,8 @@ type Options struct {
 	// FollowDelay is the first wait of a follow request, growing threefold up to FollowMaxDelay.
 	FollowDelay, FollowMaxDelay time.Duration
 	Log                         *slog.Logger
+	// Metrics receive the pipeline's measurements; nil makes a set of its own.
+	Metrics *Metrics
 }
 
 // NewHandler builds a Handler.
@@ -62,7 +66,10 @@ func NewHandler(o Options) *Handler {
 		js: o.JS, state: o.State, subjects: o.Subjects, providers: map[string]providers.Provider{},
 		encoding: o.Encoding, ackWait: o.AckWait, maxDeliver: o.MaxDeliver, log: o.Log, now: time.Now,
 		retryBudget: min(o.AckWait/3, 10*time.Second),
-		followDelay: o.FollowDelay, followMaxDelay: o.FollowMaxDelay,
+		followDelay: o.FollowDelay, followMaxDelay: o.FollowMaxDelay, metrics: o.Metrics,
+	}
+	if h.metrics == nil {
+		h.metrics = NewMetrics(prometheus.NewRegistry())
 	}
 	for _, p := range o.Providers {
 		h.providers[p.Name()] = p
@@ -91,15 +98,19 @@ type job struct {
 	key       string // the rate-limited endpoint
 	qps       int
 	keepAlive *time.Timer
-	finished  atomic.Bool     // the message was acked, nacked or terminated
+	finished  atomic.Bool // the message was acked, nacked or terminated
+	inFlight  prometheus.Gauge
 	retries   backoff.BackOff // in-process retries, made on the first failure
 	refreshed bool            // the provider's credential was replaced once already
 }
 
 // finish ends the job's keep-alive: its message is about to be settled.
 func (j *job) finish() {
-	j.finished.Store(true)
+	if j.finished.Swap(true) {
+		return
+	}
 	j.keepAlive.Stop()
+	j.inFlight.Dec()
 }
 
 // accept starts a request message on its way: the subject and payload are read and checked
@@ -112,7 +123,8 @@ func (h *Handler) accept(ctx context.Context, msg jetstream.Msg, sched *schedule
 		h.log.Error("message without JetStream metadata", "subject", msg.Subject(), "err", err)
 		return
 	}
-	j := &job{msg: msg, meta: meta}
+	j := &job{msg: msg, meta: meta, inFlight: h.metrics.InFlight}
+	j.inFlight.Inc()
 	// Keep the message ours while it waits for its limit or a slow provider.
 	j.keepAlive = time.AfterFunc(h.ackWait/3, func() {
 		if j.finished.Load() {
@@ -167,6 +179,7 @@ func (h *Handler) execute(ctx context.Context, j *job, sched *scheduler) {
 		}
 		if d := j.retries.NextBackOff(); d != backoff.Stop {
 			d = max(d, providers.RetryAfter(err))
+			h.metrics.Retries.WithLabelValues(j.req.Provider, j.req.Kind).Inc()
 			h.log.Debug("query failed; retrying", "key", j.key, "order_no", j.req.OrderNo, "retry_in", d.String(), "err", err)
 			sched.retryLater(j, d)
 			return
@@ -174,7 +187,7 @@ func (h *Handler) execute(ctx context.Context, j *job, sched *scheduler) {
 		h.giveUp(ctx, j, err)
 		return
 	}
-	err = h.record(ctx, j.req, res)
+	changed, err := h.record(ctx, j.req, res)
 	if err == nil && j.req.Follow && !res.Status.Terminal() {
 		err = h.scheduleFollow(ctx, j)
 	}
@@ -190,6 +203,11 @@ func (h *Handler) execute(ctx context.Context, j *job, sched *scheduler) {
 	if err := j.msg.Ack(); err != nil {
 		h.log.Warn("ack failed; the request will be redelivered and find nothing new", "err", err)
 	}
+	outcome := "unchanged"
+	if changed {
+		outcome = "event"
+	}
+	h.metrics.Requests.WithLabelValues(j.req.Provider, j.req.Kind, outcome).Inc()
 }
 
 // scheduleFollow asks JetStream to deliver the request again later, as a message schedule in
@@ -249,6 +267,7 @@ func (h *Handler) giveUp(ctx context.Context, j *job, err error) {
 		return
 	}
 	j.finish()
+	h.metrics.Requests.WithLabelValues(j.req.Provider, j.req.Kind, "redelivery").Inc()
 	delay := redeliveryDelay(j.meta.NumDelivered, providers.RetryAfter(err))
 	h.log.Warn("query failed; will retry", "subject", j.msg.Subject(), "app_id", j.req.AppID, "order_no", j.req.OrderNo,
 		"delivered", j.meta.NumDelivered, "retry_in", delay.Round(time.Millisecond).String(), "err", err)
@@ -259,6 +278,7 @@ func (h *Handler) giveUp(ctx context.Context, j *job, err error) {
 // (it is shutting down), for another replica to take soon.
 func (h *Handler) handBack(j *job) {
 	j.finish()
+	h.metrics.Requests.WithLabelValues(j.req.Provider, j.req.Kind, "handed_back").Inc()
 	_ = j.msg.NakWithDelay(handBackDelay)
 }
 
@@ -318,7 +338,17 @@ func queryOf(req events.Request) providers.Query {
 // query asks the provider. A permanent refusal becomes a dead letter carrying the provider's
 // code and message; anything else is retried.
 func (h *Handler) query(ctx context.Context, p providers.Provider, req events.Request) (providers.Result, error) {
-	res, err := p.Query(ctx, queryOf(req))
+	q := queryOf(req)
+	key, _ := p.RateLimit(q)
+	provider, endpoint := endpointOf(key)
+	started := time.Now()
+	res, err := p.Query(ctx, q)
+	h.metrics.CallDuration.WithLabelValues(provider, endpoint).Observe(time.Since(started).Seconds())
+	outcome := "ok"
+	if err != nil {
+		outcome = providers.Classify(err).String()
+	}
+	h.metrics.ProviderCalls.WithLabelValues(provider, endpoint, outcome).Inc()
 	if err == nil {
 		return res, nil
 	}
@@ -331,23 +361,23 @@ func (h *Handler) query(ctx context.Context, p providers.Provider, req events.Re
 
 // record compares the answer with the last-known state and, on a change, records the
 // transition and publishes its event (see orderState for why it is safe at every step).
-func (h *Handler) record(ctx context.Context, req events.Request, res providers.Result) error {
+func (h *Handler) record(ctx context.Context, req events.Request, res providers.Result) (changed bool, err error) {
 	key := stateKey(req.Provider, req.Kind, req.AppID, res.OrderKey)
 	for attempt := 0; attempt < 8; attempt++ {
 		cur, rev, err := h.loadState(ctx, key)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if cur.Pending != nil {
 			if rev, err = h.publishPending(ctx, key, cur, rev); errors.Is(err, errConflict) {
 				continue
 			} else if err != nil {
-				return err
+				return false, err
 			}
 			cur.Pending = nil
 		}
 		if rev != 0 && cur.Status == res.Status && cur.ProviderStatus == res.ProviderStatus {
-			return nil // nothing new
+			return false, nil // nothing new
 		}
 		ev := h.event(req, res, cur.Status, rev == 0)
 		next := orderState{Status: res.Status, ProviderStatus: res.ProviderStatus, EventID: ev.EventID,
@@ -357,17 +387,17 @@ func (h *Handler) record(ctx context.Context, req events.Request, res providers.
 			continue // another replica moved this order on: look again
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
 		if err := h.step("claimed"); err != nil {
-			return err
+			return false, err
 		}
 		if _, err := h.publishPending(ctx, key, next, newRev); err != nil && !errors.Is(err, errConflict) {
-			return err
+			return false, err
 		}
-		return nil
+		return true, nil
 	}
-	return fmt.Errorf("order %s: too many concurrent updates", key)
+	return false, fmt.Errorf("order %s: too many concurrent updates", key)
 }
 
 // publishPending publishes st.Pending, then clears it with a compare-and-set. errConflict from
@@ -387,6 +417,7 @@ func (h *Handler) publishPending(ctx context.Context, key string, st orderState,
 	if err != nil {
 		return rev, fmt.Errorf("publish event %s: %w", ev.EventID, err)
 	}
+	h.metrics.Events.WithLabelValues(ev.Provider, ev.Kind, string(ev.Status)).Inc()
 	if err := h.step("published"); err != nil {
 		return rev, err
 	}
@@ -502,6 +533,8 @@ func (h *Handler) deadLetter(ctx context.Context, j *job, provider, kind, reason
 		_ = msg.NakWithDelay(redeliveryDelay(meta.NumDelivered, 0))
 		return
 	}
+	h.metrics.DeadLetters.WithLabelValues(provider, kind, reason).Inc()
+	h.metrics.Requests.WithLabelValues(provider, kind, "dead_letter").Inc()
 	h.log.Warn("request dead-lettered", "reason", reason, "error", text, "subject", msg.Subject(), "stream_seq", meta.Sequence.Stream)
 	if err := msg.TermWithReason(reason); err != nil {
 		h.log.Warn("terminate failed; the request will come back and be dead-lettered again (deduplicated)", "err", err)

@@ -92,7 +92,13 @@ func (s *scheduler) pace(key string, q *queue) {
 		case <-s.stop.Done():
 			continue
 		}
-		if err := s.lim.Wait(s.stop, key, head.qps, demand); err != nil {
+		waitStart := time.Now()
+		err := s.lim.Wait(s.stop, key, head.qps, demand)
+		if err == nil {
+			provider, endpoint := endpointOf(key)
+			s.h.metrics.LimiterWait.WithLabelValues(provider, endpoint).Observe(time.Since(waitStart).Seconds())
+		}
+		if err != nil {
 			<-s.sem
 			if s.stop.Err() == nil {
 				s.h.log.Warn("rate limiter unavailable; waiting", "key", key, "err", err)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
@@ -44,15 +45,25 @@ func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []provi
 	if err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
+	metrics := NewMetrics(reg)
+	if cfg.HTTP.Listen != "" {
+		addr, _, err := ServeHTTP(ctx, cfg.HTTP.Listen, Probes(nc, js, cfg.Consumer.Name, reg))
+		if err != nil {
+			return err
+		}
+		log.Info("serving /healthz, /readyz and /metrics", "addr", addr.String())
+	}
 	assets, err := Provision(ctx, js, cfg, log)
 	if err != nil {
 		return err
 	}
+	reg.MustRegister(NewConsumerCollector(assets.Consumer))
 	h := NewHandler(Options{
 		JS: js, State: assets.State, Subjects: events.Subjects{Prefix: cfg.NATS.SubjectPrefix},
 		Providers: provs, Encoding: events.Encoding(cfg.Events.Encoding),
 		AckWait: cfg.Consumer.AckWait, MaxDeliver: cfg.Consumer.MaxDeliver, Log: log,
-		FollowDelay: cfg.Consumer.FollowDelay, FollowMaxDelay: cfg.Consumer.FollowMaxDelay,
+		FollowDelay: cfg.Consumer.FollowDelay, FollowMaxDelay: cfg.Consumer.FollowMaxDelay, Metrics: metrics,
 	})
 	log.Info("consuming requests", "subjects", cfg.NATS.SubjectPrefix+".query.>", "consumer", cfg.Consumer.Name,
 		"concurrency", cfg.Consumer.Concurrency, "providers", len(provs))

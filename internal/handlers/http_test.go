@@ -1,0 +1,113 @@
+package handlers_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/natstest"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// sample reads one sample's value from a Prometheus text page (-1: absent).
+func sample(page, name string) float64 {
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` ([0-9.e+-]+)$`).FindStringSubmatch(page)
+	if m == nil {
+		return -1
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	return v
+}
+
+func TestProbesAndMetricsMove(t *testing.T) {
+	srv := restartableServer(t)
+	e := newEnvOn(t, srv, nil)
+	reg := prometheus.NewRegistry()
+	e.metrics = handlers.NewMetrics(reg)
+	e.startReplica(nil)
+	c, err := e.js.Consumer(context.Background(), handlers.QueryStream, e.cfg.Consumer.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.MustRegister(handlers.NewConsumerCollector(c))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, _, err := handlers.ServeHTTP(ctx, "127.0.0.1:0", handlers.Probes(e.nc, e.js, e.cfg.Consumer.Name, reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + addr.String()
+
+	if code, _ := get(t, base+"/healthz"); code != 200 {
+		t.Fatalf("/healthz %d", code)
+	}
+	if code, body := get(t, base+"/readyz"); code != 200 {
+		t.Fatalf("/readyz %d %s", code, body)
+	}
+	_, before := get(t, base+"/metrics")
+	if v := sample(before, `orders_requests_total{kind="payment",outcome="event",provider="kuaishou"}`); v > 0 {
+		t.Fatalf("events before any request: %v", v)
+	}
+
+	req := []byte(`{"app_id":"` + demoApp + `","order_no":"` + demoOrder + `"}`)
+	e.publish("orders.query.kuaishou.payment", req, nil)
+	e.waitEvents(1)
+	e.publish("orders.query.kuaishou.payment", req, nil)                         // unchanged
+	e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"nope"}`), nil) // dead letter
+	e.waitIdle()
+
+	var page string
+	natstest.CheckFor(t, 5*time.Second, 50*time.Millisecond, func() error {
+		_, page = get(t, base+"/metrics")
+		for name, want := range map[string]float64{
+			`orders_requests_total{kind="payment",outcome="event",provider="kuaishou"}`:               1,
+			`orders_requests_total{kind="payment",outcome="unchanged",provider="kuaishou"}`:           1,
+			`orders_requests_total{kind="payment",outcome="dead_letter",provider="kuaishou"}`:         1,
+			`orders_dead_letters_total{kind="payment",provider="kuaishou",reason="invalid_field"}`:    1,
+			`orders_provider_calls_total{endpoint="query_order",outcome="ok",provider="kuaishou"}`:    2,
+			`orders_provider_call_duration_seconds_count{endpoint="query_order",provider="kuaishou"}`: 2,
+			`orders_limiter_wait_seconds_count{endpoint="query_order",provider="kuaishou"}`:           2,
+			`orders_events_published_total{kind="payment",provider="kuaishou",status="pending"}`:      1,
+			`orders_requests_in_flight`:   0,
+			`orders_consumer_pending`:     0,
+			`orders_consumer_ack_pending`: 0,
+		} {
+			if got := sample(page, name); got != want {
+				return fmt.Errorf("%s = %v, want %v", name, got, want)
+			}
+		}
+		return nil
+	})
+	if sample(page, "go_goroutines") <= 0 || sample(page, "process_resident_memory_bytes") <= 0 {
+		t.Fatal("no Go or process metrics")
+	}
+
+	srv.stop()
+	natstest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if code, _ := get(t, base+"/readyz"); code != http.StatusServiceUnavailable {
+			return fmt.Errorf("/readyz %d with NATS down", code)
+		}
+		return nil
+	})
+	if code, _ := get(t, base+"/healthz"); code != 200 {
+		t.Fatalf("/healthz %d with NATS down: the process is alive", code)
+	}
+}

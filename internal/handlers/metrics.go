@@ -1,0 +1,103 @@
+package handlers
+
+import (
+	"context"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are the service's Prometheus metrics, registered on one registry per process.
+type Metrics struct {
+	Requests      *prometheus.CounterVec
+	ProviderCalls *prometheus.CounterVec
+	CallDuration  *prometheus.HistogramVec
+	LimiterWait   *prometheus.HistogramVec
+	Retries       *prometheus.CounterVec
+	Events        *prometheus.CounterVec
+	DeadLetters   *prometheus.CounterVec
+	InFlight      prometheus.Gauge
+}
+
+// NewMetrics creates the metrics and registers them, with the Go and process collectors, on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orders_requests_total",
+			Help: "Query requests settled, by outcome: event (a status change was published), unchanged, dead_letter, redelivery (handed back with a delay after failing), handed_back (shutdown).",
+		}, []string{"provider", "kind", "outcome"}),
+		ProviderCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orders_provider_calls_total",
+			Help: "Calls to provider APIs, by outcome: ok, or the error class (retryable, rate_limited, token_invalid, permanent).",
+		}, []string{"provider", "endpoint", "outcome"}),
+		CallDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "orders_provider_call_duration_seconds",
+			Help:    "Time of one call to a provider API.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"provider", "endpoint"}),
+		LimiterWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "orders_limiter_wait_seconds",
+			Help:    "Time a call waited for a slot under its endpoint's QPS limit.",
+			Buckets: []float64{.001, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"provider", "endpoint"}),
+		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orders_retries_total",
+			Help: "In-process retries of provider calls.",
+		}, []string{"provider", "kind"}),
+		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orders_events_published_total",
+			Help: "Status-changed events published (a copy JetStream dropped as a duplicate counts too).",
+		}, []string{"provider", "kind", "status"}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orders_dead_letters_total",
+			Help: "Requests dead-lettered, by reason.",
+		}, []string{"provider", "kind", "reason"}),
+		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "orders_requests_in_flight",
+			Help: "Requests accepted by this process and not yet settled (waiting for a limit, a call or a retry).",
+		}),
+	}
+	reg.MustRegister(m.Requests, m.ProviderCalls, m.CallDuration, m.LimiterWait, m.Retries, m.Events, m.DeadLetters, m.InFlight,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// endpointOf is the endpoint part of a rate key (provider/app/endpoint); the app is left out
+// of labels to keep their number bounded.
+func endpointOf(key string) (provider, endpoint string) {
+	provider, _, _ = strings.Cut(key, "/")
+	return provider, path.Base(key)
+}
+
+// consumerCollector reports the durable consumer's backlog at each scrape.
+type consumerCollector struct {
+	consumer   jetstream.Consumer
+	pending    *prometheus.Desc
+	ackPending *prometheus.Desc
+}
+
+// NewConsumerCollector reports the pending and ack-pending counts of the consumer.
+func NewConsumerCollector(c jetstream.Consumer) prometheus.Collector {
+	return &consumerCollector{
+		consumer:   c,
+		pending:    prometheus.NewDesc("orders_consumer_pending", "Requests in ORDERS_QUERY not yet delivered to any replica.", nil, nil),
+		ackPending: prometheus.NewDesc("orders_consumer_ack_pending", "Requests delivered to replicas and not yet settled, all replicas together.", nil, nil),
+	}
+}
+
+func (c *consumerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.pending; ch <- c.ackPending }
+
+func (c *consumerCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	info, err := c.consumer.Info(ctx)
+	if err != nil {
+		return // no sample rather than a wrong one
+	}
+	ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(info.NumPending))
+	ch <- prometheus.MustNewConstMetric(c.ackPending, prometheus.GaugeValue, float64(info.NumAckPending))
+}
