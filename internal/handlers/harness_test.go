@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,17 +125,24 @@ func newEnvOn(t *testing.T, srv *serverCtl, mutate func(*config.Config)) *env {
 	return &env{t: t, srv: srv, cfg: cfg, nc: nc, js: js, sb: sb, kd: kd, log: testLogger()}
 }
 
-// startReplica runs one consumer replica until the test ends or stop is called; tweak may
-// adjust its handler.
-func (e *env) startReplica(tweak func(*handlers.Handler)) (stop func()) {
+// replica is what one consumer process builds: its own connection, the provisioned assets,
+// a handler and a limiter.
+type replica struct {
+	nc    *nats.Conn
+	h     *handlers.Handler
+	lim   *ratelimit.Limiter
+	cons  jetstream.Consumer
+	close func()
+}
+
+func (e *env) build(tweak func(*handlers.Handler)) *replica {
 	e.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	nc, err := handlers.Connect(e.cfg, e.log) // a connection of its own, as a process would have
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	js, _ := jetstream.New(nc)
-	assets, err := handlers.Provision(ctx, js, e.cfg, e.log)
+	assets, err := handlers.Provision(context.Background(), js, e.cfg, e.log)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -151,11 +159,21 @@ func (e *env) startReplica(tweak func(*handlers.Handler)) (stop func()) {
 	if tweak != nil {
 		tweak(h)
 	}
-	svc := &handlers.Service{Consumer: assets.Consumer, Handler: h, Limiter: ratelimit.New(assets.Rate),
+	return &replica{nc: nc, h: h, lim: ratelimit.New(assets.Rate), cons: assets.Consumer, close: nc.Close}
+}
+
+// startReplica runs one consumer replica until the test ends or stop is called; tweak may
+// adjust its handler.
+func (e *env) startReplica(tweak func(*handlers.Handler)) (stop func()) {
+	e.t.Helper()
+	r := e.build(tweak)
+	ctx, cancel := context.WithCancel(context.Background())
+	svc := &handlers.Service{Consumer: r.cons, Handler: r.h, Limiter: r.lim,
 		Concurrency: e.cfg.Consumer.Concurrency, Grace: time.Second, Log: e.log}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = svc.Run(ctx) }()
-	stop = func() { cancel(); <-done; nc.Close() }
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done; r.close() }) }
 	e.t.Cleanup(stop)
 	return stop
 }

@@ -172,10 +172,7 @@ func (h *Handler) execute(ctx context.Context, j *job, sched *scheduler) {
 			}
 		}
 		if j.retries == nil {
-			j.retries = backoff.NewExponentialBackOff(
-				backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMultiplier(2),
-				backoff.WithRandomizationFactor(0.5), backoff.WithMaxInterval(2*time.Second),
-				backoff.WithMaxElapsedTime(h.retryBudget))
+			j.retries = h.newRetries()
 		}
 		if d := j.retries.NextBackOff(); d != backoff.Stop {
 			d = max(d, providers.RetryAfter(err))
@@ -187,7 +184,7 @@ func (h *Handler) execute(ctx context.Context, j *job, sched *scheduler) {
 		h.giveUp(ctx, j, err)
 		return
 	}
-	changed, err := h.record(ctx, j.req, res)
+	_, changed, err := h.record(ctx, j.req, res)
 	if err == nil && j.req.Follow && !res.Status.Terminal() {
 		err = h.scheduleFollow(ctx, j)
 	}
@@ -258,6 +255,15 @@ func (h *Handler) scheduleFollow(ctx context.Context, j *job) error {
 	return nil
 }
 
+// newRetries is the in-process retry schedule of one request: jittered, doubling from 200 ms
+// to 2 s, for at most retryBudget.
+func (h *Handler) newRetries() *backoff.ExponentialBackOff {
+	return backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMultiplier(2),
+		backoff.WithRandomizationFactor(0.5), backoff.WithMaxInterval(2*time.Second),
+		backoff.WithMaxElapsedTime(h.retryBudget))
+}
+
 // giveUp ends this delivery of a request that keeps failing: redelivered later with a
 // growing delay, freeing the worker, or dead-lettered on the last allowed delivery.
 func (h *Handler) giveUp(ctx context.Context, j *job, err error) {
@@ -309,15 +315,8 @@ func (h *Handler) route(msg jetstream.Msg, provider, kind *string) (events.Reque
 		return req, nil, reject(pe.Reason, "%s", pe.Error())
 	}
 	req.Provider, req.Kind = pName, kName
-	if !p.HasApp(req.AppID) {
-		return req, nil, reject(events.ReasonUnknownApp, "app_id %q is not configured for %s", req.AppID, pName)
-	}
-	if err := p.Validate(queryOf(req)); err != nil {
-		var pe *events.PayloadError
-		if errors.As(err, &pe) {
-			return req, nil, reject(pe.Reason, "%s", pe.Error())
-		}
-		return req, nil, reject(events.ReasonInvalidField, "%v", err)
+	if err := checkRequest(p, req); err != nil {
+		return req, nil, err
 	}
 	if req.RequestID == "" { // a follow-up keeps the id of the request it follows
 		req.RequestID = msg.Headers().Get(events.HeaderRequestID)
@@ -329,6 +328,21 @@ func (h *Handler) route(msg jetstream.Msg, provider, kind *string) (events.Reque
 		req.RequestID = nuid.Next()
 	}
 	return req, p, nil
+}
+
+// checkRequest checks a decoded request against the provider: its app and its fields.
+func checkRequest(p providers.Provider, req events.Request) error {
+	if !p.HasApp(req.AppID) {
+		return reject(events.ReasonUnknownApp, "app_id %q is not configured for %s", req.AppID, p.Name())
+	}
+	if err := p.Validate(queryOf(req)); err != nil {
+		var pe *events.PayloadError
+		if errors.As(err, &pe) {
+			return reject(pe.Reason, "%s", pe.Error())
+		}
+		return reject(events.ReasonInvalidField, "%v", err)
+	}
+	return nil
 }
 
 func queryOf(req events.Request) providers.Query {
@@ -361,25 +375,25 @@ func (h *Handler) query(ctx context.Context, p providers.Provider, req events.Re
 
 // record compares the answer with the last-known state and, on a change, records the
 // transition and publishes its event (see orderState for why it is safe at every step).
-func (h *Handler) record(ctx context.Context, req events.Request, res providers.Result) (changed bool, err error) {
+func (h *Handler) record(ctx context.Context, req events.Request, res providers.Result) (ev events.StatusEvent, changed bool, err error) {
 	key := stateKey(req.Provider, req.Kind, req.AppID, res.OrderKey)
 	for attempt := 0; attempt < 8; attempt++ {
 		cur, rev, err := h.loadState(ctx, key)
 		if err != nil {
-			return false, err
+			return ev, false, err
 		}
 		if cur.Pending != nil {
 			if rev, err = h.publishPending(ctx, key, cur, rev); errors.Is(err, errConflict) {
 				continue
 			} else if err != nil {
-				return false, err
+				return ev, false, err
 			}
 			cur.Pending = nil
 		}
 		if rev != 0 && cur.Status == res.Status && cur.ProviderStatus == res.ProviderStatus {
-			return false, nil // nothing new
+			return h.event(req, res, "", true), false, nil // nothing new
 		}
-		ev := h.event(req, res, cur.Status, rev == 0)
+		ev = h.event(req, res, cur.Status, rev == 0)
 		next := orderState{Status: res.Status, ProviderStatus: res.ProviderStatus, EventID: ev.EventID,
 			ObservedAt: ev.ObservedAt, Pending: &ev}
 		newRev, err := h.putState(ctx, key, next, rev)
@@ -387,17 +401,17 @@ func (h *Handler) record(ctx context.Context, req events.Request, res providers.
 			continue // another replica moved this order on: look again
 		}
 		if err != nil {
-			return false, err
+			return ev, false, err
 		}
 		if err := h.step("claimed"); err != nil {
-			return false, err
+			return ev, false, err
 		}
 		if _, err := h.publishPending(ctx, key, next, newRev); err != nil && !errors.Is(err, errConflict) {
-			return false, err
+			return ev, false, err
 		}
-		return true, nil
+		return ev, true, nil
 	}
-	return false, fmt.Errorf("order %s: too many concurrent updates", key)
+	return ev, false, fmt.Errorf("order %s: too many concurrent updates", key)
 }
 
 // publishPending publishes st.Pending, then clears it with a compare-and-set. errConflict from

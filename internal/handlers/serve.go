@@ -67,10 +67,16 @@ func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []provi
 	})
 	log.Info("consuming requests", "subjects", cfg.NATS.SubjectPrefix+".query.>", "consumer", cfg.Consumer.Name,
 		"concurrency", cfg.Consumer.Concurrency, "providers", len(provs))
+	lim := ratelimit.New(assets.Rate)
+	lookups, err := StartLookup(ctx, nc, h, lim)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = lookups.Stop() }()
 	for _, f := range ready {
 		f()
 	}
-	svc := &Service{Consumer: assets.Consumer, Handler: h, Limiter: ratelimit.New(assets.Rate), Concurrency: cfg.Consumer.Concurrency,
+	svc := &Service{Consumer: assets.Consumer, Handler: h, Limiter: lim, Concurrency: cfg.Consumer.Concurrency,
 		Grace: cfg.Consumer.AckWait * 2 / 3, Log: log}
 	return svc.Run(ctx)
 }
