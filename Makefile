@@ -4,7 +4,7 @@ GO    ?= go
 BIN   := bin/consumer
 SHELL := /bin/bash
 
-.PHONY: run build test lint fmt clean
+.PHONY: run build test lint fmt clean cluster nats-server
 
 run: build ## run NATS, the provider sandboxes and the service on this machine
 	$(BIN) dev
@@ -23,6 +23,15 @@ test:
 	passed=$$(grep -c -- '--- PASS' $$log); failed=$$(grep -c -- '--- FAIL' $$log); \
 	echo "$$passed passed, $$failed failed"; \
 	rm -f $$log; exit $$status
+
+# A real three-process cluster from deploy/nats, the streams and consumer added from its
+# definition files, and the consumer against it with nats.replicas: 3.
+cluster: nats-server
+	$(GO) test -count=1 -run TestClusterFromDeployFiles -v ./cmd/consumer
+
+# The nats-server binary, at the version go.mod pins, from the module cache.
+nats-server:
+	@command -v nats-server >/dev/null || [ -x "$$($(GO) env GOPATH)/bin/nats-server" ] || $(GO) install github.com/nats-io/nats-server/v2
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

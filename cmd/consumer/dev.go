@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -26,6 +27,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", ".consumer-dev", "folder for the embedded server's data")
 	port := fs.Int("nats-port", 4222, "port of the embedded NATS server on 127.0.0.1 (-1: any free port)")
+	natsURL := fs.String("nats-url", "", "use these NATS server(s) instead of an embedded one, e.g. the cluster of deploy/nats")
+	replicas := fs.Int("replicas", 1, "replicas of streams and KV buckets (3 on a three-node cluster)")
 	encoding := fs.String("encoding", "json", "encoding of status events: json (readable in nats sub) or msgpack")
 	reset := fs.Bool("reset", false, "delete the data folder first")
 	logFormat := fs.String("log-format", "auto", "auto, text or json")
@@ -50,24 +53,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 
-	// NATS, embedded.
-	if *port > 0 {
-		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", *port)); err != nil {
-			return fmt.Errorf("port %d is taken (another nats-server or consumer dev?): use --nats-port", *port)
-		} else {
-			ln.Close()
+	url := *natsURL
+	if url == "" { // NATS, embedded
+		ns, err := startEmbedded(*port, store)
+		if err != nil {
+			return err
 		}
-	}
-	ns, err := server.NewServer(&server.Options{
-		ServerName: "consumer-dev", Host: "127.0.0.1", Port: *port, JetStream: true, StoreDir: store, NoSigs: true,
-	})
-	if err != nil {
-		return fmt.Errorf("embedded NATS server: %w", err)
-	}
-	ns.Start()
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		return fmt.Errorf("embedded NATS server did not start")
+		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+		url = ns.ClientURL()
 	}
 
 	// Providers, sandboxed.
@@ -85,7 +78,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer kd.Close()
 
 	cfg := config.Default()
-	cfg.NATS.URL = ns.ClientURL()
+	cfg.NATS.URL = url
+	cfg.NATS.Replicas = *replicas
 	cfg.Events.Encoding = *encoding
 	cfg.HTTP.Listen = *httpAddr
 	cfg.Providers = map[string]config.Provider{
@@ -113,10 +107,33 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case err := <-errc:
 		return err
 	}
-	printDevGuide(stdout, ns.ClientURL(), *dir, ks.URL(), kd.URL(), *encoding)
+	printDevGuide(stdout, url, *dir, ks.URL(), kd.URL(), *encoding)
 	err = <-errc
 	log.Info("dev environment stopped")
 	return err
+}
+
+// startEmbedded runs a JetStream server on 127.0.0.1:port with its data in store.
+func startEmbedded(port int, store string) (*server.Server, error) {
+	if port > 0 {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			return nil, fmt.Errorf("port %d is taken (another nats-server or consumer dev?): use --nats-port", port)
+		}
+		ln.Close()
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "consumer-dev", Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: store, NoSigs: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS server: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded NATS server did not start")
+	}
+	return ns, nil
 }
 
 func printDevGuide(w io.Writer, natsURL, dir, ksURL, kdURL, encoding string) {
@@ -132,10 +149,14 @@ func printDevGuide(w io.Writer, natsURL, dir, ksURL, kdURL, encoding string) {
 	if natsURL != "nats://127.0.0.1:4222" {
 		nats += " -s " + natsURL
 	}
+	where := "(data in " + dir + ")"
+	if !strings.HasPrefix(natsURL, "nats://127.0.0.1:") || strings.Contains(natsURL, ",") {
+		where = "(external)"
+	}
 	ks, kd := kuaishou.DemoAppID, kudian.DemoAppID
 	fmt.Fprintf(w, `
 order-status consumer: dev environment ready
-  NATS with JetStream  %[1]s  (data in %[2]s)
+  NATS with JetStream  %[1]s  %[2]s
   Kuaishou sandbox     %[3]s  (app %[6]s)
   Kudian sandbox       %[4]s  (app %[7]s)
 
@@ -159,5 +180,5 @@ Last known status of an order:
   %[5]s kv get ORDERS_STATE kuaishou.payment.%[6]s.%[9]s
 
 Ctrl-C stops everything.
-`, natsURL, dir, ksURL, kdURL, nats, ks, kd, translate, kuaishou.DemoOrderNo, kudian.DemoPayNo)
+`, natsURL, where, ksURL, kdURL, nats, ks, kd, translate, kuaishou.DemoOrderNo, kudian.DemoPayNo)
 }

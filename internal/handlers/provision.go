@@ -36,26 +36,8 @@ type Assets struct {
 // retention that would be shortened, or a retention policy that differs, is left as it is and
 // reported in the log.
 func Provision(ctx context.Context, js jetstream.JetStream, cfg *config.Config, log *slog.Logger) (*Assets, error) {
-	subj := events.Subjects{Prefix: cfg.NATS.SubjectPrefix}
 	r := cfg.NATS.Replicas
-	streams := []jetstream.StreamConfig{
-		{
-			Name: QueryStream, Description: "Order status query requests (work queue), and follow-ups scheduled for later",
-			Subjects: []string{subj.QueryFilter(), subj.FollowFilter()}, Retention: jetstream.WorkQueuePolicy,
-			Storage: jetstream.FileStorage, Replicas: r, Duplicates: cfg.NATS.DuplicateWindow,
-			AllowMsgSchedules: true,
-		},
-		{
-			Name: StatusStream, Description: "Order status-changed events",
-			Subjects: []string{subj.StatusFilter()}, Retention: jetstream.LimitsPolicy,
-			Storage: jetstream.FileStorage, Replicas: r, Duplicates: cfg.NATS.DuplicateWindow, MaxAge: cfg.NATS.StatusMaxAge,
-		},
-		{
-			Name: DLQStream, Description: "Order status requests that can never succeed",
-			Subjects: []string{subj.DeadLetterFilter()}, Retention: jetstream.LimitsPolicy,
-			Storage: jetstream.FileStorage, Replicas: r, Duplicates: cfg.NATS.DuplicateWindow, MaxAge: cfg.NATS.DLQMaxAge,
-		},
-	}
+	streams := StreamConfigs(cfg)
 	var query jetstream.Stream
 	for _, sc := range streams {
 		s, err := ensureStream(ctx, js, sc, log)
@@ -80,21 +62,51 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 	if err != nil {
 		return nil, fmt.Errorf("provision KV %s: %w", RateBucket, err)
 	}
-	cons, err := query.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+	cons, err := query.CreateOrUpdateConsumer(ctx, ConsumerConfig(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("provision consumer %s: %w", cfg.Consumer.Name, err)
+	}
+	return &Assets{State: kv, Rate: rate, Consumer: cons}, nil
+}
+
+// StreamConfigs are the streams the service needs, as cfg shapes them. deploy/nats holds the
+// same definitions as files for `nats stream add --config` (a test keeps them equal).
+func StreamConfigs(cfg *config.Config) []jetstream.StreamConfig {
+	subj := events.Subjects{Prefix: cfg.NATS.SubjectPrefix}
+	r := cfg.NATS.Replicas
+	return []jetstream.StreamConfig{
+		{
+			Name: QueryStream, Description: "Order status query requests (work queue), and follow-ups scheduled for later",
+			Subjects: []string{subj.QueryFilter(), subj.FollowFilter()}, Retention: jetstream.WorkQueuePolicy,
+			Storage: jetstream.FileStorage, Replicas: r, Duplicates: cfg.NATS.DuplicateWindow,
+			AllowMsgSchedules: true,
+		},
+		{
+			Name: StatusStream, Description: "Order status-changed events",
+			Subjects: []string{subj.StatusFilter()}, Retention: jetstream.LimitsPolicy,
+			Storage: jetstream.FileStorage, Replicas: r, Duplicates: cfg.NATS.DuplicateWindow, MaxAge: cfg.NATS.StatusMaxAge,
+		},
+		{
+			Name: DLQStream, Description: "Order status requests that can never succeed",
+			Subjects: []string{subj.DeadLetterFilter()}, Retention: jetstream.LimitsPolicy,
+			Storage: jetstream.FileStorage, Replicas: r, Duplicates: cfg.NATS.DuplicateWindow, MaxAge: cfg.NATS.DLQMaxAge,
+		},
+	}
+}
+
+// ConsumerConfig is the durable pull consumer every replica shares.
+func ConsumerConfig(cfg *config.Config) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
 		Durable:       cfg.Consumer.Name,
 		Description:   "Order status query workers",
-		FilterSubject: subj.QueryFilter(),
+		FilterSubject: events.Subjects{Prefix: cfg.NATS.SubjectPrefix}.QueryFilter(),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cfg.Consumer.AckWait,
 		MaxDeliver:    cfg.Consumer.MaxDeliver,
 		MaxAckPending: cfg.Consumer.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-		Replicas:      r,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("provision consumer %s: %w", cfg.Consumer.Name, err)
+		Replicas:      cfg.NATS.Replicas,
 	}
-	return &Assets{State: kv, Rate: rate, Consumer: cons}, nil
 }
 
 func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, log *slog.Logger) (jetstream.Stream, error) {

@@ -2,9 +2,16 @@ package handlers_test
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/handlers"
 )
 
@@ -59,5 +66,36 @@ func TestProvisionIsIdempotentAndNeverDeletes(t *testing.T) {
 	}
 	if subj, _, n := streamCfg(handlers.DLQStream); n != 1 || subj[0] != "shop.orders.dlq.>" {
 		t.Fatalf("dlq: %v %d", subj, n)
+	}
+}
+
+// The stream and consumer files in deploy/nats are what Provision creates for a three-node
+// cluster with the default configuration.
+func TestDeployDefinitionsMatchProvision(t *testing.T) {
+	cfg := config.Default()
+	cfg.NATS.Replicas = 3
+	for _, want := range handlers.StreamConfigs(cfg) {
+		var got jetstream.StreamConfig
+		data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "nats", "streams", want.Name+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(data, &got); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("deploy/nats/streams/%s.json differs from what Provision creates:\n got %+v\nwant %+v", want.Name, got, want)
+		}
+	}
+	var got jetstream.ConsumerConfig
+	data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "nats", "consumers", "orders-query.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if want := handlers.ConsumerConfig(cfg); !reflect.DeepEqual(got, want) {
+		t.Errorf("deploy/nats/consumers/orders-query.json differs:\n got %+v\nwant %+v", got, want)
 	}
 }
