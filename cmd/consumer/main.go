@@ -4,6 +4,7 @@
 //	consumer --config FILE        run the service (also: consumer run --config FILE)
 //	consumer dev                  run everything on this machine: NATS, sandboxes, the service
 //	consumer decode               read one message body on stdin, write it as JSON
+//	consumer config               list every configuration key, its default and meaning
 package main
 
 import (
@@ -32,6 +33,7 @@ const usage = `usage:
   consumer [run] --config FILE [--log-format auto|text|json]
   consumer dev [--dir DIR] [--nats-port N] [--encoding json|msgpack] [--reset] [--log-format ...]
   consumer decode < message-body
+  consumer config               every configuration key, its default and meaning
 `
 
 // run is the whole command, with its inputs and outputs passed in so tests can drive it.
@@ -48,6 +50,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runDev(ctx, args, stdout, stderr)
 	case "decode":
 		err = runDecode(stdin, stdout)
+	case "config":
+		err = runConfigReference(stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

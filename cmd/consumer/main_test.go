@@ -16,9 +16,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/natstest"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+	"github.com/paystatus/orderstatus/internal/providers/registry"
 )
 
 // syncBuffer is a bytes.Buffer safe to write from the command and read from the test.
@@ -202,5 +204,29 @@ func TestDecode(t *testing.T) {
 	var stderr bytes.Buffer
 	if code := run(context.Background(), []string{"decode"}, strings.NewReader("plain text"), &out, &stderr); code != 1 || !strings.Contains(stderr.String(), "decode") {
 		t.Fatalf("garbage: %d %q", code, stderr.String())
+	}
+}
+
+// The example configuration in deploy/ loads, and the README's configuration reference is the
+// one the declarations generate.
+func TestExampleConfigAndReference(t *testing.T) {
+	env := map[string]string{"KUAISHOU_APP_SECRET": "s", "KUDIAN_BASE_URL": "https://kudian.example.com", "KUDIAN_APP_SECRET": "s", "KUDIAN_TOKEN": "t"}
+	cfg, err := config.Load(filepath.Join("..", "..", "deploy", "consumer.yaml"), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := registry.Build(cfg); err != nil {
+		t.Fatal(err)
+	}
+	var ref bytes.Buffer
+	if code := run(context.Background(), []string{"config"}, strings.NewReader(""), &ref, &bytes.Buffer{}); code != 0 {
+		t.Fatal(code)
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), ref.String()) {
+		t.Fatalf("README.md lacks the configuration reference `consumer config` prints:\n%s", ref.String())
 	}
 }

@@ -33,7 +33,7 @@ type NATS struct {
 	URL             string        `yaml:"url" default:"nats://127.0.0.1:4222" doc:"NATS server URL(s), comma separated. The NATS_URL environment variable overrides it."`
 	Creds           string        `yaml:"creds" doc:"Path to a NATS .creds file. The NATS_CREDS environment variable overrides it."`
 	SubjectPrefix   string        `yaml:"subject_prefix" default:"orders" doc:"First token of every subject: <prefix>.query.>, <prefix>.status.>, <prefix>.dlq.>, <prefix>.lookup.>."`
-	Replicas        int           `yaml:"replicas" default:"1" doc:"Replicas of the streams and the KV bucket: 1 on one server, 3 in a cluster."`
+	Replicas        int           `yaml:"replicas" default:"1" doc:"Replicas of the streams and KV buckets: 1 on one server, 3 in a cluster."`
 	DuplicateWindow time.Duration `yaml:"duplicate_window" default:"5m" doc:"Duplicate window of ORDERS_STATUS (at least 2m) and of ORDERS_QUERY: a redelivered request inside it never gives a second event."`
 	StatusMaxAge    time.Duration `yaml:"status_max_age" default:"168h" doc:"How long ORDERS_STATUS keeps events; 0 keeps them forever. Lowering it on a running system is refused (it would delete events)."`
 	DLQMaxAge       time.Duration `yaml:"dlq_max_age" default:"0s" doc:"How long ORDERS_DLQ keeps dead letters; 0 keeps them forever."`
@@ -42,7 +42,7 @@ type NATS struct {
 // Consumer shapes the durable pull consumer and the work done in this process.
 type Consumer struct {
 	Name           string        `yaml:"name" default:"orders-query" doc:"Durable consumer name on ORDERS_QUERY, shared by every replica."`
-	Concurrency    int           `yaml:"concurrency" default:"64" doc:"Requests processed at once by this process."`
+	Concurrency    int           `yaml:"concurrency" default:"64" doc:"Provider calls this process makes at once; requests waiting for their app's limit do not take one."`
 	AckWait        time.Duration `yaml:"ack_wait" default:"30s" doc:"Time a request may stay unacknowledged before JetStream redelivers it; work in progress extends it."`
 	MaxDeliver     int           `yaml:"max_deliver" default:"10" doc:"Deliveries of one request before it is dead-lettered as retries_exhausted; each delivery first retries in-process for up to min(ack_wait/3, 10s)."`
 	FollowDelay    time.Duration `yaml:"follow_delay" default:"5s" doc:"First wait of a follow request before it asks again; each next wait is three times longer."`
