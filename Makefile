@@ -4,7 +4,7 @@ GO    ?= go
 BIN   := bin/consumer
 SHELL := /bin/bash
 
-.PHONY: run build test lint fmt clean cluster nats-server
+.PHONY: run build test lint fmt clean cluster nats-server bench
 
 run: build ## run NATS, the provider sandboxes and the service on this machine
 	$(BIN) dev
@@ -44,3 +44,9 @@ fmt:
 
 clean:
 	rm -rf bin .consumer-dev
+
+# The performance table (throughput, ratio to a bare loop, latency, QPS fidelity, peak RSS, CPU
+# per request), then the Go micro-benchmarks.
+bench:
+	ORDERS_BENCH=1 $(GO) test -count=1 -run TestBench -v -timeout 5m ./internal/bench | grep -v -E '^(=== RUN|--- PASS|PASS|ok )'
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2000x ./internal/events ./internal/providers/... ./internal/handlers

@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/paystatus/orderstatus/internal/config"
@@ -80,8 +81,20 @@ func runService(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (YAML)")
 	logFormat := fs.String("log-format", "", "auto, text or json (default: log.format from the config)")
+	cpuProfile := fs.String("cpu-profile", "", "write a pprof CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if *path == "" {
 		return fmt.Errorf("%w: --config FILE is required", errUsage)

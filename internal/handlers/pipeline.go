@@ -38,6 +38,7 @@ type Handler struct {
 	followDelay, followMaxDelay time.Duration
 	log                         *slog.Logger
 	metrics                     *Metrics
+	seen                        *seenKeys
 	now                         func() time.Time
 
 	// failAfter, in tests only, fails the named step once it is done, as a crash there would.
@@ -67,6 +68,7 @@ func NewHandler(o Options) *Handler {
 		encoding: o.Encoding, ackWait: o.AckWait, maxDeliver: o.MaxDeliver, log: o.Log, now: time.Now,
 		retryBudget: min(o.AckWait/3, 10*time.Second),
 		followDelay: o.FollowDelay, followMaxDelay: o.FollowMaxDelay, metrics: o.Metrics,
+		seen: newSeenKeys(50000),
 	}
 	if h.metrics == nil {
 		h.metrics = NewMetrics(prometheus.NewRegistry())
@@ -378,10 +380,14 @@ func (h *Handler) query(ctx context.Context, p providers.Provider, req events.Re
 func (h *Handler) record(ctx context.Context, req events.Request, res providers.Result) (ev events.StatusEvent, changed bool, err error) {
 	key := stateKey(req.Provider, req.Kind, req.AppID, res.OrderKey)
 	for attempt := 0; attempt < 8; attempt++ {
-		cur, rev, err := h.loadState(ctx, key)
-		if err != nil {
-			return ev, false, err
-		}
+		var cur orderState
+		var rev uint64
+		if attempt > 0 || h.seen.has(key) {
+			if cur, rev, err = h.loadState(ctx, key); err != nil {
+				return ev, false, err
+			}
+		} // else never seen here: most likely new, and the Create below fails if it is not
+		h.seen.add(key)
 		if cur.Pending != nil {
 			if rev, err = h.publishPending(ctx, key, cur, rev); errors.Is(err, errConflict) {
 				continue
@@ -435,7 +441,7 @@ func (h *Handler) publishPending(ctx context.Context, key string, st orderState,
 	if err := h.step("published"); err != nil {
 		return rev, err
 	}
-	h.log.Info("status changed", "provider", ev.Provider, "kind", ev.Kind, "app_id", ev.AppID, "order_no", ev.OrderNo,
+	h.log.Debug("status changed", "provider", ev.Provider, "kind", ev.Kind, "app_id", ev.AppID, "order_no", ev.OrderNo,
 		"status", string(ev.Status), "previous_status", string(ev.PreviousStatus), "event_id", ev.EventID, "duplicate", ack.Duplicate)
 	st.Pending = nil
 	return h.putState(ctx, key, st, rev)

@@ -47,6 +47,11 @@ type Limiter struct {
 type keyState struct {
 	mu    sync.Mutex
 	slots []time.Time // reserved, ascending
+	// last and rev are the key's value and revision as this limiter last wrote or read them:
+	// the next compare-and-set tries them first, and reads again only if another replica
+	// moved the key since.
+	last time.Time
+	rev  uint64
 }
 
 // New returns a limiter keeping its state in kv.
@@ -77,7 +82,9 @@ func (l *Limiter) Wait(ctx context.Context, key string, qps, demand int) error {
 			ks.slots = ks.slots[1:] // missed: thrown away, which only lowers the rate
 		}
 		if len(ks.slots) == 0 {
-			slots, err := l.reserve(ctx, key, qps, min(max(demand, 1), qps))
+			// Only as many as are wanted: a slot reserved and not spent still moves the
+			// schedule on, and later calls would wait for time nobody used.
+			slots, err := l.reserve(ctx, ks, key, qps, min(max(demand, 1), qps))
 			if err != nil {
 				return err
 			}
@@ -104,19 +111,19 @@ func (l *Limiter) Wait(ctx context.Context, key string, qps, demand int) error {
 func (l *Limiter) Slowdown(ctx context.Context, key string) error {
 	ks := l.state(key)
 	ks.mu.Lock()
+	defer ks.mu.Unlock()
 	ks.slots = nil
-	ks.mu.Unlock()
-	_, err := l.update(ctx, key, func(last time.Time, now time.Time) time.Time {
+	_, err := l.update(ctx, ks, key, func(last time.Time, now time.Time) time.Time {
 		return maxTime(last, now).Add(time.Second)
 	})
 	return err
 }
 
-// reserve takes n slots for key.
-func (l *Limiter) reserve(ctx context.Context, key string, qps, n int) ([]time.Time, error) {
+// reserve takes n slots for key. Callers hold ks.mu.
+func (l *Limiter) reserve(ctx context.Context, ks *keyState, key string, qps, n int) ([]time.Time, error) {
 	spacing := Spacing(qps)
 	var first time.Time
-	if _, err := l.update(ctx, key, func(last, now time.Time) time.Time {
+	if _, err := l.update(ctx, ks, key, func(last, now time.Time) time.Time {
 		first = maxTime(now, last.Add(spacing))
 		return first.Add(time.Duration(n-1) * spacing)
 	}); err != nil {
@@ -130,32 +137,37 @@ func (l *Limiter) reserve(ctx context.Context, key string, qps, n int) ([]time.T
 }
 
 // update moves the key's last slot time by f with compare-and-set, trying again while other
-// replicas move it first.
-func (l *Limiter) update(ctx context.Context, key string, f func(last, now time.Time) time.Time) (time.Time, error) {
+// replicas move it first. Callers hold ks.mu.
+func (l *Limiter) update(ctx context.Context, ks *keyState, key string, f func(last, now time.Time) time.Time) (time.Time, error) {
 	k := kvKey(key)
-	for attempt := 0; ; attempt++ {
-		var last time.Time
-		var rev uint64
-		e, err := l.kv.Get(ctx, k)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case err != nil:
-			return time.Time{}, fmt.Errorf("rate limit %s: %w", key, err)
-		default:
-			rev = e.Revision()
-			if v := e.Value(); len(v) == 8 {
-				last = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
+	known := ks.rev != 0 // try the cached value first
+	for {
+		if !known {
+			e, err := l.kv.Get(ctx, k)
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+				ks.last, ks.rev = time.Time{}, 0
+			case err != nil:
+				return time.Time{}, fmt.Errorf("rate limit %s: %w", key, err)
+			default:
+				ks.last, ks.rev = time.Time{}, e.Revision()
+				if v := e.Value(); len(v) == 8 {
+					ks.last = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
+				}
 			}
 		}
-		next := f(last, time.Now())
+		next := f(ks.last, time.Now())
 		var buf [8]byte
 		binary.BigEndian.PutUint64(buf[:], uint64(next.UnixNano()))
-		if rev == 0 {
-			_, err = l.kv.Create(ctx, k, buf[:])
+		var rev uint64
+		var err error
+		if ks.rev == 0 {
+			rev, err = l.kv.Create(ctx, k, buf[:])
 		} else {
-			_, err = l.kv.Update(ctx, k, buf[:], rev)
+			rev, err = l.kv.Update(ctx, k, buf[:], ks.rev)
 		}
 		if err == nil {
+			ks.last, ks.rev = next, rev
 			return next, nil
 		}
 		var apiErr *jetstream.APIError
@@ -165,6 +177,7 @@ func (l *Limiter) update(ctx context.Context, key string, f func(last, now time.
 		if ctx.Err() != nil {
 			return time.Time{}, ctx.Err()
 		}
+		known = false // another replica moved it: read it again
 	}
 }
 

@@ -1,0 +1,405 @@
+// Package bench measures the service end to end for `make bench`: the consumer runs as its own
+// process (built here) against an embedded JetStream server and a sandbox that answers at
+// once, and the figures come out as one table.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paystatus/orderstatus/internal/config"
+	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/natstest"
+	"github.com/paystatus/orderstatus/internal/providers"
+	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+)
+
+const concurrency = 64
+
+type rig struct {
+	t   *testing.T
+	bin string
+	dir string
+	ns  *server.Server
+	sb  *kuaishou.Sandbox
+	nc  *nats.Conn
+	js  jetstream.JetStream
+
+	profiled bool
+}
+
+type row struct{ name, value, target string }
+
+func appID(i int) string { return fmt.Sprintf("ks-bench-%03d", i) }
+
+func newRig(t *testing.T) *rig {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "consumer")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/consumer").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ns := natstest.RunServer(t)
+	sb := kuaishou.NewSandbox(0)
+	for i := range 200 {
+		sb.AddApp(appID(i), "secret")
+	}
+	if err := sb.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	return &rig{t: t, bin: bin, dir: dir, ns: ns, sb: sb, nc: nc, js: js}
+}
+
+// orders puts n orders spread over apps and returns (app, order) pairs.
+func (r *rig) orders(prefix string, n, apps int) [][2]string {
+	out := make([][2]string, n)
+	for i := range out {
+		app, no := appID(i%apps), fmt.Sprintf("%s-%07d", prefix, i)
+		r.sb.PutOrder(kuaishou.SandboxOrder{AppID: app, Kind: events.KindPayment, OrderNo: no,
+			Steps: []kuaishou.Step{{Status: "SUCCESS"}}, Amount: int64(i + 1), KsOrderNo: "ks" + no, PayChannel: "WECHAT"})
+		out[i] = [2]string{app, no}
+	}
+	return out
+}
+
+// consumer is the service as a process.
+type consumer struct {
+	cmd *exec.Cmd
+}
+
+func (r *rig) startConsumer(qps int) *consumer {
+	cfg := filepath.Join(r.dir, fmt.Sprintf("consumer-%d.yaml", qps))
+	var apps strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&apps, "      - app_id: %s\n        app_secret: secret\n", appID(i))
+	}
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+nats:
+  url: %s
+consumer:
+  concurrency: %d
+http:
+  listen: ""
+log:
+  level: warn
+providers:
+  kuaishou:
+    base_url: %s
+    qps: %d
+    apps:
+%s`, r.ns.ClientURL(), concurrency, r.sb.URL(), qps, apps.String())), 0o600)
+	args := []string{"--config", cfg, "--log-format", "json"}
+	if prof := os.Getenv("ORDERS_BENCH_PROFILE"); prof != "" && qps == 100000 && !r.profiled {
+		args = append(args, "--cpu-profile", prof) // the throughput phase
+		r.profiled = true
+	}
+	cmd := exec.Command(r.bin, args...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	natstest.CheckFor(r.t, 20*time.Second, 20*time.Millisecond, func() error {
+		_, err := r.js.Consumer(context.Background(), "ORDERS_QUERY", "orders-query")
+		return err
+	})
+	time.Sleep(200 * time.Millisecond) // the consumer starts pulling
+	return &consumer{cmd: cmd}
+}
+
+func (c *consumer) stop() {
+	_ = c.cmd.Process.Signal(os.Interrupt)
+	_ = c.cmd.Wait()
+}
+
+// procStat reads a process's CPU time (user+system) and its resident set now and at its peak.
+func procStat(pid int) (cpu time.Duration, rss, peak int64) {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		f := strings.Fields(string(b)[strings.LastIndexByte(string(b), ')')+2:])
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		cpu = time.Duration(ut+st) * (time.Second / 100) // USER_HZ
+	}
+	if fh, err := os.Open(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		s := bufio.NewScanner(fh)
+		for s.Scan() {
+			fields := strings.Fields(s.Text())
+			if len(fields) < 2 {
+				continue
+			}
+			v, _ := strconv.ParseInt(fields[1], 10, 64)
+			switch fields[0] {
+			case "VmRSS:":
+				rss = v * 1024
+			case "VmHWM:":
+				peak = v * 1024
+			}
+		}
+		fh.Close()
+	}
+	return cpu, rss, peak
+}
+
+func (r *rig) streamMsgs(name string) uint64 {
+	s, err := r.js.Stream(context.Background(), name)
+	if err != nil {
+		return 0
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		return 0
+	}
+	return info.State.Msgs
+}
+
+func (r *rig) purge(name string) {
+	if s, err := r.js.Stream(context.Background(), name); err == nil {
+		_ = s.Purge(context.Background())
+	}
+}
+
+// publishAll publishes one request per order, asynchronously, and waits for every ack.
+func (r *rig) publishAll(subject string, orders [][2]string) {
+	for i, o := range orders {
+		if _, err := r.js.PublishAsync(subject, []byte(`{"app_id":"`+o[0]+`","order_no":"`+o[1]+`"}`)); err != nil {
+			r.t.Fatal(err)
+		}
+		if i%5000 == 4999 {
+			<-r.js.PublishAsyncComplete()
+		}
+	}
+	<-r.js.PublishAsyncComplete()
+}
+
+func (r *rig) waitFor(name string, n uint64, within time.Duration) time.Time {
+	natstest.CheckFor(r.t, within, 2*time.Millisecond, func() error {
+		if got := r.streamMsgs(name); got < n {
+			return fmt.Errorf("%s holds %d of %d", name, got, n)
+		}
+		return nil
+	})
+	return time.Now()
+}
+
+func TestBench(t *testing.T) {
+	if os.Getenv("ORDERS_BENCH") == "" {
+		t.Skip("run by make bench")
+	}
+	r := newRig(t)
+	var rows []row
+
+	// a, f: throughput, 20,000 requests over 200 apps with high limits.
+	const n = 20000
+	c := r.startConsumer(100000)
+	cpu0, _, _ := procStat(c.cmd.Process.Pid)
+	orders := r.orders("tput", n, 200)
+	start := time.Now()
+	r.publishAll("orders.query.kuaishou.payment", orders)
+	end := r.waitFor("ORDERS_STATUS", n, 120*time.Second)
+	cpu1, _, _ := procStat(c.cmd.Process.Pid)
+	svcRate := float64(n) / end.Sub(start).Seconds()
+	rows = append(rows,
+		row{"a. throughput, 20,000 requests / 200 apps", fmt.Sprintf("%.0f req/s (%.2f s)", svcRate, end.Sub(start).Seconds()), ">= 10,000 req/s"},
+		row{"f. consumer CPU per request", fmt.Sprintf("%.0f µs", float64((cpu1-cpu0).Microseconds())/n), ""})
+
+	// c: latency at a steady 1,000 requests/s.
+	lat := r.latency(5000, 1000)
+	rows = append(rows, row{"c. latency at 1,000 req/s, p50 / p99", fmt.Sprintf("%.2f ms / %.2f ms", ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100])), "p99 <= 10 ms"})
+	c.stop()
+
+	// b: the bare loop over the same work.
+	bare := r.bareLoop(n)
+	rows = append(rows,
+		row{"b. bare loop (pull, HTTP, publish, ack)", fmt.Sprintf("%.0f req/s", bare), ""},
+		row{"b. ratio service / bare loop", fmt.Sprintf("%.2f", svcRate/bare), ">= 0.7"})
+
+	// d: QPS fidelity, 10 apps at qps 30 with a backlog.
+	r.purge("ORDERS_STATUS")
+	const perApp = 240
+	fid := r.orders("fid", 10*perApp, 10)
+	phaseStart := time.Now() // the apps saw calls in earlier phases: count only this one's
+	r.publishAll("orders.query.kuaishou.payment", fid)
+	c = r.startConsumer(30)
+	r.waitFor("ORDERS_STATUS", uint64(len(fid)), 120*time.Second)
+	c.stop()
+	worst, minMean := 0, 1e9
+	for i := range 10 {
+		var calls []time.Time
+		for _, c := range r.sb.Calls(appID(i), events.KindPayment) {
+			if c.After(phaseStart) {
+				calls = append(calls, c)
+			}
+		}
+		worst = max(worst, sandbox.MaxCallsPerWindow(calls, time.Second))
+		sort.Slice(calls, func(a, b int) bool { return calls[a].Before(calls[b]) })
+		mean := float64(len(calls)-1) / calls[len(calls)-1].Sub(calls[0]).Seconds() / 30
+		minMean = min(minMean, mean)
+	}
+	rows = append(rows,
+		row{"d. QPS fidelity, 10 apps at qps 30: most calls in any 1 s", strconv.Itoa(worst), "<= 30"},
+		row{"d. QPS fidelity: mean rate / qps (worst app)", fmt.Sprintf("%.3f", minMean), ">= 0.95"})
+
+	// e: peak RSS while a backlog of 100,000 requests drains.
+	r.purge("ORDERS_STATUS")
+	const backlog = 100000
+	bl := r.orders("rss", backlog, 200)
+	r.publishAll("orders.query.kuaishou.payment", bl)
+	c = r.startConsumer(100000)
+	var peak int64
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(50 * time.Millisecond):
+				_, rss, hwm := procStat(c.cmd.Process.Pid)
+				peak = max(peak, rss, hwm)
+			}
+		}
+	}()
+	drainStart := time.Now()
+	r.waitFor("ORDERS_STATUS", backlog, 240*time.Second)
+	drained := time.Since(drainStart)
+	close(done)
+	_, _, hwm := procStat(c.cmd.Process.Pid)
+	peak = max(peak, hwm)
+	c.stop()
+	rows = append(rows, row{"e. consumer peak RSS, 100,000 backlog", fmt.Sprintf("%.1f MB (drained in %.1f s, %.0f req/s)", float64(peak)/1e6, drained.Seconds(), backlog/drained.Seconds()), "<= 100 MB"})
+
+	fmt.Printf("\n%-58s %-36s %s\n", "measure", "value", "target")
+	fmt.Printf("%s\n", strings.Repeat("-", 110))
+	for _, r := range rows {
+		fmt.Printf("%-58s %-36s %s\n", r.name, r.value, r.target)
+	}
+	fmt.Println()
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// latency publishes total requests at rate per second and returns the sorted times from
+// publish to event receipt.
+func (r *rig) latency(total, rate int) []time.Duration {
+	orders := r.orders("lat", total, 200)
+	sent := make([]atomic.Int64, total)
+	got := make([]time.Duration, 0, total)
+	var mu sync.Mutex
+	index := map[string]int{}
+	for i, o := range orders {
+		index[o[1]] = i
+	}
+	sub, err := r.nc.Subscribe("orders.status.>", func(m *nats.Msg) {
+		now := time.Now().UnixNano()
+		ev, err := events.DecodeEvent(m.Header.Get("Content-Type"), m.Data)
+		if err != nil {
+			return
+		}
+		i, ok := index[ev.OrderNo]
+		if !ok {
+			return
+		}
+		mu.Lock()
+		got = append(got, time.Duration(now-sent[i].Load()))
+		mu.Unlock()
+	})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	for i, o := range orders {
+		<-tick.C
+		sent[i].Store(time.Now().UnixNano())
+		if _, err := r.js.PublishAsync("orders.query.kuaishou.payment", []byte(`{"app_id":"`+o[0]+`","order_no":"`+o[1]+`"}`)); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	tick.Stop()
+	natstest.CheckFor(r.t, 30*time.Second, 10*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) < total {
+			return fmt.Errorf("%d of %d events", len(got), total)
+		}
+		return nil
+	})
+	sort.Slice(got, func(a, b int) bool { return got[a] < got[b] })
+	return got
+}
+
+// bareLoop does the same work with none of the service's features: pull a request, make the
+// same signed HTTP call, publish one event asynchronously, ack; at the same concurrency.
+func (r *rig) bareLoop(n int) float64 {
+	ctx := context.Background()
+	if _, err := r.js.CreateStream(ctx, jetstream.StreamConfig{Name: "BARE_QUERY", Subjects: []string{"bare.query.>"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
+		r.t.Fatal(err)
+	}
+	if _, err := r.js.CreateStream(ctx, jetstream.StreamConfig{Name: "BARE_STATUS", Subjects: []string{"bare.status.>"}}); err != nil {
+		r.t.Fatal(err)
+	}
+	var apps []config.App
+	for i := range 200 {
+		apps = append(apps, config.App{AppID: appID(i), AppSecret: "secret"})
+	}
+	p, err := kuaishou.New(config.Provider{BaseURL: r.sb.URL(), QPS: 100000, Timeout: 5 * time.Second, Apps: apps})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	cons, err := r.js.CreateOrUpdateConsumer(ctx, "BARE_QUERY", jetstream.ConsumerConfig{Durable: "bare", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 20000})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	orders := r.orders("bare", n, 200)
+	it, err := cons.Messages(jetstream.PullMaxMessages(concurrency))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer it.Stop()
+	for range concurrency {
+		go func() {
+			for {
+				msg, err := it.Next()
+				if err != nil {
+					return
+				}
+				req, err := events.DecodeRequest("", msg.Data())
+				if err != nil {
+					continue
+				}
+				res, err := p.Query(ctx, providers.Query{Kind: events.KindPayment, AppID: req.AppID, OrderNo: req.OrderNo})
+				if err != nil {
+					_ = msg.Nak()
+					continue
+				}
+				body, _ := events.Msgpack.Marshal(events.StatusEvent{AppID: req.AppID, OrderNo: req.OrderNo, Status: res.Status, Amount: res.Amount})
+				_, _ = r.js.PublishAsync("bare.status."+string(res.Status), body)
+				_ = msg.Ack()
+			}
+		}()
+	}
+	start := time.Now()
+	r.publishAll("bare.query.x", orders)
+	end := r.waitFor("BARE_STATUS", uint64(n), 120*time.Second)
+	return float64(n) / end.Sub(start).Seconds()
+}
