@@ -102,6 +102,8 @@ type job struct {
 	keepAlive *time.Timer
 	finished  atomic.Bool // the message was acked, nacked or terminated
 	inFlight  prometheus.Gauge
+	budget    func()          // gives the scheduler\'s fetch budget token back
+	released  atomic.Bool     // budget was called
 	retries   backoff.BackOff // in-process retries, made on the first failure
 	refreshed bool            // the provider's credential was replaced once already
 }
@@ -113,6 +115,14 @@ func (j *job) finish() {
 	}
 	j.keepAlive.Stop()
 	j.inFlight.Dec()
+	j.releaseBudget()
+}
+
+// releaseBudget gives the job's fetch budget token back, once.
+func (j *job) releaseBudget() {
+	if j.budget != nil && !j.released.Swap(true) {
+		j.budget()
+	}
 }
 
 // accept starts a request message on its way: the subject and payload are read and checked
@@ -125,7 +135,7 @@ func (h *Handler) accept(ctx context.Context, msg jetstream.Msg, sched *schedule
 		h.log.Error("message without JetStream metadata", "subject", msg.Subject(), "err", err)
 		return
 	}
-	j := &job{msg: msg, meta: meta, inFlight: h.metrics.InFlight}
+	j := &job{msg: msg, meta: meta, inFlight: h.metrics.InFlight, budget: sched.release}
 	j.inFlight.Inc()
 	// Keep the message ours while it waits for its limit or a slow provider.
 	j.keepAlive = time.AfterFunc(h.ackWait/3, func() {

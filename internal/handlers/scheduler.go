@@ -15,11 +15,16 @@ import (
 // request by more than that app's own limit. Requests waiting in a queue keep their JetStream
 // delivery alive with InProgress.
 type scheduler struct {
-	h    *Handler
-	lim  *ratelimit.Limiter
-	sem  chan struct{}
-	stop context.Context // ends: start nothing more
-	work context.Context // ends: abandon calls in flight
+	h   *Handler
+	lim *ratelimit.Limiter
+	sem chan struct{}
+	// budget bounds the requests this process holds that are ready to run: a fetcher takes a
+	// token before each message, and the request gives it back when it is settled, or as soon
+	// as it joins a queue already a second deep at its app's limit. Memory stays bounded however
+	// big the backlog, while requests parked behind a rate limit never stop others being fetched.
+	budget chan struct{}
+	stop   context.Context // ends: start nothing more
+	work   context.Context // ends: abandon calls in flight
 
 	mu      sync.Mutex
 	closed  bool
@@ -31,9 +36,22 @@ type scheduler struct {
 type queue struct{ jobs []*job }
 
 func newScheduler(h *Handler, lim *ratelimit.Limiter, concurrency int, stop, work context.Context) *scheduler {
-	return &scheduler{h: h, lim: lim, sem: make(chan struct{}, concurrency), stop: stop, work: work,
-		queues: map[string]*queue{}, delayed: map[*job]*time.Timer{}}
+	return &scheduler{h: h, lim: lim, sem: make(chan struct{}, concurrency), budget: make(chan struct{}, 16*concurrency),
+		stop: stop, work: work, queues: map[string]*queue{}, delayed: map[*job]*time.Timer{}}
 }
+
+// take waits for a budget token; false when the scheduler stops first.
+func (s *scheduler) take() bool {
+	select {
+	case s.budget <- struct{}{}:
+		return true
+	case <-s.stop.Done():
+		return false
+	}
+}
+
+// release gives a budget token back.
+func (s *scheduler) release() { <-s.budget }
 
 // enqueue puts j at the back of its endpoint's queue.
 func (s *scheduler) enqueue(j *job) {
@@ -51,7 +69,11 @@ func (s *scheduler) enqueue(j *job) {
 		go s.pace(j.key, q)
 	}
 	q.jobs = append(q.jobs, j)
+	parked := len(q.jobs) > j.qps
 	s.mu.Unlock()
+	if parked {
+		j.releaseBudget()
+	}
 }
 
 // retryLater enqueues j again after d.

@@ -46,19 +46,26 @@ func (s *Service) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for {
+				taken := sched.take()
 				msg, err := it.Next()
 				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					if taken {
+						sched.release()
+					}
 					return
 				}
-				if err != nil {
-					s.Log.Warn("fetching requests", "err", err)
+				if err != nil || !taken || ctx.Err() != nil {
+					if taken {
+						sched.release()
+					}
+					if err != nil {
+						s.Log.Warn("fetching requests", "err", err)
+					} else { // fetched as shutdown began: hand it back
+						_ = msg.NakWithDelay(handBackDelay)
+					}
 					continue
 				}
-				if ctx.Err() != nil { // fetched as shutdown began: hand it back
-					_ = msg.NakWithDelay(handBackDelay)
-					continue
-				}
-				s.Handler.accept(ctx, msg, sched)
+				s.Handler.accept(ctx, msg, sched) // the request gives the token back
 			}
 		}()
 	}
