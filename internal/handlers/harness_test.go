@@ -28,7 +28,7 @@ import (
 // env is one end-to-end set-up: an embedded JetStream server, the Kuaishou sandbox over HTTP,
 // and consumer replicas built the way Serve builds them.
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	srv *serverCtl
 	cfg *config.Config
 	nc  *nats.Conn
@@ -56,7 +56,7 @@ type serverCtl struct {
 
 // restartableServer runs one server on a fixed port and store, so it can be stopped and
 // started again on the same store.
-func restartableServer(t *testing.T) *serverCtl {
+func restartableServer(t testing.TB) *serverCtl {
 	t.Helper()
 	dir := t.TempDir()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -78,7 +78,7 @@ func restartableServer(t *testing.T) *serverCtl {
 	return ctl
 }
 
-func newEnv(t *testing.T, mutate func(*config.Config)) *env {
+func newEnv(t testing.TB, mutate func(*config.Config)) *env {
 	t.Helper()
 	return newEnvOn(t, &serverCtl{url: natstest.RunServer(t).ClientURL()}, mutate)
 }
@@ -86,7 +86,7 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 // restart stops the NATS server and starts it again on the same store.
 func (e *env) restart() { e.srv.restart() }
 
-func newEnvOn(t *testing.T, srv *serverCtl, mutate func(*config.Config)) *env {
+func newEnvOn(t testing.TB, srv *serverCtl, mutate func(*config.Config)) *env {
 	t.Helper()
 	sb := kuaishou.NewSandbox(0)
 	kuaishou.LoadDemo(sb)

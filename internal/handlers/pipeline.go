@@ -451,8 +451,10 @@ func (h *Handler) publishPending(ctx context.Context, key string, st orderState,
 	if err := h.step("published"); err != nil {
 		return rev, err
 	}
-	h.log.Debug("status changed", "provider", ev.Provider, "kind", ev.Kind, "app_id", ev.AppID, "order_no", ev.OrderNo,
-		"status", string(ev.Status), "previous_status", string(ev.PreviousStatus), "event_id", ev.EventID, "duplicate", ack.Duplicate)
+	if h.log.Enabled(ctx, slog.LevelDebug) {
+		h.log.Debug("status changed", "provider", ev.Provider, "kind", ev.Kind, "app_id", ev.AppID, "order_no", ev.OrderNo,
+			"status", string(ev.Status), "previous_status", string(ev.PreviousStatus), "event_id", ev.EventID, "duplicate", ack.Duplicate)
+	}
 	st.Pending = nil
 	return h.putState(ctx, key, st, rev)
 }

@@ -261,7 +261,7 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string
 		return
 	}
 	no := body[ep.noField]
-	if !orderNoRe.MatchString(no) {
+	if !validOrderNo(no) {
 		fail(w, CodeInvalidParam, ep.noField+" 参数有误")
 		return
 	}

@@ -1,0 +1,32 @@
+package kuaishou
+
+import (
+	"testing"
+	"time"
+
+	"github.com/paystatus/orderstatus/internal/config"
+	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/providers"
+)
+
+func BenchmarkSign(b *testing.B) {
+	fields := map[string]string{"app_id": "ks707065143182458884", "out_order_no": "1711619867139contractDemo"}
+	b.ReportAllocs()
+	for b.Loop() {
+		Sign(fields, "9VfzaT-7Jf1bBHv-veFZfg")
+	}
+}
+
+// BenchmarkParseAnswer is the normalization of a payment answer: JSON to the status model.
+func BenchmarkParseAnswer(b *testing.B) {
+	c := mustNew(b, config.Provider{Timeout: time.Second})
+	body := []byte(`{"result":1,"error_msg":"","payment_info":` + docPayment + `}`)
+	q := providers.Query{Kind: events.KindPayment, AppID: "a", OrderNo: "1637808229728demo"}
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.parseAnswer(q, endpoints[events.KindPayment], body, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
