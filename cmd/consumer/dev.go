@@ -14,10 +14,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/paystatus/orderstatus/internal/config"
-	"github.com/paystatus/orderstatus/internal/handlers"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
 	"github.com/paystatus/orderstatus/internal/providers/kudian"
-	"github.com/paystatus/orderstatus/internal/providers/registry"
 )
 
 // runDev runs the whole system on this machine with no set-up: an embedded JetStream server,
@@ -89,19 +87,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	provs, err := registry.Build(cfg)
-	if err != nil {
-		return err
-	}
-	nc, err := handlers.Connect(cfg, log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-
 	errc := make(chan error, 1)
 	started := make(chan struct{})
-	go func() { errc <- handlers.Serve(ctx, cfg, nc, provs, log, func() { close(started) }) }()
+	go func() { errc <- serve(ctx, cfg, log, func() { close(started) }) }()
 	select {
 	case <-started:
 	case err := <-errc:

@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -110,6 +111,16 @@ func runService(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := serve(ctx, cfg, log, nil); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// serve builds the configured providers, connects to NATS and runs the service until ctx
+// ends; ready, if not nil, is called once requests are being taken.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func()) error {
 	provs, err := registry.Build(cfg)
 	if err != nil {
 		return err
@@ -119,9 +130,5 @@ func runService(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer nc.Close()
-	if err := handlers.Serve(ctx, cfg, nc, provs, log); err != nil {
-		return err
-	}
-	log.Info("stopped")
-	return nil
+	return handlers.Serve(ctx, cfg, nc, provs, log, ready)
 }

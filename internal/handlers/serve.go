@@ -74,7 +74,9 @@ func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []provi
 	}
 	defer func() { _ = lookups.Stop() }()
 	for _, f := range ready {
-		f()
+		if f != nil {
+			f()
+		}
 	}
 	svc := &Service{Consumer: assets.Consumer, Handler: h, Limiter: lim, Concurrency: cfg.Consumer.Concurrency,
 		Grace: cfg.Consumer.AckWait * 2 / 3, Log: log}

@@ -112,13 +112,7 @@ func Classify(err error) Class {
 // TransportError classifies an error from an HTTP round trip: always retryable. The URL in a
 // *url.Error is cut to its path, so a credential in the query string never reaches a log.
 func TransportError(provider string, err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		if u, perr := url.Parse(ue.URL); perr == nil {
-			u.RawQuery = ""
-			ue.URL = u.String()
-		}
-	}
+	err = stripQuery(err)
 	msg := "network error"
 	var ne net.Error
 	switch {
@@ -126,6 +120,20 @@ func TransportError(provider string, err error) error {
 		msg = "timeout"
 	}
 	return &Error{Provider: provider, Class: Retryable, Message: msg, Err: err}
+}
+
+// stripQuery cuts the URL in a *url.Error to its path: query strings carry credentials.
+func stripQuery(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			u.RawQuery = ""
+			ue.URL = u.String()
+		} else {
+			ue.URL = "(unreadable URL)"
+		}
+	}
+	return err
 }
 
 // HTTPStatusError classifies a non-200 HTTP answer: 429 is a rate limit, 5xx and anything

@@ -1,6 +1,9 @@
 package providers
 
 import (
+	"bytes"
+	"context"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -26,4 +29,28 @@ func NewHTTPClient(timeout time.Duration) *http.Client {
 			ForceAttemptHTTP2:     true,
 		},
 	}
+}
+
+// PostJSON posts body to url and returns the answer's body. Its errors are classified where
+// they are born: a transport failure or an HTTP status other than 200 is retryable (429 is a
+// rate limit), and a URL never reaches the error with its query string.
+func PostJSON(ctx context.Context, client *http.Client, provider, url string, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, &Error{Provider: provider, Class: Permanent, Message: "building request", Err: stripQuery(err)}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, TransportError(provider, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerSize))
+	if err != nil {
+		return nil, TransportError(provider, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, HTTPStatusError(provider, resp.StatusCode)
+	}
+	return raw, nil
 }

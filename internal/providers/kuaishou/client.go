@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"path"
@@ -160,22 +159,9 @@ func (c *Client) call(ctx context.Context, a *app, ep endpoint, q providers.Quer
 	sign := Sign(map[string]string{"app_id": a.id, ep.noField: q.OrderNo}, a.secret)
 	body, _ := json.Marshal(map[string]string{ep.noField: q.OrderNo, "sign": sign})
 	u := c.baseURL + ep.path + "?" + url.Values{"app_id": {a.id}, "access_token": {token}}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	raw, err := providers.PostJSON(ctx, c.http, Name, u, body)
 	if err != nil {
-		return providers.Result{}, &providers.Error{Provider: Name, Class: providers.Permanent, Message: "building request", Err: err}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return providers.Result{}, providers.TransportError(Name, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, providers.MaxAnswerSize))
-	if err != nil {
-		return providers.Result{}, providers.TransportError(Name, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return providers.Result{}, providers.HTTPStatusError(Name, resp.StatusCode)
+		return providers.Result{}, err
 	}
 	return c.parseAnswer(q, ep, raw, c.now())
 }

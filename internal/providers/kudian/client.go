@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -126,22 +125,9 @@ func (c *Client) Query(ctx context.Context, q providers.Query) (providers.Result
 		"open_app_id": app.AppID, "timestamp": json.Number(ts), "sign_type": "MD5",
 		"token": fields["token"], "biz_content": fields["biz_content"], "sign": fields["sign"],
 	})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.baseURL+QueryPath, bytes.NewReader(body))
+	raw, err := providers.PostJSON(ctx, c.http, Name, c.baseURL+QueryPath, body)
 	if err != nil {
-		return providers.Result{}, &providers.Error{Provider: Name, Class: providers.Permanent, Message: "building request", Err: err}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return providers.Result{}, providers.TransportError(Name, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, providers.MaxAnswerSize))
-	if err != nil {
-		return providers.Result{}, providers.TransportError(Name, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return providers.Result{}, providers.HTTPStatusError(Name, resp.StatusCode)
+		return providers.Result{}, err
 	}
 	return c.parseAnswer(q, app.AppSecret.Reveal(), raw, c.now())
 }
