@@ -133,6 +133,7 @@ func (h *Handler) accept(ctx context.Context, msg jetstream.Msg, sched *schedule
 	meta, err := msg.Metadata()
 	if err != nil { // not a JetStream message: cannot happen on a consumer
 		h.log.Error("message without JetStream metadata", "subject", msg.Subject(), "err", err)
+		sched.release()
 		return
 	}
 	j := &job{msg: msg, meta: meta, inFlight: h.metrics.InFlight, budget: sched.release}

@@ -94,7 +94,10 @@ func StreamConfigs(cfg *config.Config) []jetstream.StreamConfig {
 	}
 }
 
-// ConsumerConfig is the durable pull consumer every replica shares.
+// ConsumerConfig is the durable pull consumer every replica shares. Its MaxDeliver is
+// unlimited on purpose: the handler counts deliveries itself and dead-letters a request on its
+// last allowed one (consumer.max_deliver). A server-side limit would strand in the stream a
+// request handed back on that delivery (by a shutdown, or a dead letter that could not be stored).
 func ConsumerConfig(cfg *config.Config) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       cfg.Consumer.Name,
@@ -102,7 +105,7 @@ func ConsumerConfig(cfg *config.Config) jetstream.ConsumerConfig {
 		FilterSubject: events.Subjects{Prefix: cfg.NATS.SubjectPrefix}.QueryFilter(),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cfg.Consumer.AckWait,
-		MaxDeliver:    cfg.Consumer.MaxDeliver,
+		MaxDeliver:    -1,
 		MaxAckPending: cfg.Consumer.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		Replicas:      cfg.NATS.Replicas,

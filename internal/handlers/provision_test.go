@@ -40,7 +40,7 @@ func TestProvisionIsIdempotentAndNeverDeletes(t *testing.T) {
 
 	cfg := *e.cfg
 	cfg.NATS.StatusMaxAge = time.Hour // shorter: would delete events, so not applied
-	cfg.Consumer.MaxDeliver = 7
+	cfg.Consumer.AckWait = 7 * time.Second
 	if _, err := handlers.Provision(ctx, e.js, &cfg, e.log); err != nil {
 		t.Fatal(err)
 	}
@@ -51,8 +51,8 @@ func TestProvisionIsIdempotentAndNeverDeletes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.CachedInfo().Config.MaxDeliver != 7 {
-		t.Fatalf("max deliver %d", c.CachedInfo().Config.MaxDeliver)
+	if got := c.CachedInfo().Config; got.AckWait != 7*time.Second || got.MaxDeliver != -1 {
+		t.Fatalf("consumer ack wait %s, max deliver %d (the handler counts deliveries itself)", got.AckWait, got.MaxDeliver)
 	}
 
 	cfg.NATS.StatusMaxAge = 0 // forever: longer, applied

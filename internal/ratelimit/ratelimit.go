@@ -28,8 +28,10 @@ import (
 // second apart but meet jitter on the way still arrive at most qps to a second.
 const Margin = 25 * time.Millisecond
 
-// lateTolerance is how late a slot may still be spent.
-const lateTolerance = 5 * time.Millisecond
+// LateTolerance is how late a slot may still be spent. Calls at most Margin late still put no
+// more than qps in any one-second window (slots are (1s+Margin)/qps apart); half of Margin is
+// left for jitter and the replicas' clocks.
+const LateTolerance = Margin / 2
 
 // Spacing is the time between two slots of a key limited to qps calls a second.
 func Spacing(qps int) time.Duration {
@@ -78,7 +80,7 @@ func (l *Limiter) Wait(ctx context.Context, key string, qps, demand int) error {
 	defer ks.mu.Unlock()
 	for {
 		now := time.Now()
-		for len(ks.slots) > 0 && now.Sub(ks.slots[0]) > lateTolerance {
+		for len(ks.slots) > 0 && now.Sub(ks.slots[0]) > LateTolerance {
 			ks.slots = ks.slots[1:] // missed: thrown away, which only lowers the rate
 		}
 		if len(ks.slots) == 0 {
@@ -101,6 +103,9 @@ func (l *Limiter) Wait(ctx context.Context, key string, qps, demand int) error {
 				t.Stop()
 				return ctx.Err()
 			}
+		}
+		if time.Since(at) > LateTolerance {
+			continue // woke too late (a pause, a busy machine): the slot is thrown away
 		}
 		return nil
 	}
