@@ -40,6 +40,10 @@ func newScheduler(h *Handler, lim *ratelimit.Limiter, concurrency int, stop, wor
 		stop: stop, work: work, queues: map[string]*queue{}, delayed: map[*job]*time.Timer{}}
 }
 
+// slowSlots is the spacing of rate slots above which an app counts as having a low limit
+// (about 500 QPS).
+const slowSlots = 2 * time.Millisecond
+
 // take waits for a budget token; false when the scheduler stops first.
 func (s *scheduler) take() bool {
 	select {
@@ -109,25 +113,47 @@ func (s *scheduler) pace(key string, q *queue) {
 		head, demand := q.jobs[0], len(q.jobs)
 		s.mu.Unlock()
 
-		select {
-		case s.sem <- struct{}{}:
-		case <-s.stop.Done():
-			continue
+		// An app with a low limit (slots more than slowSlots apart) waits for its rate slot
+		// first and takes a call slot at its time: its waits are long, and a call slot held
+		// meanwhile is one other apps cannot use. If the call slot comes too late, the rate
+		// slot is thrown away (which only lowers the rate). An app with a high limit waits
+		// under a millisecond, so it takes the call slot first and spends its rate slots in turn.
+		slotFirst := ratelimit.Spacing(head.qps) > slowSlots
+		if !slotFirst {
+			select {
+			case s.sem <- struct{}{}:
+			case <-s.stop.Done():
+				continue
+			}
 		}
 		waitStart := time.Now()
-		err := s.lim.Wait(s.stop, key, head.qps, demand)
-		if err == nil {
-			provider, endpoint := endpointOf(key)
-			s.h.metrics.LimiterWait.WithLabelValues(provider, endpoint).Observe(time.Since(waitStart).Seconds())
+		at, err := s.lim.Next(s.stop, key, head.qps, demand)
+		if err == nil && !sleepUntil(s.stop, at) {
+			err = s.stop.Err()
 		}
 		if err != nil {
-			<-s.sem
+			if !slotFirst {
+				<-s.sem
+			}
 			if s.stop.Err() == nil {
 				s.h.log.Warn("rate limiter unavailable; waiting", "key", key, "err", err)
 				sleep(s.stop, time.Second)
 			}
 			continue
 		}
+		if slotFirst {
+			select {
+			case s.sem <- struct{}{}:
+			case <-s.stop.Done():
+				continue
+			}
+		}
+		if time.Since(at) > ratelimit.LateTolerance {
+			<-s.sem // too late for this slot: the next round takes another
+			continue
+		}
+		provider, endpoint := endpointOf(key)
+		s.h.metrics.LimiterWait.WithLabelValues(provider, endpoint).Observe(time.Since(waitStart).Seconds())
 		s.mu.Lock()
 		q.jobs = q.jobs[1:] // only this pacer takes from q, so the head is still head
 		s.mu.Unlock()
@@ -165,6 +191,22 @@ func (s *scheduler) close(grace time.Duration, abandon context.CancelFunc) {
 	case <-t.C:
 		abandon()
 		<-done
+	}
+}
+
+// sleepUntil waits until t; false when ctx ends first.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

@@ -32,7 +32,9 @@ type Service struct {
 // Run processes requests until ctx ends, then stops fetching, hands back what has not
 // started, lets calls in flight finish within Grace, and returns.
 func (s *Service) Run(ctx context.Context) error {
-	it, err := s.Consumer.Messages(jetstream.PullMaxMessages(max(s.Concurrency, 64)))
+	// A small prefetch: a message waiting in the client's buffer has no keep-alive yet, so the
+	// buffer must drain long before the ack wait even when the fetch budget is spent.
+	it, err := s.Consumer.Messages(jetstream.PullMaxMessages(4 * fetchers))
 	if err != nil {
 		return err
 	}

@@ -75,26 +75,11 @@ func (l *Limiter) state(key string) *keyState {
 // Wait returns at the time of a call slot for key, or when ctx ends. demand is how many calls
 // the caller has waiting (it reserves that many slots at once, up to qps).
 func (l *Limiter) Wait(ctx context.Context, key string, qps, demand int) error {
-	ks := l.state(key)
-	ks.mu.Lock()
-	defer ks.mu.Unlock()
 	for {
-		now := time.Now()
-		for len(ks.slots) > 0 && now.Sub(ks.slots[0]) > LateTolerance {
-			ks.slots = ks.slots[1:] // missed: thrown away, which only lowers the rate
+		at, err := l.Next(ctx, key, qps, demand)
+		if err != nil {
+			return err
 		}
-		if len(ks.slots) == 0 {
-			// Only as many as are wanted: a slot reserved and not spent still moves the
-			// schedule on, and later calls would wait for time nobody used.
-			slots, err := l.reserve(ctx, ks, key, qps, min(max(demand, 1), qps))
-			if err != nil {
-				return err
-			}
-			ks.slots = slots
-			continue
-		}
-		at := ks.slots[0]
-		ks.slots = ks.slots[1:]
 		if d := time.Until(at); d > 0 {
 			t := time.NewTimer(d)
 			select {
@@ -104,10 +89,36 @@ func (l *Limiter) Wait(ctx context.Context, key string, qps, demand int) error {
 				return ctx.Err()
 			}
 		}
-		if time.Since(at) > LateTolerance {
-			continue // woke too late (a pause, a busy machine): the slot is thrown away
+		if time.Since(at) <= LateTolerance {
+			return nil
 		}
-		return nil
+		// Woke too late (a pause, a busy machine): the slot is thrown away.
+	}
+}
+
+// Next hands out the time of the next call slot for key without waiting for it; the caller
+// must make its call at that time and no later than LateTolerance after it, or not at all.
+func (l *Limiter) Next(ctx context.Context, key string, qps, demand int) (time.Time, error) {
+	ks := l.state(key)
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	for {
+		now := time.Now()
+		for len(ks.slots) > 0 && now.Sub(ks.slots[0]) > LateTolerance {
+			ks.slots = ks.slots[1:] // missed: thrown away, which only lowers the rate
+		}
+		if len(ks.slots) > 0 {
+			at := ks.slots[0]
+			ks.slots = ks.slots[1:]
+			return at, nil
+		}
+		// Only as many as are wanted: a slot reserved and not spent still moves the
+		// schedule on, and later calls would wait for time nobody used.
+		slots, err := l.reserve(ctx, ks, key, qps, min(max(demand, 1), qps))
+		if err != nil {
+			return time.Time{}, err
+		}
+		ks.slots = slots
 	}
 }
 
