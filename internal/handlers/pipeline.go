@@ -457,7 +457,22 @@ func (h *Handler) publishPending(ctx context.Context, key string, st orderState,
 			"status", string(ev.Status), "previous_status", string(ev.PreviousStatus), "event_id", ev.EventID, "duplicate", ack.Duplicate)
 	}
 	st.Pending = nil
-	return h.putState(ctx, key, st, rev)
+	// The event is out: clearing the mark is worth a few tries, as a mark left behind makes a
+	// later reader publish the event again (harmless inside the duplicate window only).
+	var newRev uint64
+	err = backoff.Retry(func() error {
+		var err error
+		newRev, err = h.putState(ctx, key, st, rev)
+		if errors.Is(err, errConflict) {
+			return backoff.Permanent(err)
+		}
+		return err
+	}, backoff.WithContext(backoff.WithMaxRetries(backoff.NewConstantBackOff(100*time.Millisecond), 3), ctx))
+	var perm *backoff.PermanentError
+	if errors.As(err, &perm) {
+		err = perm.Err
+	}
+	return newRev, err
 }
 
 var errConflict = errors.New("state changed concurrently")
