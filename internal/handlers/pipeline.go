@@ -102,7 +102,7 @@ type job struct {
 	keepAlive *time.Timer
 	finished  atomic.Bool // the message was acked, nacked or terminated
 	inFlight  prometheus.Gauge
-	budget    func()          // gives the scheduler\'s fetch budget token back
+	budget    func()          // gives the scheduler's fetch budget token back
 	released  atomic.Bool     // budget was called
 	retries   backoff.BackOff // in-process retries, made on the first failure
 	refreshed bool            // the provider's credential was replaced once already
