@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/paystatus/orderstatus/internal/config"
@@ -76,7 +77,7 @@ func New(cfg config.Provider, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		baseURL: trimSlash(cfg.BaseURL),
+		baseURL: strings.TrimRight(cfg.BaseURL, "/"),
 		http:    providers.NewHTTPClient(cfg.Timeout),
 		qps:     cfg.QPS,
 		classes: classes,
@@ -94,13 +95,6 @@ func New(cfg config.Provider, opts ...Option) (*Client, error) {
 		}
 	}
 	return c, nil
-}
-
-func trimSlash(s string) string {
-	for len(s) > 0 && s[len(s)-1] == '/' {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // Name implements providers.Provider.

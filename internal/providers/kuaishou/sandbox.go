@@ -27,12 +27,13 @@ type Sandbox struct {
 
 	// Controls switches fault modes on per app and logs calls.
 	sandbox.Controls
+	// Server serves the API over HTTP: URL and Close come from it.
+	sandbox.Server
 
 	mu           sync.Mutex
 	apps         map[string]*sandboxApp
 	orders       map[string]*SandboxOrder
 	tokenFetches map[string]int
-	srv          *sandbox.Server
 }
 
 type sandboxApp struct {
@@ -132,25 +133,7 @@ func (s *Sandbox) Calls(appID, kind string) []time.Time {
 func orderKey(appID, kind, no string) string { return appID + "|" + kind + "|" + no }
 
 // Start serves the sandbox on addr ("127.0.0.1:0" for any free port).
-func (s *Sandbox) Start(addr string) error {
-	srv, err := sandbox.Start(addr, s.Handler())
-	if err != nil {
-		return err
-	}
-	s.srv = srv
-	return nil
-}
-
-// URL is the base URL of a started sandbox.
-func (s *Sandbox) URL() string { return s.srv.URL() }
-
-// Close stops a started sandbox.
-func (s *Sandbox) Close() error {
-	if s.srv == nil {
-		return nil
-	}
-	return s.srv.Close()
-}
+func (s *Sandbox) Start(addr string) error { return s.Serve(addr, s.Handler()) }
 
 // Handler serves the sandbox's API.
 func (s *Sandbox) Handler() http.Handler {

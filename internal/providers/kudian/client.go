@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/paystatus/orderstatus/internal/config"
@@ -50,7 +51,7 @@ func New(cfg config.Provider, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		baseURL: trimSlash(cfg.BaseURL), http: providers.NewHTTPClient(cfg.Timeout), qps: cfg.QPS,
+		baseURL: strings.TrimRight(cfg.BaseURL, "/"), http: providers.NewHTTPClient(cfg.Timeout), qps: cfg.QPS,
 		classes: classes, apps: map[string]config.App{}, now: time.Now,
 	}
 	for i, a := range cfg.Apps {
@@ -63,13 +64,6 @@ func New(cfg config.Provider, opts ...Option) (*Client, error) {
 		o(c)
 	}
 	return c, nil
-}
-
-func trimSlash(s string) string {
-	for len(s) > 0 && s[len(s)-1] == '/' {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // Name implements providers.Provider.

@@ -133,21 +133,22 @@ func MaxCallsPerWindow(calls []time.Time, w time.Duration) int {
 	return best
 }
 
-// Server serves a sandbox's handler over real HTTP on a loopback port.
+// Server serves a sandbox's handler over real HTTP on a loopback port. Sandboxes embed it.
 type Server struct {
 	srv *http.Server
 	url string
 }
 
-// Start serves h on addr ("127.0.0.1:0" for any free port).
-func Start(addr string, h http.Handler) (*Server, error) {
+// Serve serves h on addr ("127.0.0.1:0" for any free port) until Close.
+func (s *Server) Serve(addr string, h http.Handler) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	s := &Server{url: "http://" + ln.Addr().String(), srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}}
+	s.url = "http://" + ln.Addr().String()
+	s.srv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = s.srv.Serve(ln) }()
-	return s, nil
+	return nil
 }
 
 // URL is the server's base URL.
@@ -155,6 +156,9 @@ func (s *Server) URL() string { return s.url }
 
 // Close stops the server, cutting stalled answers short.
 func (s *Server) Close() error {
+	if s.srv == nil {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if err := s.srv.Shutdown(ctx); err != nil {
