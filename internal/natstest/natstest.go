@@ -3,6 +3,7 @@
 package natstest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	natsserver "github.com/nats-io/nats-server/v2/test"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // RunServer starts a JetStream server on a random loopback port with its store in a temporary
@@ -96,6 +99,21 @@ func RunCluster(t testing.TB, n int) []*server.Server {
 			return nil
 		}
 		return fmt.Errorf("no JetStream meta leader yet")
+	})
+	// Ready means an R<n> stream can be placed: every peer known online to the meta leader.
+	nc, err := nats.Connect(ClusterURL(servers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "NATSTEST_READY", Subjects: []string{"natstest.ready"}, Replicas: n}); err != nil {
+			return err
+		}
+		return js.DeleteStream(ctx, "NATSTEST_READY")
 	})
 	return servers
 }
