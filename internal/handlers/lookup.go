@@ -93,7 +93,7 @@ func (h *Handler) lookup(ctx context.Context, lim *ratelimit.Limiter, p provider
 			return backoff.Permanent(err)
 		}
 		var err error
-		res, err = h.query(ctx, p, req)
+		res, err = h.query(ctx, p, req, key)
 		var rej *rejection
 		switch {
 		case errors.As(err, &rej):

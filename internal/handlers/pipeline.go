@@ -162,7 +162,7 @@ func (h *Handler) accept(ctx context.Context, msg jetstream.Msg, sched *schedule
 // (or none, when nothing changed) and an ack; a dead letter; an in-process retry; or a delayed
 // redelivery once in-process retries are spent.
 func (h *Handler) execute(ctx context.Context, j *job, sched *scheduler) {
-	res, err := h.query(ctx, j.p, j.req)
+	res, err := h.query(ctx, j.p, j.req, j.key)
 	var rej *rejection
 	switch {
 	case errors.As(err, &rej):
@@ -362,11 +362,11 @@ func queryOf(req events.Request) providers.Query {
 	return providers.Query{Kind: req.Kind, AppID: req.AppID, OrderNo: req.OrderNo, ProviderOrderNo: req.ProviderOrderNo, Refresh: req.Refresh}
 }
 
-// query asks the provider. A permanent refusal becomes a dead letter carrying the provider's
-// code and message; anything else is retried.
-func (h *Handler) query(ctx context.Context, p providers.Provider, req events.Request) (providers.Result, error) {
+// query asks the provider; key is the rate-limited endpoint the caller took its slot under. A
+// permanent refusal becomes a dead letter carrying the provider's code and message; anything
+// else is retried.
+func (h *Handler) query(ctx context.Context, p providers.Provider, req events.Request, key string) (providers.Result, error) {
 	q := queryOf(req)
-	key, _ := p.RateLimit(q)
 	provider, endpoint := endpointOf(key)
 	started := time.Now()
 	res, err := p.Query(ctx, q)

@@ -35,33 +35,33 @@ func LoadDemo(s *Sandbox) {
 	}
 	put(SandboxOrder{
 		AppID: DemoAppID, Kind: events.KindPayment, OrderNo: DemoOrderNo,
-		Steps:  []Step{{0, "PROCESSING"}, {30 * time.Second, "SUCCESS"}},
+		Steps:  []Step{{After: 0, Status: "PROCESSING"}, {After: 30 * time.Second, Status: "SUCCESS"}},
 		Amount: 1200, KsOrderNo: "121112500031787702250", PayChannel: "WECHAT",
 		Fields: map[string]any{"extra_info": extra, "enable_promotion": true, "promotion_amount": 1,
 			"open_id": "5b748c61ef280130c0656638ebd4eaa6", "order_status": 2},
 	})
 	put(SandboxOrder{
 		AppID: DemoAppID, Kind: events.KindPayment, OrderNo: "1637808229728demo",
-		Steps: []Step{{0, "SUCCESS"}}, Amount: 990, KsOrderNo: "121112500031787709999", PayChannel: "ALIPAY",
+		Steps: []Step{{After: 0, Status: "SUCCESS"}}, Amount: 990, KsOrderNo: "121112500031787709999", PayChannel: "ALIPAY",
 		InfoAsJSONString: true, Fields: map[string]any{"extra_info": ""},
 	})
 	put(SandboxOrder{
 		AppID: DemoAppID, Kind: events.KindPayment, OrderNo: "demo-failing-01",
-		Steps: []Step{{0, "PROCESSING"}, {time.Minute, "FAILED"}}, Amount: 5000, KsOrderNo: "121112500031787700001",
+		Steps: []Step{{After: 0, Status: "PROCESSING"}, {After: time.Minute, Status: "FAILED"}}, Amount: 5000, KsOrderNo: "121112500031787700001",
 	})
 	put(SandboxOrder{
 		AppID: DemoAppID, Kind: events.KindPayment, OrderNo: "demo-timeout-01",
-		Steps: []Step{{0, "TIMEOUT"}}, Amount: 300, KsOrderNo: "121112500031787700002",
+		Steps: []Step{{After: 0, Status: "TIMEOUT"}}, Amount: 300, KsOrderNo: "121112500031787700002",
 	})
 	put(SandboxOrder{
 		AppID: DemoAppID, Kind: events.KindSettlement, OrderNo: DemoOrderNo,
-		Steps:  []Step{{0, "SETTLE_PROCESSING"}, {45 * time.Second, "SETTLE_SUCCESS"}},
+		Steps:  []Step{{After: 0, Status: "SETTLE_PROCESSING"}, {After: 45 * time.Second, Status: "SETTLE_SUCCESS"}},
 		Amount: 234, KsOrderNo: "121120711774457276553", KsRefNo: "321120700415719078553",
 		Fields: map[string]any{"total_amount": 3234, "promotion_amount": 10, "developer_promotion_amount": 20},
 	})
 	put(SandboxOrder{
 		AppID: DemoAppID, Kind: events.KindRefund, OrderNo: "1660811124083refund",
-		Steps:  []Step{{0, "REFUND_PROCESSING"}, {20 * time.Second, "REFUND_SUCCESS"}},
+		Steps:  []Step{{After: 0, Status: "REFUND_PROCESSING"}, {After: 20 * time.Second, Status: "REFUND_SUCCESS"}},
 		Amount: 1, KsOrderNo: "122081801105480677436", KsRefNo: "222081811172813537436",
 		Fields:           map[string]any{"ks_refund_type": "保证金账户退款", "apply_refund_reason": "用户申请退款"},
 		InfoAsJSONString: true,

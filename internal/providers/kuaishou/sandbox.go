@@ -61,15 +61,11 @@ type SandboxOrder struct {
 	// Fields are further record fields, as the provider names them (extra_info, open_id, ...).
 	Fields map[string]any
 
-	created time.Time
-	queried bool
+	clock sandbox.Clock
 }
 
 // Step is one point of an order's status timeline.
-type Step struct {
-	After  time.Duration
-	Status string
-}
+type Step = sandbox.Step
 
 // NewSandbox returns an empty sandbox limited to qps calls per app and endpoint.
 func NewSandbox(qps int) *Sandbox {
@@ -93,7 +89,7 @@ func (s *Sandbox) AddApp(appID, secret string) {
 func (s *Sandbox) PutOrder(o SandboxOrder) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	o.created = time.Now()
+	o.clock.Put(time.Now())
 	if len(o.Steps) == 0 {
 		o.Steps = []Step{{Status: "PROCESSING"}}
 	}
@@ -105,7 +101,7 @@ func (s *Sandbox) SetStatus(appID, kind, orderNo, status string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if o := s.orders[orderKey(appID, kind, orderNo)]; o != nil {
-		o.Steps = append(o.Steps, Step{After: time.Since(o.created), Status: status})
+		o.Steps = append(o.Steps, Step{After: o.clock.Since(time.Now()), Status: status})
 	}
 }
 
@@ -260,10 +256,7 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string
 	o := s.orders[orderKey(appID, kind, no)]
 	var record map[string]any
 	if o != nil {
-		if o.ClockFromFirstQuery && !o.queried {
-			o.created = now
-		}
-		o.queried = true
+		o.clock.Query(now, o.ClockFromFirstQuery)
 		record = o.record(now)
 	}
 	s.mu.Unlock()
@@ -281,13 +274,7 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string
 
 // status is the order's status at now and when it took it.
 func (o *SandboxOrder) status(now time.Time) (string, time.Time) {
-	st, at := o.Steps[0].Status, o.created
-	for _, step := range o.Steps {
-		if now.Sub(o.created) >= step.After {
-			st, at = step.Status, o.created.Add(step.After)
-		}
-	}
-	return st, at
+	return o.clock.StatusAt(o.Steps, now)
 }
 
 func (o *SandboxOrder) record(now time.Time) map[string]any {

@@ -34,11 +34,11 @@ func LoadDemo(s *Sandbox) {
 		s.PutOrder(o)
 	}
 	put(SandboxOrder{PayNo: DemoPayNo, OutTradeNo: DemoOutTrade, PaymentType: "BALANCE", Fee: 100,
-		Steps: []Step{{0, "PAYING"}, {30 * time.Second, "PAYED_SUCC"}}, ShortPayTime: true,
+		Steps: []Step{{After: 0, Status: "PAYING"}, {After: 30 * time.Second, Status: "PAYED_SUCC"}}, ShortPayTime: true,
 		Fields: map[string]any{"discount_info": discount, "member_name": "Janus", "member_phone": "18826490000",
 			"user_no": "M0001", "shop_name": ""}})
 	put(SandboxOrder{PayNo: "600230547601422049", OutTradeNo: "300230547599788001", PaymentType: "WXPAY", Fee: 2590,
-		Steps: []Step{{0, "PAYED_SUCC"}, {time.Minute, "PAYED_REVERSAL"}}})
+		Steps: []Step{{After: 0, Status: "PAYED_SUCC"}, {After: time.Minute, Status: "PAYED_REVERSAL"}}})
 	put(SandboxOrder{PayNo: "600230547601422050", OutTradeNo: "300230547599788002", PaymentType: "ALIPAY", Fee: 880,
-		Steps: []Step{{0, "PAYING"}, {20 * time.Second, "CANCEL"}}})
+		Steps: []Step{{After: 0, Status: "PAYING"}, {After: 20 * time.Second, Status: "CANCEL"}}})
 }

@@ -51,15 +51,11 @@ type SandboxOrder struct {
 	// ClockFromFirstQuery starts the timeline at the first query.
 	ClockFromFirstQuery bool
 
-	created time.Time
-	queried bool
+	clock sandbox.Clock
 }
 
 // Step is one point of an order's status timeline.
-type Step struct {
-	After  time.Duration
-	Status string
-}
+type Step = sandbox.Step
 
 // NewSandbox returns an empty sandbox limited to qps calls per app.
 func NewSandbox(qps int) *Sandbox {
@@ -77,7 +73,7 @@ func (s *Sandbox) AddApp(appID, secret, token string) {
 func (s *Sandbox) PutOrder(o SandboxOrder) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	o.created = time.Now()
+	o.clock.Put(time.Now())
 	if len(o.Steps) == 0 {
 		o.Steps = []Step{{Status: "PAYING"}}
 	}
@@ -92,7 +88,7 @@ func (s *Sandbox) SetStatus(payNo, status string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if o := s.orders[payNo]; o != nil {
-		o.Steps = append(o.Steps, Step{After: time.Since(o.created), Status: status})
+		o.Steps = append(o.Steps, Step{After: o.clock.Since(time.Now()), Status: status})
 	}
 }
 
@@ -209,10 +205,7 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request) {
 	o := s.orders[payNo]
 	var data map[string]any
 	if o != nil && o.AppID == appID {
-		if o.ClockFromFirstQuery && !o.queried {
-			o.created = now
-		}
-		o.queried = true
+		o.clock.Query(now, o.ClockFromFirstQuery)
 		data = o.data(now)
 	}
 	s.mu.Unlock()
@@ -231,12 +224,7 @@ var statusNames = map[string]string{
 var paymentNames = map[string]string{"WXPAY": "微信支付", "ALIPAY": "支付宝支付", "BALANCE": "会员钱包支付"}
 
 func (o *SandboxOrder) data(now time.Time) map[string]any {
-	st, since := o.Steps[0].Status, o.created
-	for _, step := range o.Steps {
-		if now.Sub(o.created) >= step.After {
-			st, since = step.Status, o.created.Add(step.After)
-		}
-	}
+	st, since := o.clock.StatusAt(o.Steps, now)
 	d := map[string]any{}
 	for k, v := range o.Fields {
 		d[k] = v

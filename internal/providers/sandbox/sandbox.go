@@ -166,3 +166,42 @@ func (s *Server) Close() error {
 	}
 	return nil
 }
+
+// Step is one point of an order's status timeline: the status holds from After (since the
+// timeline started) until the next step's.
+type Step struct {
+	After  time.Duration
+	Status string
+}
+
+// Clock is when an order's timeline starts: when the order was put, or, for a demo order that
+// should move on while a person watches, at its first query.
+type Clock struct {
+	start   time.Time
+	queried bool
+}
+
+// Put starts the timeline at now.
+func (c *Clock) Put(now time.Time) { c.start, c.queried = now, false }
+
+// Query notes a query at now; with fromFirstQuery the first one restarts the timeline.
+func (c *Clock) Query(now time.Time, fromFirstQuery bool) {
+	if fromFirstQuery && !c.queried {
+		c.start = now
+	}
+	c.queried = true
+}
+
+// Since is how long the timeline has run at now.
+func (c *Clock) Since(now time.Time) time.Duration { return now.Sub(c.start) }
+
+// StatusAt is the status steps give at now, and when it began.
+func (c *Clock) StatusAt(steps []Step, now time.Time) (string, time.Time) {
+	st, at := steps[0].Status, c.start
+	for _, step := range steps {
+		if now.Sub(c.start) >= step.After {
+			st, at = step.Status, c.start.Add(step.After)
+		}
+	}
+	return st, at
+}
