@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -236,6 +237,11 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add("application/msgpack", []byte("\x82\xa6app_id\xa1a\xa8order_no\xa1o"))
 	f.Add("", []byte("\xde\x00\x01\xa1a\xc0"))
 	f.Add("", []byte("\x81\xa6app_id\xd6\xff\x00\x00\x00\x01"))
+	for _, h := range hostilePayloads {
+		f.Add("", h.data)
+	}
+	f.Add("", []byte(`{"app_id":"a","order_no":"\ud800"}`))
+	f.Add("", []byte("\x82\xa6app_id\xa1a\xa8order_no\xa2\xc3\x28"))
 	f.Fuzz(func(t *testing.T, ct string, data []byte) {
 		req, err := DecodeRequest(ct, data)
 		if err != nil {
@@ -247,6 +253,16 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 		if req.AppID == "" || (req.OrderNo == "" && req.ProviderOrderNo == "") {
 			t.Fatalf("accepted a request without its ids: %+v", req)
+		}
+		for k, v := range req.Attributes {
+			if !utf8.ValidString(k) || !utf8.ValidString(v) {
+				t.Fatalf("accepted invalid UTF-8 in attributes: %q=%q", k, v)
+			}
+		}
+		for _, s := range []string{req.AppID, req.OrderNo, req.ProviderOrderNo, req.RequestID} {
+			if !utf8.ValidString(s) {
+				t.Fatalf("accepted invalid UTF-8: %q", s)
+			}
 		}
 	})
 }

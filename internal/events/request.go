@@ -1,15 +1,10 @@
 package events
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"sort"
 	"time"
-
-	"github.com/vmihailenco/msgpack/v5"
+	"unicode/utf8"
 )
 
 // PayloadError says why a request can never be processed. Reason is one of the Reason* codes.
@@ -42,10 +37,67 @@ const (
 	maxAttributeLen = 1024
 )
 
-// DecodeRequest decodes and checks a query request payload. Both encodings are read into the
-// same generic form first, so a field of the wrong type gets the same error whatever the
-// encoding. Unknown fields are ignored; null counts as absent. Provider and Kind are left for
-// the caller, who reads them from the subject.
+// Bounds on a payload's shape, checked before anything is allocated for it. A request is two
+// levels deep (the request, its attributes) with eight fields of its own; the bounds leave
+// room for a publisher's own fields, which are ignored, and refuse what no request can be.
+const (
+	// MaxDepth is how deeply maps and arrays may nest, the request itself being level 1.
+	MaxDepth = 8
+	// MaxFields is how many entries the request's top-level map may have, unknown ones included.
+	MaxFields = 64
+	// MaxElements is how many entries a map or array inside an ignored field may have.
+	MaxElements = 1024
+	// MaxFollow is how far after the request follow_until may lie (CONTRACT.md section 2).
+	MaxFollow = 30 * 24 * time.Hour
+)
+
+// kind is the type of the next value in a payload, as the error messages name it.
+type kind int
+
+const (
+	kindNull kind = iota
+	kindString
+	kindBool
+	kindNumber
+	kindObject
+	kindArray
+	kindBinary
+	kindTime  // msgpack timestamp extension
+	kindOther // another msgpack extension
+)
+
+func (k kind) String() string {
+	return [...]string{"null", "a string", "a boolean", "a number", "an object", "an array", "binary data", "a timestamp", "an extension value"}[k]
+}
+
+// errNotUTF8 is what a tokenReader returns for a string that is not valid UTF-8 (a lone UTF-16
+// surrogate escape in JSON counts): DecodeRequest names the field.
+var errNotUTF8 = errors.New("not valid UTF-8")
+
+// tokenReader is one encoding's view of a payload, read one value at a time. Each
+// implementation checks a declared length against the bytes that remain before it allocates,
+// and counts depth and elements while it skips, so decoding costs at most the payload's size.
+// Errors other than errNotUTF8 are *PayloadError.
+type tokenReader interface {
+	peek() (kind, error)
+	str() (string, error)
+	boolean() (bool, error)
+	null() error
+	timestamp() (time.Time, error)
+	// mapStart enters a map of at most max entries at nesting level depth.
+	mapStart(depth, max int) error
+	// mapKey reads the next key of the map entered last; more is false at its end.
+	mapKey() (key string, more bool, err error)
+	// skip passes over the next value, nested at level depth.
+	skip(depth int) error
+	// end checks that nothing follows the top-level value.
+	end() error
+}
+
+// DecodeRequest decodes and checks a query request payload, straight into the request's
+// fields: a field of the wrong type gets the same error whatever the encoding. Unknown fields
+// are ignored; null counts as absent; a field given twice keeps its last value. Provider and
+// Kind are left for the caller, who reads them from the subject.
 func DecodeRequest(contentType string, data []byte) (Request, error) {
 	var req Request
 	if len(data) > MaxRequestSize {
@@ -55,36 +107,15 @@ func DecodeRequest(contentType string, data []byte) (Request, error) {
 	if err != nil {
 		return req, invalidPayload("%v", err)
 	}
-	fields, err := decodeObject(enc, data)
-	if err != nil {
-		return req, err
+	var r tokenReader
+	if enc == JSON {
+		r = newJSONReader(data)
+	} else {
+		r = newMsgpackReader(data)
 	}
-
-	if req.AppID, err = stringField(fields, "app_id"); err != nil {
-		return req, err
+	if err := readRequest(r, &req); err != nil {
+		return Request{}, err
 	}
-	if req.OrderNo, err = stringField(fields, "order_no"); err != nil {
-		return req, err
-	}
-	if req.ProviderOrderNo, err = stringField(fields, "provider_order_no"); err != nil {
-		return req, err
-	}
-	if req.RequestID, err = stringField(fields, "request_id"); err != nil {
-		return req, err
-	}
-	if req.Refresh, err = boolField(fields, "refresh"); err != nil {
-		return req, err
-	}
-	if req.Follow, err = boolField(fields, "follow"); err != nil {
-		return req, err
-	}
-	if req.FollowUntil, err = timeField(fields, "follow_until"); err != nil {
-		return req, err
-	}
-	if req.Attributes, err = attributesField(fields, "attributes"); err != nil {
-		return req, err
-	}
-
 	if req.AppID == "" {
 		return req, invalidField("app_id", "is required")
 	}
@@ -94,160 +125,193 @@ func DecodeRequest(contentType string, data []byte) (Request, error) {
 	return req, nil
 }
 
-func decodeObject(enc Encoding, data []byte) (map[string]any, error) {
-	var v any
-	if enc == JSON {
-		d := json.NewDecoder(bytes.NewReader(data))
-		d.UseNumber()
-		if err := d.Decode(&v); err != nil {
-			return nil, invalidPayload("not valid JSON: %v", err)
-		}
-		if _, err := d.Token(); !errors.Is(err, io.EOF) {
-			return nil, invalidPayload("not valid JSON: data after the top-level object")
-		}
-	} else {
-		r := bytes.NewReader(data) // an io.ByteScanner, so the decoder reads it without buffering
-		if err := msgpack.NewDecoder(r).Decode(&v); err != nil {
-			return nil, invalidPayload("not valid msgpack: %v", err)
-		}
-		if r.Len() > 0 {
-			return nil, invalidPayload("not valid msgpack: data after the top-level map")
-		}
+func readRequest(r tokenReader, req *Request) error {
+	k, err := r.peek()
+	if err != nil {
+		return err
 	}
-	switch m := v.(type) {
-	case map[string]any:
-		return m, nil
-	case map[any]any: // msgpack maps with non-string keys
-		out := make(map[string]any, len(m))
-		for k, val := range m {
-			ks, ok := k.(string)
-			if !ok {
-				return nil, invalidPayload("map key %v is not a string", k)
+	if k != kindObject {
+		return invalidPayload("payload is not an object")
+	}
+	if err := r.mapStart(1, MaxFields); err != nil {
+		return err
+	}
+	for {
+		name, more, err := r.mapKey()
+		if errors.Is(err, errNotUTF8) {
+			return invalidPayload("a field name is not valid UTF-8")
+		}
+		if err != nil || !more {
+			if err == nil {
+				err = r.end()
 			}
-			out[ks] = val
+			return err
 		}
-		return out, nil
+		switch name {
+		case "app_id":
+			req.AppID, err = stringField(r, name)
+		case "order_no":
+			req.OrderNo, err = stringField(r, name)
+		case "provider_order_no":
+			req.ProviderOrderNo, err = stringField(r, name)
+		case "request_id":
+			req.RequestID, err = stringField(r, name)
+		case "refresh":
+			req.Refresh, err = boolField(r, name)
+		case "follow":
+			req.Follow, err = boolField(r, name)
+		case "follow_until":
+			req.FollowUntil, err = timeField(r, name)
+		case "attributes":
+			req.Attributes, err = attributesField(r, name)
+		default:
+			if err = r.skip(2); errors.Is(err, errNotUTF8) {
+				err = invalidField(truncate(name, 64), "holds a string that is not valid UTF-8")
+			}
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return nil, invalidPayload("payload is not an object")
 }
 
-func stringField(fields map[string]any, name string) (string, error) {
-	v, ok := fields[name]
-	if !ok || v == nil {
-		return "", nil
+// isNull consumes a null and reports true, or reports false and leaves the value.
+func isNull(r tokenReader) (kind, bool, error) {
+	k, err := r.peek()
+	if err != nil || k != kindNull {
+		return k, false, err
 	}
-	s, ok := v.(string)
-	if !ok {
-		return "", invalidField(name, "must be a string, got %s", typeName(v))
+	return k, true, r.null()
+}
+
+func readString(r tokenReader, field string) (string, error) {
+	s, err := r.str()
+	if errors.Is(err, errNotUTF8) {
+		return "", invalidField(field, "is not valid UTF-8")
+	}
+	return s, err
+}
+
+func stringField(r tokenReader, name string) (string, error) {
+	k, null, err := isNull(r)
+	if err != nil || null {
+		return "", err
+	}
+	if k != kindString {
+		return "", invalidField(name, "must be a string, got %s", k)
+	}
+	s, err := readString(r, name)
+	if err != nil {
+		return "", err
 	}
 	if len(s) > maxIDLen {
 		return "", invalidField(name, "is %d bytes long, at most %d allowed", len(s), maxIDLen)
 	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f {
 			return "", invalidField(name, "contains a control character")
 		}
 	}
 	return s, nil
 }
 
-func boolField(fields map[string]any, name string) (bool, error) {
-	v, ok := fields[name]
-	if !ok || v == nil {
-		return false, nil
+func boolField(r tokenReader, name string) (bool, error) {
+	k, null, err := isNull(r)
+	if err != nil || null {
+		return false, err
 	}
-	b, ok := v.(bool)
-	if !ok {
-		return false, invalidField(name, "must be a boolean, got %s", typeName(v))
+	if k != kindBool {
+		return false, invalidField(name, "must be a boolean, got %s", k)
 	}
-	return b, nil
+	return r.boolean()
 }
 
-func timeField(fields map[string]any, name string) (time.Time, error) {
-	v, ok := fields[name]
-	if !ok || v == nil {
-		return time.Time{}, nil
+func timeField(r tokenReader, name string) (time.Time, error) {
+	k, null, err := isNull(r)
+	if err != nil || null {
+		return time.Time{}, err
 	}
-	switch t := v.(type) {
-	case time.Time: // msgpack timestamp extension
-		return t.UTC(), nil
-	case string:
-		if t == "" {
-			return time.Time{}, nil
+	switch k {
+	case kindTime:
+		t, err := r.timestamp()
+		return t.UTC(), err
+	case kindString:
+		s, err := readString(r, name)
+		if err != nil || s == "" {
+			return time.Time{}, err
 		}
-		parsed, err := time.Parse(time.RFC3339Nano, t)
+		parsed, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
-			return time.Time{}, invalidField(name, "must be an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", truncate(t, 64))
+			return time.Time{}, invalidField(name, "must be an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", truncate(s, 64))
 		}
 		return parsed.UTC(), nil
 	}
-	return time.Time{}, invalidField(name, "must be an RFC 3339 time string, got %s", typeName(v))
+	return time.Time{}, invalidField(name, "must be an RFC 3339 time string, got %s", k)
 }
 
-func attributesField(fields map[string]any, name string) (map[string]string, error) {
-	v, ok := fields[name]
-	if !ok || v == nil {
-		return nil, nil
+func attributesField(r tokenReader, name string) (map[string]string, error) {
+	k, null, err := isNull(r)
+	if err != nil || null {
+		return nil, err
 	}
-	var m map[string]any
-	switch t := v.(type) {
-	case map[string]any:
-		m = t
-	case map[any]any:
-		m = make(map[string]any, len(t))
-		for k, val := range t {
-			ks, ok := k.(string)
-			if !ok {
-				return nil, invalidField(name, "keys must be strings")
-			}
-			m[ks] = val
+	if k != kindObject {
+		return nil, invalidField(name, "must be a map of strings, got %s", k)
+	}
+	if err := r.mapStart(2, maxAttributes); err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for {
+		key, more, err := r.mapKey()
+		if errors.Is(err, errNotUTF8) {
+			return nil, invalidField(name, "a key is not valid UTF-8")
 		}
-	default:
-		return nil, invalidField(name, "must be a map of strings, got %s", typeName(v))
-	}
-	if len(m) > maxAttributes {
-		return nil, invalidField(name, "has %d entries, at most %d allowed", len(m), maxAttributes)
-	}
-	out := make(map[string]string, len(m))
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys) // so the error names the same key every time
-	for _, k := range keys {
-		s, ok := m[k].(string)
-		if !ok {
-			return nil, invalidField(name+"."+k, "must be a string, got %s", typeName(m[k]))
+		if err != nil {
+			return nil, err
 		}
-		if len(s) > maxAttributeLen || len(k) > maxAttributeLen {
-			return nil, invalidField(name+"."+k, "is longer than %d bytes", maxAttributeLen)
+		if !more {
+			return out, nil
 		}
-		out[k] = s
+		field := name + "." + truncate(key, 64)
+		vk, err := r.peek()
+		if err != nil {
+			return nil, err
+		}
+		if vk != kindString {
+			return nil, invalidField(field, "must be a string, got %s", vk)
+		}
+		v, err := readString(r, field)
+		if err != nil {
+			return nil, err
+		}
+		if len(v) > maxAttributeLen || len(key) > maxAttributeLen {
+			return nil, invalidField(field, "is longer than %d bytes", maxAttributeLen)
+		}
+		out[key] = v
 	}
-	return out, nil
 }
 
-func typeName(v any) string {
-	switch v.(type) {
-	case string:
-		return "a string"
-	case bool:
-		return "a boolean"
-	case json.Number, float64, float32, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
-		return "a number"
-	case map[string]any, map[any]any:
-		return "an object"
-	case []any:
-		return "an array"
-	case []byte:
-		return "binary data"
+// fieldLimitError is the refusal of a map or array with too many entries.
+func fieldLimitError(depth, n, max int) error {
+	if depth == 1 {
+		return invalidPayload("the request has %d or more fields, at most %d allowed", n, max)
 	}
-	return fmt.Sprintf("%T", v)
+	if depth == 2 && max == maxAttributes {
+		return invalidField("attributes", "has %d entries, at most %d allowed", n, max)
+	}
+	return invalidPayload("a map or array has %d or more entries, at most %d allowed", n, max)
+}
+
+func depthError() error {
+	return invalidPayload("values nest more than %d levels deep", MaxDepth)
 }
 
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }
