@@ -47,6 +47,7 @@ type Consumer struct {
 	MaxDeliver     int           `yaml:"max_deliver" default:"10" doc:"Deliveries of one request before it is dead-lettered as retries_exhausted; each delivery first retries in-process for up to min(ack_wait/3, 10s)."`
 	FollowDelay    time.Duration `yaml:"follow_delay" default:"5s" doc:"First wait of a follow request before it asks again; each next wait is three times longer."`
 	FollowMaxDelay time.Duration `yaml:"follow_max_delay" default:"5m" doc:"Longest wait between two queries of a follow request."`
+	LookupTimeout  time.Duration `yaml:"lookup_timeout" default:"10s" doc:"Longest a synchronous lookup may take; a caller may ask for less with a Request-Timeout header (a duration such as 2s). Past it the reply is the error code timeout."`
 	MaxAckPending  int           `yaml:"max_ack_pending" default:"20000" doc:"Requests in flight across all replicas together, waiting for their app's limit included: it bounds how big one app's backlog may grow before other apps' requests wait behind it."`
 }
 
@@ -191,7 +192,7 @@ func (c *Config) Validate() error {
 	}
 	for _, u := range strings.Split(c.NATS.URL, ",") {
 		if _, err := url.Parse(strings.TrimSpace(u)); err != nil || strings.TrimSpace(u) == "" {
-			return keyErr("nats.url", "%q is not a URL", u)
+			return keyErr("nats.url", "%q is not a URL", RedactURL(u))
 		}
 	}
 	if c.NATS.Creds != "" {
@@ -224,6 +225,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Consumer.AckWait < time.Second {
 		return keyErr("consumer.ack_wait", "must be at least 1s, got %s", c.Consumer.AckWait)
+	}
+	if c.Consumer.LookupTimeout < 100*time.Millisecond || c.Consumer.LookupTimeout > 5*time.Minute {
+		return keyErr("consumer.lookup_timeout", "must be 100ms to 5m, got %s", c.Consumer.LookupTimeout)
 	}
 	if c.Consumer.MaxDeliver < 1 {
 		return keyErr("consumer.max_deliver", "must be at least 1, got %d", c.Consumer.MaxDeliver)
@@ -279,4 +283,26 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// RedactURL hides the user information (user, password or token) of every URL in a comma
+// separated list, for logs and errors. One that does not parse as such loses everything
+// between "//" (or its start) and its last "@".
+func RedactURL(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			u.User = url.User("xxxxx")
+			parts[i] = u.String()
+			continue
+		}
+		if at := strings.LastIndex(p, "@"); at >= 0 {
+			start := strings.Index(p, "//")
+			if start < 0 || start > at {
+				start = -2
+			}
+			parts[i] = p[:start+2] + "xxxxx" + p[at:]
+		}
+	}
+	return strings.Join(parts, ",")
 }

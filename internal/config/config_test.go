@@ -198,3 +198,23 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestURLsAreRedacted: the first release printed a nats://user:pass@ URL whole in the config
+// error and in the connect error.
+func TestURLsAreRedacted(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://alice:s3cret@n1:4222":                "nats://xxxxx@n1:4222",
+		"nats://tok3n@n1:4222, tls://bob:pw@n2:4222": "nats://xxxxx@n1:4222,tls://xxxxx@n2:4222",
+		"nats://n1:4222":                             "nats://n1:4222",
+		"nats://al ice:s3cret@n1:4222/%zz":           "nats://xxxxx@n1:4222/%zz",
+		"alice:s3cret@n1":                            "xxxxx@n1",
+	} {
+		if got := RedactURL(in); got != want || strings.Contains(got, "s3cret") {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+	_, err := Parse([]byte("nats:\n  url: \"nats://alice:s3cret@n1:4222/%zz\"\n"), envOf(nil))
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "nats.url") {
+		t.Fatalf("config error %v: want nats.url named and the password hidden", err)
+	}
+}

@@ -50,7 +50,7 @@ var hostilePayloads = []struct {
 	{"deep arrays", append([]byte{0x81, 0xa1, 'x'}, bytes.Repeat([]byte{0x91}, 60000)...)},
 	{"deep json", []byte(`{"x":` + strings.Repeat("[", 60000) + strings.Repeat("]", 60000) + `}`)},
 	{"deep json objects", []byte(`{"x":` + strings.Repeat(`{"a":`, 10000) + `1` + strings.Repeat("}", 10000) + `}`)},
-	{"wide array", append(append([]byte{0x81, 0xa1, 'x', 0xdc, 0x10, 0x00}, bytes.Repeat([]byte{0xc0}, 4096)...))},
+	{"wide array", append([]byte{0x81, 0xa1, 'x', 0xdc, 0x10, 0x00}, bytes.Repeat([]byte{0xc0}, 4096)...)},
 	{"wide json array", []byte(`{"x":[` + strings.Repeat("0,", 4096) + `0]}`)},
 	{"many fields", []byte(`{` + strings.Repeat(`"a":1,`, 100) + `"app_id":"a","order_no":"o"}`)},
 }

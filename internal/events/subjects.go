@@ -16,9 +16,12 @@ func (s Subjects) QueryFilter() string { return s.Prefix + ".query.>" }
 // FollowFilter is the wildcard of scheduled follow-up queries, held in ORDERS_QUERY until due.
 func (s Subjects) FollowFilter() string { return s.Prefix + ".follow.>" }
 
+// FollowPrefix starts every follow-up subject.
+func (s Subjects) FollowPrefix() string { return s.Prefix + ".follow." }
+
 // Follow is the subject a follow-up query of provider and kind waits on; id makes it unique.
 func (s Subjects) Follow(provider, kind, id string) string {
-	return s.Prefix + ".follow." + provider + "." + kind + "." + id
+	return s.FollowPrefix() + provider + "." + kind + "." + id
 }
 
 // StatusFilter is the wildcard the ORDERS_STATUS stream captures.

@@ -76,4 +76,8 @@ const (
 	HeaderRequestID     = "Orders-Request-Id"
 	HeaderFollowRound   = "Orders-Follow-Round"
 	HeaderFollowUntil   = "Orders-Follow-Until"
+	// HeaderOriginalSize and HeaderPayloadSeq are on a dead letter whose payload was too big
+	// to carry whole: its size, and the ORDERS_DLQ sequence of the message holding all of it.
+	HeaderOriginalSize = "Orders-Original-Size"
+	HeaderPayloadSeq   = "Orders-Payload-Seq"
 )

@@ -168,8 +168,12 @@ func (e *env) startReplica(tweak func(*handlers.Handler)) (stop func()) {
 	e.t.Helper()
 	r := e.build(tweak)
 	ctx, cancel := context.WithCancel(context.Background())
+	js, _ := jetstream.New(r.nc)
 	svc := &handlers.Service{Consumer: r.cons, Handler: r.h, Limiter: r.lim,
-		Concurrency: e.cfg.Consumer.Concurrency, Grace: time.Second, Log: e.log}
+		Concurrency: e.cfg.Consumer.Concurrency, Grace: time.Second, Log: e.log, CheckEvery: 250 * time.Millisecond,
+		Rebind: func(ctx context.Context) (jetstream.Consumer, error) {
+			return js.CreateOrUpdateConsumer(ctx, handlers.QueryStream, handlers.ConsumerConfig(e.cfg))
+		}}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = svc.Run(ctx) }()
 	var once sync.Once

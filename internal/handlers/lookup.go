@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
@@ -32,13 +34,30 @@ type LookupReply struct {
 // "unavailable" when the answer could not be had or recorded in time.
 const ErrUnavailable = "unavailable"
 
+// ErrTimeout is the lookup error code when the lookup's deadline passed first.
+const ErrTimeout = "timeout"
+
+func timeoutText(ctx context.Context, err error) string {
+	if ctx.Err() == context.DeadlineExceeded {
+		return "no answer within the lookup's deadline: " + err.Error()
+	}
+	return "the service is stopping: " + err.Error()
+}
+
 // StartLookup serves the synchronous lookup endpoints <prefix>.lookup.<provider>.<kind> as the
 // micro service order-query: the payload is a query request, the call goes through the same
 // QPS limiter and in-process retries as queued requests, a change is recorded and published as
 // a status event, and the reply is the normalized status as JSON or an error with a stable code.
 // Each endpoint answers one lookup at a time per replica, so that `nats micro stats` counts
 // and times them truly; volume belongs on the query stream.
-func StartLookup(ctx context.Context, nc *nats.Conn, h *Handler, lim *ratelimit.Limiter) (micro.Service, error) {
+//
+// Each lookup has a deadline: timeout, or less when the caller asks for less with a
+// Request-Timeout header. Past it the reply is the error code "timeout", and the endpoint
+// is free for the next caller.
+//
+// StartLookup returns once the server has the endpoints' subscriptions, so a request made
+// after it always finds a responder.
+func StartLookup(ctx context.Context, nc *nats.Conn, h *Handler, lim *ratelimit.Limiter, timeout time.Duration) (micro.Service, error) {
 	svc, err := micro.AddService(nc, micro.Config{
 		Name: LookupService, Version: Version, QueueGroup: LookupService,
 		Description: "Synchronous order status lookups: same payload as a query request, the normalized status as the reply",
@@ -54,7 +73,9 @@ func StartLookup(ctx context.Context, nc *nats.Conn, h *Handler, lim *ratelimit.
 			}
 			p, kind := p, kind
 			err := g.AddEndpoint(p.Name()+"-"+kind, micro.HandlerFunc(func(r micro.Request) {
-				h.lookup(ctx, lim, p, kind, r)
+				lctx, cancel := context.WithTimeout(ctx, lookupDeadline(r.Headers(), timeout))
+				defer cancel()
+				h.lookup(lctx, lim, p, kind, r)
 			}), micro.WithEndpointSubject(p.Name()+"."+kind),
 				micro.WithEndpointMetadata(map[string]string{"provider": p.Name(), "kind": kind}))
 			if err != nil {
@@ -63,7 +84,23 @@ func StartLookup(ctx context.Context, nc *nats.Conn, h *Handler, lim *ratelimit.
 			}
 		}
 	}
+	if err := nc.FlushTimeout(10 * time.Second); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("register the lookup service: %w", err)
+	}
 	return svc, nil
+}
+
+// HeaderRequestTimeout is the header a lookup caller may set to a shorter deadline than the
+// configured one, as a Go duration ("2s", "500ms").
+const HeaderRequestTimeout = "Request-Timeout"
+
+// lookupDeadline is the caller's Request-Timeout when it is shorter than max, else max.
+func lookupDeadline(hdr micro.Headers, max time.Duration) time.Duration {
+	if d, err := time.ParseDuration(hdr.Get(HeaderRequestTimeout)); err == nil && d > 0 && d < max {
+		return d
+	}
+	return max
 }
 
 func (h *Handler) lookup(ctx context.Context, lim *ratelimit.Limiter, p providers.Provider, kind string, r micro.Request) {
@@ -108,11 +145,18 @@ func (h *Handler) lookup(ctx context.Context, lim *ratelimit.Limiter, p provider
 	case errors.As(err, &rej):
 		fail(rej.reason, rej.text)
 		return
+	case ctx.Err() != nil:
+		fail(ErrTimeout, timeoutText(ctx, err))
+		return
 	case err != nil:
 		fail(events.ReasonRetriesExhausted, err.Error())
 		return
 	}
 	ev, changed, err := h.record(ctx, req, res)
+	if err != nil && ctx.Err() != nil {
+		fail(ErrTimeout, timeoutText(ctx, err))
+		return
+	}
 	if err != nil {
 		fail(ErrUnavailable, err.Error())
 		return

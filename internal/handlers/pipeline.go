@@ -227,17 +227,9 @@ func (h *Handler) execute(ctx context.Context, j *job, sched *scheduler) {
 // the first request).
 func (h *Handler) scheduleFollow(ctx context.Context, j *job) error {
 	hdr := j.msg.Headers()
-	round, _ := strconv.Atoi(hdr.Get(events.HeaderFollowRound))
-	until := j.req.FollowUntil
-	if until.IsZero() {
-		if t, err := time.Parse(time.RFC3339, hdr.Get(events.HeaderFollowUntil)); err == nil {
-			until = t
-		} else {
-			until = j.meta.Timestamp.Add(24 * time.Hour)
-		}
-	}
+	round, until := h.followState(j)
 	delay := h.followDelay
-	for range round {
+	for range min(round, maxFollowRounds) {
 		delay = min(delay*3, h.followMaxDelay)
 	}
 	at := h.now().Add(delay).Truncate(time.Second).Add(time.Second) // schedules count whole seconds
@@ -266,6 +258,43 @@ func (h *Handler) scheduleFollow(ctx context.Context, j *job) error {
 	}
 	h.log.Debug("follow-up scheduled", "app_id", j.req.AppID, "order_no", j.req.OrderNo, "at", at.UTC().Format(time.RFC3339), "round", round+1)
 	return nil
+}
+
+// maxFollowRounds bounds the round a follow-up counts, whatever its header says: by then
+// the wait has long reached follow_max_delay.
+const maxFollowRounds = 64
+
+// scheduled reports whether msg is a follow-up this service scheduled: the server marks a
+// message its scheduler fired with Nats-Scheduler, naming the schedule's subject. Only then
+// are the Orders-* headers on a request the service's own; a publisher's are ignored. A
+// publisher can forge the mark too (the server accepts it alongside a schedule purge), so
+// what those headers may say is bounded as well (followState).
+func (h *Handler) scheduled(msg jetstream.Msg) bool {
+	return strings.HasPrefix(msg.Headers().Get("Nats-Scheduler"), h.subjects.FollowPrefix())
+}
+
+// followState is the round and deadline of a follow request: from the service's own headers
+// on a follow-up, else the first round. The deadline is the request's follow_until, or 24 h
+// after the request, and never more than 30 days from now.
+func (h *Handler) followState(j *job) (round int, until time.Time) {
+	hdr := j.msg.Headers()
+	trusted := h.scheduled(j.msg)
+	if trusted {
+		if n, err := strconv.Atoi(hdr.Get(events.HeaderFollowRound)); err == nil && n > 0 {
+			round = min(n, maxFollowRounds)
+		}
+	}
+	until = j.req.FollowUntil
+	if until.IsZero() {
+		until = j.meta.Timestamp.Add(24 * time.Hour)
+		if t, err := time.Parse(time.RFC3339, hdr.Get(events.HeaderFollowUntil)); err == nil && trusted {
+			until = t
+		}
+	}
+	if latest := h.now().Add(events.MaxFollow); until.After(latest) {
+		until = latest
+	}
+	return round, until
 }
 
 // newRetries is the in-process retry schedule of one request: jittered, doubling from 200 ms
@@ -331,7 +360,11 @@ func (h *Handler) route(msg jetstream.Msg, provider, kind *string) (events.Reque
 	if err := checkRequest(p, req); err != nil {
 		return req, nil, err
 	}
-	if req.RequestID == "" { // a follow-up keeps the id of the request it follows
+	if meta, err := msg.Metadata(); err == nil && req.FollowUntil.After(meta.Timestamp.Add(events.MaxFollow)) {
+		return req, nil, reject(events.ReasonInvalidField, "follow_until: %s is more than %s after the request",
+			events.FormatTime(req.FollowUntil), events.MaxFollow)
+	}
+	if req.RequestID == "" && h.scheduled(msg) { // a follow-up keeps the id of the request it follows
 		req.RequestID = msg.Headers().Get(events.HeaderRequestID)
 	}
 	if req.RequestID == "" {
@@ -561,7 +594,7 @@ func (h *Handler) deadLetter(ctx context.Context, j *job, provider, kind, reason
 	msg, meta := j.msg, j.meta
 	hdr := nats.Header{}
 	for k, vs := range msg.Headers() {
-		if !strings.HasPrefix(k, "Nats-") {
+		if !strings.HasPrefix(k, "Nats-") && !strings.HasPrefix(k, "Orders-") {
 			hdr[k] = append([]string(nil), vs...)
 		}
 	}
@@ -576,7 +609,11 @@ func (h *Handler) deadLetter(ctx context.Context, j *job, provider, kind, reason
 	// One dead letter per request, however often this runs for it.
 	hdr.Set(events.HeaderMsgID, "dlq-"+meta.Stream+"-"+strconv.FormatUint(meta.Sequence.Stream, 10))
 	m := &nats.Msg{Subject: h.subjects.DeadLetter(provider, kind), Data: msg.Data(), Header: hdr}
-	if _, err := h.js.PublishMsg(ctx, m); err != nil {
+	err := h.fitDeadLetter(ctx, m, meta)
+	if err == nil {
+		_, err = h.js.PublishMsg(ctx, m)
+	}
+	if err != nil {
 		h.log.Error("dead letter not stored; will retry", "reason", reason, "subject", msg.Subject(), "err", err)
 		_ = msg.NakWithDelay(redeliveryDelay(meta.NumDelivered, 0))
 		return
@@ -587,6 +624,48 @@ func (h *Handler) deadLetter(ctx context.Context, j *job, provider, kind, reason
 	if err := msg.TermWithReason(reason); err != nil {
 		h.log.Warn("terminate failed; the request will come back and be dead-lettered again (deduplicated)", "err", err)
 	}
+}
+
+// fitDeadLetter makes m fit the server's max_payload. A request the server accepted may not
+// fit once the dead letter's headers are added: its payload is then stored alone first, on
+// <dead letter subject>.payload in ORDERS_DLQ, and the dead letter carries as much of it as
+// fits, with Orders-Original-Size and Orders-Payload-Seq (that message's sequence in ORDERS_DLQ).
+// Nothing is lost, and nothing stays in ORDERS_QUERY for ever.
+func (h *Handler) fitDeadLetter(ctx context.Context, m *nats.Msg, meta *jetstream.MsgMetadata) error {
+	limit := int(h.js.Conn().MaxPayload())
+	if limit <= 0 || len(m.Data)+headerSize(m.Header) <= limit {
+		return nil
+	}
+	whole := &nats.Msg{Subject: m.Subject + ".payload", Data: m.Data}
+	id := nats.Header{events.HeaderMsgID: {"dlq-payload-" + meta.Stream + "-" + strconv.FormatUint(meta.Sequence.Stream, 10)}}
+	if len(m.Data)+headerSize(id) <= limit {
+		whole.Header = id // deduplicated; without it, a redelivery may store the payload twice
+	}
+	ack, err := h.js.PublishMsg(ctx, whole)
+	if err != nil {
+		return fmt.Errorf("store the whole payload (%d bytes): %w", len(m.Data), err)
+	}
+	m.Header.Set(events.HeaderOriginalSize, strconv.Itoa(len(m.Data)))
+	m.Header.Set(events.HeaderPayloadSeq, strconv.FormatUint(ack.Sequence, 10))
+	keep := max(limit-headerSize(m.Header)-64, 0) // 64: room for the client's own framing
+	m.Data = m.Data[:min(keep, len(m.Data))]
+	h.log.Warn("request too big for its dead letter; its payload is stored alone", "bytes", m.Header.Get(events.HeaderOriginalSize),
+		"payload_seq", ack.Sequence, "stream_seq", meta.Sequence.Stream)
+	return nil
+}
+
+// headerSize is how many bytes hdr takes on the wire (NATS/1.0 header block).
+func headerSize(hdr nats.Header) int {
+	if len(hdr) == 0 {
+		return 0
+	}
+	n := len("NATS/1.0\r\n") + 2
+	for k, vs := range hdr {
+		for _, v := range vs {
+			n += len(k) + 2 + len(v) + 2
+		}
+	}
+	return n
 }
 
 func (h *Handler) providerNames() string {

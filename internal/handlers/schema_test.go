@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/vmihailenco/msgpack/v5"
@@ -60,7 +61,7 @@ func TestOutputMatchesSchemas(t *testing.T) {
 	dlqSchema := compileSchema(t, schemas.DeadLetter)
 
 	requests := []string{
-		`{"app_id":"` + demoApp + `","order_no":"` + demoOrder + `","attributes":{"k":"v"},"follow_until":"2030-01-01T00:00:00Z"}`,
+		`{"app_id":"` + demoApp + `","order_no":"` + demoOrder + `","attributes":{"k":"v"},"follow_until":"` + time.Now().Add(72*time.Hour).UTC().Format(time.RFC3339) + `"}`, // at most 30 days ahead
 		`{"app_id":"` + demoApp + `","order_no":"1637808229728demo","request_id":"r"}`,
 		`{"app_id":"kd100020200220","provider_order_no":"600230547601422049","refresh":true}`,
 	}

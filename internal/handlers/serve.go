@@ -33,7 +33,7 @@ func Connect(cfg *config.Config, log *slog.Logger) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(cfg.NATS.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", cfg.NATS.URL, err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w", config.RedactURL(cfg.NATS.URL), err)
 	}
 	return nc, nil
 }
@@ -68,7 +68,7 @@ func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []provi
 	log.Info("consuming requests", "subjects", cfg.NATS.SubjectPrefix+".query.>", "consumer", cfg.Consumer.Name,
 		"concurrency", cfg.Consumer.Concurrency, "providers", len(provs))
 	lim := ratelimit.New(assets.Rate)
-	lookups, err := StartLookup(ctx, nc, h, lim)
+	lookups, err := StartLookup(ctx, nc, h, lim, cfg.Consumer.LookupTimeout)
 	if err != nil {
 		return err
 	}
@@ -79,6 +79,9 @@ func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []provi
 		}
 	}
 	svc := &Service{Consumer: assets.Consumer, Handler: h, Limiter: lim, Concurrency: cfg.Consumer.Concurrency,
-		Grace: cfg.Consumer.AckWait * 2 / 3, Log: log}
+		Grace: cfg.Consumer.AckWait * 2 / 3, Log: log,
+		Rebind: func(ctx context.Context) (jetstream.Consumer, error) {
+			return js.CreateOrUpdateConsumer(ctx, QueryStream, ConsumerConfig(cfg))
+		}}
 	return svc.Run(ctx)
 }

@@ -3,10 +3,12 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paystatus/orderstatus/internal/ratelimit"
@@ -26,24 +28,67 @@ type Service struct {
 	// Grace is how long calls in flight may run on after shutdown starts; then they are
 	// abandoned and their requests handed back to JetStream for another replica.
 	Grace time.Duration
-	Log   *slog.Logger
+	// Rebind gets the consumer again when it is lost (deleted, or its message iterator closed
+	// under the service); nil means a lost consumer ends Run with an error.
+	Rebind func(context.Context) (jetstream.Consumer, error)
+	// RebindFor is how long Rebind is retried before Run gives up (default 30 s).
+	RebindFor time.Duration
+	// CheckEvery is how often the consumer is looked up, to notice it is gone even when no
+	// pull tells (default 5 s).
+	CheckEvery time.Duration
+	Log        *slog.Logger
 }
 
+// ErrConsumerLost is returned by Run when the consumer is gone and cannot be had again: the
+// process should exit non-zero so that it is restarted, never sit on as a replica that
+// consumes nothing.
+var ErrConsumerLost = errors.New("consumer lost")
+
 // Run processes requests until ctx ends, then stops fetching, hands back what has not
-// started, lets calls in flight finish within Grace, and returns.
+// started, lets calls in flight finish within Grace, and returns. A consumer deleted under it
+// is made again (Rebind) and consuming goes on; if that fails, Run returns ErrConsumerLost.
 func (s *Service) Run(ctx context.Context) error {
+	work, abandon := context.WithCancel(context.WithoutCancel(ctx))
+	defer abandon()
+	sched := newScheduler(s.Handler, s.Limiter, s.Concurrency, ctx, work)
+	defer sched.close(s.Grace, abandon)
+	for {
+		lost, err := s.consume(ctx, sched)
+		if err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.Log.Error("the consumer is gone; making it again", "consumer", s.consumerName(), "err", lost)
+		if err := s.rebind(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("%w: %v (after: %v)", ErrConsumerLost, err, lost)
+		}
+		s.Log.Info("consuming again", "consumer", s.consumerName())
+	}
+}
+
+func (s *Service) consumerName() string {
+	if s.Consumer == nil {
+		return ""
+	}
+	return s.Consumer.CachedInfo().Name
+}
+
+// consume fetches and accepts requests until ctx ends (lost is nil) or the consumer is lost.
+func (s *Service) consume(ctx context.Context, sched *scheduler) (lost error, err error) {
 	// 64 messages of prefetch: fewer makes pulling the bottleneck (a 100,000 backlog drained
 	// at 900-2,000 req/s with 16, at 4,800 with 64). A prefetched message has no keep-alive yet;
 	// it waits at most until a budget token frees, which in-process retries bound to about
 	// 10 s, well inside the ack wait.
 	it, err := s.Consumer.Messages(jetstream.PullMaxMessages(64))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	work, abandon := context.WithCancel(context.WithoutCancel(ctx))
-	defer abandon()
-	sched := newScheduler(s.Handler, s.Limiter, s.Concurrency, ctx, work)
-
+	gone := make(chan error, fetchers+1)
 	var wg sync.WaitGroup
 	for range fetchers {
 		wg.Add(1)
@@ -52,10 +97,12 @@ func (s *Service) Run(ctx context.Context) error {
 			for {
 				taken := sched.take()
 				msg, err := it.Next()
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+					errors.Is(err, jetstream.ErrConsumerNotFound) {
 					if taken {
 						sched.release()
 					}
+					gone <- err
 					return
 				}
 				if err != nil || !taken || ctx.Err() != nil {
@@ -73,9 +120,64 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	<-ctx.Done()
-	it.Drain() // fetch no more; what was already fetched comes out of Next and is handed back
+	watch, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go s.watch(watch, gone)
+	select {
+	case <-ctx.Done():
+		it.Drain() // fetch no more; what was already fetched comes out of Next and is handed back
+	case lost = <-gone:
+		if ctx.Err() != nil { // the iterator closed because we are stopping
+			lost = nil
+		}
+		it.Stop()
+	}
 	wg.Wait()
-	sched.close(s.Grace, abandon)
-	return nil
+	return lost, nil
+}
+
+// watch looks the consumer up now and then, and reports on gone when it no longer exists.
+func (s *Service) watch(ctx context.Context, gone chan<- error) {
+	every := s.CheckEvery
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		lctx, cancel := context.WithTimeout(ctx, every)
+		_, err := s.Consumer.Info(lctx)
+		cancel()
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+			gone <- err
+			return
+		}
+	}
+}
+
+// rebind gets the consumer again, retrying with backoff for at most RebindFor.
+func (s *Service) rebind(ctx context.Context) error {
+	if s.Rebind == nil {
+		return errors.New("no way to make the consumer again")
+	}
+	limit := s.RebindFor
+	if limit <= 0 {
+		limit = 30 * time.Second
+	}
+	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond),
+		backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(limit))
+	return backoff.Retry(func() error {
+		c, err := s.Rebind(ctx)
+		if err != nil {
+			s.Log.Warn("making the consumer again failed; retrying", "err", err)
+			return err
+		}
+		s.Consumer = c
+		return nil
+	}, backoff.WithContext(bo, ctx))
 }
