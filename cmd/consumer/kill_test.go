@@ -26,10 +26,7 @@ func TestKillNineMidRun(t *testing.T) {
 		t.Skip("builds the consumer binary")
 	}
 	const requests = 300
-	bin := filepath.Join(t.TempDir(), "consumer")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := consumerBinary(t)
 	ns := natstest.RunServer(t)
 	sb := kuaishou.NewSandbox(0)
 	kuaishou.LoadDemo(sb)

@@ -103,6 +103,15 @@ func DecodeAny(contentType string, data []byte) (any, error) {
 		d.UseNumber()
 		err = d.Decode(&v)
 	} else {
+		// Checked with the request decoder's bounds first: msgpack.Unmarshal allocates what a
+		// header declares, and a few bytes can declare gigabytes.
+		r := newMsgpackReader(data)
+		if err := r.skip(1); err != nil {
+			return nil, err
+		}
+		if err := r.end(); err != nil {
+			return nil, err
+		}
 		err = msgpack.Unmarshal(data, &v)
 	}
 	return v, err

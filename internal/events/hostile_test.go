@@ -159,3 +159,18 @@ func TestDecodeRequestRefusesInvalidUTF8(t *testing.T) {
 		t.Fatalf("got %q, %v", req.OrderNo, err)
 	}
 }
+
+// `consumer decode` shows any message to a person: the bombs are refused there too.
+func TestDecodeAnyRefusesLengthBombs(t *testing.T) {
+	for _, tc := range hostilePayloads[:10] {
+		var err error
+		n := allocated(func() { _, err = DecodeAny("application/msgpack", tc.data) })
+		if err == nil || n > 1<<20 {
+			t.Fatalf("%s: err %v, %d bytes allocated", tc.name, err, n)
+		}
+	}
+	v, err := DecodeAny("", mustMsgpack(t, map[string]any{"a": []any{1, "x", map[string]any{"b": true}}}))
+	if err != nil || v == nil {
+		t.Fatalf("a plain message: %v", err)
+	}
+}
