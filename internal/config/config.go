@@ -258,7 +258,7 @@ func (c *Config) Validate() error {
 		if p.BaseURL != "" {
 			u, err := url.Parse(p.BaseURL)
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return keyErr(key+".base_url", "%q is not an http(s) URL", p.BaseURL)
+				return keyErr(key+".base_url", "%q is not an http(s) URL", RedactURL(p.BaseURL))
 			}
 		}
 		if p.QPS < 1 {

@@ -217,4 +217,8 @@ func TestURLsAreRedacted(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "nats.url") {
 		t.Fatalf("config error %v: want nats.url named and the password hidden", err)
 	}
+	_, err = Parse([]byte("providers:\n  kuaishou:\n    base_url: \"ftp://alice:s3cret@h\"\n    apps:\n      - app_id: a\n        app_secret: s\n"), envOf(nil))
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "base_url") {
+		t.Fatalf("config error %v: want base_url named and the password hidden", err)
+	}
 }
