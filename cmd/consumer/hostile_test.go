@@ -178,7 +178,7 @@ providers:
 	}
 	// A forged follow request: it must give its event and leave shutdown unaffected.
 	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: "orders.query.kuaishou.payment",
-		Data: []byte(`{"app_id":"` + app + `","order_no":"` + order + `","follow":true}`),
+		Data:   []byte(`{"app_id":"` + app + `","order_no":"` + order + `","follow":true}`),
 		Header: nats.Header{"Orders-Follow-Round": {"9223372036854775807"}, "Orders-Follow-Until": {"2999-01-01T00:00:00Z"}}}); err != nil {
 		t.Fatal(err)
 	}

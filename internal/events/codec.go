@@ -32,9 +32,6 @@ func (e Encoding) ContentType() string {
 	return ContentTypeMsgpack
 }
 
-// Valid reports whether e is a known encoding.
-func (e Encoding) Valid() bool { return e == JSON || e == Msgpack }
-
 // Marshal encodes v (a StatusEvent, usually) in e.
 func (e Encoding) Marshal(v any) ([]byte, error) {
 	switch e {

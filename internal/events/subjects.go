@@ -30,14 +30,6 @@ func (s Subjects) StatusFilter() string { return s.Prefix + ".status.>" }
 // DeadLetterFilter is the wildcard the ORDERS_DLQ stream captures.
 func (s Subjects) DeadLetterFilter() string { return s.Prefix + ".dlq.>" }
 
-// LookupFilter is the wildcard of the synchronous lookup service.
-func (s Subjects) LookupFilter() string { return s.Prefix + ".lookup.>" }
-
-// Query is the subject a request for provider and kind is published on.
-func (s Subjects) Query(provider, kind string) string {
-	return s.Prefix + ".query." + provider + "." + kind
-}
-
 // Status is the subject a status-changed event is published on.
 func (s Subjects) Status(provider, kind string, status Status) string {
 	return s.Prefix + ".status." + provider + "." + kind + "." + string(status)

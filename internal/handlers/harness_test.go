@@ -22,7 +22,6 @@ import (
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
 	"github.com/paystatus/orderstatus/internal/providers/kudian"
 	"github.com/paystatus/orderstatus/internal/providers/registry"
-	"github.com/paystatus/orderstatus/internal/ratelimit"
 )
 
 // env is one end-to-end set-up: an embedded JetStream server, the Kuaishou sandbox over HTTP,
@@ -125,12 +124,11 @@ func newEnvOn(t testing.TB, srv *serverCtl, mutate func(*config.Config)) *env {
 	return &env{t: t, srv: srv, cfg: cfg, nc: nc, js: js, sb: sb, kd: kd, log: testLogger()}
 }
 
-// replica is what one consumer process builds: its own connection, the provisioned assets,
-// a handler and a limiter.
+// replica is what one consumer process builds: its own connection, and what Serve builds on it.
 type replica struct {
 	nc    *nats.Conn
 	h     *handlers.Handler
-	lim   *ratelimit.Limiter
+	svc   *handlers.Service
 	cons  jetstream.Consumer
 	close func()
 }
@@ -141,25 +139,20 @@ func (e *env) build(tweak func(*handlers.Handler)) *replica {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	js, _ := jetstream.New(nc)
-	assets, err := handlers.Provision(context.Background(), js, e.cfg, e.log)
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	provs, err := registry.Build(e.cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	h := handlers.NewHandler(handlers.Options{
-		JS: js, State: assets.State, Subjects: events.Subjects{Prefix: e.cfg.NATS.SubjectPrefix},
-		Providers: provs, Encoding: events.Encoding(e.cfg.Events.Encoding),
-		AckWait: e.cfg.Consumer.AckWait, MaxDeliver: e.cfg.Consumer.MaxDeliver, Log: e.log,
-		FollowDelay: e.cfg.Consumer.FollowDelay, FollowMaxDelay: e.cfg.Consumer.FollowMaxDelay, Metrics: e.metrics,
-	})
-	if tweak != nil {
-		tweak(h)
+	r, err := handlers.NewReplica(context.Background(), e.cfg, nc, provs, e.log, e.metrics)
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	return &replica{nc: nc, h: h, lim: ratelimit.New(assets.Rate), cons: assets.Consumer, close: nc.Close}
+	if tweak != nil {
+		tweak(r.Handler)
+	}
+	r.Service.Grace = time.Second
+	r.Service.CheckEvery = 250 * time.Millisecond
+	return &replica{nc: nc, h: r.Handler, svc: r.Service, cons: r.Assets.Consumer, close: nc.Close}
 }
 
 // startReplica runs one consumer replica until the test ends or stop is called; tweak may
@@ -168,14 +161,8 @@ func (e *env) startReplica(tweak func(*handlers.Handler)) (stop func()) {
 	e.t.Helper()
 	r := e.build(tweak)
 	ctx, cancel := context.WithCancel(context.Background())
-	js, _ := jetstream.New(r.nc)
-	svc := &handlers.Service{Consumer: r.cons, Handler: r.h, Limiter: r.lim,
-		Concurrency: e.cfg.Consumer.Concurrency, Grace: time.Second, Log: e.log, CheckEvery: 250 * time.Millisecond,
-		Rebind: func(ctx context.Context) (jetstream.Consumer, error) {
-			return js.CreateOrUpdateConsumer(ctx, handlers.QueryStream, handlers.ConsumerConfig(e.cfg))
-		}}
 	done := make(chan struct{})
-	go func() { defer close(done); _ = svc.Run(ctx) }()
+	go func() { defer close(done); _ = r.svc.Run(ctx) }()
 	var once sync.Once
 	stop = func() { once.Do(func() { cancel(); <-done; r.close() }) }
 	e.t.Cleanup(stop)

@@ -245,9 +245,9 @@ func TestLostConsumerEndsRun(t *testing.T) {
 	e := newEnv(t, nil)
 	r := e.build(nil)
 	defer r.close()
-	svc := &handlers.Service{Consumer: r.cons, Handler: r.h, Limiter: r.lim, Concurrency: 4, Grace: time.Second,
-		Log: e.log, CheckEvery: 100 * time.Millisecond, RebindFor: time.Second,
-		Rebind: func(context.Context) (jetstream.Consumer, error) { return nil, errors.New("not allowed") }}
+	svc := r.svc
+	svc.CheckEvery, svc.RebindFor = 100*time.Millisecond, time.Second
+	svc.Rebind = func(context.Context) (jetstream.Consumer, error) { return nil, errors.New("not allowed") }
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(context.Background()) }()
 	if err := e.js.DeleteConsumer(context.Background(), handlers.QueryStream, e.cfg.Consumer.Name); err != nil {
@@ -273,7 +273,7 @@ func TestLookupHasADeadline(t *testing.T) {
 	})
 	r := e.build(nil)
 	defer r.close()
-	svc, err := handlers.StartLookup(context.Background(), r.nc, r.h, r.lim, 10*time.Second)
+	svc, err := handlers.StartLookup(context.Background(), r.nc, r.h, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,8 +285,8 @@ func TestLookupHasADeadline(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no answer: %v", err)
 	}
-	if code := m.Header.Get("Nats-Service-Error-Code"); code != handlers.ErrTimeout {
-		t.Fatalf("code %q (%s), want %q", code, m.Header.Get("Nats-Service-Error"), handlers.ErrTimeout)
+	if code := m.Header.Get("Nats-Service-Error-Code"); code != handlers.CodeTimeout {
+		t.Fatalf("code %q (%s), want %q", code, m.Header.Get("Nats-Service-Error"), handlers.CodeTimeout)
 	}
 	// The endpoint is free again at once.
 	req.Header = nil
@@ -301,7 +301,7 @@ func TestLookupRefusesHostilePayloads(t *testing.T) {
 	e := newEnv(t, nil)
 	r := e.build(nil)
 	defer r.close()
-	svc, err := handlers.StartLookup(context.Background(), r.nc, r.h, r.lim, 10*time.Second)
+	svc, err := handlers.StartLookup(context.Background(), r.nc, r.h, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +328,7 @@ func TestLookupAnswersAsSoonAsStarted(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		svc, err := handlers.StartLookup(context.Background(), nc, r.h, r.lim, 10*time.Second)
+		svc, err := handlers.StartLookup(context.Background(), nc, r.h, 10*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -49,8 +49,8 @@ func ready(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, consumer 
 	return nil
 }
 
-// ServeHTTP serves h on addr until ctx ends.
-func ServeHTTP(ctx context.Context, addr string, h http.Handler) (net.Addr, <-chan error, error) {
+// StartHTTP serves h on addr until ctx ends.
+func StartHTTP(ctx context.Context, addr string, h http.Handler) (net.Addr, <-chan error, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("http.listen %s: %w", addr, err)

@@ -10,11 +10,9 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
-	"github.com/nats-io/nuid"
 
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/providers"
-	"github.com/paystatus/orderstatus/internal/ratelimit"
 )
 
 // LookupService is the NATS micro service's name.
@@ -30,19 +28,13 @@ type LookupReply struct {
 	Changed bool `json:"changed"`
 }
 
-// Lookup error codes (the Nats-Service-Error-Code header): the dead-letter reasons, and
-// "unavailable" when the answer could not be had or recorded in time.
-const ErrUnavailable = "unavailable"
-
-// ErrTimeout is the lookup error code when the lookup's deadline passed first.
-const ErrTimeout = "timeout"
-
-func timeoutText(ctx context.Context, err error) string {
-	if ctx.Err() == context.DeadlineExceeded {
-		return "no answer within the lookup's deadline: " + err.Error()
-	}
-	return "the service is stopping: " + err.Error()
-}
+// Lookup error codes (the Nats-Service-Error-Code header), besides the dead-letter reasons.
+const (
+	// CodeUnavailable: the answer could not be recorded (NATS failed).
+	CodeUnavailable = "unavailable"
+	// CodeTimeout: the lookup's deadline passed first, or the service is stopping.
+	CodeTimeout = "timeout"
+)
 
 // StartLookup serves the synchronous lookup endpoints <prefix>.lookup.<provider>.<kind> as the
 // micro service order-query: the payload is a query request, the call goes through the same
@@ -57,7 +49,7 @@ func timeoutText(ctx context.Context, err error) string {
 //
 // StartLookup returns once the server has the endpoints' subscriptions, so a request made
 // after it always finds a responder.
-func StartLookup(ctx context.Context, nc *nats.Conn, h *Handler, lim *ratelimit.Limiter, timeout time.Duration) (micro.Service, error) {
+func StartLookup(ctx context.Context, nc *nats.Conn, h *Handler, timeout time.Duration) (micro.Service, error) {
 	svc, err := micro.AddService(nc, micro.Config{
 		Name: LookupService, Version: Version, QueueGroup: LookupService,
 		Description: "Synchronous order status lookups: same payload as a query request, the normalized status as the reply",
@@ -75,7 +67,7 @@ func StartLookup(ctx context.Context, nc *nats.Conn, h *Handler, lim *ratelimit.
 			err := g.AddEndpoint(p.Name()+"-"+kind, micro.HandlerFunc(func(r micro.Request) {
 				lctx, cancel := context.WithTimeout(ctx, lookupDeadline(r.Headers(), timeout))
 				defer cancel()
-				h.lookup(lctx, lim, p, kind, r)
+				h.lookup(lctx, p, kind, r)
 			}), micro.WithEndpointSubject(p.Name()+"."+kind),
 				micro.WithEndpointMetadata(map[string]string{"provider": p.Name(), "kind": kind}))
 			if err != nil {
@@ -103,64 +95,72 @@ func lookupDeadline(hdr micro.Headers, max time.Duration) time.Duration {
 	return max
 }
 
-func (h *Handler) lookup(ctx context.Context, lim *ratelimit.Limiter, p providers.Provider, kind string, r micro.Request) {
+// lookup answers one lookup: the same intake, limiter, call, retry policy and state as a
+// queued request, with the answer or the error code sent back instead of an ack or a dead letter.
+func (h *Handler) lookup(ctx context.Context, p providers.Provider, kind string, r micro.Request) {
 	fail := func(code, text string) { _ = r.Error(code, text, nil) }
-	req, err := events.DecodeRequest(r.Headers().Get(events.HeaderContentType), r.Data())
+	req, err := h.intake(p, kind, nats.Header(r.Headers()), r.Data(), h.now())
 	if err != nil {
-		var pe *events.PayloadError
-		errors.As(err, &pe)
-		fail(pe.Reason, pe.Error())
+		o := rejected(err)
+		fail(o.reason, o.text)
 		return
-	}
-	req.Provider, req.Kind = p.Name(), kind
-	if err := checkRequest(p, req); err != nil {
-		var rej *rejection
-		errors.As(err, &rej)
-		fail(rej.reason, rej.text)
-		return
-	}
-	if req.RequestID == "" {
-		req.RequestID = nuid.Next()
 	}
 	key, qps := p.RateLimit(queryOf(req))
-	bo := backoff.WithContext(h.newRetries(), ctx)
+	retries := h.newRetries()
+	refreshed := false
 	var res providers.Result
-	err = backoff.Retry(func() error {
-		if err := lim.Wait(ctx, key, qps, 1); err != nil {
-			return backoff.Permanent(err)
+	for {
+		err = h.lim.Wait(ctx, key, qps, 1)
+		if err == nil {
+			res, err = h.query(ctx, p, req, key)
 		}
-		var err error
-		res, err = h.query(ctx, p, req, key)
-		var rej *rejection
-		switch {
-		case errors.As(err, &rej):
-			return backoff.Permanent(err)
-		case providers.Classify(err) == providers.RateLimited:
-			_ = lim.Slowdown(ctx, key)
+		if err == nil {
+			break
 		}
-		return err
-	}, bo)
-	var rej *rejection
-	switch {
-	case errors.As(err, &rej):
-		fail(rej.reason, rej.text)
-		return
-	case ctx.Err() != nil:
-		fail(ErrTimeout, timeoutText(ctx, err))
-		return
-	case err != nil:
-		fail(events.ReasonRetriesExhausted, err.Error())
+		f := failure{err: err, stopping: ctx.Err() != nil, refreshed: refreshed, class: providers.Classify(err),
+			atLeast: providers.RetryAfter(err), next: backoff.Stop, delivered: 1, maxDeliver: 1}
+		if errors.As(err, &f.rejected); f.rejected == nil && !f.stopping {
+			f.next = retries.NextBackOff()
+		}
+		o := decide(f)
+		if o.slowdown {
+			_ = h.lim.Slowdown(ctx, key)
+		}
+		switch o.verdict {
+		case requeue:
+			refreshed = true
+			continue
+		case retryAfter:
+			h.metrics.Retries.WithLabelValues(req.Provider, req.Kind).Inc()
+			if sleepUntil(ctx, time.Now().Add(o.delay)) {
+				continue
+			}
+			fail(CodeTimeout, timeoutText(ctx, err))
+		case handBack:
+			fail(CodeTimeout, timeoutText(ctx, err))
+		case deadLetter:
+			fail(o.reason, o.text)
+		default: // redeliver: a lookup has one delivery
+			fail(events.ReasonRetriesExhausted, err.Error())
+		}
 		return
 	}
 	ev, changed, err := h.record(ctx, req, res)
-	if err != nil && ctx.Err() != nil {
-		fail(ErrTimeout, timeoutText(ctx, err))
+	switch {
+	case err != nil && ctx.Err() != nil:
+		fail(CodeTimeout, timeoutText(ctx, err))
 		return
-	}
-	if err != nil {
-		fail(ErrUnavailable, err.Error())
+	case err != nil:
+		fail(CodeUnavailable, err.Error())
 		return
 	}
 	body, _ := json.Marshal(LookupReply{StatusEvent: ev, Changed: changed})
 	_ = r.Respond(body, micro.WithHeaders(micro.Headers{events.HeaderContentType: {events.ContentTypeJSON}}))
+}
+
+func timeoutText(ctx context.Context, err error) string {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return "no answer within the lookup's deadline: " + err.Error()
+	}
+	return "the service is stopping: " + err.Error()
 }

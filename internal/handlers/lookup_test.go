@@ -16,7 +16,7 @@ func TestLookupService(t *testing.T) {
 	e := newEnv(t, nil)
 	r := e.build(nil)
 	defer r.close()
-	svc, err := handlers.StartLookup(context.Background(), r.nc, r.h, r.lim, 10*time.Second)
+	svc, err := handlers.StartLookup(context.Background(), r.nc, r.h, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,11 @@ package handlers
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paystatus/orderstatus/internal/ratelimit"
 )
@@ -15,9 +18,15 @@ import (
 // request by more than that app's own limit. Requests waiting in a queue keep their JetStream
 // delivery alive with InProgress.
 type scheduler struct {
-	h   *Handler
-	lim *ratelimit.Limiter
-	sem chan struct{}
+	// run executes j in its slot and settles it; handBack settles a job the scheduler will not
+	// run (it is stopping). They are the scheduler's only ways back to the handler: it decides
+	// when, never what.
+	run      func(ctx context.Context, j *job)
+	handBack func(j *job)
+	lim      *ratelimit.Limiter
+	log      *slog.Logger
+	waits    *prometheus.HistogramVec // time to a rate slot, by provider and endpoint
+	sem      chan struct{}
 	// budget bounds the requests this process holds that are ready to run: a fetcher takes a
 	// token before each message, and the request gives it back when it is settled, or as soon
 	// as it joins a queue already a second deep at its app's limit. Memory stays bounded however
@@ -35,8 +44,8 @@ type scheduler struct {
 
 type queue struct{ jobs []*job }
 
-func newScheduler(h *Handler, lim *ratelimit.Limiter, concurrency int, stop, work context.Context) *scheduler {
-	return &scheduler{h: h, lim: lim, sem: make(chan struct{}, concurrency), budget: make(chan struct{}, 16*concurrency),
+func newScheduler(lim *ratelimit.Limiter, concurrency int, stop, work context.Context, log *slog.Logger, waits *prometheus.HistogramVec) *scheduler {
+	return &scheduler{lim: lim, log: log, waits: waits, sem: make(chan struct{}, concurrency), budget: make(chan struct{}, 16*concurrency),
 		stop: stop, work: work, queues: map[string]*queue{}, delayed: map[*job]*time.Timer{}}
 }
 
@@ -62,7 +71,7 @@ func (s *scheduler) enqueue(j *job) {
 	s.mu.Lock()
 	if s.closed || s.stop.Err() != nil {
 		s.mu.Unlock()
-		s.h.handBack(j)
+		s.handBack(j)
 		return
 	}
 	q := s.queues[j.key]
@@ -85,7 +94,7 @@ func (s *scheduler) retryLater(j *job, d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		go s.h.handBack(j)
+		go s.handBack(j)
 		return
 	}
 	s.delayed[j] = time.AfterFunc(d, func() {
@@ -106,7 +115,7 @@ func (s *scheduler) pace(key string, q *queue) {
 			delete(s.queues, key)
 			s.mu.Unlock()
 			for _, j := range left {
-				s.h.handBack(j)
+				s.handBack(j)
 			}
 			return
 		}
@@ -136,7 +145,7 @@ func (s *scheduler) pace(key string, q *queue) {
 				<-s.sem
 			}
 			if s.stop.Err() == nil {
-				s.h.log.Warn("rate limiter unavailable; waiting", "key", key, "err", err)
+				s.log.Warn("rate limiter unavailable; waiting", "key", key, "err", err)
 				sleep(s.stop, time.Second)
 			}
 			continue
@@ -153,7 +162,7 @@ func (s *scheduler) pace(key string, q *queue) {
 			continue
 		}
 		provider, endpoint := endpointOf(key)
-		s.h.metrics.LimiterWait.WithLabelValues(provider, endpoint).Observe(time.Since(waitStart).Seconds())
+		s.waits.WithLabelValues(provider, endpoint).Observe(time.Since(waitStart).Seconds())
 		s.mu.Lock()
 		q.jobs = q.jobs[1:] // only this pacer takes from q, so the head is still head
 		s.mu.Unlock()
@@ -161,7 +170,7 @@ func (s *scheduler) pace(key string, q *queue) {
 		go func() {
 			defer s.wg.Done()
 			defer func() { <-s.sem }()
-			s.h.execute(s.work, head, s)
+			s.run(s.work, head)
 		}()
 	}
 }
@@ -180,7 +189,7 @@ func (s *scheduler) close(grace time.Duration, abandon context.CancelFunc) {
 	s.delayed = map[*job]*time.Timer{}
 	s.mu.Unlock()
 	for _, j := range waiting {
-		s.h.handBack(j)
+		s.handBack(j)
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()

@@ -39,36 +39,29 @@ func Connect(cfg *config.Config, log *slog.Logger) (*nats.Conn, error) {
 }
 
 // Serve provisions JetStream and processes requests for provs until ctx ends. ready, if given,
-// is called once the streams and the consumer are in place.
+// is called once the streams and the consumer are in place and the lookup service answers.
 func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []providers.Provider, log *slog.Logger, ready ...func()) error {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	reg := prometheus.NewRegistry()
 	metrics := NewMetrics(reg)
 	if cfg.HTTP.Listen != "" {
-		addr, _, err := ServeHTTP(ctx, cfg.HTTP.Listen, Probes(nc, js, cfg.Consumer.Name, reg))
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		addr, _, err := StartHTTP(ctx, cfg.HTTP.Listen, Probes(nc, js, cfg.Consumer.Name, reg))
 		if err != nil {
 			return err
 		}
 		log.Info("serving /healthz, /readyz and /metrics", "addr", addr.String())
 	}
-	assets, err := Provision(ctx, js, cfg, log)
+	r, err := NewReplica(ctx, cfg, nc, provs, log, metrics)
 	if err != nil {
 		return err
 	}
-	reg.MustRegister(NewConsumerCollector(assets.Consumer))
-	h := NewHandler(Options{
-		JS: js, State: assets.State, Subjects: events.Subjects{Prefix: cfg.NATS.SubjectPrefix},
-		Providers: provs, Encoding: events.Encoding(cfg.Events.Encoding),
-		AckWait: cfg.Consumer.AckWait, MaxDeliver: cfg.Consumer.MaxDeliver, Log: log,
-		FollowDelay: cfg.Consumer.FollowDelay, FollowMaxDelay: cfg.Consumer.FollowMaxDelay, Metrics: metrics,
-	})
+	reg.MustRegister(NewConsumerCollector(r.Assets.Consumer))
 	log.Info("consuming requests", "subjects", cfg.NATS.SubjectPrefix+".query.>", "consumer", cfg.Consumer.Name,
 		"concurrency", cfg.Consumer.Concurrency, "providers", len(provs))
-	lim := ratelimit.New(assets.Rate)
-	lookups, err := StartLookup(ctx, nc, h, lim, cfg.Consumer.LookupTimeout)
+	lookups, err := StartLookup(ctx, nc, r.Handler, cfg.Consumer.LookupTimeout)
 	if err != nil {
 		return err
 	}
@@ -78,10 +71,38 @@ func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []provi
 			f()
 		}
 	}
-	svc := &Service{Consumer: assets.Consumer, Handler: h, Limiter: lim, Concurrency: cfg.Consumer.Concurrency,
+	return r.Service.Run(ctx)
+}
+
+// Replica is what one consumer process runs: the provisioned assets, and a handler with its
+// limiter and service loop over them. Serve builds one, and so do the tests.
+type Replica struct {
+	Assets  *Assets
+	Handler *Handler
+	Service *Service
+}
+
+// NewReplica provisions JetStream on nc and builds the handler and service for provs, as cfg
+// shapes them. metrics may be nil.
+func NewReplica(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []providers.Provider, log *slog.Logger, metrics *Metrics) (*Replica, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	assets, err := Provision(ctx, js, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	h := NewHandler(Options{
+		JS: js, State: assets.State, Limiter: ratelimit.New(assets.Rate), Subjects: events.Subjects{Prefix: cfg.NATS.SubjectPrefix},
+		Providers: provs, Encoding: events.Encoding(cfg.Events.Encoding),
+		AckWait: cfg.Consumer.AckWait, MaxDeliver: cfg.Consumer.MaxDeliver, Log: log,
+		FollowDelay: cfg.Consumer.FollowDelay, FollowMaxDelay: cfg.Consumer.FollowMaxDelay, Metrics: metrics,
+	})
+	svc := &Service{Consumer: assets.Consumer, Handler: h, Concurrency: cfg.Consumer.Concurrency,
 		Grace: cfg.Consumer.AckWait * 2 / 3, Log: log,
 		Rebind: func(ctx context.Context) (jetstream.Consumer, error) {
 			return js.CreateOrUpdateConsumer(ctx, QueryStream, ConsumerConfig(cfg))
 		}}
-	return svc.Run(ctx)
+	return &Replica{Assets: assets, Handler: h, Service: svc}, nil
 }

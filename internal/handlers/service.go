@@ -10,8 +10,6 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/paystatus/orderstatus/internal/ratelimit"
 )
 
 // fetchers is how many goroutines take messages from the consumer; accepting a request is
@@ -23,7 +21,6 @@ const fetchers = 4
 type Service struct {
 	Consumer    jetstream.Consumer
 	Handler     *Handler
-	Limiter     *ratelimit.Limiter
 	Concurrency int
 	// Grace is how long calls in flight may run on after shutdown starts; then they are
 	// abandoned and their requests handed back to JetStream for another replica.
@@ -50,7 +47,7 @@ var ErrConsumerLost = errors.New("consumer lost")
 func (s *Service) Run(ctx context.Context) error {
 	work, abandon := context.WithCancel(context.WithoutCancel(ctx))
 	defer abandon()
-	sched := newScheduler(s.Handler, s.Limiter, s.Concurrency, ctx, work)
+	sched := s.Handler.newScheduler(s.Concurrency, ctx, work)
 	defer sched.close(s.Grace, abandon)
 	for {
 		lost, err := s.consume(ctx, sched)
@@ -180,4 +177,13 @@ func (s *Service) rebind(ctx context.Context) error {
 		s.Consumer = c
 		return nil
 	}, backoff.WithContext(bo, ctx))
+}
+
+// newScheduler makes the scheduler that runs h's accepted requests: in its slot, a request is
+// executed and its outcome settled; one the scheduler will not run is handed back.
+func (h *Handler) newScheduler(concurrency int, stop, work context.Context) *scheduler {
+	s := newScheduler(h.lim, concurrency, stop, work, h.log, h.metrics.LimiterWait)
+	s.run = func(ctx context.Context, j *job) { h.settle(ctx, j, h.execute(ctx, j), s) }
+	s.handBack = func(j *job) { h.settle(context.Background(), j, outcome{verdict: handBack}, s) }
+	return s
 }

@@ -1,11 +1,21 @@
 package handlers
 
 import (
+	"context"
 	"encoding/json"
-	"sync"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/kvcas"
 	"github.com/paystatus/orderstatus/internal/kvkey"
+	"github.com/paystatus/orderstatus/internal/providers"
 )
 
 // orderState is the last-known status of one order, the value in ORDERS_STATE. It is JSON so
@@ -43,35 +53,167 @@ func stateKey(provider, kind, appID, orderKey string) string {
 	return kvkey.Join(provider, kind, appID, orderKey)
 }
 
-// seenKeys remembers which order keys this process has read or written, in two generations of
-// at most max keys each, so memory stays bounded. An order never seen here is most likely new:
-// its first observation tries Create without reading first, and falls back to reading when
-// the key exists after all.
-type seenKeys struct {
-	mu        sync.Mutex
-	cur, prev map[string]struct{}
-	max       int
-}
-
-func newSeenKeys(max int) *seenKeys {
-	return &seenKeys{cur: map[string]struct{}{}, prev: map[string]struct{}{}, max: max}
-}
-
-func (s *seenKeys) has(key string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.cur[key]
-	if !ok {
-		_, ok = s.prev[key]
+// record compares the answer with the last-known state and, on a change, records the
+// transition and publishes its event (see orderState for why it is safe at every step).
+func (h *Handler) record(ctx context.Context, req events.Request, res providers.Result) (ev events.StatusEvent, changed bool, err error) {
+	key := stateKey(req.Provider, req.Kind, req.AppID, res.OrderKey)
+	for attempt := 0; attempt < 8; attempt++ {
+		var cur orderState
+		var rev uint64
+		if attempt > 0 || h.seen.has(key) {
+			if cur, rev, err = h.loadState(ctx, key); err != nil {
+				return ev, false, err
+			}
+		} // else never seen here: most likely new, and the Create below fails if it is not
+		h.seen.add(key)
+		if cur.Pending != nil {
+			if rev, err = h.publishPending(ctx, key, cur, rev); errors.Is(err, errConflict) {
+				continue
+			} else if err != nil {
+				return ev, false, err
+			}
+			cur.Pending = nil
+		}
+		if rev != 0 && cur.Status == res.Status && cur.ProviderStatus == res.ProviderStatus {
+			return h.event(req, res, "", true), false, nil // nothing new
+		}
+		ev = h.event(req, res, cur.Status, rev == 0)
+		next := orderState{Status: res.Status, ProviderStatus: res.ProviderStatus, EventID: ev.EventID,
+			ObservedAt: ev.ObservedAt, Pending: &ev}
+		newRev, err := h.putState(ctx, key, next, rev)
+		if errors.Is(err, errConflict) {
+			continue // another replica moved this order on: look again
+		}
+		if err != nil {
+			return ev, false, err
+		}
+		if err := h.step("claimed"); err != nil {
+			return ev, false, err
+		}
+		if _, err := h.publishPending(ctx, key, next, newRev); err != nil && !errors.Is(err, errConflict) {
+			return ev, false, err
+		}
+		return ev, true, nil
 	}
-	return ok
+	return ev, false, fmt.Errorf("order %s: too many concurrent updates", key)
 }
 
-func (s *seenKeys) add(key string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.cur) >= s.max {
-		s.prev, s.cur = s.cur, make(map[string]struct{}, s.max)
+// publishPending publishes st.Pending, then clears it with a compare-and-set. errConflict from
+// the clear means someone else already moved the order on, after publishing it too.
+func (h *Handler) publishPending(ctx context.Context, key string, st orderState, rev uint64) (uint64, error) {
+	ev := *st.Pending
+	data, err := h.encoding.Marshal(ev)
+	if err != nil {
+		return rev, fmt.Errorf("encode event: %w", err)
 	}
-	s.cur[key] = struct{}{}
+	m := &nats.Msg{
+		Subject: h.subjects.Status(ev.Provider, ev.Kind, ev.Status),
+		Data:    data,
+		Header:  nats.Header{events.HeaderMsgID: {ev.EventID}, events.HeaderContentType: {h.encoding.ContentType()}},
+	}
+	ack, err := h.js.PublishMsg(ctx, m)
+	if err != nil {
+		return rev, fmt.Errorf("publish event %s: %w", ev.EventID, err)
+	}
+	h.metrics.Events.WithLabelValues(ev.Provider, ev.Kind, string(ev.Status)).Inc()
+	if err := h.step("published"); err != nil {
+		return rev, err
+	}
+	if h.log.Enabled(ctx, slog.LevelDebug) {
+		h.log.Debug("status changed", "provider", ev.Provider, "kind", ev.Kind, "app_id", ev.AppID, "order_no", ev.OrderNo,
+			"status", string(ev.Status), "previous_status", string(ev.PreviousStatus), "event_id", ev.EventID, "duplicate", ack.Duplicate)
+	}
+	st.Pending = nil
+	// The event is out: clearing the mark is worth a few tries, as a mark left behind makes a
+	// later reader publish the event again (harmless inside the duplicate window only).
+	var newRev uint64
+	err = backoff.Retry(func() error {
+		var err error
+		newRev, err = h.putState(ctx, key, st, rev)
+		if errors.Is(err, errConflict) {
+			return backoff.Permanent(err)
+		}
+		return err
+	}, backoff.WithContext(backoff.WithMaxRetries(backoff.NewConstantBackOff(100*time.Millisecond), 3), ctx))
+	var perm *backoff.PermanentError
+	if errors.As(err, &perm) {
+		err = perm.Err
+	}
+	return newRev, err
+}
+
+var errConflict = errors.New("state changed concurrently")
+
+func (h *Handler) loadState(ctx context.Context, key string) (orderState, uint64, error) {
+	e, err := h.state.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return orderState{}, 0, nil
+	}
+	if err != nil {
+		return orderState{}, 0, fmt.Errorf("read state %s: %w", key, err)
+	}
+	st, err := decodeState(e.Value())
+	if err != nil {
+		// Not ours, or damaged: treat the order as never seen, and overwrite it on the next change.
+		h.log.Warn("unreadable order state; treating the order as new", "key", key, "err", err)
+		return orderState{}, e.Revision(), nil
+	}
+	return st, e.Revision(), nil
+}
+
+// putState writes st if the key is still at rev (0: the key must not exist).
+func (h *Handler) putState(ctx context.Context, key string, st orderState, rev uint64) (uint64, error) {
+	var newRev uint64
+	var err error
+	if rev == 0 {
+		newRev, err = h.state.Create(ctx, key, st.encode())
+	} else {
+		newRev, err = h.state.Update(ctx, key, st.encode(), rev)
+	}
+	switch {
+	case err == nil:
+		return newRev, nil
+	case kvcas.Conflict(err):
+		return rev, errConflict
+	}
+	return rev, fmt.Errorf("write state %s: %w", key, err)
+}
+
+func (h *Handler) event(req events.Request, res providers.Result, previous events.Status, first bool) events.StatusEvent {
+	if first {
+		previous = ""
+	}
+	attrs := req.Attributes
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	details := res.Details
+	if details == nil {
+		details = map[string]any{}
+	}
+	orderNo := req.OrderNo
+	if orderNo == "" {
+		orderNo = res.OrderNo
+	}
+	return events.StatusEvent{
+		EventID:         events.EventID(req.Provider, req.Kind, req.AppID, res.OrderKey, res.Status, res.ProviderStatus),
+		RequestID:       req.RequestID,
+		Provider:        req.Provider,
+		Kind:            req.Kind,
+		AppID:           req.AppID,
+		OrderNo:         orderNo,
+		ProviderOrderNo: res.ProviderOrderNo,
+		ProviderRefNo:   res.ProviderRefNo,
+		Status:          res.Status,
+		PreviousStatus:  previous,
+		ProviderStatus:  res.ProviderStatus,
+		Terminal:        res.Status.Terminal(),
+		Amount:          res.Amount,
+		Currency:        "CNY",
+		PaidAt:          events.FormatTime(res.PaidAt),
+		Channel:         res.Channel,
+		Details:         details,
+		ObservedAt:      events.FormatTime(res.ObservedAt),
+		Attributes:      attrs,
+	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/paystatus/orderstatus/internal/kvcas"
 	"github.com/paystatus/orderstatus/internal/kvkey"
 )
 
@@ -186,8 +187,7 @@ func (l *Limiter) update(ctx context.Context, ks *keyState, key string, f func(l
 			ks.last, ks.rev = next, rev
 			return next, nil
 		}
-		var apiErr *jetstream.APIError
-		if !errors.Is(err, jetstream.ErrKeyExists) && !(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
+		if !kvcas.Conflict(err) {
 			return time.Time{}, fmt.Errorf("rate limit %s: %w", key, err)
 		}
 		if ctx.Err() != nil {

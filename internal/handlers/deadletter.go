@@ -1,0 +1,94 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paystatus/orderstatus/internal/events"
+)
+
+// deadLetter publishes the original payload, byte for byte, with the reason, then terminates
+// the message. An error means the dead letter could not be stored, and the message is still
+// to be settled: nothing is dropped.
+func (h *Handler) deadLetter(ctx context.Context, j *job, reason, text string) error {
+	msg, meta := j.msg, j.meta
+	provider, kind := j.req.Provider, j.req.Kind
+	hdr := nats.Header{}
+	for k, vs := range msg.Headers() {
+		if !strings.HasPrefix(k, "Nats-") && !strings.HasPrefix(k, "Orders-") {
+			hdr[k] = append([]string(nil), vs...)
+		}
+	}
+	if id := msg.Headers().Get(events.HeaderMsgID); id != "" {
+		hdr.Set(events.HeaderOriginalMsgID, id)
+	}
+	hdr.Set(events.HeaderErrorReason, reason)
+	hdr.Set(events.HeaderError, text)
+	hdr.Set(events.HeaderSubject, msg.Subject())
+	hdr.Set(events.HeaderStreamSeq, strconv.FormatUint(meta.Sequence.Stream, 10))
+	hdr.Set(events.HeaderDelivered, strconv.FormatUint(meta.NumDelivered, 10))
+	// One dead letter per request, however often this runs for it.
+	hdr.Set(events.HeaderMsgID, "dlq-"+meta.Stream+"-"+strconv.FormatUint(meta.Sequence.Stream, 10))
+	m := &nats.Msg{Subject: h.subjects.DeadLetter(provider, kind), Data: msg.Data(), Header: hdr}
+	err := h.fitDeadLetter(ctx, m, meta)
+	if err == nil {
+		_, err = h.js.PublishMsg(ctx, m)
+	}
+	if err != nil {
+		return err
+	}
+	h.metrics.DeadLetters.WithLabelValues(provider, kind, reason).Inc()
+	h.metrics.Requests.WithLabelValues(provider, kind, "dead_letter").Inc()
+	h.log.Warn("request dead-lettered", "reason", reason, "error", text, "subject", msg.Subject(), "stream_seq", meta.Sequence.Stream)
+	if err := msg.TermWithReason(reason); err != nil {
+		h.log.Warn("terminate failed; the request will come back and be dead-lettered again (deduplicated)", "err", err)
+	}
+	return nil
+}
+
+// fitDeadLetter makes m fit the server's max_payload. A request the server accepted may not
+// fit once the dead letter's headers are added: its payload is then stored alone first, on
+// <dead letter subject>.payload in ORDERS_DLQ, and the dead letter carries as much of it as
+// fits, with Orders-Original-Size and Orders-Payload-Seq (that message's sequence in ORDERS_DLQ).
+// Nothing is lost, and nothing stays in ORDERS_QUERY for ever.
+func (h *Handler) fitDeadLetter(ctx context.Context, m *nats.Msg, meta *jetstream.MsgMetadata) error {
+	limit := int(h.js.Conn().MaxPayload())
+	if limit <= 0 || len(m.Data)+headerSize(m.Header) <= limit {
+		return nil
+	}
+	whole := &nats.Msg{Subject: m.Subject + ".payload", Data: m.Data}
+	id := nats.Header{events.HeaderMsgID: {"dlq-payload-" + meta.Stream + "-" + strconv.FormatUint(meta.Sequence.Stream, 10)}}
+	if len(m.Data)+headerSize(id) <= limit {
+		whole.Header = id // deduplicated; without it, a redelivery may store the payload twice
+	}
+	ack, err := h.js.PublishMsg(ctx, whole)
+	if err != nil {
+		return fmt.Errorf("store the whole payload (%d bytes): %w", len(m.Data), err)
+	}
+	m.Header.Set(events.HeaderOriginalSize, strconv.Itoa(len(m.Data)))
+	m.Header.Set(events.HeaderPayloadSeq, strconv.FormatUint(ack.Sequence, 10))
+	keep := max(limit-headerSize(m.Header)-64, 0) // 64: room for the client's own framing
+	m.Data = m.Data[:min(keep, len(m.Data))]
+	h.log.Warn("request too big for its dead letter; its payload is stored alone", "bytes", m.Header.Get(events.HeaderOriginalSize),
+		"payload_seq", ack.Sequence, "stream_seq", meta.Sequence.Stream)
+	return nil
+}
+
+// headerSize is how many bytes hdr takes on the wire (NATS/1.0 header block).
+func headerSize(hdr nats.Header) int {
+	if len(hdr) == 0 {
+		return 0
+	}
+	n := len("NATS/1.0\r\n") + 2
+	for k, vs := range hdr {
+		for _, v := range vs {
+			n += len(k) + 2 + len(v) + 2
+		}
+	}
+	return n
+}
