@@ -6,7 +6,7 @@ var benchRequest = []byte(`{"app_id":"ks707065143182458884","order_no":"17116198
 
 func benchEvent() StatusEvent {
 	return StatusEvent{
-		EventID:   EventID("kuaishou", "payment", "ks707065143182458884", "1711619867139contractDemo", StatusSucceeded, "SUCCESS"),
+		EventID:   EventID("kuaishou", "payment", "ks707065143182458884", "1711619867139contractDemo", 2),
 		RequestID: "r-1", Provider: "kuaishou", Kind: "payment", AppID: "ks707065143182458884", OrderNo: "1711619867139contractDemo",
 		ProviderOrderNo: "121112500031787702250", Status: StatusSucceeded, PreviousStatus: StatusPending, ProviderStatus: "SUCCESS",
 		Terminal: true, Amount: 1200, Currency: "CNY", PaidAt: "2024-04-10T12:46:42.906Z", Channel: ChannelWechat,
@@ -51,6 +51,6 @@ func BenchmarkMarshalEvent(b *testing.B) {
 func BenchmarkEventID(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		EventID("kuaishou", "payment", "ks707065143182458884", "1711619867139contractDemo", StatusSucceeded, "SUCCESS")
+		EventID("kuaishou", "payment", "ks707065143182458884", "1711619867139contractDemo", 2)
 	}
 }

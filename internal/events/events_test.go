@@ -168,28 +168,29 @@ func TestEventRoundTrip(t *testing.T) {
 }
 
 func TestEventID(t *testing.T) {
-	a := EventID("kuaishou", "payment", "app", "order", StatusPending, "PROCESSING")
-	if a != EventID("kuaishou", "payment", "app", "order", StatusPending, "PROCESSING") {
+	a := EventID("kuaishou", "payment", "app", "order", 1)
+	if a != EventID("kuaishou", "payment", "app", "order", 1) {
 		t.Fatal("not deterministic")
 	}
 	if len(a) != 32 {
 		t.Fatalf("len %d", len(a))
 	}
-	others := []string{
-		EventID("kudian", "payment", "app", "order", StatusPending, "PROCESSING"),
-		EventID("kuaishou", "refund", "app", "order", StatusPending, "PROCESSING"),
-		EventID("kuaishou", "payment", "app2", "order", StatusPending, "PROCESSING"),
-		EventID("kuaishou", "payment", "app", "order2", StatusPending, "PROCESSING"),
-		EventID("kuaishou", "payment", "app", "order", StatusUnknown, "PROCESSING"),
-		EventID("kuaishou", "payment", "app", "order", StatusPending, "PAYING"),
-		EventID("kuaishou", "payment", "ap", "porder", StatusPending, "PROCESSING"), // shifted boundary
-	}
 	seen := map[string]bool{a: true}
-	for _, o := range others {
-		if seen[o] {
-			t.Fatalf("collision %s", o)
+	for _, other := range []string{
+		EventID("kudian", "payment", "app", "order", 1),
+		EventID("kuaishou", "refund", "app", "order", 1),
+		EventID("kuaishou", "payment", "app2", "order", 1),
+		EventID("kuaishou", "payment", "app", "order2", 1),
+		EventID("kuaishou", "payment", "app", "order", 2),
+		EventID("kuaishou", "payment", "app", "order", 3),
+		EventID("kuaishou", "payment", "ap", "porder", 1), // shifted boundary
+		EventID("kuaishou", "payment", "app", "order1", 1),
+		EventID("kuaishou", "payment", "app", "order", 11),
+	} {
+		if seen[other] {
+			t.Fatalf("collision: %s", other)
 		}
-		seen[o] = true
+		seen[other] = true
 	}
 }
 

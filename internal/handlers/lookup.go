@@ -109,10 +109,11 @@ func (h *Handler) lookup(ctx context.Context, p providers.Provider, kind string,
 	retries := h.newRetries()
 	refreshed := false
 	var res providers.Result
+	var sent time.Time
 	for {
 		err = h.lim.Wait(ctx, key, qps, 1)
 		if err == nil {
-			res, err = h.query(ctx, p, req, key)
+			res, sent, err = h.query(ctx, p, req, key)
 		}
 		if err == nil {
 			break
@@ -145,7 +146,7 @@ func (h *Handler) lookup(ctx context.Context, p providers.Provider, kind string,
 		}
 		return
 	}
-	ev, changed, err := h.record(ctx, req, res)
+	ev, changed, err := h.record(ctx, req, res, sent)
 	switch {
 	case err != nil && ctx.Err() != nil:
 		fail(CodeTimeout, timeoutText(ctx, err))

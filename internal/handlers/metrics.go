@@ -21,6 +21,8 @@ type Metrics struct {
 	Events        *prometheus.CounterVec
 	DeadLetters   *prometheus.CounterVec
 	InFlight      prometheus.Gauge
+	Ignored       *prometheus.CounterVec
+	WriteRetries  prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them, with the Go and process collectors, on reg.
@@ -56,12 +58,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "orders_dead_letters_total",
 			Help: "Requests dead-lettered, by reason.",
 		}, []string{"provider", "kind", "reason"}),
+		Ignored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orders_answers_ignored_total",
+			Help: "Provider answers that would have moved an order backwards, by reason: stale (a query sent later set the status) or after_terminal (a non-terminal answer for a terminal order).",
+		}, []string{"provider", "kind", "reason"}),
+		WriteRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orders_write_retries_total",
+			Help: "State writes and event publishes tried again with the provider's answer in hand.",
+		}),
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "orders_requests_in_flight",
 			Help: "Requests accepted by this process and not yet settled (waiting for a limit, a call or a retry).",
 		}),
 	}
-	reg.MustRegister(m.Requests, m.ProviderCalls, m.CallDuration, m.LimiterWait, m.Retries, m.Events, m.DeadLetters, m.InFlight,
+	reg.MustRegister(m.Requests, m.ProviderCalls, m.CallDuration, m.LimiterWait, m.Retries, m.Events, m.DeadLetters, m.InFlight, m.Ignored, m.WriteRetries,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

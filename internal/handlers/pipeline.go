@@ -153,18 +153,35 @@ func (h *Handler) accept(ctx context.Context, msg jetstream.Msg, sched *schedule
 // execute makes one call for j, in its rate slot, and says what should become of the
 // request. It changes nothing but the order's state and the events.
 func (h *Handler) execute(ctx context.Context, j *job) outcome {
-	res, err := h.query(ctx, j.p, j.req, j.key)
+	res, sent, err := h.query(ctx, j.p, j.req, j.key)
 	if err != nil {
 		return decide(h.failure(ctx, j, err, false))
 	}
-	_, changed, err := h.record(ctx, j.req, res)
-	if err == nil && j.req.Follow && !res.Status.Terminal() {
-		err = h.scheduleFollow(ctx, j)
-	}
+	changed, err := h.keep(ctx, j, res, sent)
 	if err != nil {
 		return decide(h.failure(ctx, j, err, true))
 	}
 	return outcome{verdict: ack, changed: changed}
+}
+
+// keep records the answer and, for a follow request, schedules the next round. A write that
+// fails is tried again with the answer in hand, for up to retryBudget: provider calls are the
+// scarce resource, so a failed write never costs a second call in this delivery.
+func (h *Handler) keep(ctx context.Context, j *job, res providers.Result, sent time.Time) (changed bool, err error) {
+	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond),
+		backoff.WithMaxInterval(time.Second), backoff.WithMaxElapsedTime(h.retryBudget))
+	err = backoff.Retry(func() error {
+		_, c, err := h.record(ctx, j.req, res, sent)
+		changed = changed || c
+		if err == nil && j.req.Follow && !res.Status.Terminal() {
+			err = h.scheduleFollow(ctx, j)
+		}
+		if err != nil {
+			h.metrics.WriteRetries.Inc()
+		}
+		return err
+	}, backoff.WithContext(bo, ctx))
+	return changed, err
 }
 
 // failure gathers what the retry policy needs to know about j's failed attempt.
@@ -228,13 +245,15 @@ func (h *Handler) settle(ctx context.Context, j *job, o outcome, sched *schedule
 	}
 }
 
-// query asks the provider; key is the rate-limited endpoint the caller took its slot under. A
+// query asks the provider, and says when it sent the question; key is the rate-limited
+// endpoint the caller took its slot under. A
 // permanent refusal becomes a rejection carrying the provider's code and message; anything
 // else is for the retry policy.
-func (h *Handler) query(ctx context.Context, p providers.Provider, req events.Request, key string) (providers.Result, error) {
+func (h *Handler) query(ctx context.Context, p providers.Provider, req events.Request, key string) (res providers.Result, sent time.Time, err error) {
 	provider, endpoint := endpointOf(key)
 	started := time.Now()
-	res, err := p.Query(ctx, queryOf(req))
+	sent = h.now()
+	res, err = p.Query(ctx, queryOf(req))
 	h.metrics.CallDuration.WithLabelValues(provider, endpoint).Observe(time.Since(started).Seconds())
 	outcome := "ok"
 	if err != nil {
@@ -243,9 +262,9 @@ func (h *Handler) query(ctx context.Context, p providers.Provider, req events.Re
 	h.metrics.ProviderCalls.WithLabelValues(provider, endpoint, outcome).Inc()
 	var pe *providers.Error
 	if errors.As(err, &pe) && pe.Class == providers.Permanent {
-		return res, reject(events.ReasonProviderRejected, "%s refused the query: code %s: %s", p.Name(), pe.Code, pe.Message)
+		return res, sent, reject(events.ReasonProviderRejected, "%s refused the query: code %s: %s", p.Name(), pe.Code, pe.Message)
 	}
-	return res, err
+	return res, sent, err
 }
 
 func (h *Handler) step(name string) error {

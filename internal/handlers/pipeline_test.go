@@ -54,7 +54,7 @@ func TestEachKindGivesItsEvent(t *testing.T) {
 	pay := byKey["payment/"+demoOrder]
 	pay.Details = intsAsInt64(pay.Details).(map[string]any)
 	want := events.StatusEvent{
-		EventID:   events.EventID("kuaishou", "payment", demoApp, demoOrder, events.StatusPending, "PROCESSING"),
+		EventID:   events.EventID("kuaishou", "payment", demoApp, demoOrder, 1),
 		RequestID: "req-payment-1", Provider: "kuaishou", Kind: "payment", AppID: demoApp, OrderNo: demoOrder,
 		ProviderOrderNo: "121112500031787702250", ProviderRefNo: "", Status: events.StatusPending, PreviousStatus: "",
 		ProviderStatus: "PROCESSING", Terminal: false, Amount: 1200, Currency: "CNY", PaidAt: "", Channel: events.ChannelUnknown,

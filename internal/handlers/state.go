@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,19 +28,56 @@ import (
 // only one records it), then the event is published, then Pending is cleared. Whoever reads a
 // state with Pending set publishes that event before anything else: after a crash between any
 // two steps the event still goes out, and its deterministic id makes JetStream drop a copy that
-// had already gone out.
+// had already gone out. As a new transition is claimed only once the last one's event is out,
+// an order's events are published in the order of its transitions.
+//
+// Transition numbers the order's transitions from 1, and the event id is made of it, so the
+// claim makes the number, and so the id, the same for every replica and after every crash.
+// SentAt is when the query that set Status was sent: an answer to a query sent before it is
+// stale and ignored, and so is a non-terminal answer once Status is terminal, so an order never
+// moves backwards.
 type orderState struct {
 	Status         events.Status       `json:"status"`
 	ProviderStatus string              `json:"provider_status"`
+	Transition     uint64              `json:"transition"`
 	EventID        string              `json:"event_id"`
+	SentAt         string              `json:"sent_at,omitempty"`
 	ObservedAt     string              `json:"observed_at"`
 	Pending        *events.StatusEvent `json:"pending,omitempty"`
 }
 
+// decodeState reads a stored state. Numbers in a pending event's details come back as they
+// went in: whole numbers as int64, exact beyond 2^53, as a provider's answer gives them.
 func decodeState(b []byte) (orderState, error) {
 	var s orderState
-	err := json.Unmarshal(b, &s)
-	return s, err
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	if err := d.Decode(&s); err != nil {
+		return s, err
+	}
+	if s.Pending != nil && len(s.Pending.Details) > 0 {
+		raw, err := json.Marshal(s.Pending.Details) // json.Number values: their text, unchanged
+		if err != nil {
+			return s, err
+		}
+		v, err := providers.DetailValue(raw)
+		if err != nil {
+			return s, err
+		}
+		s.Pending.Details, _ = v.(map[string]any)
+	}
+	return s, nil
+}
+
+// ignored says why an answer to a query sent at sent must not change the state cur, or "".
+func ignored(cur orderState, res providers.Result, sent time.Time) string {
+	if at, err := time.Parse(time.RFC3339Nano, cur.SentAt); err == nil && sent.Before(at) {
+		return "stale" // a later query set the recorded status
+	}
+	if cur.Status.Terminal() && !res.Status.Terminal() {
+		return "after_terminal"
+	}
+	return ""
 }
 
 func (s orderState) encode() []byte {
@@ -53,9 +91,10 @@ func stateKey(provider, kind, appID, orderKey string) string {
 	return kvkey.Join(provider, kind, appID, orderKey)
 }
 
-// record compares the answer with the last-known state and, on a change, records the
-// transition and publishes its event (see orderState for why it is safe at every step).
-func (h *Handler) record(ctx context.Context, req events.Request, res providers.Result) (ev events.StatusEvent, changed bool, err error) {
+// record compares the answer to a query sent at sent with the last-known state and, on a
+// change, records the transition and publishes its event (see orderState for why it is safe at
+// every step). An answer that would move the order backwards is ignored.
+func (h *Handler) record(ctx context.Context, req events.Request, res providers.Result, sent time.Time) (ev events.StatusEvent, changed bool, err error) {
 	key := stateKey(req.Provider, req.Kind, req.AppID, res.OrderKey)
 	for attempt := 0; attempt < 8; attempt++ {
 		var cur orderState
@@ -74,12 +113,22 @@ func (h *Handler) record(ctx context.Context, req events.Request, res providers.
 			}
 			cur.Pending = nil
 		}
-		if rev != 0 && cur.Status == res.Status && cur.ProviderStatus == res.ProviderStatus {
-			return h.event(req, res, "", true), false, nil // nothing new
+		if rev != 0 {
+			if why := ignored(cur, res, sent); why != "" {
+				h.metrics.Ignored.WithLabelValues(req.Provider, req.Kind, why).Inc()
+				h.log.Debug("answer ignored", "reason", why, "key", key, "status", string(res.Status), "recorded", string(cur.Status))
+				return h.event(req, res, "", cur.Transition), false, nil
+			}
+			if cur.Status == res.Status && cur.ProviderStatus == res.ProviderStatus {
+				return h.event(req, res, "", cur.Transition), false, nil // nothing new
+			}
 		}
-		ev = h.event(req, res, cur.Status, rev == 0)
-		next := orderState{Status: res.Status, ProviderStatus: res.ProviderStatus, EventID: ev.EventID,
-			ObservedAt: ev.ObservedAt, Pending: &ev}
+		if rev == 0 {
+			cur = orderState{} // new, or unreadable: this is its first observation
+		}
+		ev = h.event(req, res, cur.Status, cur.Transition+1)
+		next := orderState{Status: res.Status, ProviderStatus: res.ProviderStatus, Transition: cur.Transition + 1,
+			EventID: ev.EventID, SentAt: sent.UTC().Format(time.RFC3339Nano), ObservedAt: ev.ObservedAt, Pending: &ev}
 		newRev, err := h.putState(ctx, key, next, rev)
 		if errors.Is(err, errConflict) {
 			continue // another replica moved this order on: look again
@@ -179,10 +228,9 @@ func (h *Handler) putState(ctx context.Context, key string, st orderState, rev u
 	return rev, fmt.Errorf("write state %s: %w", key, err)
 }
 
-func (h *Handler) event(req events.Request, res providers.Result, previous events.Status, first bool) events.StatusEvent {
-	if first {
-		previous = ""
-	}
+// event is the event of the order's transition number transition to res, from previous
+// ("" on the first observation).
+func (h *Handler) event(req events.Request, res providers.Result, previous events.Status, transition uint64) events.StatusEvent {
 	attrs := req.Attributes
 	if attrs == nil {
 		attrs = map[string]string{}
@@ -196,7 +244,7 @@ func (h *Handler) event(req events.Request, res providers.Result, previous event
 		orderNo = res.OrderNo
 	}
 	return events.StatusEvent{
-		EventID:         events.EventID(req.Provider, req.Kind, req.AppID, res.OrderKey, res.Status, res.ProviderStatus),
+		EventID:         events.EventID(req.Provider, req.Kind, req.AppID, res.OrderKey, transition),
 		RequestID:       req.RequestID,
 		Provider:        req.Provider,
 		Kind:            req.Kind,
