@@ -36,6 +36,7 @@ type NATS struct {
 	Replicas        int           `yaml:"replicas" default:"1" doc:"Replicas of the streams and KV buckets: 1 on one server, 3 in a cluster."`
 	DuplicateWindow time.Duration `yaml:"duplicate_window" default:"5m" doc:"Duplicate window of ORDERS_STATUS (at least 2m) and of ORDERS_QUERY: a redelivered request inside it never gives a second event."`
 	StatusMaxAge    time.Duration `yaml:"status_max_age" default:"168h" doc:"How long ORDERS_STATUS keeps events; 0 keeps them forever. Lowering it on a running system is refused (it would delete events)."`
+	StateMaxAge     time.Duration `yaml:"state_max_age" default:"840h" doc:"How long ORDERS_STATE keeps an order after its last change (35 days); 0 keeps orders forever (about 0.5 GB of server memory per million). At least 30 days plus duplicate_window, as a follow may last 30 days; an order asked about after it expired counts as first observed again."`
 	DLQMaxAge       time.Duration `yaml:"dlq_max_age" default:"0s" doc:"How long ORDERS_DLQ keeps dead letters; 0 keeps them forever."`
 }
 
@@ -225,6 +226,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Consumer.AckWait < time.Second {
 		return keyErr("consumer.ack_wait", "must be at least 1s, got %s", c.Consumer.AckWait)
+	}
+	if min := 30*24*time.Hour + c.NATS.DuplicateWindow; c.NATS.StateMaxAge != 0 && c.NATS.StateMaxAge < min {
+		return keyErr("nats.state_max_age", "must be 0 (forever) or at least %s (30 days of follow plus nats.duplicate_window), got %s", min, c.NATS.StateMaxAge)
 	}
 	if c.Consumer.LookupTimeout < 100*time.Millisecond || c.Consumer.LookupTimeout > 5*time.Minute {
 		return keyErr("consumer.lookup_timeout", "must be 100ms to 5m, got %s", c.Consumer.LookupTimeout)

@@ -222,3 +222,22 @@ func TestURLsAreRedacted(t *testing.T) {
 		t.Fatalf("config error %v: want base_url named and the password hidden", err)
 	}
 }
+
+// ORDERS_STATE's retention must outlive a follow (30 days) plus the duplicate window.
+func TestStateMaxAge(t *testing.T) {
+	for body, wantErr := range map[string]bool{
+		"nats: {state_max_age: 0s}":                          false,
+		"nats: {state_max_age: 721h}":                        false,
+		"nats: {state_max_age: 720h}":                        true,
+		"nats: {state_max_age: 24h}":                         true,
+		"nats: {state_max_age: 725h, duplicate_window: 10m}": false,
+	} {
+		_, err := Parse([]byte(body), envOf(nil))
+		if (err != nil) != wantErr || err != nil && !strings.Contains(err.Error(), "nats.state_max_age") {
+			t.Errorf("%s: %v", body, err)
+		}
+	}
+	if d := Default().NATS.StateMaxAge; d != 35*24*time.Hour {
+		t.Fatalf("default %s", d)
+	}
+}

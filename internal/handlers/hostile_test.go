@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -344,12 +346,45 @@ func TestLookupAnswersAsSoonAsStarted(t *testing.T) {
 	}
 }
 
-// A password in nats.url never reaches an error.
-func TestConnectErrorHidesCredentials(t *testing.T) {
+// A password in nats.url never reaches an error or a log line, while NATS is unreachable and
+// the connection keeps trying.
+func TestConnectHidesCredentials(t *testing.T) {
 	cfg := config.Default()
 	cfg.NATS.URL = "nats://alice:s3cret@127.0.0.1:1"
-	_, err := handlers.Connect(cfg, testLogger())
-	if err == nil || strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "alice") {
-		t.Fatalf("error %v", err)
+	var buf syncBuffer
+	nc, err := handlers.Connect(cfg, slog.New(slog.NewTextHandler(&buf, nil)))
+	if err != nil {
+		if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "alice") {
+			t.Fatalf("error %v", err)
+		}
+		return
 	}
+	defer nc.Close()
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if !strings.Contains(buf.String(), "NATS unreachable") {
+			return errors.New("no log line yet")
+		}
+		return nil
+	})
+	if log := buf.String(); strings.Contains(log, "s3cret") || strings.Contains(log, "alice") {
+		t.Fatalf("credentials in the log:\n%s", log)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and the test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paystatus/orderstatus/internal/config"
@@ -50,7 +51,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: StateBucket, Description: "Last known status per order",
-		History: 1, Storage: jetstream.FileStorage, Replicas: r,
+		History: 1, Storage: jetstream.FileStorage, Replicas: r, TTL: cfg.NATS.StateMaxAge,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("provision KV %s: %w", StateBucket, err)
@@ -67,6 +68,27 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 		return nil, fmt.Errorf("provision consumer %s: %w", cfg.Consumer.Name, err)
 	}
 	return &Assets{State: kv, Rate: rate, Consumer: cons}, nil
+}
+
+// ProvisionRetrying provisions until it succeeds or ctx ends. Replicas that start together
+// on a new cluster race to create the same streams, and nats-server does not answer a
+// create-or-update that arrives while that stream's creation is still in flight; NATS may not
+// be reachable yet at all. Each attempt has its own deadline, and a failed one is tried again
+// with backoff (250 ms doubling to 5 s): the replica waits, not ready, and never exits on a race.
+func ProvisionRetrying(ctx context.Context, js jetstream.JetStream, cfg *config.Config, log *slog.Logger) (*Assets, error) {
+	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(250*time.Millisecond),
+		backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(0))
+	var assets *Assets
+	err := backoff.RetryNotify(func() error {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		var err error
+		assets, err = Provision(actx, js, cfg, log)
+		return err
+	}, backoff.WithContext(bo, ctx), func(err error, next time.Duration) {
+		log.Warn("provisioning JetStream failed; trying again", "err", err, "retry_in", next.Round(time.Millisecond).String())
+	})
+	return assets, err
 }
 
 // StreamConfigs are the streams the service needs, as cfg shapes them. deploy/nats holds the

@@ -99,3 +99,30 @@ func TestDeployDefinitionsMatchProvision(t *testing.T) {
 		t.Errorf("deploy/nats/consumers/orders-query.json differs:\n got %+v\nwant %+v", got, want)
 	}
 }
+
+// ORDERS_STATE keeps an order for nats.state_max_age after its last change, and a changed
+// setting is applied to an existing bucket.
+func TestStateRetention(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	check := func(want time.Duration) {
+		t.Helper()
+		if _, err := handlers.Provision(ctx, e.js, e.cfg, e.log); err != nil {
+			t.Fatal(err)
+		}
+		kv, err := e.js.KeyValue(ctx, handlers.StateBucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := kv.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.TTL() != want {
+			t.Fatalf("ORDERS_STATE TTL %s, want %s", st.TTL(), want)
+		}
+	}
+	check(35 * 24 * time.Hour)
+	e.cfg.NATS.StateMaxAge = 60 * 24 * time.Hour
+	check(60 * 24 * time.Hour)
+}

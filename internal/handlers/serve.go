@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,12 +16,20 @@ import (
 	"github.com/paystatus/orderstatus/internal/ratelimit"
 )
 
-// Connect opens the NATS connection the service runs on. After start-up it reconnects for
-// ever: a NATS restart pauses the service, it does not stop it.
+// Connect opens the NATS connection the service runs on. It never gives up: NATS unreachable
+// at start is waited for (the replica is not ready meanwhile), and a NATS restart later
+// pauses the service, it does not stop it.
 func Connect(cfg *config.Config, log *slog.Logger) (*nats.Conn, error) {
+	url := config.RedactURL(cfg.NATS.URL)
 	opts := []nats.Option{
 		nats.Name("order-status-consumer"),
 		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectWait(time.Second),
+		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("NATS connected", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("NATS unreachable; trying again", "url", url, "err", err)
+		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: we closed the connection ourselves
 				log.Warn("NATS disconnected; reconnecting", "err", err)
@@ -33,7 +42,7 @@ func Connect(cfg *config.Config, log *slog.Logger) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(cfg.NATS.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", config.RedactURL(cfg.NATS.URL), err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}
 	return nc, nil
 }
@@ -89,7 +98,7 @@ func NewReplica(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []
 	if err != nil {
 		return nil, err
 	}
-	assets, err := Provision(ctx, js, cfg, log)
+	assets, err := ProvisionRetrying(ctx, js, cfg, log)
 	if err != nil {
 		return nil, err
 	}

@@ -81,7 +81,10 @@ func (s *Service) consume(ctx context.Context, sched *scheduler) (lost error, er
 	// at 900-2,000 req/s with 16, at 4,800 with 64). A prefetched message has no keep-alive yet;
 	// it waits at most until a budget token frees, which in-process retries bound to about
 	// 10 s, well inside the ack wait.
-	it, err := s.Consumer.Messages(jetstream.PullMaxMessages(64))
+	// A pull expires every 6 s with a heartbeat every 2 s, so a dead route (a node gone, a
+	// partition) is noticed after two missed heartbeats, 4 s, and the pull is made again;
+	// nats.go's defaults (30 s, 15 s) noticed it after about 21 s.
+	it, err := s.Consumer.Messages(jetstream.PullMaxMessages(64), jetstream.PullExpiry(6*time.Second), jetstream.PullHeartbeat(2*time.Second))
 	if err != nil {
 		return nil, err
 	}
