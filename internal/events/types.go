@@ -76,6 +76,7 @@ const (
 	HeaderRequestID     = "Orders-Request-Id"
 	HeaderFollowRound   = "Orders-Follow-Round"
 	HeaderFollowUntil   = "Orders-Follow-Until"
+	HeaderSweepKey      = "Orders-Sweep-Key"
 	// HeaderOriginalSize and HeaderPayloadSeq are on a dead letter whose payload was too big
 	// to carry whole: its size, and the ORDERS_DLQ sequence of the message holding all of it.
 	HeaderOriginalSize = "Orders-Original-Size"

@@ -1,7 +1,6 @@
 package handlers_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -40,7 +39,7 @@ func TestFollowUntilTerminalSurvivesRestart(t *testing.T) {
 	}
 	// Terminal: nothing more is scheduled, and the work queue empties.
 	natstest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
-		if n := len(e.streamMsgs(handlers.QueryStream)); n != 0 {
+		if n := len(e.queued()); n != 0 {
 			return fmt.Errorf("%d messages left in %s", n, handlers.QueryStream)
 		}
 		return nil
@@ -63,7 +62,7 @@ func TestFollowStopsAtFollowUntil(t *testing.T) {
 		if calls() < 2 {
 			return fmt.Errorf("%d queries: the follow-up never came", calls())
 		}
-		if n := len(e.streamMsgs(handlers.QueryStream)); n != 0 {
+		if n := len(e.queued()); n != 0 {
 			return fmt.Errorf("%d messages left in %s", n, handlers.QueryStream)
 		}
 		return nil
@@ -74,8 +73,7 @@ func TestFollowStopsAtFollowUntil(t *testing.T) {
 	if after := calls(); after != before {
 		t.Fatalf("queries went on after follow_until: %d -> %d", before, after)
 	}
-	s, _ := e.js.Stream(context.Background(), handlers.QueryStream)
-	if info, _ := s.Info(context.Background()); info.State.Msgs != 0 {
-		t.Fatalf("%d follow-ups left", info.State.Msgs)
+	if n := len(e.queued()); n != 0 {
+		t.Fatalf("%d follow-ups left", n)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -209,6 +210,19 @@ func (e *env) tryStreamMsgs(stream string) ([]*jetstream.RawStreamMsg, error) {
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// queued returns the requests and follow-ups waiting in ORDERS_QUERY; event checks, which wait
+// there a few seconds after every change (see sweep.go), are left out.
+func (e *env) queued() []*jetstream.RawStreamMsg {
+	e.t.Helper()
+	var out []*jetstream.RawStreamMsg
+	for _, m := range e.streamMsgs(handlers.QueryStream) {
+		if !strings.HasPrefix(m.Subject, "orders.sweep.") {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func (e *env) events() []events.StatusEvent {

@@ -219,7 +219,7 @@ func TestOversizedRequestIsDeadLettered(t *testing.T) {
 		letter.Header.Get("Orders-Payload-Seq") != fmt.Sprint(whole.Sequence) || !bytes.HasPrefix(body, letter.Data) {
 		t.Fatalf("dead letter on %s: %v, %d bytes", letter.Subject, letter.Header, len(letter.Data))
 	}
-	if n := len(e.streamMsgs(handlers.QueryStream)); n != 0 {
+	if n := len(e.queued()); n != 0 {
 		t.Fatalf("%d requests left in %s", n, handlers.QueryStream)
 	}
 	t.Logf("figures: max_payload=%d request=%d dead_letter_payload=%d payload_seq=%d", limit, len(body), len(letter.Data), whole.Sequence)

@@ -23,6 +23,7 @@ type Metrics struct {
 	InFlight      prometheus.Gauge
 	Ignored       *prometheus.CounterVec
 	WriteRetries  prometheus.Counter
+	Swept         prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them, with the Go and process collectors, on reg.
@@ -66,12 +67,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "orders_write_retries_total",
 			Help: "State writes and event publishes tried again with the provider's answer in hand.",
 		}),
+		Swept: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orders_events_swept_total",
+			Help: "Claimed events that their check found unpublished, and published.",
+		}),
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "orders_requests_in_flight",
 			Help: "Requests accepted by this process and not yet settled (waiting for a limit, a call or a retry).",
 		}),
 	}
-	reg.MustRegister(m.Requests, m.ProviderCalls, m.CallDuration, m.LimiterWait, m.Retries, m.Events, m.DeadLetters, m.InFlight, m.Ignored, m.WriteRetries,
+	reg.MustRegister(m.Requests, m.ProviderCalls, m.CallDuration, m.LimiterWait, m.Retries, m.Events, m.DeadLetters, m.InFlight, m.Ignored, m.WriteRetries, m.Swept,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

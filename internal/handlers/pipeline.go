@@ -44,10 +44,12 @@ type Handler struct {
 	retryBudget time.Duration
 	// followDelay and followMaxDelay shape the waits of follow requests.
 	followDelay, followMaxDelay time.Duration
-	log                         *slog.Logger
-	metrics                     *Metrics
-	seen                        *seenKeys
-	now                         func() time.Time
+	// sweepDelay is how long after a claim its event check is due (sweep.go).
+	sweepDelay time.Duration
+	log        *slog.Logger
+	metrics    *Metrics
+	seen       *seenKeys
+	now        func() time.Time
 
 	// failAfter, in tests only, fails the named step once it is done, as a crash there would.
 	failAfter func(step string) error
@@ -65,7 +67,9 @@ type Options struct {
 	MaxDeliver int
 	// FollowDelay is the first wait of a follow request, growing threefold up to FollowMaxDelay.
 	FollowDelay, FollowMaxDelay time.Duration
-	Log                         *slog.Logger
+	// SweepDelay is how long after a claim its event check is due; 0 means 10 s.
+	SweepDelay time.Duration
+	Log        *slog.Logger
 	// Metrics receive the pipeline's measurements; nil makes a set of its own.
 	Metrics *Metrics
 }
@@ -77,7 +81,10 @@ func NewHandler(o Options) *Handler {
 		encoding: o.Encoding, ackWait: o.AckWait, maxDeliver: o.MaxDeliver, log: o.Log, now: time.Now,
 		retryBudget: min(o.AckWait/3, 10*time.Second),
 		followDelay: o.FollowDelay, followMaxDelay: o.FollowMaxDelay, metrics: o.Metrics,
-		seen: newSeenKeys(50000),
+		seen: newSeenKeys(50000), sweepDelay: o.SweepDelay,
+	}
+	if h.sweepDelay <= 0 {
+		h.sweepDelay = 10 * time.Second
 	}
 	if h.metrics == nil {
 		h.metrics = NewMetrics(prometheus.NewRegistry())
@@ -142,6 +149,13 @@ func (h *Handler) accept(ctx context.Context, msg jetstream.Msg, sched *schedule
 		j.keepAlive.Reset(h.ackWait / 3)
 	})
 	j.req.Provider, j.req.Kind = events.Unknown, events.Unknown
+	if key, ok := h.sweepKey(msg.Headers()); ok { // an event check: no provider call
+		if p, k, ok := h.subjects.ParseQuery(msg.Subject()); ok {
+			j.req.Provider, j.req.Kind = p, k
+		}
+		h.settle(ctx, j, h.sweep(ctx, key), sched)
+		return
+	}
 	if err := h.route(msg, meta, j); err != nil {
 		h.settle(ctx, j, rejected(err), sched)
 		return

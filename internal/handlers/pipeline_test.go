@@ -185,7 +185,7 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 		t.Errorf("provider_rejected text lacks the provider's code: %q", r.text)
 	}
 	e.waitIdle()
-	if n := len(e.streamMsgs(handlers.QueryStream)); n != 0 {
+	if n := len(e.queued()); n != 0 {
 		t.Fatalf("%d requests left in the work queue", n)
 	}
 }

@@ -98,8 +98,8 @@ func StreamConfigs(cfg *config.Config) []jetstream.StreamConfig {
 	r := cfg.NATS.Replicas
 	return []jetstream.StreamConfig{
 		{
-			Name: QueryStream, Description: "Order status query requests (work queue), and follow-ups scheduled for later",
-			Subjects: []string{subj.QueryFilter(), subj.FollowFilter()}, Retention: jetstream.WorkQueuePolicy,
+			Name: QueryStream, Description: "Order status query requests (work queue), and follow-ups and event checks scheduled for later",
+			Subjects: []string{subj.QueryFilter(), subj.FollowFilter(), subj.SweepFilter()}, Retention: jetstream.WorkQueuePolicy,
 			Storage: jetstream.FileStorage, Replicas: r, Duplicates: cfg.NATS.DuplicateWindow,
 			AllowMsgSchedules: true,
 		},

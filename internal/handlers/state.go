@@ -129,17 +129,26 @@ func (h *Handler) record(ctx context.Context, req events.Request, res providers.
 		ev = h.event(req, res, cur.Status, cur.Transition+1)
 		next := orderState{Status: res.Status, ProviderStatus: res.ProviderStatus, Transition: cur.Transition + 1,
 			EventID: ev.EventID, SentAt: sent.UTC().Format(time.RFC3339Nano), ObservedAt: ev.ObservedAt, Pending: &ev}
+		check, err := h.scheduleSweep(key, &ev)
+		if err != nil {
+			return ev, false, fmt.Errorf("schedule the event check: %w", err)
+		}
 		newRev, err := h.putState(ctx, key, next, rev)
 		if errors.Is(err, errConflict) {
-			continue // another replica moved this order on: look again
+			continue // another replica moved this order on: look again (the check finds nothing)
 		}
 		if err != nil {
 			return ev, false, err
 		}
-		if err := h.step("claimed"); err != nil {
-			return ev, false, err
+		err = h.step("claimed")
+		if err == nil {
+			_, err = h.publishPending(ctx, key, next, newRev)
 		}
-		if _, err := h.publishPending(ctx, key, next, newRev); err != nil && !errors.Is(err, errConflict) {
+		if err != nil && !errors.Is(err, errConflict) {
+			// Claimed, and the event perhaps not out: its check must outlive this attempt.
+			if cerr := awaitSweep(ctx, check); cerr != nil {
+				h.log.Warn("event check not stored; the next query of the order publishes the event", "key", key, "err", cerr)
+			}
 			return ev, false, err
 		}
 		return ev, true, nil
@@ -151,6 +160,9 @@ func (h *Handler) record(ctx context.Context, req events.Request, res providers.
 // the clear means someone else already moved the order on, after publishing it too.
 func (h *Handler) publishPending(ctx context.Context, key string, st orderState, rev uint64) (uint64, error) {
 	ev := *st.Pending
+	if err := h.step("publishing"); err != nil {
+		return rev, err
+	}
 	data, err := h.encoding.Marshal(ev)
 	if err != nil {
 		return rev, fmt.Errorf("encode event: %w", err)

@@ -1,0 +1,129 @@
+package handlers_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/paystatus/orderstatus/internal/config"
+	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/natstest"
+	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+)
+
+// failPublishing makes the handler fail to publish events while the returned flag is set, as
+// a NATS failure would, after claiming them.
+func failPublishing() (func(*handlers.Handler), *atomic.Bool, *atomic.Int32) {
+	var on atomic.Bool
+	var n atomic.Int32
+	on.Store(true)
+	return func(h *handlers.Handler) {
+		h.SetSweepDelay(time.Second)
+		h.SetFailAfter(func(step string) error {
+			if step == "publishing" && on.Load() {
+				n.Add(1)
+				return errors.New("publish failed")
+			}
+			return nil
+		})
+	}, &on, &n
+}
+
+// waitPublished waits for the one event of the demo order, and checks the state holds no
+// pending mark any more.
+func (e *env) waitPublished(t *testing.T, path string) {
+	t.Helper()
+	evs := e.waitEvents(1)
+	if evs[0].OrderNo != demoOrder || evs[0].EventID != events.EventID("kuaishou", "payment", demoApp, demoOrder, 1) {
+		t.Fatalf("event %+v", evs[0])
+	}
+	kv, _ := e.js.KeyValue(context.Background(), handlers.StateBucket)
+	natstest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		entry, err := kv.Get(context.Background(), "kuaishou.payment."+demoApp+"."+demoOrder)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(string(entry.Value()), `"pending":`) {
+			return fmt.Errorf("still pending")
+		}
+		return nil
+	})
+	t.Logf("figures: %s: events=1, published by its check", path)
+}
+
+// On the first release a lookup whose publish failed after the claim left the event pending
+// until the order's next successful query: for a terminal order, never.
+func TestSweepPublishesALookupsStrandedEvent(t *testing.T) {
+	e := newEnv(t, nil)
+	tweak, on, _ := failPublishing()
+	r := e.build(tweak)
+	defer r.close()
+	svc, err := handlers.StartLookup(context.Background(), r.nc, r.h, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Stop()
+	m, err := e.nc.Request("orders.lookup.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+demoOrder+`"}`), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := m.Header.Get("Nats-Service-Error-Code"); code != handlers.CodeUnavailable {
+		t.Fatalf("lookup answered %q", code)
+	}
+	on.Store(false)
+	e.startReplica(func(h *handlers.Handler) { h.SetSweepDelay(time.Second) }) // takes the check when due
+	e.waitPublished(t, "lookup publish failed after the claim")
+}
+
+// On the first release a failure after the claim on the last allowed delivery dead-lettered
+// the request and left its event pending.
+func TestSweepPublishesAfterTheLastDelivery(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.Consumer.MaxDeliver = 1 })
+	tweak, on, _ := failPublishing()
+	e.startReplica(tweak)
+	e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+demoOrder+`"}`), nil)
+	natstest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if n := len(e.streamMsgs(handlers.DLQStream)); n != 1 {
+			return fmt.Errorf("%d dead letters", n)
+		}
+		return nil
+	})
+	if n := len(e.events()); n != 0 {
+		t.Fatalf("%d events while publishing fails", n)
+	}
+	on.Store(false)
+	e.waitPublished(t, "failure after the claim on the last delivery")
+}
+
+// On the first release a failure after the claim, then a next delivery the provider rejected,
+// dead-lettered the request and left its event pending.
+func TestSweepPublishesWhenTheNextDeliveryIsRejected(t *testing.T) {
+	e := newEnv(t, nil)
+	tweak, on, failed := failPublishing()
+	e.startReplica(tweak)
+	e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+demoOrder+`"}`), nil)
+	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if failed.Load() < 1 {
+			return errors.New("not claimed yet")
+		}
+		return nil
+	})
+	e.sb.SetFault(demoApp, sandbox.NotFound, -1) // from now on the provider rejects the order
+	natstest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if n := len(e.streamMsgs(handlers.DLQStream)); n != 1 {
+			return fmt.Errorf("%d dead letters", n)
+		}
+		return nil
+	})
+	if n := len(e.events()); n != 0 {
+		t.Fatalf("%d events while publishing fails", n)
+	}
+	on.Store(false)
+	e.sb.SetFault(demoApp, sandbox.None, 0)
+	e.waitPublished(t, "next delivery rejected after a failure after the claim")
+}
