@@ -1,9 +1,13 @@
 package handlers_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
@@ -187,6 +191,72 @@ func TestClusterNodeLossLosesNothing(t *testing.T) {
 	t.Logf("figures: cluster=3 replicas=R3 requests=%d events=%d duplicates=%d (node %s shut down mid-run)", requests, evs, dups, down.Name())
 	if dups != 0 {
 		t.Fatalf("%d duplicate events", dups)
+	}
+	e.waitIdle()
+}
+
+// d. Two replicas race on the same orders of an R3 cluster (each order is requested twice, so
+// both claim it at once and the server answers one of them with conflict code 10164), and the
+// leader of ORDERS_QUERY is killed mid-run: one event per order, none twice, the limit held,
+// and a failed write does not make the provider be asked again.
+func TestRacingReplicasAndQueryLeaderLoss(t *testing.T) {
+	const orders, qps = 100, 40
+	servers := natstest.RunCluster(t, 3)
+	e := newEnvOn(t, &serverCtl{url: natstest.ClusterURL(servers)}, func(c *config.Config) {
+		c.NATS.Replicas = 3
+		p := c.Providers["kuaishou"]
+		p.QPS = qps
+		c.Providers["kuaishou"] = p
+	})
+	reg := prometheus.NewRegistry()
+	e.metrics = handlers.NewMetrics(reg)
+	nos := putOrders(e.sb, "race", orders)
+	e.startReplica(nil)
+	e.metrics = nil
+	e.startReplica(nil)
+	for _, no := range nos {
+		for copy := range 2 {
+			e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+no+`"}`),
+				nats.Header{"Nats-Msg-Id": {fmt.Sprintf("%s-%d", no, copy)}})
+		}
+	}
+	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if n := len(e.events()); n < orders/4 {
+			return fmt.Errorf("%d events", n)
+		}
+		return nil
+	})
+	ctx := context.Background()
+	s, err := e.js.Stream(ctx, handlers.QueryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.Cluster == nil {
+		t.Fatalf("stream info: %v", err)
+	}
+	var leader string
+	for _, srv := range servers {
+		if srv.Name() == info.Cluster.Leader {
+			leader = srv.Name()
+			srv.Shutdown()
+			srv.WaitForShutdown()
+		}
+	}
+	if leader == "" {
+		t.Fatalf("no server is the leader %q", info.Cluster.Leader)
+	}
+	evs, dups := e.countEvents(orders, 90*time.Second)
+	calls := e.sb.Calls(demoApp, events.KindPayment)
+	maxPerWindow := sandbox.MaxCallsPerWindow(calls, time.Second)
+	retries := counterSum(t, reg, "orders_write_retries_total", nil)
+	t.Logf("figures: cluster=3 R3 replicas=2 racing orders=%d requests=%d events=%d duplicates=%d provider_calls=%d max_calls_per_window=%d qps=%d write_retries(replica 1)=%v (leader %s of ORDERS_QUERY killed mid-run)",
+		orders, 2*orders, evs, dups, len(calls), maxPerWindow, qps, retries, leader)
+	if dups != 0 || evs != orders {
+		t.Fatalf("%d events for %d orders, %d duplicates", evs, orders, dups)
+	}
+	if maxPerWindow > qps {
+		t.Fatalf("%d calls in one second, limit %d", maxPerWindow, qps)
 	}
 	e.waitIdle()
 }
