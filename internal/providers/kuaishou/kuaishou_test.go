@@ -29,7 +29,7 @@ func TestNormalizeStatusTable(t *testing.T) {
 		"FAILED": "failed", "SETTLE_FAILED": "failed", "REFUND_FAILED": "failed",
 		"TIMEOUT": "timed_out", "UNKNOWN": "unknown", "UNKNOW": "unknown", "": "unknown", "weird": "unknown",
 	} {
-		if got := NormalizeStatus(v); got != want {
+		if got := statuses.Normalize(v); got != want {
 			t.Errorf("%q -> %q, want %q", v, got, want)
 		}
 	}

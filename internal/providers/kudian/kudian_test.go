@@ -89,7 +89,7 @@ func TestPayTimeForms(t *testing.T) {
 
 func TestChannels(t *testing.T) {
 	for in, want := range map[string]events.Channel{"WXPAY": "wechat", "ALIPAY": "alipay", "BALANCE": "balance", "UNIONPAY": "unknown", "": "unknown"} {
-		if got := NormalizeChannel(in); got != want {
+		if got := channels.Normalize(in); got != want {
 			t.Errorf("%s: %s", in, got)
 		}
 	}
