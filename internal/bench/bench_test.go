@@ -27,7 +27,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/natstest"
 	"github.com/paystatus/orderstatus/internal/providers"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+	"github.com/paystatus/orderstatus/internal/ratelimit"
 )
 
 const concurrency = 64
@@ -257,7 +257,7 @@ func TestBench(t *testing.T) {
 				calls = append(calls, c)
 			}
 		}
-		worst = max(worst, sandbox.MaxCallsPerWindow(calls, time.Second))
+		worst = max(worst, ratelimit.MaxCallsPerWindow(calls, time.Second))
 		sort.Slice(calls, func(a, b int) bool { return calls[a].Before(calls[b]) })
 		mean := float64(len(calls)-1) / calls[len(calls)-1].Sub(calls[0]).Seconds() / 30
 		minMean = min(minMean, mean)

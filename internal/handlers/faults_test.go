@@ -10,7 +10,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/handlers"
 	"github.com/paystatus/orderstatus/internal/natstest"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+	"github.com/paystatus/orderstatus/internal/ratelimit"
 )
 
 // putOrders puts n payment orders for the demo app in the sandbox and returns their numbers.
@@ -77,7 +77,7 @@ func TestThreeReplicasHoldTheLimitTogether(t *testing.T) {
 	evs, dups := e.countEvents(requests, 30*time.Second)
 	elapsed := time.Since(start)
 	calls := e.sb.Calls(demoApp, events.KindPayment)
-	maxPerWindow := sandbox.MaxCallsPerWindow(calls, time.Second)
+	maxPerWindow := ratelimit.MaxCallsPerWindow(calls, time.Second)
 	rate := float64(len(calls)) / elapsed.Seconds()
 	t.Logf("figures: replicas=3 qps=%d requests=%d events=%d duplicates=%d calls=%d max_calls_per_window=%d mean_rate=%.2f/s (%.0f%% of qps)",
 		qps, requests, evs, dups, len(calls), maxPerWindow, rate, 100*rate/qps)

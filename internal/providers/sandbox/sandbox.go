@@ -119,20 +119,6 @@ func (c *Controls) StallAnswer(r *http.Request) {
 	<-ctx.Done()
 }
 
-// MaxCallsPerWindow is the most calls that arrived within any window of length w.
-func MaxCallsPerWindow(calls []time.Time, w time.Duration) int {
-	calls = append([]time.Time(nil), calls...)
-	sort.Slice(calls, func(i, j int) bool { return calls[i].Before(calls[j]) })
-	best, lo := 0, 0
-	for hi := range calls {
-		for calls[hi].Sub(calls[lo]) >= w {
-			lo++
-		}
-		best = max(best, hi-lo+1)
-	}
-	return best
-}
-
 // Server serves a sandbox's handler over real HTTP on a loopback port. Sandboxes embed it.
 type Server struct {
 	srv *http.Server
