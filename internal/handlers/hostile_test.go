@@ -17,7 +17,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/handlers"
 	"github.com/paystatus/orderstatus/internal/natstest"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 )
 
 // hostileRequest is one input from outside the trust boundary, and the dead-letter reason it
@@ -278,7 +278,7 @@ func TestLookupHasADeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer svc.Stop()
-	e.sb.SetFault(demoApp, sandbox.Stall, 1)
+	e.sb.SetFault(demoApp, sandboxkit.Stall, 1)
 	req := &nats.Msg{Subject: "orders.lookup.kuaishou.payment", Data: []byte(`{"app_id":"` + demoApp + `","order_no":"` + demoOrder + `"}`),
 		Header: nats.Header{handlers.HeaderRequestTimeout: {"300ms"}}}
 	m, err := e.nc.RequestMsg(req, 15*time.Second)

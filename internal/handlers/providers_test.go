@@ -12,7 +12,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/natstest"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
 	"github.com/paystatus/orderstatus/internal/providers/kudian"
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 )
 
 // A Kudian payment request gives the right event for each of the seven statuses.
@@ -73,27 +73,27 @@ func TestKudianEveryStatus(t *testing.T) {
 func TestFaultModesEndInEventOrDeadLetter(t *testing.T) {
 	type faultCase struct {
 		provider string
-		fault    sandbox.Fault
+		fault    sandboxkit.Fault
 		times    int    // faulted answers in a row (-1: for ever)
 		reason   string // "" when an event is due
 	}
 	cases := []faultCase{
-		{"kuaishou", sandbox.HTTP500, 2, ""},
-		{"kuaishou", sandbox.Stall, 2, ""},
-		{"kuaishou", sandbox.Malformed, 2, ""},
-		{"kuaishou", sandbox.RateLimit, 2, ""},
-		{"kuaishou", sandbox.ExpiredToken, 2, ""},
-		{"kuaishou", sandbox.BadSignature, 1, events.ReasonProviderRejected},
-		{"kuaishou", sandbox.NotFound, 1, events.ReasonProviderRejected},
-		{"kuaishou", sandbox.HTTP500, -1, events.ReasonRetriesExhausted},
-		{"kudian", sandbox.HTTP500, 2, ""},
-		{"kudian", sandbox.Stall, 2, ""},
-		{"kudian", sandbox.Malformed, 2, ""},
-		{"kudian", sandbox.RateLimit, 2, ""},
-		{"kudian", sandbox.ExpiredToken, 2, ""},
-		{"kudian", sandbox.BadSignature, 2, ""},
-		{"kudian", sandbox.NotFound, 1, events.ReasonProviderRejected},
-		{"kudian", sandbox.ExpiredToken, -1, events.ReasonRetriesExhausted},
+		{"kuaishou", sandboxkit.HTTP500, 2, ""},
+		{"kuaishou", sandboxkit.Stall, 2, ""},
+		{"kuaishou", sandboxkit.Malformed, 2, ""},
+		{"kuaishou", sandboxkit.RateLimit, 2, ""},
+		{"kuaishou", sandboxkit.ExpiredToken, 2, ""},
+		{"kuaishou", sandboxkit.BadSignature, 1, events.ReasonProviderRejected},
+		{"kuaishou", sandboxkit.NotFound, 1, events.ReasonProviderRejected},
+		{"kuaishou", sandboxkit.HTTP500, -1, events.ReasonRetriesExhausted},
+		{"kudian", sandboxkit.HTTP500, 2, ""},
+		{"kudian", sandboxkit.Stall, 2, ""},
+		{"kudian", sandboxkit.Malformed, 2, ""},
+		{"kudian", sandboxkit.RateLimit, 2, ""},
+		{"kudian", sandboxkit.ExpiredToken, 2, ""},
+		{"kudian", sandboxkit.BadSignature, 2, ""},
+		{"kudian", sandboxkit.NotFound, 1, events.ReasonProviderRejected},
+		{"kudian", sandboxkit.ExpiredToken, -1, events.ReasonRetriesExhausted},
 	}
 	appOf := func(i int) string { return fmt.Sprintf("fault-app-%02d", i) }
 	e := newEnv(t, func(c *config.Config) {

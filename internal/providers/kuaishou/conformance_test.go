@@ -11,7 +11,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/providers"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
 	"github.com/paystatus/orderstatus/internal/providers/providertest"
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 )
 
 func TestConformance(t *testing.T) {
@@ -55,15 +55,15 @@ func TestConformance(t *testing.T) {
 			},
 			Put:         put(false),
 			PutAsString: put(true),
-			SetFault:    func(f sandbox.Fault, n int) { sb.SetFault(kuaishou.DemoAppID, f, n) },
-			Faults: map[sandbox.Fault]providertest.Outcome{
-				sandbox.HTTP500:      {Class: providers.Retryable},
-				sandbox.Stall:        {Class: providers.Retryable},
-				sandbox.Malformed:    {Class: providers.Retryable},
-				sandbox.RateLimit:    {Class: providers.RateLimited},
-				sandbox.ExpiredToken: {Class: providers.TokenInvalid}, // the token is dropped; the next query fetches one
-				sandbox.BadSignature: {Class: providers.Permanent},
-				sandbox.NotFound:     {Class: providers.Permanent},
+			SetFault:    func(f sandboxkit.Fault, n int) { sb.SetFault(kuaishou.DemoAppID, f, n) },
+			Faults: map[sandboxkit.Fault]providertest.Outcome{
+				sandboxkit.HTTP500:      {Class: providers.Retryable},
+				sandboxkit.Stall:        {Class: providers.Retryable},
+				sandboxkit.Malformed:    {Class: providers.Retryable},
+				sandboxkit.RateLimit:    {Class: providers.RateLimited},
+				sandboxkit.ExpiredToken: {Class: providers.TokenInvalid}, // the token is dropped; the next query fetches one
+				sandboxkit.BadSignature: {Class: providers.Permanent},
+				sandboxkit.NotFound:     {Class: providers.Permanent},
 			},
 		}
 	})

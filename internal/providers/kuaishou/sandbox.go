@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/paystatus/orderstatus/internal/events"
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 )
 
 // Sandbox is a stand-in for open.kuaishou.com over real HTTP, for `consumer dev` and tests. It
@@ -26,9 +26,9 @@ type Sandbox struct {
 	TokenTTL time.Duration
 
 	// Controls switches fault modes on per app and logs calls.
-	sandbox.Controls
+	sandboxkit.Controls
 	// Server serves the API over HTTP: URL and Close come from it.
-	sandbox.Server
+	sandboxkit.Server
 
 	mu           sync.Mutex
 	apps         map[string]*sandboxApp
@@ -61,11 +61,11 @@ type SandboxOrder struct {
 	// Fields are further record fields, as the provider names them (extra_info, open_id, ...).
 	Fields map[string]any
 
-	clock sandbox.Clock
+	clock sandboxkit.Clock
 }
 
 // Step is one point of an order's status timeline.
-type Step = sandbox.Step
+type Step = sandboxkit.Step
 
 // NewSandbox returns an empty sandbox limited to qps calls per app and endpoint.
 func NewSandbox(qps int) *Sandbox {
@@ -185,25 +185,25 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string
 	limited := s.Record(appID+ep.path, now) > s.QPS && s.QPS > 0
 
 	switch s.TakeFault(appID) {
-	case sandbox.HTTP500:
+	case sandboxkit.HTTP500:
 		http.Error(w, "internal server error", http.StatusInternalServerError)
 		return
-	case sandbox.Stall:
+	case sandboxkit.Stall:
 		s.StallAnswer(r)
-	case sandbox.Malformed:
+	case sandboxkit.Malformed:
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"result":1,"`+ep.infoField+`":{"pay_status":"SUCC`)
 		return
-	case sandbox.RateLimit:
+	case sandboxkit.RateLimit:
 		limited = true
-	case sandbox.ExpiredToken:
+	case sandboxkit.ExpiredToken:
 		s.ExpireTokens(appID)
-	case sandbox.BadSignature:
+	case sandboxkit.BadSignature:
 		// Kuaishou's answers carry no signature; the request's is refused instead, as if the
 		// secret had changed.
 		fail(w, CodeSignatureInvalid, "签名校验失败")
 		return
-	case sandbox.NotFound:
+	case sandboxkit.NotFound:
 		fail(w, CodeOrderNotFound, "订单不存在")
 		return
 	}

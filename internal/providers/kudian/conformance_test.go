@@ -11,7 +11,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/providers"
 	"github.com/paystatus/orderstatus/internal/providers/kudian"
 	"github.com/paystatus/orderstatus/internal/providers/providertest"
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 )
 
 func startSandbox(t *testing.T) *kudian.Sandbox {
@@ -63,15 +63,15 @@ func TestConformance(t *testing.T) {
 				}
 				return providers.Query{Kind: kind, AppID: kudian.DemoAppID, OrderNo: out}
 			},
-			SetFault: func(f sandbox.Fault, n int) { sb.SetFault(kudian.DemoAppID, f, n) },
-			Faults: map[sandbox.Fault]providertest.Outcome{
-				sandbox.HTTP500:      {Class: providers.Retryable},
-				sandbox.Stall:        {Class: providers.Retryable},
-				sandbox.Malformed:    {Class: providers.Retryable},
-				sandbox.RateLimit:    {Class: providers.RateLimited},
-				sandbox.ExpiredToken: {Class: providers.Retryable}, // the merchant's token: an operator's to fix
-				sandbox.BadSignature: {Class: providers.Retryable}, // an answer that does not verify is never data
-				sandbox.NotFound:     {Class: providers.Permanent},
+			SetFault: func(f sandboxkit.Fault, n int) { sb.SetFault(kudian.DemoAppID, f, n) },
+			Faults: map[sandboxkit.Fault]providertest.Outcome{
+				sandboxkit.HTTP500:      {Class: providers.Retryable},
+				sandboxkit.Stall:        {Class: providers.Retryable},
+				sandboxkit.Malformed:    {Class: providers.Retryable},
+				sandboxkit.RateLimit:    {Class: providers.RateLimited},
+				sandboxkit.ExpiredToken: {Class: providers.Retryable}, // the merchant's token: an operator's to fix
+				sandboxkit.BadSignature: {Class: providers.Retryable}, // an answer that does not verify is never data
+				sandboxkit.NotFound:     {Class: providers.Permanent},
 			},
 		}
 	})

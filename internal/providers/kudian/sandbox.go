@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 )
 
 // Sandbox is a stand-in for the Kudian cashier API over real HTTP, for `consumer dev` and
@@ -21,9 +21,9 @@ type Sandbox struct {
 	// QPS is the limit per app; 0 means none.
 	QPS int
 	// Controls switches fault modes on per app and logs calls.
-	sandbox.Controls
+	sandboxkit.Controls
 	// Server serves the API over HTTP: URL and Close come from it.
-	sandbox.Server
+	sandboxkit.Server
 
 	mu     sync.Mutex
 	apps   map[string]sandboxApp
@@ -51,11 +51,11 @@ type SandboxOrder struct {
 	// ClockFromFirstQuery starts the timeline at the first query.
 	ClockFromFirstQuery bool
 
-	clock sandbox.Clock
+	clock sandboxkit.Clock
 }
 
 // Step is one point of an order's status timeline.
-type Step = sandbox.Step
+type Step = sandboxkit.Step
 
 // NewSandbox returns an empty sandbox limited to qps calls per app.
 func NewSandbox(qps int) *Sandbox {
@@ -153,23 +153,23 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request) {
 	}
 	badSign := false
 	switch s.TakeFault(appID) {
-	case sandbox.HTTP500:
+	case sandboxkit.HTTP500:
 		http.Error(w, "internal server error", http.StatusInternalServerError)
 		return
-	case sandbox.Stall:
+	case sandboxkit.Stall:
 		s.StallAnswer(r)
-	case sandbox.Malformed:
+	case sandboxkit.Malformed:
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"result":"{\"code\":0,\"data\":{\"status\":`)
 		return
-	case sandbox.RateLimit:
+	case sandboxkit.RateLimit:
 		limited = true
-	case sandbox.ExpiredToken:
+	case sandboxkit.ExpiredToken:
 		answer(w, app.secret, CodeTokenInvalid, "token 无效或已过期", nil, false)
 		return
-	case sandbox.BadSignature:
+	case sandboxkit.BadSignature:
 		badSign = true
-	case sandbox.NotFound:
+	case sandboxkit.NotFound:
 		answer(w, app.secret, CodeOrderNotFound, "订单不存在", nil, false)
 		return
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/providers"
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 )
 
 // SignVector is a known-good signature.
@@ -41,9 +41,9 @@ type Fixture struct {
 	// the query that finds it.
 	Put func(kind, providerStatus string, amount int64) providers.Query
 	// SetFault makes the app's next n answers show fault.
-	SetFault func(fault sandbox.Fault, n int)
+	SetFault func(fault sandboxkit.Fault, n int)
 	// Faults says how a query ends under each fault mode.
-	Faults map[sandbox.Fault]Outcome
+	Faults map[sandboxkit.Fault]Outcome
 	// PutAsString, when not nil, is Put with the record answered as a JSON string.
 	PutAsString func(kind, providerStatus string, amount int64) providers.Query
 }
@@ -120,7 +120,7 @@ func Run(t *testing.T, h Harness) {
 
 	t.Run("Faults", func(t *testing.T) {
 		f := h(t, 300*time.Millisecond)
-		for _, fault := range sandbox.Faults {
+		for _, fault := range sandboxkit.Faults {
 			want, ok := f.Faults[fault]
 			if !ok {
 				t.Errorf("no outcome declared for fault %s", fault)

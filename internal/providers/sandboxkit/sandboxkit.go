@@ -1,6 +1,8 @@
-// Package sandbox is what the provider sandboxes share: fault modes that tests switch on per
-// app, and the log of calls that QPS enforcement and tests count.
-package sandbox
+// Package sandboxkit is what the provider sandboxes are built from: fault modes that tests
+// switch on per app, the log of calls that QPS enforcement and tests count, the loopback HTTP
+// server and the status timeline of an order. It knows nothing of any provider's wire: each
+// sandbox states that again from the provider's documents (see kuaishou/sandbox, kudian/sandbox).
+package sandboxkit
 
 import (
 	"context"
