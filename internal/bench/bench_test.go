@@ -27,6 +27,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/natstest"
 	"github.com/paystatus/orderstatus/internal/providers"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 	"github.com/paystatus/orderstatus/internal/ratelimit"
 )
 
@@ -37,7 +38,7 @@ type rig struct {
 	bin string
 	dir string
 	ns  *server.Server
-	sb  *kuaishou.Sandbox
+	sb  *kssandbox.Sandbox
 	nc  *nats.Conn
 	js  jetstream.JetStream
 
@@ -55,7 +56,7 @@ func newRig(t *testing.T) *rig {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	ns := natstest.RunServer(t)
-	sb := kuaishou.NewSandbox(0)
+	sb := kssandbox.New(0)
 	for i := range 200 {
 		sb.AddApp(appID(i), "secret")
 	}
@@ -77,8 +78,8 @@ func (r *rig) orders(prefix string, n, apps int) [][2]string {
 	out := make([][2]string, n)
 	for i := range out {
 		app, no := appID(i%apps), fmt.Sprintf("%s-%07d", prefix, i)
-		r.sb.PutOrder(kuaishou.SandboxOrder{AppID: app, Kind: events.KindPayment, OrderNo: no,
-			Steps: []kuaishou.Step{{Status: "SUCCESS"}}, Amount: int64(i + 1), KsOrderNo: "ks" + no, PayChannel: "WECHAT"})
+		r.sb.PutOrder(kssandbox.Order{AppID: app, Kind: events.KindPayment, OrderNo: no,
+			Steps: []kssandbox.Step{{Status: "SUCCESS"}}, Amount: int64(i + 1), KsOrderNo: "ks" + no, PayChannel: "WECHAT"})
 		out[i] = [2]string{app, no}
 	}
 	return out

@@ -17,6 +17,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/handlers"
 	"github.com/paystatus/orderstatus/internal/natstest"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 )
 
@@ -111,8 +112,8 @@ func TestHostileRequestsAreDeadLettered(t *testing.T) {
 func TestForgedFollowHeadersAreIgnored(t *testing.T) {
 	e := newEnv(t, fastFollow)
 	stop := e.startReplica(nil)
-	e.sb.PutOrder(kuaishou.SandboxOrder{AppID: demoApp, Kind: events.KindPayment, OrderNo: "forged-001",
-		Steps:  []kuaishou.Step{{Status: "PROCESSING"}, {After: 2 * time.Second, Status: "SUCCESS"}},
+	e.sb.PutOrder(kssandbox.Order{AppID: demoApp, Kind: events.KindPayment, OrderNo: "forged-001",
+		Steps:  []kssandbox.Step{{Status: "PROCESSING"}, {After: 2 * time.Second, Status: "SUCCESS"}},
 		Amount: 500, KsOrderNo: "ks-forged-001", PayChannel: "WECHAT"})
 	e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"forged-001","follow":true}`),
 		nats.Header{

@@ -18,8 +18,8 @@ import (
 // Name is the provider's subject token.
 const Name = "kudian"
 
-// QueryPath is the cashier query endpoint, below base_url.
-const QueryPath = "/api/v2/cashier/query"
+// queryPath is the cashier query endpoint, below base_url.
+const queryPath = "/api/v2/cashier/query"
 
 // maxNoLen is the documented String(64) of pay_no and out_trade_no.
 const maxNoLen = 64
@@ -116,7 +116,7 @@ func (c *Client) Query(ctx context.Context, q providers.Query) (providers.Result
 		"open_app_id": app.AppID, "timestamp": json.Number(ts), "sign_type": "MD5",
 		"token": fields["token"], "biz_content": fields["biz_content"], "sign": fields["sign"],
 	})
-	raw, err := providers.PostJSON(ctx, c.http, Name, c.baseURL+QueryPath, body)
+	raw, err := providers.PostJSON(ctx, c.http, Name, c.baseURL+queryPath, body)
 	if err != nil {
 		return providers.Result{}, err
 	}

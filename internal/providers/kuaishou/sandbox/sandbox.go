@@ -1,4 +1,4 @@
-package kuaishou
+package sandbox
 
 import (
 	"crypto/rand"
@@ -14,11 +14,10 @@ import (
 	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 )
 
-// Sandbox is a stand-in for open.kuaishou.com over real HTTP, for `consumer dev` and tests. It
-// behaves like the documented API: it issues access tokens (a new one leaves the old valid),
-// checks the access token, the signature and the order number of every query, enforces the QPS
-// limit per app and endpoint, and answers with orders whose status moves on over time. It
-// records every call so tests can count them.
+// Sandbox is a stand-in for open.kuaishou.com. It behaves like the documented API: it issues
+// access tokens (a new one leaves the old valid), checks the access token, the signature and
+// the order number of every query, enforces the QPS limit per app and endpoint, and answers
+// with orders whose status moves on over time. It records every call so tests can count them.
 type Sandbox struct {
 	// QPS is the limit per app and endpoint; 0 means none.
 	QPS int
@@ -31,18 +30,18 @@ type Sandbox struct {
 	sandboxkit.Server
 
 	mu           sync.Mutex
-	apps         map[string]*sandboxApp
-	orders       map[string]*SandboxOrder
+	apps         map[string]*app
+	orders       map[string]*Order
 	tokenFetches map[string]int
 }
 
-type sandboxApp struct {
+type app struct {
 	secret string
 	tokens map[string]time.Time // token -> expiry
 }
 
-// SandboxOrder is one payment, settlement or refund in the sandbox.
-type SandboxOrder struct {
+// Order is one payment, settlement or refund in the sandbox.
+type Order struct {
 	AppID   string
 	Kind    string // events.KindPayment, KindSettlement or KindRefund
 	OrderNo string // out_order_no / out_settle_no / out_refund_no
@@ -67,13 +66,13 @@ type SandboxOrder struct {
 // Step is one point of an order's status timeline.
 type Step = sandboxkit.Step
 
-// NewSandbox returns an empty sandbox limited to qps calls per app and endpoint.
-func NewSandbox(qps int) *Sandbox {
+// New returns an empty sandbox limited to qps calls per app and endpoint.
+func New(qps int) *Sandbox {
 	return &Sandbox{
 		QPS:          qps,
 		TokenTTL:     48 * time.Hour,
-		apps:         map[string]*sandboxApp{},
-		orders:       map[string]*SandboxOrder{},
+		apps:         map[string]*app{},
+		orders:       map[string]*Order{},
 		tokenFetches: map[string]int{},
 	}
 }
@@ -82,11 +81,11 @@ func NewSandbox(qps int) *Sandbox {
 func (s *Sandbox) AddApp(appID, secret string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.apps[appID] = &sandboxApp{secret: secret, tokens: map[string]time.Time{}}
+	s.apps[appID] = &app{secret: secret, tokens: map[string]time.Time{}}
 }
 
 // PutOrder adds or replaces an order; its timeline starts now.
-func (s *Sandbox) PutOrder(o SandboxOrder) {
+func (s *Sandbox) PutOrder(o Order) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o.clock.Put(time.Now())
@@ -123,7 +122,7 @@ func (s *Sandbox) TokenFetches(appID string) int {
 
 // Calls returns the arrival times of every query call for appID and kind, in order.
 func (s *Sandbox) Calls(appID, kind string) []time.Time {
-	return s.Controls.Calls(appID + endpoints[kind].path)
+	return s.Controls.Calls(appID + queries[kind].path)
 }
 
 func orderKey(appID, kind, no string) string { return appID + "|" + kind + "|" + no }
@@ -134,9 +133,9 @@ func (s *Sandbox) Start(addr string) error { return s.Serve(addr, s.Handler()) }
 // Handler serves the sandbox's API.
 func (s *Sandbox) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/oauth2/access_token", s.serveToken)
-	for kind, ep := range endpoints {
-		mux.HandleFunc(ep.path, func(w http.ResponseWriter, r *http.Request) { s.serveQuery(w, r, kind, ep) })
+	mux.HandleFunc(tokenPath, s.serveToken)
+	for kind, q := range queries {
+		mux.HandleFunc(q.path, func(w http.ResponseWriter, r *http.Request) { s.serveQuery(w, r, kind, q) })
 	}
 	return mux
 }
@@ -152,19 +151,19 @@ func fail(w http.ResponseWriter, code int, msg string) {
 
 func (s *Sandbox) serveToken(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
-		fail(w, CodeInvalidParam, "参数有误")
+		fail(w, codeInvalidParam, "参数有误")
 		return
 	}
 	appID, secret := r.Form.Get("app_id"), r.Form.Get("app_secret")
 	if appID == "" || secret == "" || r.Form.Get("grant_type") != "client_credentials" {
-		fail(w, CodeInvalidParam, "参数有误,需要检查参数是否为空或有误")
+		fail(w, codeInvalidParam, "参数有误,需要检查参数是否为空或有误")
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.apps[appID]
 	if a == nil || a.secret != secret {
-		fail(w, CodeAuthFailed, "验证出错,需要检查app_id和app_secret")
+		fail(w, codeAuthFailed, "验证出错,需要检查app_id和app_secret")
 		return
 	}
 	var b [24]byte
@@ -172,17 +171,17 @@ func (s *Sandbox) serveToken(w http.ResponseWriter, r *http.Request) {
 	token := "ChFvYXV0aC5hY2Nlc3NUb2tlbh" + hex.EncodeToString(b[:])
 	a.tokens[token] = time.Now().Add(s.TokenTTL)
 	s.tokenFetches[appID]++
-	writeJSON(w, map[string]any{"result": 1, "access_token": token, "expires_in": int64(s.TokenTTL / time.Second), "token_type": "bearer"})
+	writeJSON(w, map[string]any{"result": codeSuccess, "access_token": token, "expires_in": int64(s.TokenTTL / time.Second), "token_type": "bearer"})
 }
 
-func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string, ep endpoint) {
+func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string, q query) {
 	if r.Method != http.MethodPost {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
 	appID, token := r.URL.Query().Get("app_id"), r.URL.Query().Get("access_token")
 	now := time.Now()
-	limited := s.Record(appID+ep.path, now) > s.QPS && s.QPS > 0
+	limited := s.Record(appID+q.path, now) > s.QPS && s.QPS > 0
 
 	switch s.TakeFault(appID) {
 	case sandboxkit.HTTP500:
@@ -192,7 +191,7 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string
 		s.StallAnswer(r)
 	case sandboxkit.Malformed:
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"result":1,"`+ep.infoField+`":{"pay_status":"SUCC`)
+		_, _ = io.WriteString(w, `{"result":1,"`+q.info+`":{"pay_status":"SUCC`)
 		return
 	case sandboxkit.RateLimit:
 		limited = true
@@ -201,10 +200,10 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string
 	case sandboxkit.BadSignature:
 		// Kuaishou's answers carry no signature; the request's is refused instead, as if the
 		// secret had changed.
-		fail(w, CodeSignatureInvalid, "签名校验失败")
+		fail(w, codeSignatureInvalid, "签名校验失败")
 		return
 	case sandboxkit.NotFound:
-		fail(w, CodeOrderNotFound, "订单不存在")
+		fail(w, codeOrderNotFound, "订单不存在")
 		return
 	}
 
@@ -221,35 +220,35 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string
 
 	switch {
 	case !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json"):
-		fail(w, CodeInvalidParam, "Content-Type must be application/json")
+		fail(w, codeInvalidParam, "Content-Type must be application/json")
 		return
 	case a == nil:
-		fail(w, CodeInvalidParam, "app_id 不存在")
+		fail(w, codeInvalidParam, "app_id 不存在")
 		return
 	case !tokenOK:
-		fail(w, CodeTokenInvalid, "access_token 无效或已过期")
+		fail(w, codeTokenInvalid, "access_token 无效或已过期")
 		return
 	case limited:
-		fail(w, CodeRateLimited, "请求过于频繁")
+		fail(w, codeRateLimited, "请求过于频繁")
 		return
 	}
 	var body map[string]string
 	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
 	if err != nil || json.Unmarshal(raw, &body) != nil {
-		fail(w, CodeInvalidParam, "body 不是合法的 JSON")
+		fail(w, codeInvalidParam, "body 不是合法的 JSON")
 		return
 	}
-	no := body[ep.noField]
-	if !validOrderNo(no) {
-		fail(w, CodeInvalidParam, ep.noField+" 参数有误")
+	no := body[q.numField]
+	if !orderNoForm.MatchString(no) {
+		fail(w, codeInvalidParam, q.numField+" 参数有误")
 		return
 	}
 	fields := map[string]string{"app_id": appID}
 	for k, v := range body {
 		fields[k] = v
 	}
-	if body["sign"] == "" || Sign(fields, secret) != body["sign"] {
-		fail(w, CodeSignatureInvalid, "签名校验失败")
+	if body["sign"] == "" || sign(fields, secret) != body["sign"] {
+		fail(w, codeSignatureInvalid, "签名校验失败")
 		return
 	}
 	s.mu.Lock()
@@ -261,7 +260,7 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string
 	}
 	s.mu.Unlock()
 	if o == nil {
-		fail(w, CodeOrderNotFound, "订单不存在")
+		fail(w, codeOrderNotFound, "订单不存在")
 		return
 	}
 	var info any = record
@@ -269,15 +268,15 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string
 		b, _ := json.Marshal(record)
 		info = string(b)
 	}
-	writeJSON(w, map[string]any{"result": 1, "error_msg": "success", ep.infoField: info})
+	writeJSON(w, map[string]any{"result": codeSuccess, "error_msg": "success", q.info: info})
 }
 
 // status is the order's status at now and when it took it.
-func (o *SandboxOrder) status(now time.Time) (string, time.Time) {
+func (o *Order) status(now time.Time) (string, time.Time) {
 	return o.clock.StatusAt(o.Steps, now)
 }
 
-func (o *SandboxOrder) record(now time.Time) map[string]any {
+func (o *Order) record(now time.Time) map[string]any {
 	st, since := o.status(now)
 	rec := map[string]any{}
 	for k, v := range o.Fields {
