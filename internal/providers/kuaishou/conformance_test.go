@@ -58,10 +58,6 @@ func TestConformance(t *testing.T) {
 			PutAsString: put(true),
 			SetFault:    func(f sandboxkit.Fault, n int) { sb.SetFault(sandbox.DemoAppID, f, n) },
 			Faults: map[sandboxkit.Fault]providertest.Outcome{
-				sandboxkit.HTTP500:      {Class: providers.Retryable},
-				sandboxkit.Stall:        {Class: providers.Retryable},
-				sandboxkit.Malformed:    {Class: providers.Retryable},
-				sandboxkit.RateLimit:    {Class: providers.RateLimited},
 				sandboxkit.ExpiredToken: {Class: providers.TokenInvalid}, // the token is dropped; the next query fetches one
 				sandboxkit.BadSignature: {Class: providers.Permanent},
 				sandboxkit.NotFound:     {Class: providers.Permanent},

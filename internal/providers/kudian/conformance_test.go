@@ -66,10 +66,6 @@ func TestConformance(t *testing.T) {
 			},
 			SetFault: func(f sandboxkit.Fault, n int) { sb.SetFault(sandbox.DemoAppID, f, n) },
 			Faults: map[sandboxkit.Fault]providertest.Outcome{
-				sandboxkit.HTTP500:      {Class: providers.Retryable},
-				sandboxkit.Stall:        {Class: providers.Retryable},
-				sandboxkit.Malformed:    {Class: providers.Retryable},
-				sandboxkit.RateLimit:    {Class: providers.RateLimited},
 				sandboxkit.ExpiredToken: {Class: providers.Retryable}, // the merchant's token: an operator's to fix
 				sandboxkit.BadSignature: {Class: providers.Retryable}, // an answer that does not verify is never data
 				sandboxkit.NotFound:     {Class: providers.Permanent},

@@ -19,12 +19,11 @@ import (
 // the order number of every query, enforces the QPS limit per app and endpoint, and answers
 // with orders whose status moves on over time. It records every call so tests can count them.
 type Sandbox struct {
-	// QPS is the limit per app and endpoint; 0 means none.
-	QPS int
 	// TokenTTL is the life of an access token (default 48h).
 	TokenTTL time.Duration
 
-	// Controls switches fault modes on per app and logs calls.
+	// Controls holds the QPS limit (per app and endpoint; 0 means none), switches fault modes
+	// on per app and logs calls.
 	sandboxkit.Controls
 	// Server serves the API over HTTP: URL and Close come from it.
 	sandboxkit.Server
@@ -69,7 +68,7 @@ type Step = sandboxkit.Step
 // New returns an empty sandbox limited to qps calls per app and endpoint.
 func New(qps int) *Sandbox {
 	return &Sandbox{
-		QPS:          qps,
+		Controls:     sandboxkit.Controls{QPS: qps},
 		TokenTTL:     48 * time.Hour,
 		apps:         map[string]*app{},
 		orders:       map[string]*Order{},
@@ -135,7 +134,7 @@ func (s *Sandbox) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(tokenPath, s.serveToken)
 	for kind, q := range queries {
-		mux.HandleFunc(q.path, func(w http.ResponseWriter, r *http.Request) { s.serveQuery(w, r, kind, q) })
+		mux.HandleFunc("POST "+q.path, func(w http.ResponseWriter, r *http.Request) { s.serveQuery(w, r, kind, q) })
 	}
 	return mux
 }
@@ -175,34 +174,20 @@ func (s *Sandbox) serveToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string, q query) {
-	if r.Method != http.MethodPost {
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
 	appID, token := r.URL.Query().Get("app_id"), r.URL.Query().Get("access_token")
 	now := time.Now()
-	limited := s.Record(appID+q.path, now) > s.QPS && s.QPS > 0
-
-	switch s.TakeFault(appID) {
-	case sandboxkit.HTTP500:
-		http.Error(w, "internal server error", http.StatusInternalServerError)
+	fault, limited, answered := s.Arrive(w, r, appID, appID+q.path, `{"result":1,"`+q.info+`":{"pay_status":"SUCC`, now)
+	switch {
+	case answered:
 		return
-	case sandboxkit.Stall:
-		s.StallAnswer(r)
-	case sandboxkit.Malformed:
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"result":1,"`+q.info+`":{"pay_status":"SUCC`)
-		return
-	case sandboxkit.RateLimit:
-		limited = true
-	case sandboxkit.ExpiredToken:
+	case fault == sandboxkit.ExpiredToken:
 		s.ExpireTokens(appID)
-	case sandboxkit.BadSignature:
+	case fault == sandboxkit.BadSignature:
 		// Kuaishou's answers carry no signature; the request's is refused instead, as if the
 		// secret had changed.
 		fail(w, codeSignatureInvalid, "签名校验失败")
 		return
-	case sandboxkit.NotFound:
+	case fault == sandboxkit.NotFound:
 		fail(w, codeOrderNotFound, "订单不存在")
 		return
 	}

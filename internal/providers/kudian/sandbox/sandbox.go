@@ -18,9 +18,8 @@ import (
 // answers, enforces the QPS limit per app, and answers with orders whose status moves on over
 // time.
 type Sandbox struct {
-	// QPS is the limit per app; 0 means none.
-	QPS int
-	// Controls switches fault modes on per app and logs calls.
+	// Controls holds the QPS limit (per app; 0 means none), switches fault modes on per app
+	// and logs calls.
 	sandboxkit.Controls
 	// Server serves the API over HTTP: URL and Close come from it.
 	sandboxkit.Server
@@ -59,7 +58,7 @@ type Step = sandboxkit.Step
 
 // New returns an empty sandbox limited to qps calls per app.
 func New(qps int) *Sandbox {
-	return &Sandbox{QPS: qps, apps: map[string]credentials{}, orders: map[string]*Order{}, byOut: map[string]string{}}
+	return &Sandbox{Controls: sandboxkit.Controls{QPS: qps}, apps: map[string]credentials{}, orders: map[string]*Order{}, byOut: map[string]string{}}
 }
 
 // AddApp registers an app with its secret and merchant token.
@@ -101,7 +100,7 @@ func (s *Sandbox) Start(addr string) error { return s.Serve(addr, s.Handler()) }
 // Handler serves the sandbox's API.
 func (s *Sandbox) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc(queryPath, s.serveQuery)
+	mux.HandleFunc("POST "+queryPath, s.serveQuery)
 	return mux
 }
 
@@ -117,10 +116,6 @@ func answer(w http.ResponseWriter, secret string, code int, msg string, data any
 }
 
 func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
 	now := time.Now()
 	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
 	var body map[string]any
@@ -142,8 +137,10 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	appID := fields["open_app_id"]
-	limited := s.Record(appID, now) > s.QPS && s.QPS > 0
-
+	fault, limited, answered := s.Arrive(w, r, appID, appID, `{"result":"{\"code\":0,\"data\":{\"status\":`, now)
+	if answered {
+		return
+	}
 	s.mu.Lock()
 	app, known := s.apps[appID]
 	s.mu.Unlock()
@@ -151,28 +148,15 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request) {
 		answer(w, "", codeInvalidParam, "open_app_id 不存在", nil, false)
 		return
 	}
-	badSign := false
-	switch s.TakeFault(appID) {
-	case sandboxkit.HTTP500:
-		http.Error(w, "internal server error", http.StatusInternalServerError)
-		return
-	case sandboxkit.Stall:
-		s.StallAnswer(r)
-	case sandboxkit.Malformed:
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"result":"{\"code\":0,\"data\":{\"status\":`)
-		return
-	case sandboxkit.RateLimit:
-		limited = true
+	switch fault {
 	case sandboxkit.ExpiredToken:
 		answer(w, app.secret, codeTokenInvalid, "token 无效或已过期", nil, false)
 		return
-	case sandboxkit.BadSignature:
-		badSign = true
 	case sandboxkit.NotFound:
 		answer(w, app.secret, codeOrderNotFound, "订单不存在", nil, false)
 		return
 	}
+	badSign := fault == sandboxkit.BadSignature
 
 	ts, _ := strconv.ParseInt(fields["timestamp"], 10, 64)
 	switch {
