@@ -28,8 +28,8 @@ func Record(raw json.RawMessage) (map[string]json.RawMessage, error) {
 
 // Details is what an event's details hold of a record: every field that omit does not leave
 // out (those that became event fields, and those the configuration keeps private), named as
-// the provider names it and decoded by DetailValue. It is never nil, so an event's details are
-// an object even when empty.
+// the provider names it and decoded by DetailValue. Without an error it is never nil, so an
+// event's details are an object even when empty.
 func Details(fields map[string]json.RawMessage, omit func(field string) bool) (map[string]any, error) {
 	details := make(map[string]any, len(fields))
 	for k, v := range fields {
