@@ -15,7 +15,9 @@ import (
 
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 	"github.com/paystatus/orderstatus/internal/providers/kudian"
+	kdsandbox "github.com/paystatus/orderstatus/internal/providers/kudian/sandbox"
 )
 
 // runDev runs the whole system on this machine with no set-up: an embedded JetStream server,
@@ -62,14 +64,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 
 	// Providers, sandboxed.
-	ks := kuaishou.NewSandbox(30)
-	kuaishou.LoadDemo(ks)
+	ks := kssandbox.New(30)
+	kssandbox.LoadDemo(ks)
 	if err := ks.Start("127.0.0.1:0"); err != nil {
 		return fmt.Errorf("kuaishou sandbox: %w", err)
 	}
 	defer ks.Close()
-	kd := kudian.NewSandbox(30)
-	kudian.LoadDemo(kd)
+	kd := kdsandbox.New(30)
+	kdsandbox.LoadDemo(kd)
 	if err := kd.Start("127.0.0.1:0"); err != nil {
 		return fmt.Errorf("kudian sandbox: %w", err)
 	}
@@ -81,8 +83,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfg.Events.Encoding = *encoding
 	cfg.HTTP.Listen = *httpAddr
 	cfg.Providers = map[string]config.Provider{
-		kuaishou.Name: {BaseURL: ks.URL(), QPS: 30, Timeout: 5 * time.Second, Apps: kuaishou.DemoApps()},
-		kudian.Name:   {BaseURL: kd.URL(), QPS: 30, Timeout: 5 * time.Second, Apps: kudian.DemoApps()},
+		kuaishou.Name: {BaseURL: ks.URL(), QPS: 30, Timeout: 5 * time.Second, Apps: kssandbox.DemoApps()},
+		kudian.Name:   {BaseURL: kd.URL(), QPS: 30, Timeout: 5 * time.Second, Apps: kdsandbox.DemoApps()},
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -141,7 +143,7 @@ func printDevGuide(w io.Writer, natsURL, dir, ksURL, kdURL, encoding string) {
 	if !strings.HasPrefix(natsURL, "nats://127.0.0.1:") || strings.Contains(natsURL, ",") {
 		where = "(external)"
 	}
-	ks, kd := kuaishou.DemoAppID, kudian.DemoAppID
+	ks, kd := kssandbox.DemoAppID, kdsandbox.DemoAppID
 	fmt.Fprintf(w, `
 order-status consumer: dev environment ready
   NATS with JetStream  %[1]s  %[2]s
@@ -168,5 +170,5 @@ Last known status of an order:
   %[5]s kv get ORDERS_STATE kuaishou.payment.%[6]s.%[9]s
 
 Ctrl-C stops everything.
-`, natsURL, where, ksURL, kdURL, nats, ks, kd, translate, kuaishou.DemoOrderNo, kudian.DemoPayNo)
+`, natsURL, where, ksURL, kdURL, nats, ks, kd, translate, kssandbox.DemoOrderNo, kdsandbox.DemoPayNo)
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paystatus/orderstatus/internal/natstest"
-	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 )
 
 var (
@@ -69,8 +69,8 @@ func TestHostileInputKeepsTheProcess(t *testing.T) {
 	}
 	bin := consumerBinary(t)
 	ns := natstest.RunServer(t)
-	sb := kuaishou.NewSandbox(0)
-	kuaishou.LoadDemo(sb)
+	sb := kssandbox.New(0)
+	kssandbox.LoadDemo(sb)
 	if err := sb.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ providers:
     apps:
       - app_id: %s
         app_secret: %s
-`, ns.ClientURL(), httpAddr, sb.URL(), kuaishou.DemoAppID, kuaishou.DemoAppSecret)), 0o600)
+`, ns.ClientURL(), httpAddr, sb.URL(), kssandbox.DemoAppID, kssandbox.DemoAppSecret)), 0o600)
 
 	cmd := exec.Command(bin, "--config", cfgPath, "--log-format", "json")
 	var stderr bytes.Buffer
@@ -148,7 +148,7 @@ providers:
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	ctx := context.Background()
-	app, order := kuaishou.DemoAppID, kuaishou.DemoOrderNo
+	app, order := kssandbox.DemoAppID, kssandbox.DemoOrderNo
 	var nested []byte
 	for range 41 {
 		nested = append(nested, 0xde, 0xff, 0xff, 0xa1, 'k')

@@ -15,7 +15,7 @@ import (
 
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/natstest"
-	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 )
 
 // a. The consumer process killed with SIGKILL in the middle of a run and started again:
@@ -28,12 +28,12 @@ func TestKillNineMidRun(t *testing.T) {
 	const requests = 300
 	bin := consumerBinary(t)
 	ns := natstest.RunServer(t)
-	sb := kuaishou.NewSandbox(0)
-	kuaishou.LoadDemo(sb)
+	sb := kssandbox.New(0)
+	kssandbox.LoadDemo(sb)
 	for i := range requests {
 		no := fmt.Sprintf("kill9-%05d", i)
-		sb.PutOrder(kuaishou.SandboxOrder{AppID: kuaishou.DemoAppID, Kind: events.KindPayment, OrderNo: no,
-			Steps: []kuaishou.Step{{Status: "SUCCESS"}}, Amount: int64(i + 1), KsOrderNo: "ks-" + no, PayChannel: "ALIPAY"})
+		sb.PutOrder(kssandbox.Order{AppID: kssandbox.DemoAppID, Kind: events.KindPayment, OrderNo: no,
+			Steps: []kssandbox.Step{{Status: "SUCCESS"}}, Amount: int64(i + 1), KsOrderNo: "ks-" + no, PayChannel: "ALIPAY"})
 	}
 	if err := sb.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
@@ -54,7 +54,7 @@ providers:
     apps:
       - app_id: %s
         app_secret: %s
-`, ns.ClientURL(), sb.URL(), kuaishou.DemoAppID, kuaishou.DemoAppSecret)), 0o600)
+`, ns.ClientURL(), sb.URL(), kssandbox.DemoAppID, kssandbox.DemoAppSecret)), 0o600)
 
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin, "--config", cfgPath, "--log-format", "json")
@@ -79,7 +79,7 @@ providers:
 		return err
 	})
 	for i := range requests {
-		body := fmt.Sprintf(`{"app_id":"%s","order_no":"kill9-%05d"}`, kuaishou.DemoAppID, i)
+		body := fmt.Sprintf(`{"app_id":"%s","order_no":"kill9-%05d"}`, kssandbox.DemoAppID, i)
 		if _, err := js.Publish(ctx, "orders.query.kuaishou.payment", []byte(body)); err != nil {
 			t.Fatal(err)
 		}

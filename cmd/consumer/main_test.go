@@ -19,7 +19,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/natstest"
-	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 	"github.com/paystatus/orderstatus/internal/providers/registry"
 )
 
@@ -97,10 +97,10 @@ func TestDevPrintedCommandsWork(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := receiveEvent(t, sub)
-	if ev.AppID != kuaishou.DemoAppID || ev.OrderNo != kuaishou.DemoOrderNo || ev.Status != events.StatusPending || ev.Amount != 1200 {
+	if ev.AppID != kssandbox.DemoAppID || ev.OrderNo != kssandbox.DemoOrderNo || ev.Status != events.StatusPending || ev.Amount != 1200 {
 		t.Fatalf("event %+v", ev)
 	}
-	if strings.Contains(stderr.String(), kuaishou.DemoAppSecret) {
+	if strings.Contains(stderr.String(), kssandbox.DemoAppSecret) {
 		t.Fatal("the app secret reached the log")
 	}
 }
@@ -108,8 +108,8 @@ func TestDevPrintedCommandsWork(t *testing.T) {
 // `consumer --config FILE` runs the service against the configured NATS and provider.
 func TestRunWithConfigFile(t *testing.T) {
 	ns := natstest.RunServer(t)
-	sb := kuaishou.NewSandbox(30)
-	kuaishou.LoadDemo(sb)
+	sb := kssandbox.New(30)
+	kssandbox.LoadDemo(sb)
 	if err := sb.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
@@ -126,11 +126,11 @@ providers:
   kuaishou:
     base_url: `+sb.URL()+`
     apps:
-      - app_id: `+kuaishou.DemoAppID+`
+      - app_id: `+kssandbox.DemoAppID+`
         app_secret: ${KUAISHOU_APP_SECRET}
 `), 0o600)
 	t.Setenv("NATS_URL", ns.ClientURL())
-	t.Setenv("KUAISHOU_APP_SECRET", kuaishou.DemoAppSecret)
+	t.Setenv("KUAISHOU_APP_SECRET", kssandbox.DemoAppSecret)
 	_, stderr := startCommand(t, "--config", path, "--log-format", "json")
 
 	nc, err := nats.Connect(ns.ClientURL())
@@ -139,7 +139,7 @@ providers:
 	}
 	defer nc.Close()
 	sub, _ := nc.SubscribeSync("orders.status.>")
-	body, _ := msgpack.Marshal(map[string]any{"app_id": kuaishou.DemoAppID, "order_no": "1637808229728demo"})
+	body, _ := msgpack.Marshal(map[string]any{"app_id": kssandbox.DemoAppID, "order_no": "1637808229728demo"})
 	js, _ := jetstream.New(nc)
 	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		_, err := js.Consumer(context.Background(), "ORDERS_QUERY", "orders-query")
@@ -157,7 +157,7 @@ providers:
 	if err := json.Unmarshal([]byte(first), &line); err != nil {
 		t.Fatalf("log is not JSON: %q", first)
 	}
-	if strings.Contains(stderr.String(), kuaishou.DemoAppSecret) {
+	if strings.Contains(stderr.String(), kssandbox.DemoAppSecret) {
 		t.Fatal("the app secret reached the log")
 	}
 }

@@ -27,7 +27,8 @@ import (
 	"github.com/paystatus/orderstatus/internal/natstest"
 	"github.com/paystatus/orderstatus/internal/providers"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
+	"github.com/paystatus/orderstatus/internal/ratelimit"
 )
 
 const concurrency = 64
@@ -37,7 +38,7 @@ type rig struct {
 	bin string
 	dir string
 	ns  *server.Server
-	sb  *kuaishou.Sandbox
+	sb  *kssandbox.Sandbox
 	nc  *nats.Conn
 	js  jetstream.JetStream
 
@@ -55,7 +56,7 @@ func newRig(t *testing.T) *rig {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	ns := natstest.RunServer(t)
-	sb := kuaishou.NewSandbox(0)
+	sb := kssandbox.New(0)
 	for i := range 200 {
 		sb.AddApp(appID(i), "secret")
 	}
@@ -77,8 +78,8 @@ func (r *rig) orders(prefix string, n, apps int) [][2]string {
 	out := make([][2]string, n)
 	for i := range out {
 		app, no := appID(i%apps), fmt.Sprintf("%s-%07d", prefix, i)
-		r.sb.PutOrder(kuaishou.SandboxOrder{AppID: app, Kind: events.KindPayment, OrderNo: no,
-			Steps: []kuaishou.Step{{Status: "SUCCESS"}}, Amount: int64(i + 1), KsOrderNo: "ks" + no, PayChannel: "WECHAT"})
+		r.sb.PutOrder(kssandbox.Order{AppID: app, Kind: events.KindPayment, OrderNo: no,
+			Steps: []kssandbox.Step{{Status: "SUCCESS"}}, Amount: int64(i + 1), KsOrderNo: "ks" + no, PayChannel: "WECHAT"})
 		out[i] = [2]string{app, no}
 	}
 	return out
@@ -257,7 +258,7 @@ func TestBench(t *testing.T) {
 				calls = append(calls, c)
 			}
 		}
-		worst = max(worst, sandbox.MaxCallsPerWindow(calls, time.Second))
+		worst = max(worst, ratelimit.MaxCallsPerWindow(calls, time.Second))
 		sort.Slice(calls, func(a, b int) bool { return calls[a].Before(calls[b]) })
 		mean := float64(len(calls)-1) / calls[len(calls)-1].Sub(calls[0]).Seconds() / 30
 		minMean = min(minMean, mean)

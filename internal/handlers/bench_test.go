@@ -8,7 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/paystatus/orderstatus/internal/events"
-	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 )
 
 // BenchmarkHandlerPath is one request's whole path, one at a time: publish the request, the
@@ -24,8 +24,8 @@ func BenchmarkHandlerPath(b *testing.B) {
 	nos := make([]string, 0, b.N)
 	for i := 0; i < b.N+1; i++ {
 		no := fmt.Sprintf("bench-%07d", i)
-		e.sb.PutOrder(kuaishou.SandboxOrder{AppID: demoApp, Kind: events.KindPayment, OrderNo: no,
-			Steps: []kuaishou.Step{{Status: "SUCCESS"}}, Amount: 1, KsOrderNo: "ks" + no})
+		e.sb.PutOrder(kssandbox.Order{AppID: demoApp, Kind: events.KindPayment, OrderNo: no,
+			Steps: []kssandbox.Step{{Status: "SUCCESS"}}, Amount: 1, KsOrderNo: "ks" + no})
 		nos = append(nos, no)
 	}
 	b.ReportAllocs()

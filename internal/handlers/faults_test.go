@@ -13,17 +13,17 @@ import (
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/handlers"
 	"github.com/paystatus/orderstatus/internal/natstest"
-	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
+	"github.com/paystatus/orderstatus/internal/ratelimit"
 )
 
 // putOrders puts n payment orders for the demo app in the sandbox and returns their numbers.
-func putOrders(sb *kuaishou.Sandbox, prefix string, n int) []string {
+func putOrders(sb *kssandbox.Sandbox, prefix string, n int) []string {
 	nos := make([]string, n)
 	for i := range nos {
 		nos[i] = fmt.Sprintf("%s-%05d", prefix, i)
-		sb.PutOrder(kuaishou.SandboxOrder{AppID: demoApp, Kind: events.KindPayment, OrderNo: nos[i],
-			Steps: []kuaishou.Step{{Status: "SUCCESS"}}, Amount: int64(100 + i), KsOrderNo: "ks-" + nos[i], PayChannel: "WECHAT"})
+		sb.PutOrder(kssandbox.Order{AppID: demoApp, Kind: events.KindPayment, OrderNo: nos[i],
+			Steps: []kssandbox.Step{{Status: "SUCCESS"}}, Amount: int64(100 + i), KsOrderNo: "ks-" + nos[i], PayChannel: "WECHAT"})
 	}
 	return nos
 }
@@ -81,7 +81,7 @@ func TestThreeReplicasHoldTheLimitTogether(t *testing.T) {
 	evs, dups := e.countEvents(requests, 30*time.Second)
 	elapsed := time.Since(start)
 	calls := e.sb.Calls(demoApp, events.KindPayment)
-	maxPerWindow := sandbox.MaxCallsPerWindow(calls, time.Second)
+	maxPerWindow := ratelimit.MaxCallsPerWindow(calls, time.Second)
 	rate := float64(len(calls)) / elapsed.Seconds()
 	t.Logf("figures: replicas=3 qps=%d requests=%d events=%d duplicates=%d calls=%d max_calls_per_window=%d mean_rate=%.2f/s (%.0f%% of qps)",
 		qps, requests, evs, dups, len(calls), maxPerWindow, rate, 100*rate/qps)
@@ -102,8 +102,8 @@ func TestBacklogOfOneAppDoesNotDelayAnother(t *testing.T) {
 		c.Providers["kuaishou"] = p
 	})
 	nos := putOrders(e.sb, "backlog", backlog)
-	e.sb.PutOrder(kuaishou.SandboxOrder{AppID: "ks700000000000000002", Kind: events.KindPayment, OrderNo: "other-app-0001",
-		Steps: []kuaishou.Step{{Status: "PROCESSING"}}, Amount: 1})
+	e.sb.PutOrder(kssandbox.Order{AppID: "ks700000000000000002", Kind: events.KindPayment, OrderNo: "other-app-0001",
+		Steps: []kssandbox.Step{{Status: "PROCESSING"}}, Amount: 1})
 	e.startReplica(nil)
 	for _, no := range nos {
 		e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+no+`"}`), nil)

@@ -9,7 +9,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/handlers"
 	"github.com/paystatus/orderstatus/internal/natstest"
-	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 )
 
 func fastFollow(c *config.Config) {
@@ -22,8 +22,8 @@ func fastFollow(c *config.Config) {
 func TestFollowUntilTerminalSurvivesRestart(t *testing.T) {
 	e := newEnv(t, fastFollow)
 	stop := e.startReplica(nil)
-	e.sb.PutOrder(kuaishou.SandboxOrder{AppID: demoApp, Kind: events.KindPayment, OrderNo: "follow-001",
-		Steps:  []kuaishou.Step{{Status: "PROCESSING"}, {After: 4 * time.Second, Status: "SUCCESS"}},
+	e.sb.PutOrder(kssandbox.Order{AppID: demoApp, Kind: events.KindPayment, OrderNo: "follow-001",
+		Steps:  []kssandbox.Step{{Status: "PROCESSING"}, {After: 4 * time.Second, Status: "SUCCESS"}},
 		Amount: 500, KsOrderNo: "ks-follow-001", PayChannel: "WECHAT"})
 	e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"follow-001","follow":true,"request_id":"r-follow"}`), nil)
 	first := e.waitEvents(1)[0]

@@ -21,7 +21,9 @@ import (
 	"github.com/paystatus/orderstatus/internal/handlers"
 	"github.com/paystatus/orderstatus/internal/natstest"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 	"github.com/paystatus/orderstatus/internal/providers/kudian"
+	kdsandbox "github.com/paystatus/orderstatus/internal/providers/kudian/sandbox"
 	"github.com/paystatus/orderstatus/internal/providers/registry"
 )
 
@@ -33,8 +35,8 @@ type env struct {
 	cfg *config.Config
 	nc  *nats.Conn
 	js  jetstream.JetStream
-	sb  *kuaishou.Sandbox
-	kd  *kudian.Sandbox
+	sb  *kssandbox.Sandbox
+	kd  *kdsandbox.Sandbox
 	log *slog.Logger
 	// metrics, when set before startReplica, receive the replica's measurements.
 	metrics *handlers.Metrics
@@ -88,14 +90,14 @@ func (e *env) restart() { e.srv.restart() }
 
 func newEnvOn(t testing.TB, srv *serverCtl, mutate func(*config.Config)) *env {
 	t.Helper()
-	sb := kuaishou.NewSandbox(0)
-	kuaishou.LoadDemo(sb)
+	sb := kssandbox.New(0)
+	kssandbox.LoadDemo(sb)
 	if err := sb.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sb.Close() })
-	kd := kudian.NewSandbox(0)
-	kudian.LoadDemo(kd)
+	kd := kdsandbox.New(0)
+	kdsandbox.LoadDemo(kd)
 	if err := kd.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
@@ -107,8 +109,8 @@ func newEnvOn(t testing.TB, srv *serverCtl, mutate func(*config.Config)) *env {
 	cfg.Consumer.MaxDeliver = 4
 	cfg.Consumer.Concurrency = 8
 	cfg.Providers = map[string]config.Provider{
-		kuaishou.Name: {BaseURL: sb.URL(), QPS: 1000, Timeout: 2 * time.Second, Apps: kuaishou.DemoApps()},
-		kudian.Name:   {BaseURL: kd.URL(), QPS: 1000, Timeout: 2 * time.Second, Apps: kudian.DemoApps()},
+		kuaishou.Name: {BaseURL: sb.URL(), QPS: 1000, Timeout: 2 * time.Second, Apps: kssandbox.DemoApps()},
+		kudian.Name:   {BaseURL: kd.URL(), QPS: 1000, Timeout: 2 * time.Second, Apps: kdsandbox.DemoApps()},
 	}
 	if mutate != nil {
 		mutate(cfg)

@@ -19,7 +19,8 @@ import (
 	"github.com/paystatus/orderstatus/internal/handlers"
 	"github.com/paystatus/orderstatus/internal/natstest"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
+	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 )
 
 // hostileRequest is one input from outside the trust boundary, and the dead-letter reason it
@@ -113,8 +114,8 @@ func TestHostileRequestsAreDeadLettered(t *testing.T) {
 func TestForgedFollowHeadersAreIgnored(t *testing.T) {
 	e := newEnv(t, fastFollow)
 	stop := e.startReplica(nil)
-	e.sb.PutOrder(kuaishou.SandboxOrder{AppID: demoApp, Kind: events.KindPayment, OrderNo: "forged-001",
-		Steps:  []kuaishou.Step{{Status: "PROCESSING"}, {After: 2 * time.Second, Status: "SUCCESS"}},
+	e.sb.PutOrder(kssandbox.Order{AppID: demoApp, Kind: events.KindPayment, OrderNo: "forged-001",
+		Steps:  []kssandbox.Step{{Status: "PROCESSING"}, {After: 2 * time.Second, Status: "SUCCESS"}},
 		Amount: 500, KsOrderNo: "ks-forged-001", PayChannel: "WECHAT"})
 	e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"forged-001","follow":true}`),
 		nats.Header{
@@ -280,7 +281,7 @@ func TestLookupHasADeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer svc.Stop()
-	e.sb.SetFault(demoApp, sandbox.Stall, 1)
+	e.sb.SetFault(demoApp, sandboxkit.Stall, 1)
 	req := &nats.Msg{Subject: "orders.lookup.kuaishou.payment", Data: []byte(`{"app_id":"` + demoApp + `","order_no":"` + demoOrder + `"}`),
 		Header: nats.Header{handlers.HeaderRequestTimeout: {"300ms"}}}
 	m, err := e.nc.RequestMsg(req, 15*time.Second)

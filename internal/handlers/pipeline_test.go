@@ -17,12 +17,12 @@ import (
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/handlers"
 	"github.com/paystatus/orderstatus/internal/natstest"
-	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 )
 
 const (
-	demoApp   = kuaishou.DemoAppID
-	demoOrder = kuaishou.DemoOrderNo
+	demoApp   = kssandbox.DemoAppID
+	demoOrder = kssandbox.DemoOrderNo
 )
 
 func TestEachKindGivesItsEvent(t *testing.T) {

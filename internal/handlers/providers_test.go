@@ -10,9 +10,9 @@ import (
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/handlers"
 	"github.com/paystatus/orderstatus/internal/natstest"
-	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
-	"github.com/paystatus/orderstatus/internal/providers/kudian"
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
+	kdsandbox "github.com/paystatus/orderstatus/internal/providers/kudian/sandbox"
+	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 )
 
 // A Kudian payment request gives the right event for each of the seven statuses.
@@ -28,12 +28,12 @@ func TestKudianEveryStatus(t *testing.T) {
 			for st := range want {
 				i++
 				payNo := fmt.Sprintf("80000000%02d", i)
-				e.kd.PutOrder(kudian.SandboxOrder{AppID: kudian.DemoAppID, PayNo: payNo, OutTradeNo: "out-" + payNo,
-					Steps: []kudian.Step{{Status: st}}, Fee: 12345, PaymentType: "ALIPAY", PaidAt: paid, ShortPayTime: i%2 == 0,
+				e.kd.PutOrder(kdsandbox.Order{AppID: kdsandbox.DemoAppID, PayNo: payNo, OutTradeNo: "out-" + payNo,
+					Steps: []kdsandbox.Step{{Status: st}}, Fee: 12345, PaymentType: "ALIPAY", PaidAt: paid, ShortPayTime: i%2 == 0,
 					Fields: map[string]any{"member_phone": "18826490000", "member_name": "Janus", "discount_info": map[string]any{"kd_discount_fee": 5}}})
-				body := `{"app_id":"` + kudian.DemoAppID + `","provider_order_no":"` + payNo + `","refresh":true}`
+				body := `{"app_id":"` + kdsandbox.DemoAppID + `","provider_order_no":"` + payNo + `","refresh":true}`
 				if i%3 == 0 { // some by merchant number
-					body = `{"app_id":"` + kudian.DemoAppID + `","order_no":"out-` + payNo + `"}`
+					body = `{"app_id":"` + kdsandbox.DemoAppID + `","order_no":"out-` + payNo + `"}`
 				}
 				e.publish("orders.query.kudian.payment", []byte(body), nil)
 			}
@@ -73,27 +73,27 @@ func TestKudianEveryStatus(t *testing.T) {
 func TestFaultModesEndInEventOrDeadLetter(t *testing.T) {
 	type faultCase struct {
 		provider string
-		fault    sandbox.Fault
+		fault    sandboxkit.Fault
 		times    int    // faulted answers in a row (-1: for ever)
 		reason   string // "" when an event is due
 	}
 	cases := []faultCase{
-		{"kuaishou", sandbox.HTTP500, 2, ""},
-		{"kuaishou", sandbox.Stall, 2, ""},
-		{"kuaishou", sandbox.Malformed, 2, ""},
-		{"kuaishou", sandbox.RateLimit, 2, ""},
-		{"kuaishou", sandbox.ExpiredToken, 2, ""},
-		{"kuaishou", sandbox.BadSignature, 1, events.ReasonProviderRejected},
-		{"kuaishou", sandbox.NotFound, 1, events.ReasonProviderRejected},
-		{"kuaishou", sandbox.HTTP500, -1, events.ReasonRetriesExhausted},
-		{"kudian", sandbox.HTTP500, 2, ""},
-		{"kudian", sandbox.Stall, 2, ""},
-		{"kudian", sandbox.Malformed, 2, ""},
-		{"kudian", sandbox.RateLimit, 2, ""},
-		{"kudian", sandbox.ExpiredToken, 2, ""},
-		{"kudian", sandbox.BadSignature, 2, ""},
-		{"kudian", sandbox.NotFound, 1, events.ReasonProviderRejected},
-		{"kudian", sandbox.ExpiredToken, -1, events.ReasonRetriesExhausted},
+		{"kuaishou", sandboxkit.HTTP500, 2, ""},
+		{"kuaishou", sandboxkit.Stall, 2, ""},
+		{"kuaishou", sandboxkit.Malformed, 2, ""},
+		{"kuaishou", sandboxkit.RateLimit, 2, ""},
+		{"kuaishou", sandboxkit.ExpiredToken, 2, ""},
+		{"kuaishou", sandboxkit.BadSignature, 1, events.ReasonProviderRejected},
+		{"kuaishou", sandboxkit.NotFound, 1, events.ReasonProviderRejected},
+		{"kuaishou", sandboxkit.HTTP500, -1, events.ReasonRetriesExhausted},
+		{"kudian", sandboxkit.HTTP500, 2, ""},
+		{"kudian", sandboxkit.Stall, 2, ""},
+		{"kudian", sandboxkit.Malformed, 2, ""},
+		{"kudian", sandboxkit.RateLimit, 2, ""},
+		{"kudian", sandboxkit.ExpiredToken, 2, ""},
+		{"kudian", sandboxkit.BadSignature, 2, ""},
+		{"kudian", sandboxkit.NotFound, 1, events.ReasonProviderRejected},
+		{"kudian", sandboxkit.ExpiredToken, -1, events.ReasonRetriesExhausted},
 	}
 	appOf := func(i int) string { return fmt.Sprintf("fault-app-%02d", i) }
 	e := newEnv(t, func(c *config.Config) {
@@ -116,13 +116,13 @@ func TestFaultModesEndInEventOrDeadLetter(t *testing.T) {
 		app, no := appOf(i), fmt.Sprintf("fault-order-%02d", i)
 		if fc.provider == "kuaishou" {
 			e.sb.AddApp(app, "secret")
-			e.sb.PutOrder(kuaishou.SandboxOrder{AppID: app, Kind: events.KindPayment, OrderNo: no,
-				Steps: []kuaishou.Step{{Status: "SUCCESS"}}, Amount: 700, KsOrderNo: "ks-" + no, PayChannel: "ALIPAY"})
+			e.sb.PutOrder(kssandbox.Order{AppID: app, Kind: events.KindPayment, OrderNo: no,
+				Steps: []kssandbox.Step{{Status: "SUCCESS"}}, Amount: 700, KsOrderNo: "ks-" + no, PayChannel: "ALIPAY"})
 			e.sb.SetFault(app, fc.fault, fc.times)
 		} else {
 			e.kd.AddApp(app, "secret", "token")
-			e.kd.PutOrder(kudian.SandboxOrder{AppID: app, PayNo: "pay-" + no, OutTradeNo: no,
-				Steps: []kudian.Step{{Status: "PAYED_SUCC"}}, Fee: 700, PaymentType: "WXPAY"})
+			e.kd.PutOrder(kdsandbox.Order{AppID: app, PayNo: "pay-" + no, OutTradeNo: no,
+				Steps: []kdsandbox.Step{{Status: "PAYED_SUCC"}}, Fee: 700, PaymentType: "WXPAY"})
 			e.kd.SetFault(app, fc.fault, fc.times)
 		}
 		e.publish("orders.query."+fc.provider+".payment", []byte(`{"app_id":"`+app+`","order_no":"`+no+`","request_id":"`+no+`"}`), nil)

@@ -3,8 +3,47 @@ package providers
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strconv"
 )
+
+// Record reads a provider's record (the object holding one order's fields) by field, each
+// field's value left raw for the reader that knows its type. Absent, null and anything but an
+// object are errors: an answer without its record says nothing about the order.
+func Record(raw json.RawMessage) (map[string]json.RawMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return nil, errors.New("missing")
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return nil, fmt.Errorf("not an object: %v", err)
+	}
+	if fields == nil {
+		return nil, errors.New("not an object")
+	}
+	return fields, nil
+}
+
+// Details is what an event's details hold of a record: every field that omit does not leave
+// out (those that became event fields, and those the configuration keeps private), named as
+// the provider names it and decoded by DetailValue. Without an error it is never nil, so an
+// event's details are an object even when empty.
+func Details(fields map[string]json.RawMessage, omit func(field string) bool) (map[string]any, error) {
+	details := make(map[string]any, len(fields))
+	for k, v := range fields {
+		if omit(k) {
+			continue
+		}
+		val, err := DetailValue(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", k, err)
+		}
+		details[k] = val
+	}
+	return details, nil
+}
 
 // DetailValue decodes a provider's JSON value for an event's details: objects and arrays as
 // maps and slices, and numbers as int64 when they are whole (amounts stay exact to the fen in

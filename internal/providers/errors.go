@@ -2,6 +2,7 @@ package providers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -51,25 +52,59 @@ func ParseClass(name string) (Class, bool) {
 	return 0, false
 }
 
-// CodeClasses merges the configured classes of result codes (code -> class name) over
-// defaults. key is the configuration key, for errors.
-func CodeClasses(defaults map[int64]Class, configured map[string]string, key string) (map[int64]Class, error) {
-	out := make(map[int64]Class, len(defaults)+len(configured))
+// Codes is how a provider's own result codes read: the one that means success, and the class
+// of every other. The provider package knows its codes' default classes; operators can change
+// them (providers.<name>.result_codes) once the real meaning of a code is known.
+type Codes struct {
+	provider string
+	success  int64
+	classes  map[int64]Class
+}
+
+// NewCodes merges the configured classes of result codes (code -> class name) over the
+// provider's defaults. A bad entry is a configuration error naming its key.
+func NewCodes(provider string, success int64, defaults map[int64]Class, configured map[string]string) (Codes, error) {
+	key := "providers." + provider + ".result_codes"
+	classes := make(map[int64]Class, len(defaults)+len(configured))
 	for k, v := range defaults {
-		out[k] = v
+		classes[k] = v
 	}
 	for code, name := range configured {
 		n, err := strconv.ParseInt(code, 10, 64)
 		if err != nil {
-			return nil, &config.Error{Key: key + "." + code, Msg: "a result code must be a whole number"}
+			return Codes{}, &config.Error{Key: key + "." + code, Msg: "a result code must be a whole number"}
 		}
 		c, ok := ParseClass(name)
 		if !ok {
-			return nil, &config.Error{Key: key + "." + code, Msg: fmt.Sprintf("%q is not retryable, rate_limited, token_invalid or permanent", name)}
+			return Codes{}, &config.Error{Key: key + "." + code, Msg: fmt.Sprintf("%q is not retryable, rate_limited, token_invalid or permanent", name)}
 		}
-		out[n] = c
+		classes[n] = c
 	}
-	return out, nil
+	return Codes{provider: provider, success: success, classes: classes}, nil
+}
+
+// Check reads a result code from an answer: nil for success, otherwise an *Error of the code's
+// class carrying the provider's code and text. A code nobody classified is retryable (the
+// retry budget bounds it); a code that is not a whole number makes the answer malformed.
+func (c Codes) Check(code json.Number, msg string) error {
+	n, err := code.Int64()
+	if err != nil {
+		return Malformed(c.provider, "result code %q is not a whole number", code.String())
+	}
+	if n == c.success {
+		return nil
+	}
+	class, ok := c.classes[n]
+	if !ok {
+		class = Retryable
+	}
+	return &Error{Provider: c.provider, Class: class, Code: code.String(), Message: msg}
+}
+
+// Malformed is the error for an answer that cannot be read. It is retryable: a provider that
+// answered garbage once may answer properly next time, and the retry budget bounds it.
+func Malformed(provider, format string, args ...any) error {
+	return &Error{Provider: provider, Class: Retryable, Message: "malformed answer: " + fmt.Sprintf(format, args...)}
 }
 
 // Error is a classified provider failure.

@@ -31,15 +31,22 @@ func NewHTTPClient(timeout time.Duration) *http.Client {
 	}
 }
 
-// PostJSON posts body to url and returns the answer's body. Its errors are classified where
-// they are born: a transport failure or an HTTP status other than 200 is retryable (429 is a
-// rate limit), and a URL never reaches the error with its query string.
+// PostJSON posts a JSON body to url and returns the answer's body, as Post does.
 func PostJSON(ctx context.Context, client *http.Client, provider, url string, body []byte) ([]byte, error) {
+	return Post(ctx, client, provider, url, "application/json", body)
+}
+
+// Post posts body of contentType to url and returns the answer's body, at most MaxAnswerSize of
+// it. It is the one way provider clients reach a provider, so that its errors are classified
+// where they are born, alike for every call: a transport failure or an HTTP status other than
+// 200 is retryable (429 is a rate limit), and a URL never reaches the error with its query
+// string, which carries credentials.
+func Post(ctx context.Context, client *http.Client, provider, url, contentType string, body []byte) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, &Error{Provider: provider, Class: Permanent, Message: "building request", Err: stripQuery(err)}
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, TransportError(provider, err)

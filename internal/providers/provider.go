@@ -1,7 +1,9 @@
 // Package providers holds what every payment provider shares: the Provider interface the
-// pipeline calls, the query and result types, the error classes, the QPS limiter and the HTTP
-// client. Each provider lives in its own folder below this one and registers itself in the
-// pipeline's wiring with one line; nothing provider-specific leaks out of its folder.
+// pipeline calls, the query and result types, the error classes and result codes, the HTTP
+// client and Post, and the reading of a provider's record into an event's fields and details.
+// Each provider lives in its own folder below this one, holding only its wire specifics, and
+// registers itself in the pipeline's wiring with one line; nothing provider-specific leaks out
+// of its folder.
 package providers
 
 import (

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paystatus/orderstatus/internal/natstest"
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
 )
 
 func bucket(t *testing.T) jetstream.KeyValue {
@@ -54,7 +53,7 @@ func TestSharedAcrossReplicas(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	if m := sandbox.MaxCallsPerWindow(calls, time.Second); m > qps {
+	if m := MaxCallsPerWindow(calls, time.Second); m > qps {
 		t.Fatalf("%d calls in one second, limit %d", m, qps)
 	}
 	// Whole seconds from the first call: at least 95% of the limit each.
@@ -73,7 +72,7 @@ func TestSharedAcrossReplicas(t *testing.T) {
 	if float64(n) < 0.95*2*qps {
 		t.Fatalf("%d calls in the first 2 s at a limit of %d/s", n, qps)
 	}
-	t.Logf("calls=%d max_per_window=%d first_2s=%d", len(calls), sandbox.MaxCallsPerWindow(calls, time.Second), n)
+	t.Logf("calls=%d max_per_window=%d first_2s=%d", len(calls), MaxCallsPerWindow(calls, time.Second), n)
 }
 
 func TestKeysAreIndependentAndSlowdownPauses(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"path"
-	"strconv"
 	"strings"
 	"time"
 
@@ -53,7 +52,7 @@ type Client struct {
 	baseURL string
 	http    *http.Client
 	qps     int
-	classes map[int64]providers.Class
+	codes   providers.Codes
 	apps    map[string]*app
 	now     func() time.Time
 }
@@ -72,7 +71,7 @@ func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = n
 
 // New builds a client from the provider's configuration.
 func New(cfg config.Provider, opts ...Option) (*Client, error) {
-	classes, err := providers.CodeClasses(DefaultCodeClasses, cfg.ResultCodes, "providers."+Name+".result_codes")
+	codes, err := providers.NewCodes(Name, CodeSuccess, DefaultCodeClasses, cfg.ResultCodes)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +79,7 @@ func New(cfg config.Provider, opts ...Option) (*Client, error) {
 		baseURL: strings.TrimRight(cfg.BaseURL, "/"),
 		http:    providers.NewHTTPClient(cfg.Timeout),
 		qps:     cfg.QPS,
-		classes: classes,
+		codes:   codes,
 		apps:    map[string]*app{},
 		now:     time.Now,
 	}
@@ -166,18 +165,10 @@ func (c *Client) parseAnswer(q providers.Query, ep endpoint, raw []byte, observe
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.UseNumber()
 	if err := d.Decode(&ans); err != nil {
-		return providers.Result{}, malformed("not JSON: %v", err)
+		return providers.Result{}, providers.Malformed(Name, "not JSON: %v", err)
 	}
-	if ans.Result.String() != strconv.Itoa(CodeSuccess) {
-		code, err := ans.Result.Int64()
-		if err != nil {
-			return providers.Result{}, malformed("result %q is not a number", ans.Result.String())
-		}
-		class, ok := c.classes[code]
-		if !ok {
-			class = providers.Retryable
-		}
-		return providers.Result{}, &providers.Error{Provider: Name, Class: class, Code: ans.Result.String(), Message: ans.ErrorMsg}
+	if err := c.codes.Check(ans.Result, ans.ErrorMsg); err != nil {
+		return providers.Result{}, err
 	}
 	var info json.RawMessage
 	switch ep.infoField {
@@ -190,11 +181,11 @@ func (c *Client) parseAnswer(q providers.Query, ep endpoint, raw []byte, observe
 	}
 	fields, err := decodeInfo(info)
 	if err != nil {
-		return providers.Result{}, malformed("%s: %v", ep.infoField, err)
+		return providers.Result{}, providers.Malformed(Name, "%s: %v", ep.infoField, err)
 	}
 	res, err := transform(q, fields)
 	if err != nil {
-		return providers.Result{}, malformed("%s: %v", ep.infoField, err)
+		return providers.Result{}, providers.Malformed(Name, "%s: %v", ep.infoField, err)
 	}
 	res.ObservedAt = observed.UTC()
 	return res, nil

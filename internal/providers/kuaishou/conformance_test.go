@@ -10,20 +10,21 @@ import (
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/providers"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+	"github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 	"github.com/paystatus/orderstatus/internal/providers/providertest"
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 )
 
 func TestConformance(t *testing.T) {
 	providertest.Run(t, func(t *testing.T, timeout time.Duration) *providertest.Fixture {
-		sb := kuaishou.NewSandbox(0)
-		sb.AddApp(kuaishou.DemoAppID, kuaishou.DemoAppSecret)
+		sb := sandbox.New(0)
+		sb.AddApp(sandbox.DemoAppID, sandbox.DemoAppSecret)
 		if err := sb.Start("127.0.0.1:0"); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { sb.Close() })
 		p, err := kuaishou.New(config.Provider{BaseURL: sb.URL(), QPS: 1000, Timeout: timeout,
-			Apps: []config.App{{AppID: kuaishou.DemoAppID, AppSecret: kuaishou.DemoAppSecret}}})
+			Apps: []config.App{{AppID: sandbox.DemoAppID, AppSecret: sandbox.DemoAppSecret}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -31,15 +32,15 @@ func TestConformance(t *testing.T) {
 		put := func(asString bool) func(kind, status string, amount int64) providers.Query {
 			return func(kind, status string, amount int64) providers.Query {
 				no := fmt.Sprintf("conf-%08d", n.Add(1))
-				sb.PutOrder(kuaishou.SandboxOrder{AppID: kuaishou.DemoAppID, Kind: kind, OrderNo: no,
-					Steps: []kuaishou.Step{{Status: status}}, Amount: amount, KsOrderNo: "ks-" + no, KsRefNo: "ref-" + no,
+				sb.PutOrder(sandbox.Order{AppID: sandbox.DemoAppID, Kind: kind, OrderNo: no,
+					Steps: []sandbox.Step{{Status: status}}, Amount: amount, KsOrderNo: "ks-" + no, KsRefNo: "ref-" + no,
 					PayChannel: "WECHAT", InfoAsJSONString: asString})
-				return providers.Query{Kind: kind, AppID: kuaishou.DemoAppID, OrderNo: no}
+				return providers.Query{Kind: kind, AppID: sandbox.DemoAppID, OrderNo: no}
 			}
 		}
 		return &providertest.Fixture{
 			Provider: p,
-			AppID:    kuaishou.DemoAppID,
+			AppID:    sandbox.DemoAppID,
 			Sign:     kuaishou.Sign,
 			SignVectors: []providertest.SignVector{{
 				Fields: map[string]string{"app_id": "ks707065143182458884", "out_order_no": "1711619867139contractDemo", "access_token": "x", "sign": "y"},
@@ -55,15 +56,11 @@ func TestConformance(t *testing.T) {
 			},
 			Put:         put(false),
 			PutAsString: put(true),
-			SetFault:    func(f sandbox.Fault, n int) { sb.SetFault(kuaishou.DemoAppID, f, n) },
-			Faults: map[sandbox.Fault]providertest.Outcome{
-				sandbox.HTTP500:      {Class: providers.Retryable},
-				sandbox.Stall:        {Class: providers.Retryable},
-				sandbox.Malformed:    {Class: providers.Retryable},
-				sandbox.RateLimit:    {Class: providers.RateLimited},
-				sandbox.ExpiredToken: {Class: providers.TokenInvalid}, // the token is dropped; the next query fetches one
-				sandbox.BadSignature: {Class: providers.Permanent},
-				sandbox.NotFound:     {Class: providers.Permanent},
+			SetFault:    func(f sandboxkit.Fault, n int) { sb.SetFault(sandbox.DemoAppID, f, n) },
+			Faults: map[sandboxkit.Fault]providertest.Outcome{
+				sandboxkit.ExpiredToken: {Class: providers.TokenInvalid}, // the token is dropped; the next query fetches one
+				sandboxkit.BadSignature: {Class: providers.Permanent},
+				sandboxkit.NotFound:     {Class: providers.Permanent},
 			},
 		}
 	})

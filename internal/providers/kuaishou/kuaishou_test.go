@@ -12,6 +12,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/providers"
+	"github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 )
 
 func TestSignContractVector(t *testing.T) {
@@ -29,7 +30,7 @@ func TestNormalizeStatusTable(t *testing.T) {
 		"FAILED": "failed", "SETTLE_FAILED": "failed", "REFUND_FAILED": "failed",
 		"TIMEOUT": "timed_out", "UNKNOWN": "unknown", "UNKNOW": "unknown", "": "unknown", "weird": "unknown",
 	} {
-		if got := NormalizeStatus(v); got != want {
+		if got := statuses.Normalize(v); got != want {
 			t.Errorf("%q -> %q, want %q", v, got, want)
 		}
 	}
@@ -137,10 +138,10 @@ func TestResultCodeClasses(t *testing.T) {
 	}
 }
 
-func startSandbox(t *testing.T, qps int) *Sandbox {
+func startSandbox(t *testing.T, qps int) *sandbox.Sandbox {
 	t.Helper()
-	sb := NewSandbox(qps)
-	LoadDemo(sb)
+	sb := sandbox.New(qps)
+	sandbox.LoadDemo(sb)
 	if err := sb.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
@@ -157,26 +158,26 @@ func mustNew(t testing.TB, cfg config.Provider, opts ...Option) *Client {
 	return c
 }
 
-func newClient(t testing.TB, sb *Sandbox, secret string, opts ...Option) *Client {
+func newClient(t testing.TB, sb *sandbox.Sandbox, secret string, opts ...Option) *Client {
 	return mustNew(t, config.Provider{BaseURL: sb.URL(), QPS: 1000, Timeout: 2 * time.Second,
-		Apps: []config.App{{AppID: DemoAppID, AppSecret: config.Secret(secret)}}}, opts...)
+		Apps: []config.App{{AppID: sandbox.DemoAppID, AppSecret: config.Secret(secret)}}}, opts...)
 }
 
 func TestQueryAgainstSandbox(t *testing.T) {
 	sb := startSandbox(t, 0)
-	c := newClient(t, sb, DemoAppSecret)
+	c := newClient(t, sb, sandbox.DemoAppSecret)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		kind, no string
 		status   events.Status
 		amount   int64
 	}{
-		{events.KindPayment, DemoOrderNo, events.StatusPending, 1200},
+		{events.KindPayment, sandbox.DemoOrderNo, events.StatusPending, 1200},
 		{events.KindPayment, "1637808229728demo", events.StatusSucceeded, 990},
-		{events.KindSettlement, DemoOrderNo, events.StatusPending, 234},
+		{events.KindSettlement, sandbox.DemoOrderNo, events.StatusPending, 234},
 		{events.KindRefund, "1660811124083refund", events.StatusPending, 1},
 	} {
-		res, err := c.Query(ctx, providers.Query{Kind: tc.kind, AppID: DemoAppID, OrderNo: tc.no})
+		res, err := c.Query(ctx, providers.Query{Kind: tc.kind, AppID: sandbox.DemoAppID, OrderNo: tc.no})
 		if err != nil {
 			t.Fatalf("%s %s: %v", tc.kind, tc.no, err)
 		}
@@ -184,30 +185,30 @@ func TestQueryAgainstSandbox(t *testing.T) {
 			t.Errorf("%s %s: %+v", tc.kind, tc.no, res)
 		}
 	}
-	sb.SetStatus(DemoAppID, events.KindPayment, DemoOrderNo, "SUCCESS")
-	res, err := c.Query(ctx, providers.Query{Kind: events.KindPayment, AppID: DemoAppID, OrderNo: DemoOrderNo})
+	sb.SetStatus(sandbox.DemoAppID, events.KindPayment, sandbox.DemoOrderNo, "SUCCESS")
+	res, err := c.Query(ctx, providers.Query{Kind: events.KindPayment, AppID: sandbox.DemoAppID, OrderNo: sandbox.DemoOrderNo})
 	if err != nil || res.Status != events.StatusSucceeded || res.Channel != events.ChannelWechat || res.PaidAt.IsZero() {
 		t.Fatalf("after change: %v %+v", err, res)
 	}
-	_, err = c.Query(ctx, providers.Query{Kind: events.KindPayment, AppID: DemoAppID, OrderNo: "no-such-order"})
+	_, err = c.Query(ctx, providers.Query{Kind: events.KindPayment, AppID: sandbox.DemoAppID, OrderNo: "no-such-order"})
 	if pe := (*providers.Error)(nil); !errors.As(err, &pe) || pe.Class != providers.Permanent || pe.Code != "100200104" {
 		t.Fatalf("unknown order: %v", err)
 	}
-	if n := sb.TokenFetches(DemoAppID); n != 1 {
+	if n := sb.TokenFetches(sandbox.DemoAppID); n != 1 {
 		t.Fatalf("token fetched %d times", n)
 	}
 }
 
 func TestTokenOneFetchManyWaiters(t *testing.T) {
 	sb := startSandbox(t, 0)
-	c := newClient(t, sb, DemoAppSecret)
+	c := newClient(t, sb, sandbox.DemoAppSecret)
 	var wg sync.WaitGroup
 	errs := make(chan error, 50)
 	for range 50 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := c.Query(context.Background(), providers.Query{Kind: events.KindPayment, AppID: DemoAppID, OrderNo: DemoOrderNo})
+			_, err := c.Query(context.Background(), providers.Query{Kind: events.KindPayment, AppID: sandbox.DemoAppID, OrderNo: sandbox.DemoOrderNo})
 			errs <- err
 		}()
 	}
@@ -218,7 +219,7 @@ func TestTokenOneFetchManyWaiters(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := sb.TokenFetches(DemoAppID); n != 1 {
+	if n := sb.TokenFetches(sandbox.DemoAppID); n != 1 {
 		t.Fatalf("50 concurrent calls fetched %d tokens", n)
 	}
 }
@@ -229,8 +230,8 @@ func TestTokenRefreshedBeforeExpiryAndAfterRefusal(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Now()
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	c := newClient(t, sb, DemoAppSecret, WithClock(clock))
-	q := providers.Query{Kind: events.KindPayment, AppID: DemoAppID, OrderNo: DemoOrderNo}
+	c := newClient(t, sb, sandbox.DemoAppSecret, WithClock(clock))
+	q := providers.Query{Kind: events.KindPayment, AppID: sandbox.DemoAppID, OrderNo: sandbox.DemoOrderNo}
 	query := func() {
 		t.Helper()
 		if _, err := c.Query(context.Background(), q); err != nil {
@@ -242,22 +243,22 @@ func TestTokenRefreshedBeforeExpiryAndAfterRefusal(t *testing.T) {
 	now = now.Add(79 * time.Second) // still inside 80% of the life
 	mu.Unlock()
 	query()
-	if n := sb.TokenFetches(DemoAppID); n != 1 {
+	if n := sb.TokenFetches(sandbox.DemoAppID); n != 1 {
 		t.Fatalf("fetches %d, want 1", n)
 	}
 	mu.Lock()
 	now = now.Add(2 * time.Second) // past 80%: refreshed, though the old one still works
 	mu.Unlock()
 	query()
-	if n := sb.TokenFetches(DemoAppID); n != 2 {
+	if n := sb.TokenFetches(sandbox.DemoAppID); n != 2 {
 		t.Fatalf("fetches %d, want 2", n)
 	}
-	sb.ExpireTokens(DemoAppID) // the provider refuses the cached token: it is dropped, the next query fetches one
+	sb.ExpireTokens(sandbox.DemoAppID) // the provider refuses the cached token: it is dropped, the next query fetches one
 	if _, err := c.Query(context.Background(), q); providers.Classify(err) != providers.TokenInvalid {
 		t.Fatalf("refused token: %v", err)
 	}
 	query()
-	if n := sb.TokenFetches(DemoAppID); n != 3 {
+	if n := sb.TokenFetches(sandbox.DemoAppID); n != 3 {
 		t.Fatalf("fetches %d, want 3", n)
 	}
 }
@@ -265,7 +266,7 @@ func TestTokenRefreshedBeforeExpiryAndAfterRefusal(t *testing.T) {
 func TestWrongSecret(t *testing.T) {
 	sb := startSandbox(t, 0)
 	c := newClient(t, sb, "wrong")
-	_, err := c.Query(context.Background(), providers.Query{Kind: events.KindPayment, AppID: DemoAppID, OrderNo: DemoOrderNo})
+	_, err := c.Query(context.Background(), providers.Query{Kind: events.KindPayment, AppID: sandbox.DemoAppID, OrderNo: sandbox.DemoOrderNo})
 	var pe *providers.Error
 	if !errors.As(err, &pe) || pe.Code != "100200101" || pe.Class != providers.Retryable {
 		t.Fatalf("%v", err)
@@ -277,10 +278,10 @@ func TestWrongSecret(t *testing.T) {
 
 func TestSandboxRateLimitAnswer(t *testing.T) {
 	sb := startSandbox(t, 3)
-	c := newClient(t, sb, DemoAppSecret)
+	c := newClient(t, sb, sandbox.DemoAppSecret)
 	limited := 0
 	for range 10 {
-		_, err := c.Query(context.Background(), providers.Query{Kind: events.KindPayment, AppID: DemoAppID, OrderNo: DemoOrderNo})
+		_, err := c.Query(context.Background(), providers.Query{Kind: events.KindPayment, AppID: sandbox.DemoAppID, OrderNo: sandbox.DemoOrderNo})
 		if providers.Classify(err) == providers.RateLimited && err != nil {
 			limited++
 		}
@@ -292,12 +293,12 @@ func TestSandboxRateLimitAnswer(t *testing.T) {
 
 func TestTransportErrorHidesToken(t *testing.T) {
 	sb := startSandbox(t, 0)
-	c := newClient(t, sb, DemoAppSecret)
-	if _, err := c.Query(context.Background(), providers.Query{Kind: events.KindPayment, AppID: DemoAppID, OrderNo: DemoOrderNo}); err != nil {
+	c := newClient(t, sb, sandbox.DemoAppSecret)
+	if _, err := c.Query(context.Background(), providers.Query{Kind: events.KindPayment, AppID: sandbox.DemoAppID, OrderNo: sandbox.DemoOrderNo}); err != nil {
 		t.Fatal(err)
 	}
 	sb.Close()
-	_, err := c.Query(context.Background(), providers.Query{Kind: events.KindPayment, AppID: DemoAppID, OrderNo: DemoOrderNo})
+	_, err := c.Query(context.Background(), providers.Query{Kind: events.KindPayment, AppID: sandbox.DemoAppID, OrderNo: sandbox.DemoOrderNo})
 	if err == nil || providers.Classify(err) != providers.Retryable || strings.Contains(err.Error(), "access_token") || strings.Contains(err.Error(), "ChFv") {
 		t.Fatalf("%v", err)
 	}

@@ -1,7 +1,7 @@
 // Package kuaishou queries Kuaishou mini-program payments, settlements and refunds
-// (providers/kuaishou-epay-query.md): signing, access tokens, the three query endpoints, the
-// mapping of answers to the normalized status model, and a sandbox server that behaves like the
-// documented API for development and tests.
+// (providers/kuaishou-epay-query.md): signing, access tokens, the three query endpoints and the
+// mapping of answers to the normalized status model. The sandbox that stands in for the API in
+// development and tests is kuaishou/sandbox, which states the wire rules again on its own.
 package kuaishou
 
 import "github.com/paystatus/orderstatus/internal/providers"

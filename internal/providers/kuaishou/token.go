@@ -3,11 +3,8 @@ package kuaishou
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +12,9 @@ import (
 
 	"github.com/paystatus/orderstatus/internal/providers"
 )
+
+// tokenPath is the access-token endpoint, below base_url.
+const tokenPath = "/oauth2/access_token"
 
 // tokenSource keeps one app's access token. A token is used until 80% of its life has passed;
 // then the next caller fetches a new one (a new token leaves the old one valid, so callers keep
@@ -88,23 +88,10 @@ func (t *tokenSource) fetch(ctx context.Context) (string, error) {
 	t.mu.Unlock()
 
 	form := url.Values{"app_id": {t.appID}, "app_secret": {t.secret}, "grant_type": {"client_credentials"}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.baseURL+"/oauth2/access_token", strings.NewReader(form.Encode()))
-	if err != nil {
-		return "", &providers.Error{Provider: Name, Class: providers.Permanent, Message: "building token request", Err: err}
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	started := t.now()
-	resp, err := t.client.Do(req)
+	body, err := providers.Post(ctx, t.client, Name, t.baseURL+tokenPath, "application/x-www-form-urlencoded", []byte(form.Encode()))
 	if err != nil {
-		return "", providers.TransportError(Name, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, providers.MaxAnswerSize))
-	if err != nil {
-		return "", providers.TransportError(Name, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", providers.HTTPStatusError(Name, resp.StatusCode)
+		return "", err
 	}
 	token, life, err := parseTokenAnswer(body)
 	if err != nil {
@@ -122,7 +109,7 @@ func (t *tokenSource) fetch(ctx context.Context) (string, error) {
 func parseTokenAnswer(body []byte) (token string, life time.Duration, err error) {
 	var ans tokenAnswer
 	if err := json.Unmarshal(body, &ans); err != nil {
-		return "", 0, malformed("access token answer is not JSON: %v", err)
+		return "", 0, providers.Malformed(Name, "access token answer is not JSON: %v", err)
 	}
 	if ans.Result.String() != "1" {
 		code, _ := ans.Result.Int64()
@@ -131,7 +118,7 @@ func parseTokenAnswer(body []byte) (token string, life time.Duration, err error)
 	}
 	secs, err := ans.ExpiresIn.Int64()
 	if ans.AccessToken == "" || err != nil || secs <= 0 || secs > 365*24*3600 {
-		return "", 0, malformed("access token answer lacks access_token or a sane expires_in")
+		return "", 0, providers.Malformed(Name, "access token answer lacks access_token or a sane expires_in")
 	}
 	return ans.AccessToken, time.Duration(secs) * time.Second, nil
 }
@@ -141,8 +128,4 @@ func codeHint(code int64) string {
 		return " (check app_id and app_secret)"
 	}
 	return ""
-}
-
-func malformed(format string, args ...any) error {
-	return &providers.Error{Provider: Name, Class: providers.Retryable, Message: "malformed answer: " + fmt.Sprintf(format, args...)}
 }

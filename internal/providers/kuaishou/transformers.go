@@ -3,7 +3,6 @@ package kuaishou
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -13,7 +12,7 @@ import (
 
 // statuses maps every documented pay_status / settle_status / refund_status to the normalized
 // model (CONTRACT.md section 3). Anything else is unknown.
-var statuses = map[string]events.Status{
+var statuses = providers.Statuses{
 	"PROCESSING":        events.StatusPending,
 	"SETTLE_PROCESSING": events.StatusPending,
 	"REFUND_PROCESSING": events.StatusPending,
@@ -27,26 +26,11 @@ var statuses = map[string]events.Status{
 	"UNKNOWN":           events.StatusUnknown,
 }
 
-// NormalizeStatus maps a Kuaishou status value to the normalized status.
-func NormalizeStatus(v string) events.Status {
-	if s, ok := statuses[v]; ok {
-		return s
-	}
-	return events.StatusUnknown
-}
-
-var channels = map[string]events.Channel{
+// channels maps pay_channel to the normalized channel.
+var channels = providers.Channels{
 	"WECHAT":    events.ChannelWechat,
 	"ALIPAY":    events.ChannelAlipay,
 	"APPLE_PAY": events.ChannelApplePay,
-}
-
-// NormalizeChannel maps pay_channel to the normalized channel.
-func NormalizeChannel(v string) events.Channel {
-	if c, ok := channels[v]; ok {
-		return c
-	}
-	return events.ChannelUnknown
 }
 
 // recordFields names, per kind, the fields of the record that become top-level event fields;
@@ -65,30 +49,20 @@ var records = map[string]recordFields{
 // holding one.
 func decodeInfo(raw json.RawMessage) (map[string]json.RawMessage, error) {
 	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
-		return nil, errors.New("missing")
-	}
-	if raw[0] == '"' {
+	if len(raw) > 0 && raw[0] == '"' {
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return nil, err
 		}
 		raw = []byte(s)
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
-		return nil, fmt.Errorf("not an object: %v", err)
-	}
-	if fields == nil {
-		return nil, errors.New("not an object")
-	}
-	return fields, nil
+	return providers.Record(raw)
 }
 
 // transform turns a record into a Result. The kind is told by the query.
 func transform(q providers.Query, fields map[string]json.RawMessage) (providers.Result, error) {
 	spec := records[q.Kind]
-	res := providers.Result{OrderKey: q.OrderNo, OrderNo: q.OrderNo, Channel: events.ChannelUnknown, Details: map[string]any{}}
+	res := providers.Result{OrderKey: q.OrderNo, OrderNo: q.OrderNo, Channel: events.ChannelUnknown}
 	var err error
 	if res.ProviderStatus, err = providers.StringField(fields, spec.status); err != nil {
 		return res, err
@@ -96,7 +70,7 @@ func transform(q providers.Query, fields map[string]json.RawMessage) (providers.
 	if res.ProviderStatus == "" {
 		return res, fmt.Errorf("%s is missing", spec.status)
 	}
-	res.Status = NormalizeStatus(res.ProviderStatus)
+	res.Status = statuses.Normalize(res.ProviderStatus)
 	if res.Amount, err = providers.IntField(fields, spec.amount); err != nil {
 		return res, err
 	}
@@ -113,7 +87,7 @@ func transform(q providers.Query, fields map[string]json.RawMessage) (providers.
 		if err != nil {
 			return res, err
 		}
-		res.Channel = NormalizeChannel(ch)
+		res.Channel = channels.Normalize(ch)
 	}
 	if spec.paidAt != "" {
 		ms, err := providers.IntField(fields, spec.paidAt) // an integer like any amount: milliseconds
@@ -126,20 +100,14 @@ func transform(q providers.Query, fields map[string]json.RawMessage) (providers.
 	}
 	mapped := map[string]bool{spec.status: true, spec.amount: true, spec.orderNo: true, spec.providerOrderNo: true,
 		spec.refNo: true, spec.channel: true, spec.paidAt: true}
-	for k, v := range fields {
-		if mapped[k] {
-			continue
+	if res.Details, err = providers.Details(fields, func(k string) bool { return mapped[k] }); err != nil {
+		return res, err
+	}
+	// extra_info is a JSON object in a string ("" on old orders): details carry the object.
+	if s, ok := res.Details["extra_info"].(string); ok {
+		if obj, ok := providers.ParseJSONObject(s); ok {
+			res.Details["extra_info"] = obj
 		}
-		val, err := providers.DetailValue(v)
-		if err != nil {
-			return res, fmt.Errorf("%s: %v", k, err)
-		}
-		if s, ok := val.(string); ok && k == "extra_info" {
-			if obj, ok := providers.ParseJSONObject(s); ok {
-				val = obj
-			}
-		}
-		res.Details[k] = val
 	}
 	return res, nil
 }

@@ -18,8 +18,8 @@ import (
 // Name is the provider's subject token.
 const Name = "kudian"
 
-// QueryPath is the cashier query endpoint, below base_url.
-const QueryPath = "/api/v2/cashier/query"
+// queryPath is the cashier query endpoint, below base_url.
+const queryPath = "/api/v2/cashier/query"
 
 // maxNoLen is the documented String(64) of pay_no and out_trade_no.
 const maxNoLen = 64
@@ -29,7 +29,7 @@ type Client struct {
 	baseURL    string
 	http       *http.Client
 	qps        int
-	classes    map[int64]providers.Class
+	codes      providers.Codes
 	apps       map[string]config.App
 	includePII bool
 	now        func() time.Time
@@ -41,18 +41,15 @@ type Option func(*Client)
 // WithPII puts member phone and name in event details (events.include_pii).
 func WithPII(include bool) Option { return func(c *Client) { c.includePII = include } }
 
-// WithClock sets the clock (tests).
-func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
-
 // New builds a client from the provider's configuration; every app needs its token.
 func New(cfg config.Provider, opts ...Option) (*Client, error) {
-	classes, err := providers.CodeClasses(DefaultCodeClasses, cfg.ResultCodes, "providers."+Name+".result_codes")
+	codes, err := providers.NewCodes(Name, CodeSuccess, DefaultCodeClasses, cfg.ResultCodes)
 	if err != nil {
 		return nil, err
 	}
 	c := &Client{
 		baseURL: strings.TrimRight(cfg.BaseURL, "/"), http: providers.NewHTTPClient(cfg.Timeout), qps: cfg.QPS,
-		classes: classes, apps: map[string]config.App{}, now: time.Now,
+		codes: codes, apps: map[string]config.App{}, now: time.Now,
 	}
 	for i, a := range cfg.Apps {
 		if a.Token == "" {
@@ -119,7 +116,7 @@ func (c *Client) Query(ctx context.Context, q providers.Query) (providers.Result
 		"open_app_id": app.AppID, "timestamp": json.Number(ts), "sign_type": "MD5",
 		"token": fields["token"], "biz_content": fields["biz_content"], "sign": fields["sign"],
 	})
-	raw, err := providers.PostJSON(ctx, c.http, Name, c.baseURL+QueryPath, body)
+	raw, err := providers.PostJSON(ctx, c.http, Name, c.baseURL+queryPath, body)
 	if err != nil {
 		return providers.Result{}, err
 	}
@@ -142,10 +139,10 @@ type inner struct {
 func (c *Client) parseAnswer(q providers.Query, secret string, raw []byte, observed time.Time) (providers.Result, error) {
 	var env envelope
 	if err := json.Unmarshal(raw, &env); err != nil {
-		return providers.Result{}, malformed("not JSON: %v", err)
+		return providers.Result{}, providers.Malformed(Name, "not JSON: %v", err)
 	}
 	if env.Result == "" {
-		return providers.Result{}, malformed("no result")
+		return providers.Result{}, providers.Malformed(Name, "no result")
 	}
 	if env.Sign != AnswerSign(env.Result, secret) {
 		return providers.Result{}, &providers.Error{Provider: Name, Class: providers.Retryable, Message: "answer signature does not verify; answer discarded"}
@@ -154,27 +151,15 @@ func (c *Client) parseAnswer(q providers.Query, secret string, raw []byte, obser
 	d := json.NewDecoder(bytes.NewReader([]byte(env.Result)))
 	d.UseNumber()
 	if err := d.Decode(&in); err != nil {
-		return providers.Result{}, malformed("result is not JSON: %v", err)
+		return providers.Result{}, providers.Malformed(Name, "result is not JSON: %v", err)
 	}
-	code, err := in.Code.Int64()
-	if err != nil {
-		return providers.Result{}, malformed("code %q is not a number", in.Code.String())
-	}
-	if code != CodeSuccess {
-		class, ok := c.classes[code]
-		if !ok {
-			class = providers.Retryable
-		}
-		return providers.Result{}, &providers.Error{Provider: Name, Class: class, Code: in.Code.String(), Message: in.Msg}
+	if err := c.codes.Check(in.Code, in.Msg); err != nil {
+		return providers.Result{}, err
 	}
 	res, err := transform(q, in.Data, c.includePII)
 	if err != nil {
-		return providers.Result{}, malformed("data: %v", err)
+		return providers.Result{}, providers.Malformed(Name, "data: %v", err)
 	}
 	res.ObservedAt = observed.UTC()
 	return res, nil
-}
-
-func malformed(format string, args ...any) error {
-	return &providers.Error{Provider: Name, Class: providers.Retryable, Message: "malformed answer: " + fmt.Sprintf(format, args...)}
 }

@@ -10,14 +10,15 @@ import (
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/providers"
 	"github.com/paystatus/orderstatus/internal/providers/kudian"
+	"github.com/paystatus/orderstatus/internal/providers/kudian/sandbox"
 	"github.com/paystatus/orderstatus/internal/providers/providertest"
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 )
 
-func startSandbox(t *testing.T) *kudian.Sandbox {
+func startSandbox(t *testing.T) *sandbox.Sandbox {
 	t.Helper()
-	sb := kudian.NewSandbox(0)
-	kudian.LoadDemo(sb)
+	sb := sandbox.New(0)
+	sandbox.LoadDemo(sb)
 	if err := sb.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
@@ -25,9 +26,9 @@ func startSandbox(t *testing.T) *kudian.Sandbox {
 	return sb
 }
 
-func newClient(t *testing.T, sb *kudian.Sandbox, timeout time.Duration, opts ...kudian.Option) *kudian.Client {
+func newClient(t *testing.T, sb *sandbox.Sandbox, timeout time.Duration, opts ...kudian.Option) *kudian.Client {
 	t.Helper()
-	p, err := kudian.New(config.Provider{BaseURL: sb.URL(), QPS: 1000, Timeout: timeout, Apps: kudian.DemoApps()}, opts...)
+	p, err := kudian.New(config.Provider{BaseURL: sb.URL(), QPS: 1000, Timeout: timeout, Apps: sandbox.DemoApps()}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +41,7 @@ func TestConformance(t *testing.T) {
 		var n atomic.Int64
 		return &providertest.Fixture{
 			Provider: newClient(t, sb, timeout),
-			AppID:    kudian.DemoAppID,
+			AppID:    sandbox.DemoAppID,
 			Sign:     kudian.Sign,
 			SignVectors: []providertest.SignVector{{
 				// Computed apart from this code (Python's hashlib) by the rule the README states.
@@ -56,22 +57,18 @@ func TestConformance(t *testing.T) {
 			Put: func(kind, status string, amount int64) providers.Query {
 				i := n.Add(1)
 				payNo, out := fmt.Sprintf("7000%08d", i), fmt.Sprintf("out-%08d", i)
-				sb.PutOrder(kudian.SandboxOrder{AppID: kudian.DemoAppID, PayNo: payNo, OutTradeNo: out,
-					Steps: []kudian.Step{{Status: status}}, Fee: amount, PaymentType: "WXPAY"})
+				sb.PutOrder(sandbox.Order{AppID: sandbox.DemoAppID, PayNo: payNo, OutTradeNo: out,
+					Steps: []sandbox.Step{{Status: status}}, Fee: amount, PaymentType: "WXPAY"})
 				if i%2 == 0 { // half by pay_no, half by out_trade_no
-					return providers.Query{Kind: kind, AppID: kudian.DemoAppID, ProviderOrderNo: payNo}
+					return providers.Query{Kind: kind, AppID: sandbox.DemoAppID, ProviderOrderNo: payNo}
 				}
-				return providers.Query{Kind: kind, AppID: kudian.DemoAppID, OrderNo: out}
+				return providers.Query{Kind: kind, AppID: sandbox.DemoAppID, OrderNo: out}
 			},
-			SetFault: func(f sandbox.Fault, n int) { sb.SetFault(kudian.DemoAppID, f, n) },
-			Faults: map[sandbox.Fault]providertest.Outcome{
-				sandbox.HTTP500:      {Class: providers.Retryable},
-				sandbox.Stall:        {Class: providers.Retryable},
-				sandbox.Malformed:    {Class: providers.Retryable},
-				sandbox.RateLimit:    {Class: providers.RateLimited},
-				sandbox.ExpiredToken: {Class: providers.Retryable}, // the merchant's token: an operator's to fix
-				sandbox.BadSignature: {Class: providers.Retryable}, // an answer that does not verify is never data
-				sandbox.NotFound:     {Class: providers.Permanent},
+			SetFault: func(f sandboxkit.Fault, n int) { sb.SetFault(sandbox.DemoAppID, f, n) },
+			Faults: map[sandboxkit.Fault]providertest.Outcome{
+				sandboxkit.ExpiredToken: {Class: providers.Retryable}, // the merchant's token: an operator's to fix
+				sandboxkit.BadSignature: {Class: providers.Retryable}, // an answer that does not verify is never data
+				sandboxkit.NotFound:     {Class: providers.Permanent},
 			},
 		}
 	})

@@ -13,6 +13,9 @@ import (
 
 const secret = "kd-demo-secret"
 
+// apps is the documents' example app, with this project's demo secret.
+var apps = []config.App{{AppID: "kd100020200220", AppSecret: secret, Token: "UT89A6C01D2A704608808F4896369FE009"}}
+
 // docResult is the documents' own answer (the raw tab), signed by the assumed rule.
 const docResult = `{"code":0,"data":{"attach":"","discount_info":{"kd_discount_fee":0,"m_discount_fee":0,"p_discount_fee":0,"y_discount_fee":0},"fee":100,"member_name":"Janus","member_phone":"18826490000","order_no":"300230547599788000","origin_fee":100,"pay_no":"600230547601422048","pay_time":"2020-10-13 11:00","payment":"会员钱包支付","received_fee":100,"shop_name":"","status":"PAYED_SUCC","user_pay_fee":100},"msg":"success","succeed":true}`
 
@@ -23,7 +26,7 @@ func signed(result string) []byte {
 
 func client(t testing.TB, pii bool) *Client {
 	t.Helper()
-	c, err := New(config.Provider{Timeout: time.Second, Apps: DemoApps()}, WithPII(pii))
+	c, err := New(config.Provider{Timeout: time.Second, Apps: apps}, WithPII(pii))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +92,7 @@ func TestPayTimeForms(t *testing.T) {
 
 func TestChannels(t *testing.T) {
 	for in, want := range map[string]events.Channel{"WXPAY": "wechat", "ALIPAY": "alipay", "BALANCE": "balance", "UNIONPAY": "unknown", "": "unknown"} {
-		if got := NormalizeChannel(in); got != want {
+		if got := channels.Normalize(in); got != want {
 			t.Errorf("%s: %s", in, got)
 		}
 	}
@@ -125,7 +128,7 @@ func TestAnswerErrors(t *testing.T) {
 }
 
 func TestConfiguredCodeClasses(t *testing.T) {
-	c, err := New(config.Provider{Timeout: time.Second, Apps: DemoApps(), ResultCodes: map[string]string{"12345": "permanent"}})
+	c, err := New(config.Provider{Timeout: time.Second, Apps: apps, ResultCodes: map[string]string{"12345": "permanent"}})
 	if err != nil {
 		t.Fatal(err)
 	}

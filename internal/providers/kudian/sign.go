@@ -1,6 +1,7 @@
 // Package kudian queries Kudian (酷点) cashier payments (providers/kudian-cashier-query.md):
-// the signed request, verification of the signed answer, the mapping of answers to the
-// normalized status model, and a sandbox server that behaves like the documented API.
+// the signed request, verification of the signed answer and the mapping of answers to the
+// normalized status model. The sandbox that stands in for the API in development and tests is
+// kudian/sandbox, which states the wire rules again on its own.
 package kudian
 
 import "github.com/paystatus/orderstatus/internal/providers"

@@ -1,7 +1,6 @@
 package kudian
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +12,7 @@ import (
 
 // statuses maps every documented status to the normalized model (CONTRACT.md section 3).
 // Anything else, UNKNOW included, is unknown.
-var statuses = map[string]events.Status{
+var statuses = providers.Statuses{
 	"PAYING":         events.StatusPending,
 	"PAYED_SUCC":     events.StatusSucceeded,
 	"PAYED_FAIL":     events.StatusFailed,
@@ -23,26 +22,11 @@ var statuses = map[string]events.Status{
 	"UNKNOW":         events.StatusUnknown,
 }
 
-// NormalizeStatus maps a Kudian status to the normalized status.
-func NormalizeStatus(v string) events.Status {
-	if s, ok := statuses[v]; ok {
-		return s
-	}
-	return events.StatusUnknown
-}
-
-var channels = map[string]events.Channel{
+// channels maps payment_type to the normalized channel.
+var channels = providers.Channels{
 	"WXPAY":   events.ChannelWechat,
 	"ALIPAY":  events.ChannelAlipay,
 	"BALANCE": events.ChannelBalance,
-}
-
-// NormalizeChannel maps payment_type to the normalized channel.
-func NormalizeChannel(v string) events.Channel {
-	if c, ok := channels[v]; ok {
-		return c
-	}
-	return events.ChannelUnknown
 }
 
 // shanghai is Asia/Shanghai: UTC+8 all year since 1991, so a fixed zone is exact and needs
@@ -71,23 +55,18 @@ var mapped = map[string]bool{"pay_no": true, "status": true, "fee": true, "pay_t
 	"payment_type": true, "out_trade_no": true, "order_no": true}
 
 func transform(q providers.Query, raw json.RawMessage, includePII bool) (providers.Result, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
-		return providers.Result{}, errors.New("missing")
+	fields, err := providers.Record(raw)
+	if err != nil {
+		return providers.Result{}, err
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
-		return providers.Result{}, errors.New("not an object")
-	}
-	res := providers.Result{Details: map[string]any{}}
-	var err error
+	var res providers.Result
 	if res.ProviderStatus, err = providers.StringField(fields, "status"); err != nil {
 		return res, err
 	}
 	if res.ProviderStatus == "" {
 		return res, errors.New("status is missing")
 	}
-	res.Status = NormalizeStatus(res.ProviderStatus)
+	res.Status = statuses.Normalize(res.ProviderStatus)
 	if res.ProviderOrderNo, err = providers.StringField(fields, "pay_no"); err != nil {
 		return res, err
 	}
@@ -108,7 +87,7 @@ func transform(q providers.Query, raw json.RawMessage, includePII bool) (provide
 	if err != nil {
 		return res, err
 	}
-	res.Channel = NormalizeChannel(paymentType)
+	res.Channel = channels.Normalize(paymentType)
 	res.OrderNo = q.OrderNo
 	for _, f := range []string{"out_trade_no", "order_no"} {
 		if res.OrderNo != "" {
@@ -125,15 +104,6 @@ func transform(q providers.Query, raw json.RawMessage, includePII bool) (provide
 	default:
 		res.OrderKey = "out_trade_no:" + res.OrderNo
 	}
-	for k, v := range fields {
-		if mapped[k] || pii[k] && !includePII {
-			continue
-		}
-		val, err := providers.DetailValue(v)
-		if err != nil {
-			return res, fmt.Errorf("%s: %v", k, err)
-		}
-		res.Details[k] = val
-	}
-	return res, nil
+	res.Details, err = providers.Details(fields, func(k string) bool { return mapped[k] || pii[k] && !includePII })
+	return res, err
 }

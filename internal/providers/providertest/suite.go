@@ -11,7 +11,7 @@ import (
 
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/providers"
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 )
 
 // SignVector is a known-good signature.
@@ -41,11 +41,22 @@ type Fixture struct {
 	// the query that finds it.
 	Put func(kind, providerStatus string, amount int64) providers.Query
 	// SetFault makes the app's next n answers show fault.
-	SetFault func(fault sandbox.Fault, n int)
-	// Faults says how a query ends under each fault mode.
-	Faults map[sandbox.Fault]Outcome
+	SetFault func(fault sandboxkit.Fault, n int)
+	// Faults says how a query ends under each fault mode that providers show each in their
+	// own way (ExpiredToken, BadSignature, NotFound); the others end as contractFaults says.
+	Faults map[sandboxkit.Fault]Outcome
 	// PutAsString, when not nil, is Put with the record answered as a JSON string.
 	PutAsString func(kind, providerStatus string, amount int64) providers.Query
+}
+
+// contractFaults are how a query ends, at every provider, under the faults whose meaning the
+// contract fixes: a failed or stalled call and an unreadable answer are retried, and the
+// provider's rate-limit refusal is a rate limit (it pauses the app).
+var contractFaults = map[sandboxkit.Fault]Outcome{
+	sandboxkit.HTTP500:   {Class: providers.Retryable},
+	sandboxkit.Stall:     {Class: providers.Retryable},
+	sandboxkit.Malformed: {Class: providers.Retryable},
+	sandboxkit.RateLimit: {Class: providers.RateLimited},
 }
 
 // Harness starts a provider and its sandbox for one test; timeout is the client's per-call
@@ -120,9 +131,15 @@ func Run(t *testing.T, h Harness) {
 
 	t.Run("Faults", func(t *testing.T) {
 		f := h(t, 300*time.Millisecond)
-		for _, fault := range sandbox.Faults {
-			want, ok := f.Faults[fault]
-			if !ok {
+		for _, fault := range sandboxkit.Faults {
+			want, fixed := contractFaults[fault]
+			declared, ok := f.Faults[fault]
+			switch {
+			case fixed && ok:
+				t.Errorf("fault %s: the contract fixes its outcome; the fixture declares it again", fault)
+			case ok:
+				want = declared
+			case !fixed:
 				t.Errorf("no outcome declared for fault %s", fault)
 				continue
 			}

@@ -1,4 +1,4 @@
-package kuaishou
+package sandbox
 
 import (
 	"crypto/rand"
@@ -11,38 +11,36 @@ import (
 	"time"
 
 	"github.com/paystatus/orderstatus/internal/events"
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 )
 
-// Sandbox is a stand-in for open.kuaishou.com over real HTTP, for `consumer dev` and tests. It
-// behaves like the documented API: it issues access tokens (a new one leaves the old valid),
-// checks the access token, the signature and the order number of every query, enforces the QPS
-// limit per app and endpoint, and answers with orders whose status moves on over time. It
-// records every call so tests can count them.
+// Sandbox is a stand-in for open.kuaishou.com. It behaves like the documented API: it issues
+// access tokens (a new one leaves the old valid), checks the access token, the signature and
+// the order number of every query, enforces the QPS limit per app and endpoint, and answers
+// with orders whose status moves on over time. It records every call so tests can count them.
 type Sandbox struct {
-	// QPS is the limit per app and endpoint; 0 means none.
-	QPS int
 	// TokenTTL is the life of an access token (default 48h).
 	TokenTTL time.Duration
 
-	// Controls switches fault modes on per app and logs calls.
-	sandbox.Controls
+	// Controls holds the QPS limit (per app and endpoint; 0 means none), switches fault modes
+	// on per app and logs calls.
+	sandboxkit.Controls
 	// Server serves the API over HTTP: URL and Close come from it.
-	sandbox.Server
+	sandboxkit.Server
 
 	mu           sync.Mutex
-	apps         map[string]*sandboxApp
-	orders       map[string]*SandboxOrder
+	apps         map[string]*app
+	orders       map[string]*Order
 	tokenFetches map[string]int
 }
 
-type sandboxApp struct {
+type app struct {
 	secret string
 	tokens map[string]time.Time // token -> expiry
 }
 
-// SandboxOrder is one payment, settlement or refund in the sandbox.
-type SandboxOrder struct {
+// Order is one payment, settlement or refund in the sandbox.
+type Order struct {
 	AppID   string
 	Kind    string // events.KindPayment, KindSettlement or KindRefund
 	OrderNo string // out_order_no / out_settle_no / out_refund_no
@@ -61,19 +59,19 @@ type SandboxOrder struct {
 	// Fields are further record fields, as the provider names them (extra_info, open_id, ...).
 	Fields map[string]any
 
-	clock sandbox.Clock
+	clock sandboxkit.Clock
 }
 
 // Step is one point of an order's status timeline.
-type Step = sandbox.Step
+type Step = sandboxkit.Step
 
-// NewSandbox returns an empty sandbox limited to qps calls per app and endpoint.
-func NewSandbox(qps int) *Sandbox {
+// New returns an empty sandbox limited to qps calls per app and endpoint.
+func New(qps int) *Sandbox {
 	return &Sandbox{
-		QPS:          qps,
+		Controls:     sandboxkit.Controls{QPS: qps},
 		TokenTTL:     48 * time.Hour,
-		apps:         map[string]*sandboxApp{},
-		orders:       map[string]*SandboxOrder{},
+		apps:         map[string]*app{},
+		orders:       map[string]*Order{},
 		tokenFetches: map[string]int{},
 	}
 }
@@ -82,11 +80,11 @@ func NewSandbox(qps int) *Sandbox {
 func (s *Sandbox) AddApp(appID, secret string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.apps[appID] = &sandboxApp{secret: secret, tokens: map[string]time.Time{}}
+	s.apps[appID] = &app{secret: secret, tokens: map[string]time.Time{}}
 }
 
 // PutOrder adds or replaces an order; its timeline starts now.
-func (s *Sandbox) PutOrder(o SandboxOrder) {
+func (s *Sandbox) PutOrder(o Order) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o.clock.Put(time.Now())
@@ -123,7 +121,7 @@ func (s *Sandbox) TokenFetches(appID string) int {
 
 // Calls returns the arrival times of every query call for appID and kind, in order.
 func (s *Sandbox) Calls(appID, kind string) []time.Time {
-	return s.Controls.Calls(appID + endpoints[kind].path)
+	return s.Controls.Calls(appID + queries[kind].path)
 }
 
 func orderKey(appID, kind, no string) string { return appID + "|" + kind + "|" + no }
@@ -134,9 +132,9 @@ func (s *Sandbox) Start(addr string) error { return s.Serve(addr, s.Handler()) }
 // Handler serves the sandbox's API.
 func (s *Sandbox) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/oauth2/access_token", s.serveToken)
-	for kind, ep := range endpoints {
-		mux.HandleFunc(ep.path, func(w http.ResponseWriter, r *http.Request) { s.serveQuery(w, r, kind, ep) })
+	mux.HandleFunc(tokenPath, s.serveToken)
+	for kind, q := range queries {
+		mux.HandleFunc("POST "+q.path, func(w http.ResponseWriter, r *http.Request) { s.serveQuery(w, r, kind, q) })
 	}
 	return mux
 }
@@ -152,19 +150,19 @@ func fail(w http.ResponseWriter, code int, msg string) {
 
 func (s *Sandbox) serveToken(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
-		fail(w, CodeInvalidParam, "参数有误")
+		fail(w, codeInvalidParam, "参数有误")
 		return
 	}
 	appID, secret := r.Form.Get("app_id"), r.Form.Get("app_secret")
 	if appID == "" || secret == "" || r.Form.Get("grant_type") != "client_credentials" {
-		fail(w, CodeInvalidParam, "参数有误,需要检查参数是否为空或有误")
+		fail(w, codeInvalidParam, "参数有误,需要检查参数是否为空或有误")
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.apps[appID]
 	if a == nil || a.secret != secret {
-		fail(w, CodeAuthFailed, "验证出错,需要检查app_id和app_secret")
+		fail(w, codeAuthFailed, "验证出错,需要检查app_id和app_secret")
 		return
 	}
 	var b [24]byte
@@ -172,39 +170,25 @@ func (s *Sandbox) serveToken(w http.ResponseWriter, r *http.Request) {
 	token := "ChFvYXV0aC5hY2Nlc3NUb2tlbh" + hex.EncodeToString(b[:])
 	a.tokens[token] = time.Now().Add(s.TokenTTL)
 	s.tokenFetches[appID]++
-	writeJSON(w, map[string]any{"result": 1, "access_token": token, "expires_in": int64(s.TokenTTL / time.Second), "token_type": "bearer"})
+	writeJSON(w, map[string]any{"result": codeSuccess, "access_token": token, "expires_in": int64(s.TokenTTL / time.Second), "token_type": "bearer"})
 }
 
-func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string, ep endpoint) {
-	if r.Method != http.MethodPost {
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
+func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string, q query) {
 	appID, token := r.URL.Query().Get("app_id"), r.URL.Query().Get("access_token")
 	now := time.Now()
-	limited := s.Record(appID+ep.path, now) > s.QPS && s.QPS > 0
-
-	switch s.TakeFault(appID) {
-	case sandbox.HTTP500:
-		http.Error(w, "internal server error", http.StatusInternalServerError)
+	fault, limited, answered := s.Arrive(w, r, appID, appID+q.path, `{"result":1,"`+q.info+`":{"pay_status":"SUCC`, now)
+	switch {
+	case answered:
 		return
-	case sandbox.Stall:
-		s.StallAnswer(r)
-	case sandbox.Malformed:
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"result":1,"`+ep.infoField+`":{"pay_status":"SUCC`)
-		return
-	case sandbox.RateLimit:
-		limited = true
-	case sandbox.ExpiredToken:
+	case fault == sandboxkit.ExpiredToken:
 		s.ExpireTokens(appID)
-	case sandbox.BadSignature:
+	case fault == sandboxkit.BadSignature:
 		// Kuaishou's answers carry no signature; the request's is refused instead, as if the
 		// secret had changed.
-		fail(w, CodeSignatureInvalid, "签名校验失败")
+		fail(w, codeSignatureInvalid, "签名校验失败")
 		return
-	case sandbox.NotFound:
-		fail(w, CodeOrderNotFound, "订单不存在")
+	case fault == sandboxkit.NotFound:
+		fail(w, codeOrderNotFound, "订单不存在")
 		return
 	}
 
@@ -221,35 +205,35 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string
 
 	switch {
 	case !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json"):
-		fail(w, CodeInvalidParam, "Content-Type must be application/json")
+		fail(w, codeInvalidParam, "Content-Type must be application/json")
 		return
 	case a == nil:
-		fail(w, CodeInvalidParam, "app_id 不存在")
+		fail(w, codeInvalidParam, "app_id 不存在")
 		return
 	case !tokenOK:
-		fail(w, CodeTokenInvalid, "access_token 无效或已过期")
+		fail(w, codeTokenInvalid, "access_token 无效或已过期")
 		return
 	case limited:
-		fail(w, CodeRateLimited, "请求过于频繁")
+		fail(w, codeRateLimited, "请求过于频繁")
 		return
 	}
 	var body map[string]string
 	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
 	if err != nil || json.Unmarshal(raw, &body) != nil {
-		fail(w, CodeInvalidParam, "body 不是合法的 JSON")
+		fail(w, codeInvalidParam, "body 不是合法的 JSON")
 		return
 	}
-	no := body[ep.noField]
-	if !validOrderNo(no) {
-		fail(w, CodeInvalidParam, ep.noField+" 参数有误")
+	no := body[q.numField]
+	if !orderNoForm.MatchString(no) {
+		fail(w, codeInvalidParam, q.numField+" 参数有误")
 		return
 	}
 	fields := map[string]string{"app_id": appID}
 	for k, v := range body {
 		fields[k] = v
 	}
-	if body["sign"] == "" || Sign(fields, secret) != body["sign"] {
-		fail(w, CodeSignatureInvalid, "签名校验失败")
+	if body["sign"] == "" || sign(fields, secret) != body["sign"] {
+		fail(w, codeSignatureInvalid, "签名校验失败")
 		return
 	}
 	s.mu.Lock()
@@ -261,7 +245,7 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string
 	}
 	s.mu.Unlock()
 	if o == nil {
-		fail(w, CodeOrderNotFound, "订单不存在")
+		fail(w, codeOrderNotFound, "订单不存在")
 		return
 	}
 	var info any = record
@@ -269,15 +253,15 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string
 		b, _ := json.Marshal(record)
 		info = string(b)
 	}
-	writeJSON(w, map[string]any{"result": 1, "error_msg": "success", ep.infoField: info})
+	writeJSON(w, map[string]any{"result": codeSuccess, "error_msg": "success", q.info: info})
 }
 
 // status is the order's status at now and when it took it.
-func (o *SandboxOrder) status(now time.Time) (string, time.Time) {
+func (o *Order) status(now time.Time) (string, time.Time) {
 	return o.clock.StatusAt(o.Steps, now)
 }
 
-func (o *SandboxOrder) record(now time.Time) map[string]any {
+func (o *Order) record(now time.Time) map[string]any {
 	st, since := o.status(now)
 	rec := map[string]any{}
 	for k, v := range o.Fields {

@@ -1,4 +1,4 @@
-package kudian
+package sandbox
 
 import (
 	"time"
@@ -28,17 +28,17 @@ func LoadDemo(s *Sandbox) {
 	}
 	discount := map[string]any{"mch_discount_desc": "", "mch_discount_fee": 0, "kd_discount_desc": "", "kd_discount_fee": 0,
 		"m_discount_fee": 0, "p_discount_fee": 0, "y_discount_fee": 0}
-	put := func(o SandboxOrder) {
+	put := func(o Order) {
 		o.AppID = DemoAppID
 		o.ClockFromFirstQuery = true
 		s.PutOrder(o)
 	}
-	put(SandboxOrder{PayNo: DemoPayNo, OutTradeNo: DemoOutTrade, PaymentType: "BALANCE", Fee: 100,
+	put(Order{PayNo: DemoPayNo, OutTradeNo: DemoOutTrade, PaymentType: "BALANCE", Fee: 100,
 		Steps: []Step{{After: 0, Status: "PAYING"}, {After: 30 * time.Second, Status: "PAYED_SUCC"}}, ShortPayTime: true,
 		Fields: map[string]any{"discount_info": discount, "member_name": "Janus", "member_phone": "18826490000",
 			"user_no": "M0001", "shop_name": ""}})
-	put(SandboxOrder{PayNo: "600230547601422049", OutTradeNo: "300230547599788001", PaymentType: "WXPAY", Fee: 2590,
+	put(Order{PayNo: "600230547601422049", OutTradeNo: "300230547599788001", PaymentType: "WXPAY", Fee: 2590,
 		Steps: []Step{{After: 0, Status: "PAYED_SUCC"}, {After: time.Minute, Status: "PAYED_REVERSAL"}}})
-	put(SandboxOrder{PayNo: "600230547601422050", OutTradeNo: "300230547599788002", PaymentType: "ALIPAY", Fee: 880,
+	put(Order{PayNo: "600230547601422050", OutTradeNo: "300230547599788002", PaymentType: "ALIPAY", Fee: 880,
 		Steps: []Step{{After: 0, Status: "PAYING"}, {After: 20 * time.Second, Status: "CANCEL"}}})
 }

@@ -1,9 +1,12 @@
-// Package sandbox is what the provider sandboxes share: fault modes that tests switch on per
-// app, and the log of calls that QPS enforcement and tests count.
-package sandbox
+// Package sandboxkit is what the provider sandboxes are built from: fault modes that tests
+// switch on per app, the log of calls that QPS enforcement and tests count, the loopback HTTP
+// server and the status timeline of an order. It knows nothing of any provider's wire: each
+// sandbox states that again from the provider's documents (see kuaishou/sandbox, kudian/sandbox).
+package sandboxkit
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"sort"
@@ -29,8 +32,11 @@ const (
 // Faults lists every fault mode, for suites that try them all.
 var Faults = []Fault{HTTP500, Stall, Malformed, RateLimit, ExpiredToken, BadSignature, NotFound}
 
-// Controls holds the per-app fault modes and the call log of one sandbox.
+// Controls holds the QPS limit, the per-app fault modes and the call log of one sandbox.
 type Controls struct {
+	// QPS is the most calls a second the provider takes under one key (its unit of limiting:
+	// app and endpoint, or app); 0 means no limit.
+	QPS int
 	// StallFor bounds a stalled answer (default one minute; the client's timeout ends it first).
 	StallFor time.Duration
 
@@ -108,6 +114,31 @@ func (c *Controls) Calls(key string) []time.Time {
 	return append([]time.Time(nil), c.calls[key]...)
 }
 
+// Arrive is how every sandbox takes a call to app: it logs the call under key (the provider's
+// unit of limiting) and plays the faults that every provider shows alike. HTTP 500 answers at
+// once; Malformed answers the start of the provider's own answer (truncated, which the sandbox
+// passes) with HTTP 200; Stall holds the call first. answered reports the call answered;
+// otherwise fault is for the provider's own handling of the faults only it can show
+// (ExpiredToken, BadSignature, NotFound), and limited says its rate-limit refusal is due: more
+// than QPS calls under key in the second up to now, or a RateLimit fault.
+func (c *Controls) Arrive(w http.ResponseWriter, r *http.Request, appID, key, truncated string, now time.Time) (fault Fault, limited, answered bool) {
+	limited = c.Record(key, now) > c.QPS && c.QPS > 0
+	switch fault = c.TakeFault(appID); fault {
+	case HTTP500:
+		http.Error(w, "internal server error", http.StatusInternalServerError)
+		return fault, limited, true
+	case Malformed:
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, truncated)
+		return fault, limited, true
+	case Stall:
+		c.StallAnswer(r)
+	case RateLimit:
+		limited = true
+	}
+	return fault, limited, false
+}
+
 // StallAnswer waits as a stalled provider does: until the client hangs up or StallFor passes.
 func (c *Controls) StallAnswer(r *http.Request) {
 	d := c.StallFor
@@ -117,20 +148,6 @@ func (c *Controls) StallAnswer(r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), d)
 	defer cancel()
 	<-ctx.Done()
-}
-
-// MaxCallsPerWindow is the most calls that arrived within any window of length w.
-func MaxCallsPerWindow(calls []time.Time, w time.Duration) int {
-	calls = append([]time.Time(nil), calls...)
-	sort.Slice(calls, func(i, j int) bool { return calls[i].Before(calls[j]) })
-	best, lo := 0, 0
-	for hi := range calls {
-		for calls[hi].Sub(calls[lo]) >= w {
-			lo++
-		}
-		best = max(best, hi-lo+1)
-	}
-	return best
 }
 
 // Server serves a sandbox's handler over real HTTP on a loopback port. Sandboxes embed it.

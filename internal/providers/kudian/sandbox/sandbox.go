@@ -1,4 +1,4 @@
-package kudian
+package sandbox
 
 import (
 	"bytes"
@@ -10,31 +10,30 @@ import (
 	"sync"
 	"time"
 
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 )
 
-// Sandbox is a stand-in for the Kudian cashier API over real HTTP, for `consumer dev` and
-// tests. It checks the merchant token, the timestamp and the request signature (by the rule
-// this project assumes, see Sign), signs its answers, enforces the QPS limit per app, and
-// answers with orders whose status moves on over time.
+// Sandbox is a stand-in for the Kudian cashier API. It checks the merchant token, the
+// timestamp and the request signature (by the rule this project assumes, see sign), signs its
+// answers, enforces the QPS limit per app, and answers with orders whose status moves on over
+// time.
 type Sandbox struct {
-	// QPS is the limit per app; 0 means none.
-	QPS int
-	// Controls switches fault modes on per app and logs calls.
-	sandbox.Controls
+	// Controls holds the QPS limit (per app; 0 means none), switches fault modes on per app
+	// and logs calls.
+	sandboxkit.Controls
 	// Server serves the API over HTTP: URL and Close come from it.
-	sandbox.Server
+	sandboxkit.Server
 
 	mu     sync.Mutex
-	apps   map[string]sandboxApp
-	orders map[string]*SandboxOrder // by pay_no
-	byOut  map[string]string        // app|out_trade_no -> latest pay_no
+	apps   map[string]credentials
+	orders map[string]*Order // by pay_no
+	byOut  map[string]string // app|out_trade_no -> latest pay_no
 }
 
-type sandboxApp struct{ secret, token string }
+type credentials struct{ secret, token string }
 
-// SandboxOrder is one cashier payment in the sandbox.
-type SandboxOrder struct {
+// Order is one cashier payment in the sandbox.
+type Order struct {
 	AppID      string
 	PayNo      string
 	OutTradeNo string
@@ -51,26 +50,26 @@ type SandboxOrder struct {
 	// ClockFromFirstQuery starts the timeline at the first query.
 	ClockFromFirstQuery bool
 
-	clock sandbox.Clock
+	clock sandboxkit.Clock
 }
 
 // Step is one point of an order's status timeline.
-type Step = sandbox.Step
+type Step = sandboxkit.Step
 
-// NewSandbox returns an empty sandbox limited to qps calls per app.
-func NewSandbox(qps int) *Sandbox {
-	return &Sandbox{QPS: qps, apps: map[string]sandboxApp{}, orders: map[string]*SandboxOrder{}, byOut: map[string]string{}}
+// New returns an empty sandbox limited to qps calls per app.
+func New(qps int) *Sandbox {
+	return &Sandbox{Controls: sandboxkit.Controls{QPS: qps}, apps: map[string]credentials{}, orders: map[string]*Order{}, byOut: map[string]string{}}
 }
 
 // AddApp registers an app with its secret and merchant token.
 func (s *Sandbox) AddApp(appID, secret, token string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.apps[appID] = sandboxApp{secret: secret, token: token}
+	s.apps[appID] = credentials{secret: secret, token: token}
 }
 
 // PutOrder adds or replaces an order; its timeline starts now.
-func (s *Sandbox) PutOrder(o SandboxOrder) {
+func (s *Sandbox) PutOrder(o Order) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o.clock.Put(time.Now())
@@ -101,26 +100,22 @@ func (s *Sandbox) Start(addr string) error { return s.Serve(addr, s.Handler()) }
 // Handler serves the sandbox's API.
 func (s *Sandbox) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc(QueryPath, s.serveQuery)
+	mux.HandleFunc("POST "+queryPath, s.serveQuery)
 	return mux
 }
 
 // answer writes a signed answer holding code, msg and data.
 func answer(w http.ResponseWriter, secret string, code int, msg string, data any, badSign bool) {
-	result, _ := json.Marshal(map[string]any{"code": code, "msg": msg, "data": data, "succeed": code == CodeSuccess})
-	sign := AnswerSign(string(result), secret)
+	result, _ := json.Marshal(map[string]any{"code": code, "msg": msg, "data": data, "succeed": code == codeSuccess})
+	sign := answerSign(string(result), secret)
 	if badSign {
-		sign = AnswerSign(string(result), secret+"-not-the-secret")
+		sign = answerSign(string(result), secret+"-not-the-secret")
 	}
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
 	_ = json.NewEncoder(w).Encode(map[string]string{"result": string(result), "sign": sign})
 }
 
 func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
 	now := time.Now()
 	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
 	var body map[string]any
@@ -142,59 +137,48 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	appID := fields["open_app_id"]
-	limited := s.Record(appID, now) > s.QPS && s.QPS > 0
-
+	fault, limited, answered := s.Arrive(w, r, appID, appID, `{"result":"{\"code\":0,\"data\":{\"status\":`, now)
+	if answered {
+		return
+	}
 	s.mu.Lock()
 	app, known := s.apps[appID]
 	s.mu.Unlock()
 	if !known {
-		answer(w, "", CodeInvalidParam, "open_app_id 不存在", nil, false)
+		answer(w, "", codeInvalidParam, "open_app_id 不存在", nil, false)
 		return
 	}
-	badSign := false
-	switch s.TakeFault(appID) {
-	case sandbox.HTTP500:
-		http.Error(w, "internal server error", http.StatusInternalServerError)
+	switch fault {
+	case sandboxkit.ExpiredToken:
+		answer(w, app.secret, codeTokenInvalid, "token 无效或已过期", nil, false)
 		return
-	case sandbox.Stall:
-		s.StallAnswer(r)
-	case sandbox.Malformed:
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"result":"{\"code\":0,\"data\":{\"status\":`)
-		return
-	case sandbox.RateLimit:
-		limited = true
-	case sandbox.ExpiredToken:
-		answer(w, app.secret, CodeTokenInvalid, "token 无效或已过期", nil, false)
-		return
-	case sandbox.BadSignature:
-		badSign = true
-	case sandbox.NotFound:
-		answer(w, app.secret, CodeOrderNotFound, "订单不存在", nil, false)
+	case sandboxkit.NotFound:
+		answer(w, app.secret, codeOrderNotFound, "订单不存在", nil, false)
 		return
 	}
+	badSign := fault == sandboxkit.BadSignature
 
 	ts, _ := strconv.ParseInt(fields["timestamp"], 10, 64)
 	switch {
 	case !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json"):
-		answer(w, app.secret, CodeInvalidParam, "Content-Type must be application/json", nil, badSign)
+		answer(w, app.secret, codeInvalidParam, "Content-Type must be application/json", nil, badSign)
 		return
 	case fields["token"] != app.token:
-		answer(w, app.secret, CodeTokenInvalid, "token 无效或已过期", nil, badSign)
+		answer(w, app.secret, codeTokenInvalid, "token 无效或已过期", nil, badSign)
 		return
 	case fields["sign_type"] != "MD5" || ts == 0 || now.Sub(time.Unix(ts, 0)).Abs() > 5*time.Minute:
-		answer(w, app.secret, CodeInvalidParam, "sign_type 或 timestamp 有误", nil, badSign)
+		answer(w, app.secret, codeInvalidParam, "sign_type 或 timestamp 有误", nil, badSign)
 		return
-	case fields["sign"] == "" || Sign(fields, app.secret) != fields["sign"]:
-		answer(w, app.secret, CodeSignatureInvalid, "签名错误", nil, badSign)
+	case fields["sign"] == "" || sign(fields, app.secret) != fields["sign"]:
+		answer(w, app.secret, codeSignatureInvalid, "签名错误", nil, badSign)
 		return
 	case limited:
-		answer(w, app.secret, CodeRateLimited, "请求过于频繁", nil, badSign)
+		answer(w, app.secret, codeRateLimited, "请求过于频繁", nil, badSign)
 		return
 	}
 	var biz bizContent
 	if err := json.Unmarshal([]byte(fields["biz_content"]), &biz); err != nil || (biz.PayNo == "" && biz.OutTradeNo == "") {
-		answer(w, app.secret, CodeInvalidParam, "biz_content 需要 pay_no 或 out_trade_no", nil, badSign)
+		answer(w, app.secret, codeInvalidParam, "biz_content 需要 pay_no 或 out_trade_no", nil, badSign)
 		return
 	}
 	s.mu.Lock()
@@ -210,10 +194,10 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	if data == nil {
-		answer(w, app.secret, CodeOrderNotFound, "订单不存在", nil, badSign)
+		answer(w, app.secret, codeOrderNotFound, "订单不存在", nil, badSign)
 		return
 	}
-	answer(w, app.secret, CodeSuccess, "success", data, badSign)
+	answer(w, app.secret, codeSuccess, "success", data, badSign)
 }
 
 var statusNames = map[string]string{
@@ -223,7 +207,7 @@ var statusNames = map[string]string{
 
 var paymentNames = map[string]string{"WXPAY": "微信支付", "ALIPAY": "支付宝支付", "BALANCE": "会员钱包支付"}
 
-func (o *SandboxOrder) data(now time.Time) map[string]any {
+func (o *Order) data(now time.Time) map[string]any {
 	st, since := o.clock.StatusAt(o.Steps, now)
 	d := map[string]any{}
 	for k, v := range o.Fields {
@@ -243,11 +227,11 @@ func (o *SandboxOrder) data(now time.Time) map[string]any {
 		if paid.IsZero() {
 			paid = since
 		}
-		layout := time.DateTime
+		layout := payTimeLayout
 		if o.ShortPayTime {
-			layout = "2006-01-02 15:04"
+			layout = payTimeShortLayout
 		}
-		d["pay_time"] = paid.In(shanghai).Format(layout)
+		d["pay_time"] = paid.In(beijing).Format(layout)
 		d["fee"] = o.Fee
 		for _, k := range []string{"origin_fee", "received_fee", "user_pay_fee"} {
 			if _, ok := d[k]; !ok {

@@ -1,0 +1,55 @@
+package providers
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/paystatus/orderstatus/internal/events"
+)
+
+func TestRecord(t *testing.T) {
+	for raw, ok := range map[string]bool{`{"a":1}`: true, ` {} `: true, ``: false, `null`: false, `[1]`: false, `"{}"`: false, `{`: false} {
+		fields, err := Record(json.RawMessage(raw))
+		if (err == nil) != ok || ok && fields == nil {
+			t.Errorf("%q: %v %v", raw, fields, err)
+		}
+	}
+}
+
+func TestDetails(t *testing.T) {
+	fields := map[string]json.RawMessage{"status": []byte(`"X"`), "fee": []byte(`9007199254740993`), "rate": []byte(`0.5`),
+		"info": []byte(`{"n":[1,"a"]}`), "phone": []byte(`"1"`)}
+	got, err := Details(fields, func(k string) bool { return k == "status" || k == "phone" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"fee": int64(9007199254740993), "rate": 0.5, "info": map[string]any{"n": []any{int64(1), "a"}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%#v", got)
+	}
+	if got, err := Details(nil, func(string) bool { return false }); err != nil || got == nil {
+		t.Fatalf("no fields: %#v %v", got, err)
+	}
+	if _, err := Details(map[string]json.RawMessage{"bad": []byte(`{`)}, func(string) bool { return false }); err == nil {
+		t.Fatal("a field that does not decode was taken")
+	}
+}
+
+func TestNormalize(t *testing.T) {
+	statuses := Statuses{"OK": events.StatusSucceeded}
+	channels := Channels{"WX": events.ChannelWechat}
+	for _, tc := range []struct {
+		got, want any
+	}{
+		{statuses.Normalize("OK"), events.StatusSucceeded},
+		{statuses.Normalize("NEW"), events.StatusUnknown},
+		{statuses.Normalize(""), events.StatusUnknown},
+		{channels.Normalize("WX"), events.ChannelWechat},
+		{channels.Normalize("UNIONPAY"), events.ChannelUnknown},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("got %v, want %v", tc.got, tc.want)
+		}
+	}
+}
