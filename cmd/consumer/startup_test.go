@@ -17,7 +17,7 @@ import (
 
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/natstest"
-	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
+	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 )
 
 // proc is one consumer process started by a test.
@@ -102,20 +102,20 @@ providers:
     apps:
       - app_id: %s
         app_secret: %s
-`, natsURL, replicas, httpAddr, sandboxURL, kuaishou.DemoAppID, kuaishou.DemoAppSecret)), 0o600); err != nil {
+`, natsURL, replicas, httpAddr, sandboxURL, kssandbox.DemoAppID, kssandbox.DemoAppSecret)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path
 }
 
-func demoSandbox(t *testing.T, orders int, prefix string) *kuaishou.Sandbox {
+func demoSandbox(t *testing.T, orders int, prefix string) *kssandbox.Sandbox {
 	t.Helper()
-	sb := kuaishou.NewSandbox(0)
-	kuaishou.LoadDemo(sb)
+	sb := kssandbox.New(0)
+	kssandbox.LoadDemo(sb)
 	for i := range orders {
 		no := fmt.Sprintf("%s-%05d", prefix, i)
-		sb.PutOrder(kuaishou.SandboxOrder{AppID: kuaishou.DemoAppID, Kind: events.KindPayment, OrderNo: no,
-			Steps: []kuaishou.Step{{Status: "SUCCESS"}}, Amount: int64(i + 1), KsOrderNo: "ks-" + no, PayChannel: "ALIPAY"})
+		sb.PutOrder(kssandbox.Order{AppID: kssandbox.DemoAppID, Kind: events.KindPayment, OrderNo: no,
+			Steps: []kssandbox.Step{{Status: "SUCCESS"}}, Amount: int64(i + 1), KsOrderNo: "ks-" + no, PayChannel: "ALIPAY"})
 	}
 	if err := sb.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
@@ -192,7 +192,7 @@ func TestReplicasStartTogetherOnANewCluster(t *testing.T) {
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	for i := range 60 {
-		body := fmt.Sprintf(`{"app_id":"%s","order_no":"together-%05d"}`, kuaishou.DemoAppID, i)
+		body := fmt.Sprintf(`{"app_id":"%s","order_no":"together-%05d"}`, kssandbox.DemoAppID, i)
 		if _, err := js.Publish(context.Background(), "orders.query.kuaishou.payment", []byte(body)); err != nil {
 			t.Fatal(err)
 		}
@@ -263,7 +263,7 @@ func TestConsumerWaitsForNATS(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	body := fmt.Sprintf(`{"app_id":"%s","order_no":"late-00000"}`, kuaishou.DemoAppID)
+	body := fmt.Sprintf(`{"app_id":"%s","order_no":"late-00000"}`, kssandbox.DemoAppID)
 	if _, err := js.Publish(context.Background(), "orders.query.kuaishou.payment", []byte(body)); err != nil {
 		t.Fatal(err)
 	}

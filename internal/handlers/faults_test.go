@@ -248,7 +248,7 @@ func TestRacingReplicasAndQueryLeaderLoss(t *testing.T) {
 	}
 	evs, dups := e.countEvents(orders, 90*time.Second)
 	calls := e.sb.Calls(demoApp, events.KindPayment)
-	maxPerWindow := sandbox.MaxCallsPerWindow(calls, time.Second)
+	maxPerWindow := ratelimit.MaxCallsPerWindow(calls, time.Second)
 	retries := counterSum(t, reg, "orders_write_retries_total", nil)
 	t.Logf("figures: cluster=3 R3 replicas=2 racing orders=%d requests=%d events=%d duplicates=%d provider_calls=%d max_calls_per_window=%d qps=%d write_retries(replica 1)=%v (leader %s of ORDERS_QUERY killed mid-run)",
 		orders, 2*orders, evs, dups, len(calls), maxPerWindow, qps, retries, leader)

@@ -13,8 +13,8 @@ import (
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/handlers"
 	"github.com/paystatus/orderstatus/internal/natstest"
-	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
+	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 )
 
 // counterSum is the sum of a counter vector's series whose labels include want.
@@ -56,10 +56,10 @@ func TestSlowStaleAnswerIsIgnored(t *testing.T) {
 	e.metrics = handlers.NewMetrics(reg)
 	e.startReplica(nil)
 	const no = "overlap-0001"
-	e.sb.PutOrder(kuaishou.SandboxOrder{AppID: demoApp, Kind: events.KindPayment, OrderNo: no, Amount: 900, KsOrderNo: "ks-" + no,
-		PayChannel: "ALIPAY", Steps: []kuaishou.Step{{Status: "PROCESSING"}, {After: 30 * time.Millisecond, Status: "SUCCESS"}}})
+	e.sb.PutOrder(kssandbox.Order{AppID: demoApp, Kind: events.KindPayment, OrderNo: no, Amount: 900, KsOrderNo: "ks-" + no,
+		PayChannel: "ALIPAY", Steps: []kssandbox.Step{{Status: "PROCESSING"}, {After: 30 * time.Millisecond, Status: "SUCCESS"}}})
 	e.sb.StallFor = 800 * time.Millisecond
-	e.sb.SetFault(demoApp, sandbox.Stall, 1) // the first answer (PROCESSING) comes 800 ms late
+	e.sb.SetFault(demoApp, sandboxkit.Stall, 1) // the first answer (PROCESSING) comes 800 ms late
 	body := []byte(`{"app_id":"` + demoApp + `","order_no":"` + no + `"}`)
 	e.publish("orders.query.kuaishou.payment", body, nil)
 	time.Sleep(50 * time.Millisecond) // the second request, 50 ms later, is answered at once: SUCCESS
@@ -109,8 +109,8 @@ func TestABAGivesThreeEvents(t *testing.T) {
 	e := newEnv(t, nil)
 	e.startReplica(nil)
 	const no = "aba-000001"
-	e.sb.PutOrder(kuaishou.SandboxOrder{AppID: demoApp, Kind: events.KindPayment, OrderNo: no, Amount: 100, KsOrderNo: "ks-" + no,
-		PayChannel: "WECHAT", Steps: []kuaishou.Step{{Status: "PROCESSING"}}})
+	e.sb.PutOrder(kssandbox.Order{AppID: demoApp, Kind: events.KindPayment, OrderNo: no, Amount: 100, KsOrderNo: "ks-" + no,
+		PayChannel: "WECHAT", Steps: []kssandbox.Step{{Status: "PROCESSING"}}})
 	body := []byte(`{"app_id":"` + demoApp + `","order_no":"` + no + `"}`)
 	for i, status := range []string{"PROCESSING", "UNKNOW", "PROCESSING"} {
 		e.sb.SetStatus(demoApp, events.KindPayment, no, status)

@@ -13,7 +13,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/handlers"
 	"github.com/paystatus/orderstatus/internal/natstest"
-	"github.com/paystatus/orderstatus/internal/providers/sandbox"
+	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 )
 
 // failPublishing makes the handler fail to publish events while the returned flag is set, as
@@ -113,7 +113,7 @@ func TestSweepPublishesWhenTheNextDeliveryIsRejected(t *testing.T) {
 		}
 		return nil
 	})
-	e.sb.SetFault(demoApp, sandbox.NotFound, -1) // from now on the provider rejects the order
+	e.sb.SetFault(demoApp, sandboxkit.NotFound, -1) // from now on the provider rejects the order
 	natstest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		if n := len(e.streamMsgs(handlers.DLQStream)); n != 1 {
 			return fmt.Errorf("%d dead letters", n)
@@ -124,6 +124,6 @@ func TestSweepPublishesWhenTheNextDeliveryIsRejected(t *testing.T) {
 		t.Fatalf("%d events while publishing fails", n)
 	}
 	on.Store(false)
-	e.sb.SetFault(demoApp, sandbox.None, 0)
+	e.sb.SetFault(demoApp, sandboxkit.None, 0)
 	e.waitPublished(t, "next delivery rejected after a failure after the claim")
 }
