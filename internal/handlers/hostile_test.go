@@ -337,6 +337,7 @@ func TestLookupAnswersAsSoonAsStarted(t *testing.T) {
 		}
 		m, err := e.nc.Request("orders.lookup.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+demoOrder+`"}`), 10*time.Second)
 		_ = svc.Stop()
+		_ = nc.Flush() // the server has dropped this try's endpoints before the next try asks
 		nc.Close()
 		if err != nil {
 			t.Fatalf("try %d: %v", i, err)
