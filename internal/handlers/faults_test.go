@@ -260,3 +260,34 @@ func TestRacingReplicasAndQueryLeaderLoss(t *testing.T) {
 	}
 	e.waitIdle()
 }
+
+// On the first release a token fetch broke the limit: Query fetched the access token after
+// taking its rate slot, so calls that waited for a slow token endpoint left together. With a
+// 600 ms token endpoint at qps 30, 47 calls reached the provider in one second. Tokens are now
+// fetched before the slot, and refreshed ahead in the background while the old one serves.
+func TestTokenFetchesKeepTheLimit(t *testing.T) {
+	const qps, requests = 30, 150
+	e := newEnv(t, func(c *config.Config) {
+		p := c.Providers["kuaishou"]
+		p.QPS = qps
+		c.Providers["kuaishou"] = p
+	})
+	e.sb.TokenDelay = 600 * time.Millisecond
+	e.sb.TokenTTL = 3 * time.Second // refreshed ahead after 2.4 s, while the run goes on
+	nos := putOrders(e.sb, "token", requests)
+	e.startReplica(nil)
+	for i, no := range nos {
+		if i == requests/2 {
+			e.sb.ExpireTokens(demoApp) // every token refused at once: fetched again, before the slots
+		}
+		e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+no+`"}`), nil)
+	}
+	evs, dups := e.countEvents(requests, 60*time.Second)
+	calls := e.sb.Calls(demoApp, events.KindPayment)
+	maxPerWindow := ratelimit.MaxCallsPerWindow(calls, time.Second)
+	t.Logf("figures: qps=%d token_endpoint=600ms token_life=3s requests=%d events=%d calls=%d token_fetches=%d max_calls_per_window=%d",
+		qps, requests, evs, len(calls), e.sb.TokenFetches(demoApp), maxPerWindow)
+	if dups != 0 || maxPerWindow > qps {
+		t.Fatalf("%d duplicates; %d calls in one second, limit %d", dups, maxPerWindow, qps)
+	}
+}

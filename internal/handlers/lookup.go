@@ -111,6 +111,7 @@ func (h *Handler) lookup(ctx context.Context, p providers.Provider, kind string,
 	var res providers.Result
 	var sent time.Time
 	for {
+		h.prepare(ctx, p, req)
 		err = h.lim.Wait(ctx, key, qps, 1)
 		if err == nil {
 			res, sent, err = h.query(ctx, p, req, key)

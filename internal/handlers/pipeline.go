@@ -259,6 +259,16 @@ func (h *Handler) settle(ctx context.Context, j *job, o outcome, sched *schedule
 	}
 }
 
+// prepare readies a call before its rate slot is taken (see providers.Preparer). A failure
+// is left for the call itself to report, through the retry policy.
+func (h *Handler) prepare(ctx context.Context, p providers.Provider, req events.Request) {
+	if pp, ok := p.(providers.Preparer); ok {
+		if err := pp.Prepare(ctx, queryOf(req)); err != nil && ctx.Err() == nil {
+			h.log.Debug("preparing the call failed", "provider", p.Name(), "app_id", req.AppID, "err", err)
+		}
+	}
+}
+
 // query asks the provider, and says when it sent the question; key is the rate-limited
 // endpoint the caller took its slot under. A
 // permanent refusal becomes a rejection carrying the provider's code and message; anything

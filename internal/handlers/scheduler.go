@@ -23,6 +23,8 @@ type scheduler struct {
 	// when, never what.
 	run      func(ctx context.Context, j *job)
 	handBack func(j *job)
+	// prepare readies j's call (an access token) before a rate slot is taken for it.
+	prepare func(ctx context.Context, j *job)
 	lim      *ratelimit.Limiter
 	log      *slog.Logger
 	waits    *prometheus.HistogramVec // time to a rate slot, by provider and endpoint
@@ -134,6 +136,9 @@ func (s *scheduler) pace(key string, q *queue) {
 			case <-s.stop.Done():
 				continue
 			}
+		}
+		if s.prepare != nil {
+			s.prepare(s.stop, head)
 		}
 		waitStart := time.Now()
 		at, err := s.lim.Next(s.stop, key, head.qps, demand)

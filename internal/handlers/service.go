@@ -188,5 +188,6 @@ func (h *Handler) newScheduler(concurrency int, stop, work context.Context) *sch
 	s := newScheduler(h.lim, concurrency, stop, work, h.log, h.metrics.LimiterWait)
 	s.run = func(ctx context.Context, j *job) { h.settle(ctx, j, h.execute(ctx, j), s) }
 	s.handBack = func(j *job) { h.settle(context.Background(), j, outcome{verdict: handBack}, s) }
+	s.prepare = func(ctx context.Context, j *job) { h.prepare(ctx, j.p, j.req) }
 	return s
 }

@@ -58,3 +58,11 @@ type Provider interface {
 	// replaced, and the query may be made again at once.
 	Query(ctx context.Context, q Query) (Result, error)
 }
+
+// Preparer is a Provider with work to do before a query can be sent, such as fetching an access
+// token. The pipeline calls Prepare before it takes the query's rate slot, so that the slot is
+// spent on the call and never held while the credential is fetched: calls that waited for it
+// would otherwise leave together and break the limit. An error is not final: Query reports it.
+type Preparer interface {
+	Prepare(ctx context.Context, q Query) error
+}

@@ -121,6 +121,17 @@ func (c *Client) RateLimit(q providers.Query) (string, int) {
 	return Name + "/" + q.AppID + "/" + path.Base(endpoints[q.Kind].path), c.qps
 }
 
+// Prepare implements providers.Preparer: it has the app's access token fetched, if there is
+// no valid one, before the caller takes a rate slot for the query.
+func (c *Client) Prepare(ctx context.Context, q providers.Query) error {
+	a := c.apps[q.AppID]
+	if a == nil {
+		return nil // Query says what is wrong
+	}
+	_, err := a.tokens.get(ctx)
+	return err
+}
+
 // Query implements providers.Provider. A refused access token is forgotten, so the next
 // query fetches a new one.
 func (c *Client) Query(ctx context.Context, q providers.Query) (providers.Result, error) {

@@ -247,12 +247,20 @@ func TestTokenRefreshedBeforeExpiryAndAfterRefusal(t *testing.T) {
 		t.Fatalf("fetches %d, want 1", n)
 	}
 	mu.Lock()
-	now = now.Add(2 * time.Second) // past 80%: refreshed, though the old one still works
+	now = now.Add(2 * time.Second) // past 80%: refreshed in the background while the old one serves
 	mu.Unlock()
+	sb.TokenDelay = time.Second // a slow token endpoint (within the client timeout): the query does not wait for it
 	query()
-	if n := sb.TokenFetches(sandbox.DemoAppID); n != 2 {
-		t.Fatalf("fetches %d, want 2", n)
+	if n := sb.TokenFetches(sandbox.DemoAppID); n != 1 {
+		t.Fatalf("fetches %d before the slow refresh could end: the query waited for it", n)
 	}
+	for deadline := time.Now().Add(10 * time.Second); sb.TokenFetches(sandbox.DemoAppID) != 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("fetches %d, want the refresh", sb.TokenFetches(sandbox.DemoAppID))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	sb.TokenDelay = 0
 	sb.ExpireTokens(sandbox.DemoAppID) // the provider refuses the cached token: it is dropped, the next query fetches one
 	if _, err := c.Query(context.Background(), q); providers.Classify(err) != providers.TokenInvalid {
 		t.Fatalf("refused token: %v", err)

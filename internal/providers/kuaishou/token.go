@@ -17,8 +17,11 @@ import (
 const tokenPath = "/oauth2/access_token"
 
 // tokenSource keeps one app's access token. A token is used until 80% of its life has passed;
-// then the next caller fetches a new one (a new token leaves the old one valid, so callers keep
-// using the old one if the fetch fails). However many callers wait, one fetch runs at a time.
+// then a new one is fetched in the background while callers go on with the old one (a new
+// token leaves the old one valid), so no caller waits for a refresh. Only a caller with no
+// valid token at all waits, and the pipeline makes that wait before it takes a rate slot
+// (Client.Prepare), so a slow token endpoint never bunches calls into one second. However many
+// callers there are, one fetch runs at a time.
 type tokenSource struct {
 	client  *http.Client
 	baseURL string
@@ -48,6 +51,9 @@ func (t *tokenSource) get(ctx context.Context) (string, error) {
 		defer cancel()
 		return t.fetch(fctx)
 	})
+	if token != "" && now.Before(expiresAt) {
+		return token, nil // refreshing ahead: the old token serves until the new one is in
+	}
 	select {
 	case r := <-ch:
 		if r.Err != nil {

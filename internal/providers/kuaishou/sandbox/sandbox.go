@@ -21,6 +21,8 @@ import (
 type Sandbox struct {
 	// TokenTTL is the life of an access token (default 48h).
 	TokenTTL time.Duration
+	// TokenDelay holds every access-token answer this long, as a slow token endpoint does.
+	TokenDelay time.Duration
 
 	// Controls holds the QPS limit (per app and endpoint; 0 means none), switches fault modes
 	// on per app and logs calls.
@@ -152,6 +154,13 @@ func (s *Sandbox) serveToken(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
 		fail(w, codeInvalidParam, "参数有误")
 		return
+	}
+	if s.TokenDelay > 0 {
+		select {
+		case <-time.After(s.TokenDelay):
+		case <-r.Context().Done():
+			return
+		}
 	}
 	appID, secret := r.Form.Get("app_id"), r.Form.Get("app_secret")
 	if appID == "" || secret == "" || r.Form.Get("grant_type") != "client_credentials" {
