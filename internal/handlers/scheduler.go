@@ -25,10 +25,10 @@ type scheduler struct {
 	handBack func(j *job)
 	// prepare readies j's call (an access token) before a rate slot is taken for it.
 	prepare func(ctx context.Context, j *job)
-	lim      *ratelimit.Limiter
-	log      *slog.Logger
-	waits    *prometheus.HistogramVec // time to a rate slot, by provider and endpoint
-	sem      chan struct{}
+	lim     *ratelimit.Limiter
+	log     *slog.Logger
+	waits   *prometheus.HistogramVec // time to a rate slot, by provider and endpoint
+	sem     chan struct{}
 	// budget bounds the requests this process holds that are ready to run: a fetcher takes a
 	// token before each message, and the request gives it back when it is settled, or as soon
 	// as it joins a queue already a second deep at its app's limit. Memory stays bounded however
