@@ -259,38 +259,6 @@ func (h *Handler) settle(ctx context.Context, j *job, o outcome, sched *schedule
 	}
 }
 
-// prepare readies a call before its rate slot is taken (see providers.Preparer). A failure
-// is left for the call itself to report, through the retry policy.
-func (h *Handler) prepare(ctx context.Context, p providers.Provider, req events.Request) {
-	if pp, ok := p.(providers.Preparer); ok {
-		if err := pp.Prepare(ctx, queryOf(req)); err != nil && ctx.Err() == nil {
-			h.log.Debug("preparing the call failed", "provider", p.Name(), "app_id", req.AppID, "err", err)
-		}
-	}
-}
-
-// query asks the provider, and says when it sent the question; key is the rate-limited
-// endpoint the caller took its slot under. A
-// permanent refusal becomes a rejection carrying the provider's code and message; anything
-// else is for the retry policy.
-func (h *Handler) query(ctx context.Context, p providers.Provider, req events.Request, key string) (res providers.Result, sent time.Time, err error) {
-	provider, endpoint := endpointOf(key)
-	started := time.Now()
-	sent = h.now()
-	res, err = p.Query(ctx, queryOf(req))
-	h.metrics.CallDuration.WithLabelValues(provider, endpoint).Observe(time.Since(started).Seconds())
-	outcome := "ok"
-	if err != nil {
-		outcome = providers.Classify(err).String()
-	}
-	h.metrics.ProviderCalls.WithLabelValues(provider, endpoint, outcome).Inc()
-	var pe *providers.Error
-	if errors.As(err, &pe) && pe.Class == providers.Permanent {
-		return res, sent, reject(events.ReasonProviderRejected, "%s refused the query: code %s: %s", p.Name(), pe.Code, pe.Message)
-	}
-	return res, sent, err
-}
-
 func (h *Handler) step(name string) error {
 	if h.failAfter == nil {
 		return nil
