@@ -124,14 +124,16 @@ func (l *Limiter) Next(ctx context.Context, key string, qps, demand int) (time.T
 }
 
 // Slowdown pauses key for a second across all replicas: the provider said the app is over
-// its quota, so someone else shares it.
+// its quota, so someone else shares it. The pause runs to a second from now, not a second
+// past the last slot: the refusals of the calls already under way (up to qps of them, from
+// every replica) all answer the same overload and pause the app once together.
 func (l *Limiter) Slowdown(ctx context.Context, key string) error {
 	ks := l.state(key)
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	ks.slots = nil
 	_, err := l.update(ctx, ks, key, func(last time.Time, now time.Time) time.Time {
-		return maxTime(last, now).Add(time.Second)
+		return maxTime(last, now.Add(time.Second))
 	})
 	return err
 }

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -105,5 +106,66 @@ func TestSpacing(t *testing.T) {
 		if n > qps || float64(n) < 0.95*float64(qps) {
 			t.Errorf("qps %d: %d slots in a second", qps, n)
 		}
+	}
+}
+
+// Item 6: thirty rate-limit answers at once, ten to each of three replicas, pause the app
+// once: no call in the second after the first answer, and calls at the limit again in the two
+// seconds after that (one second added per answer would pause it for thirty).
+func TestRateLimitAnswersPauseOnce(t *testing.T) {
+	kv := bucket(t)
+	const qps, answers = 20, 30
+	const key = "kuaishou/app-1/query_order"
+	replicas := []*Limiter{New(kv), New(kv), New(kv)}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	first := time.Now()
+	var wg sync.WaitGroup
+	for i := range answers {
+		wg.Go(func() {
+			if err := replicas[i%len(replicas)].Slowdown(ctx, key); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	last := time.Now()
+	var mu sync.Mutex
+	var calls []time.Time
+	for _, l := range replicas {
+		for range 4 {
+			wg.Go(func() {
+				for l.Wait(ctx, key, qps, 4) == nil {
+					mu.Lock()
+					calls = append(calls, time.Now())
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	paused, after := 0, 0
+	for _, c := range calls {
+		switch {
+		case c.Before(first.Add(time.Second)):
+			paused++
+		case c.Before(first.Add(3 * time.Second)):
+			after++
+		}
+	}
+	pause := "none"
+	if len(calls) > 0 {
+		pause = slices.MinFunc(calls, time.Time.Compare).Sub(last).Round(time.Millisecond).String()
+	}
+	t.Logf("figures: qps=%d rate_limit_answers=%d replicas=3 pause_after_last_answer=%s calls_in_1st_s=%d calls_in_2nd_3rd_s=%d max_per_window=%d",
+		qps, answers, pause, paused, after, sandbox.MaxCallsPerWindow(calls, time.Second))
+	if paused > 0 {
+		t.Fatalf("%d calls within a second of a rate-limit answer", paused)
+	}
+	if after < qps {
+		t.Fatalf("%d calls in the two seconds after a one-second pause, at a limit of %d/s", after, qps)
+	}
+	if m := sandbox.MaxCallsPerWindow(calls, time.Second); m > qps {
+		t.Fatalf("%d calls in one second, limit %d", m, qps)
 	}
 }
