@@ -169,3 +169,71 @@ func TestRateLimitAnswersPauseOnce(t *testing.T) {
 		t.Fatalf("%d calls in one second, limit %d", m, qps)
 	}
 }
+
+// skewed is a wall clock off by d, as a replica's clock would be; without a monotonic reading,
+// so every duration the limiter measures on it is one of its own wall clock too.
+func skewed(d time.Duration) func() time.Time {
+	return func() time.Time { return time.Now().Round(0).Add(d) }
+}
+
+// Item 8: replicas whose clocks disagree by up to 500 ms hold the limit together, counted in
+// real time: slots are times of the NATS server's clock, which every replica reads the same.
+func TestSkewedClocksHoldTheLimit(t *testing.T) {
+	const qps = 20
+	for _, tc := range []struct {
+		name  string
+		skews []time.Duration
+	}{
+		{"one 100ms ahead", []time.Duration{0, 0, 100 * time.Millisecond}},
+		{"one 300ms ahead", []time.Duration{0, 0, 300 * time.Millisecond}},
+		{"500ms apart", []time.Duration{-250 * time.Millisecond, 0, 250 * time.Millisecond}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kv := bucket(t)
+			var mu sync.Mutex
+			var calls []time.Time
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			var wg sync.WaitGroup
+			for _, skew := range tc.skews {
+				l := New(kv, WithClock(skewed(skew)))
+				for range 4 {
+					wg.Go(func() {
+						for l.Wait(ctx, "kuaishou/app-1/query_order", qps, 4) == nil {
+							mu.Lock()
+							calls = append(calls, time.Now())
+							mu.Unlock()
+						}
+					})
+				}
+			}
+			wg.Wait()
+			m := sandbox.MaxCallsPerWindow(calls, time.Second)
+			t.Logf("figures: qps=%d replicas=%d skews=%v calls=%d max_calls_per_window=%d", qps, len(tc.skews), tc.skews, len(calls), m)
+			if m > qps {
+				t.Fatalf("%d calls in one second, limit %d", m, qps)
+			}
+			if len(calls) < 2*qps {
+				t.Fatalf("%d calls in 3 s at a limit of %d/s", len(calls), qps)
+			}
+		})
+	}
+}
+
+// A limiter whose clock is far off reads the server's time to within its round trip. The
+// embedded server shares this process's clock, so time.Now is the truth here.
+func TestServerClockReading(t *testing.T) {
+	kv := bucket(t)
+	for _, skew := range []time.Duration{-2 * time.Second, 0, 500 * time.Millisecond, time.Hour} {
+		l := New(kv, WithClock(skewed(skew)))
+		r, err := l.clock.reading(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		off := time.Until(r.serverTime(l.now()))
+		t.Logf("figures: local_skew=%s server_time_error=%s uncertainty=%s", skew, off, r.uncertainty)
+		if off.Abs() > r.uncertainty+time.Millisecond {
+			t.Errorf("skew %s: server time off by %s, uncertainty %s", skew, off, r.uncertainty)
+		}
+	}
+}
