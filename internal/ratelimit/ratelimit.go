@@ -6,7 +6,9 @@
 // second holds at most qps of them, whichever replica made the calls; a backlog drains at
 // qps/(1+margin) (97.5%) of the limit. A replica reserves the slots its queued work needs in one
 // compare-and-set, then spends each at its time. A slot that cannot be spent on time is thrown
-// away, never spent late: late calls could crowd a later window.
+// away, never spent late: late calls could crowd a later window. So that a slow KV write does
+// not make the slot it reserves late by the time it returns, a slot is reserved no sooner than
+// the time writes take from now.
 //
 // Slot times are times of the NATS server's clock, read from the Created time of a KV entry
 // (see serverClock), never of a replica's own: replicas whose clocks disagree by any amount
@@ -21,6 +23,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,7 +38,7 @@ const Margin = 25 * time.Millisecond
 
 // LateTolerance is how late a slot may still be spent. Calls at most Margin late still put no
 // more than qps in any one-second window (slots are (1s+Margin)/qps apart); half of Margin is
-// left for jitter and the replicas' clocks.
+// left for jitter and for how closely the replicas read the server's clock (see serverClock).
 const LateTolerance = Margin / 2
 
 // Spacing is the time between two slots of a key limited to qps calls a second.
@@ -48,6 +51,9 @@ type Limiter struct {
 	kv    jetstream.KeyValue
 	now   func() time.Time // the local clock
 	clock *serverClock
+	// lead is how long writes to kv take, recently (nanoseconds): a slot is reserved at
+	// least that far from now, to be on time when the write reserving it returns.
+	lead atomic.Int64
 
 	mu   sync.Mutex
 	keys map[string]*keyState
@@ -78,7 +84,7 @@ func New(kv jetstream.KeyValue, opts ...Option) *Limiter {
 	for _, o := range opts {
 		o(l)
 	}
-	l.clock = &serverClock{kv: kv, now: l.now, wrote: func(time.Duration) {}}
+	l.clock = &serverClock{kv: kv, now: l.now, wrote: l.wrote}
 	return l
 }
 
@@ -168,7 +174,7 @@ func (l *Limiter) reserve(ctx context.Context, ks *keyState, key string, qps, n 
 	spacing := Spacing(qps)
 	var first time.Time
 	if _, err := l.update(ctx, ks, key, func(last, now time.Time) time.Time {
-		first = maxTime(now, last.Add(spacing))
+		first = maxTime(now.Add(time.Duration(l.lead.Load())), last.Add(spacing))
 		return first.Add(time.Duration(n-1) * spacing)
 	}); err != nil {
 		return nil, err
@@ -209,10 +215,14 @@ func (l *Limiter) update(ctx context.Context, ks *keyState, key string, f func(l
 		var buf [8]byte
 		binary.BigEndian.PutUint64(buf[:], uint64(next.UnixNano()))
 		var rev uint64
+		sent := l.now()
 		if ks.rev == 0 {
 			rev, err = l.kv.Create(ctx, k, buf[:])
 		} else {
 			rev, err = l.kv.Update(ctx, k, buf[:], ks.rev)
+		}
+		if err == nil || kvcas.Conflict(err) { // a failed write's time tells nothing
+			l.wrote(l.now().Sub(sent))
 		}
 		if err == nil {
 			ks.last, ks.rev = next, rev
@@ -225,6 +235,27 @@ func (l *Limiter) update(ctx context.Context, ks *keyState, key string, f func(l
 			return time.Time{}, ctx.Err()
 		}
 		known = false // another replica moved it: read it again
+	}
+}
+
+// maxLead bounds how far ahead of now a slot is reserved: writes slower than that are an
+// outage, and a slot further ahead would keep callers idle long after it.
+const maxLead = time.Second
+
+// wrote learns from a write to kv that took d. A slower write raises the lead at once (the
+// next slot must not be late); faster ones lower it a quarter of the way each, so one slow
+// write does not delay calls for long.
+func (l *Limiter) wrote(d time.Duration) {
+	d = min(max(d, 0), maxLead)
+	for {
+		old := l.lead.Load()
+		next := int64(d)
+		if next < old {
+			next = old - (old-next)/4
+		}
+		if l.lead.CompareAndSwap(old, next) {
+			return
+		}
 	}
 }
 

@@ -2,8 +2,10 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -235,5 +237,69 @@ func TestServerClockReading(t *testing.T) {
 		if off.Abs() > r.uncertainty+time.Millisecond {
 			t.Errorf("skew %s: server time off by %s, uncertainty %s", skew, off, r.uncertainty)
 		}
+	}
+}
+
+// slowKV is a KV bucket whose writes take delay longer, as a loaded or distant server's would.
+type slowKV struct {
+	jetstream.KeyValue
+	delay  time.Duration
+	writes atomic.Int64
+}
+
+func (s *slowKV) wait() {
+	s.writes.Add(1)
+	time.Sleep(s.delay)
+}
+
+func (s *slowKV) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	s.wait()
+	return s.KeyValue.Put(ctx, key, value)
+}
+
+func (s *slowKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
+	s.wait()
+	return s.KeyValue.Create(ctx, key, value, opts...)
+}
+
+func (s *slowKV) Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error) {
+	s.wait()
+	return s.KeyValue.Update(ctx, key, value, revision)
+}
+
+// Item 8: writes slower than LateTolerance, with one call waiting at a time (a lookup): the
+// slot a write reserves is still on time when the write returns, so calls flow, and the limit
+// holds.
+func TestSlowWritesStillGiveSlots(t *testing.T) {
+	const qps = 100
+	for _, replicas := range []int{1, 3} {
+		t.Run(fmt.Sprintf("%d replicas", replicas), func(t *testing.T) {
+			kv := &slowKV{KeyValue: bucket(t), delay: 15 * time.Millisecond}
+			var mu sync.Mutex
+			var calls []time.Time
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			var wg sync.WaitGroup
+			for range replicas {
+				l := New(kv)
+				wg.Go(func() {
+					for l.Wait(ctx, "kuaishou/app-1/query_order", qps, 1) == nil {
+						mu.Lock()
+						calls = append(calls, time.Now())
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			m := sandbox.MaxCallsPerWindow(calls, time.Second)
+			t.Logf("figures: qps=%d replicas=%d demand=1 write_latency=%s writes=%d calls_in_2s=%d max_calls_per_window=%d",
+				qps, replicas, kv.delay, kv.writes.Load(), len(calls), m)
+			if m > qps {
+				t.Fatalf("%d calls in one second, limit %d", m, qps)
+			}
+			if len(calls) < qps/2 {
+				t.Fatalf("%d calls in 2 s after %d writes, at a limit of %d/s", len(calls), kv.writes.Load(), qps)
+			}
+		})
 	}
 }
