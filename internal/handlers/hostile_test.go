@@ -334,6 +334,9 @@ func TestLookupAnswersAsSoonAsStarted(t *testing.T) {
 		}
 		m, err := e.nc.Request("orders.lookup.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+demoOrder+`"}`), 10*time.Second)
 		_ = svc.Stop()
+		// The server has dropped the stopped service's subscriptions once it answers a
+		// flush; a request of the next try could go to them otherwise, and be lost.
+		_ = nc.Flush()
 		nc.Close()
 		if err != nil {
 			t.Fatalf("try %d: %v", i, err)
