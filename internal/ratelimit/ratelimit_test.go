@@ -303,3 +303,28 @@ func TestSlowWritesStillGiveSlots(t *testing.T) {
 		})
 	}
 }
+
+// The lead follows a slower write at once and a faster one a quarter of the way, and never
+// passes maxLead.
+func TestWriteLead(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name   string
+		writes []time.Duration
+		want   time.Duration
+	}{
+		{"first write", []time.Duration{15 * ms}, 15 * ms},
+		{"slower write", []time.Duration{1 * ms, 15 * ms}, 15 * ms},
+		{"faster write", []time.Duration{15 * ms, 3 * ms}, 12 * ms},
+		{"faster writes", []time.Duration{15 * ms, 3 * ms, 3 * ms}, 9750 * time.Microsecond},
+		{"outage-slow write", []time.Duration{time.Minute}, maxLead},
+	} {
+		l := &Limiter{}
+		for _, d := range tc.writes {
+			l.wrote(d)
+		}
+		if got := time.Duration(l.lead.Load()); got != tc.want {
+			t.Errorf("%s: lead %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
