@@ -6,8 +6,14 @@
 // second holds at most qps of them, whichever replica made the calls; a backlog drains at
 // qps/(1+margin) (97.5%) of the limit. A replica reserves the slots its queued work needs in one
 // compare-and-set, then spends each at its time. A slot that cannot be spent on time is thrown
-// away, never spent late: late calls could crowd a later window. Replicas' clocks must agree
-// to within the margin (NTP does far better).
+// away, never spent late: late calls could crowd a later window. So that a slow KV write does
+// not make the slot it reserves late by the time it returns, a slot is reserved no sooner than
+// the time writes take from now.
+//
+// Slot times are times of the NATS server's clock, read from the Created time of a KV entry
+// (see serverClock), never of a replica's own: replicas whose clocks disagree by any amount
+// still agree on the slots to within the round trip of that reading. Each replica turns a
+// slot into a time of its own clock only to wait for it.
 package ratelimit
 
 import (
@@ -17,6 +23,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -31,7 +38,7 @@ const Margin = 25 * time.Millisecond
 
 // LateTolerance is how late a slot may still be spent. Calls at most Margin late still put no
 // more than qps in any one-second window (slots are (1s+Margin)/qps apart); half of Margin is
-// left for jitter and the replicas' clocks.
+// left for jitter and for how closely the replicas read the server's clock (see serverClock).
 const LateTolerance = Margin / 2
 
 // Spacing is the time between two slots of a key limited to qps calls a second.
@@ -41,7 +48,12 @@ func Spacing(qps int) time.Duration {
 
 // Limiter hands out call slots.
 type Limiter struct {
-	kv jetstream.KeyValue
+	kv    jetstream.KeyValue
+	now   func() time.Time // the local clock
+	clock *serverClock
+	// lead is how long writes to kv take, recently (nanoseconds): a slot is reserved at
+	// least that far from now, to be on time when the write reserving it returns.
+	lead atomic.Int64
 
 	mu   sync.Mutex
 	keys map[string]*keyState
@@ -49,17 +61,31 @@ type Limiter struct {
 
 type keyState struct {
 	mu    sync.Mutex
-	slots []time.Time // reserved, ascending
+	slots []time.Time // reserved, ascending, in server time
 	// last and rev are the key's value and revision as this limiter last wrote or read them:
 	// the next compare-and-set tries them first, and reads again only if another replica
-	// moved the key since.
+	// moved the key since. last is in server time.
 	last time.Time
 	rev  uint64
 }
 
+// Option configures a Limiter.
+type Option func(*Limiter)
+
+// WithClock makes the limiter read the local time from now instead of time.Now, as if its
+// machine's clock said so: a test gives replicas clocks that disagree this way.
+func WithClock(now func() time.Time) Option {
+	return func(l *Limiter) { l.now = now }
+}
+
 // New returns a limiter keeping its state in kv.
-func New(kv jetstream.KeyValue) *Limiter {
-	return &Limiter{kv: kv, keys: map[string]*keyState{}}
+func New(kv jetstream.KeyValue, opts ...Option) *Limiter {
+	l := &Limiter{kv: kv, now: time.Now, keys: map[string]*keyState{}}
+	for _, o := range opts {
+		o(l)
+	}
+	l.clock = &serverClock{kv: kv, now: l.now, wrote: l.wrote}
+	return l
 }
 
 func (l *Limiter) state(key string) *keyState {
@@ -81,7 +107,7 @@ func (l *Limiter) Wait(ctx context.Context, key string, qps, demand int) error {
 		if err != nil {
 			return err
 		}
-		if d := time.Until(at); d > 0 {
+		if d := at.Sub(l.now()); d > 0 {
 			t := time.NewTimer(d)
 			select {
 			case <-t.C:
@@ -90,28 +116,33 @@ func (l *Limiter) Wait(ctx context.Context, key string, qps, demand int) error {
 				return ctx.Err()
 			}
 		}
-		if time.Since(at) <= LateTolerance {
+		if l.now().Sub(at) <= LateTolerance {
 			return nil
 		}
 		// Woke too late (a pause, a busy machine): the slot is thrown away.
 	}
 }
 
-// Next hands out the time of the next call slot for key without waiting for it; the caller
-// must make its call at that time and no later than LateTolerance after it, or not at all.
+// Next hands out the time of the next call slot for key without waiting for it, as a time
+// of the limiter's local clock (time.Now unless WithClock says otherwise); the caller must
+// make its call at that time and no later than LateTolerance after it, or not at all.
 func (l *Limiter) Next(ctx context.Context, key string, qps, demand int) (time.Time, error) {
 	ks := l.state(key)
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	for {
-		now := time.Now()
+		r, err := l.clock.reading(ctx)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("rate limit %s: %w", key, err)
+		}
+		now := r.serverTime(l.now())
 		for len(ks.slots) > 0 && now.Sub(ks.slots[0]) > LateTolerance {
 			ks.slots = ks.slots[1:] // missed: thrown away, which only lowers the rate
 		}
 		if len(ks.slots) > 0 {
 			at := ks.slots[0]
 			ks.slots = ks.slots[1:]
-			return at, nil
+			return r.localTime(at), nil
 		}
 		// Only as many as are wanted: a slot reserved and not spent still moves the
 		// schedule on, and later calls would wait for time nobody used.
@@ -124,14 +155,16 @@ func (l *Limiter) Next(ctx context.Context, key string, qps, demand int) (time.T
 }
 
 // Slowdown pauses key for a second across all replicas: the provider said the app is over
-// its quota, so someone else shares it.
+// its quota, so someone else shares it. The pause runs to a second from now, not a second
+// past the last slot: the refusals of the calls already under way (up to qps of them, from
+// every replica) all answer the same overload and pause the app once together.
 func (l *Limiter) Slowdown(ctx context.Context, key string) error {
 	ks := l.state(key)
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	ks.slots = nil
 	_, err := l.update(ctx, ks, key, func(last time.Time, now time.Time) time.Time {
-		return maxTime(last, now).Add(time.Second)
+		return maxTime(last, now.Add(time.Second))
 	})
 	return err
 }
@@ -141,7 +174,7 @@ func (l *Limiter) reserve(ctx context.Context, ks *keyState, key string, qps, n 
 	spacing := Spacing(qps)
 	var first time.Time
 	if _, err := l.update(ctx, ks, key, func(last, now time.Time) time.Time {
-		first = maxTime(now, last.Add(spacing))
+		first = maxTime(now.Add(time.Duration(l.lead.Load())), last.Add(spacing))
 		return first.Add(time.Duration(n-1) * spacing)
 	}); err != nil {
 		return nil, err
@@ -154,7 +187,8 @@ func (l *Limiter) reserve(ctx context.Context, ks *keyState, key string, qps, n 
 }
 
 // update moves the key's last slot time by f with compare-and-set, trying again while other
-// replicas move it first. Callers hold ks.mu.
+// replicas move it first. f is given the last slot time and the time now, both in server
+// time. Callers hold ks.mu.
 func (l *Limiter) update(ctx context.Context, ks *keyState, key string, f func(last, now time.Time) time.Time) (time.Time, error) {
 	k := kvKey(key)
 	known := ks.rev != 0 // try the cached value first
@@ -173,15 +207,22 @@ func (l *Limiter) update(ctx context.Context, ks *keyState, key string, f func(l
 				}
 			}
 		}
-		next := f(ks.last, time.Now())
+		r, err := l.clock.reading(ctx)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("rate limit %s: %w", key, err)
+		}
+		next := f(ks.last, r.serverTime(l.now()))
 		var buf [8]byte
 		binary.BigEndian.PutUint64(buf[:], uint64(next.UnixNano()))
 		var rev uint64
-		var err error
+		sent := l.now()
 		if ks.rev == 0 {
 			rev, err = l.kv.Create(ctx, k, buf[:])
 		} else {
 			rev, err = l.kv.Update(ctx, k, buf[:], ks.rev)
+		}
+		if err == nil || kvcas.Conflict(err) { // a failed write's time tells nothing
+			l.wrote(l.now().Sub(sent))
 		}
 		if err == nil {
 			ks.last, ks.rev = next, rev
@@ -194,6 +235,27 @@ func (l *Limiter) update(ctx context.Context, ks *keyState, key string, f func(l
 			return time.Time{}, ctx.Err()
 		}
 		known = false // another replica moved it: read it again
+	}
+}
+
+// maxLead bounds how far ahead of now a slot is reserved: writes slower than that are an
+// outage, and a slot further ahead would keep callers idle long after it.
+const maxLead = time.Second
+
+// wrote learns from a write to kv that took d. A slower write raises the lead at once (the
+// next slot must not be late); faster ones lower it a quarter of the way each, so one slow
+// write does not delay calls for long.
+func (l *Limiter) wrote(d time.Duration) {
+	d = min(max(d, 0), maxLead)
+	for {
+		old := l.lead.Load()
+		next := int64(d)
+		if next < old {
+			next = old - (old-next)/4
+		}
+		if l.lead.CompareAndSwap(old, next) {
+			return
+		}
 	}
 }
 
