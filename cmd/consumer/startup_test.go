@@ -250,6 +250,16 @@ func TestConsumerWaitsForNATS(t *testing.T) {
 	if c := p.status("/readyz"); c != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz %d while NATS is unreachable, want 503", c)
 	}
+	// Stopped while it waits, a replica exits 0: it is a normal stop.
+	other := freeAddr(t)
+	q := startConsumer(t, bin, writeConfig(t, fmt.Sprintf("nats://127.0.0.1:%d", port), other, sb.URL(), 1), other)
+	natstest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if c := q.status("/healthz"); c != http.StatusOK {
+			return fmt.Errorf("/healthz %d", c)
+		}
+		return nil
+	})
+	q.stop(t, 5*time.Second)
 	ns := natstest.RunServerAt(t, port, t.TempDir())
 	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		if c := p.status("/readyz"); c != http.StatusOK {

@@ -15,14 +15,18 @@ import (
 )
 
 // Probes serves /healthz (the process is alive), /readyz (connected to NATS, streams and
-// consumer present) and /metrics.
-func Probes(nc *nats.Conn, js jetstream.JetStream, consumer string, gatherer prometheus.Gatherer) http.Handler {
+// consumer present, and, when consuming is given, this replica taking requests) and /metrics.
+func Probes(nc *nats.Conn, js jetstream.JetStream, consumer string, gatherer prometheus.Gatherer, consuming func() bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := ready(r.Context(), nc, js, consumer); err != nil {
+		err := ready(r.Context(), nc, js, consumer)
+		if err == nil && consuming != nil && !consuming() {
+			err = errors.New("this replica is not taking requests yet")
+		}
+		if err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}

@@ -50,7 +50,7 @@ func TestProbesAndMetricsMove(t *testing.T) {
 	reg.MustRegister(handlers.NewConsumerCollector(c))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	addr, _, err := handlers.StartHTTP(ctx, "127.0.0.1:0", handlers.Probes(e.nc, e.js, e.cfg.Consumer.Name, reg))
+	addr, _, err := handlers.StartHTTP(ctx, "127.0.0.1:0", handlers.Probes(e.nc, e.js, e.cfg.Consumer.Name, reg, nil))
 	if err != nil {
 		t.Fatal(err)
 	}

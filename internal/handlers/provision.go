@@ -80,7 +80,8 @@ func ProvisionRetrying(ctx context.Context, js jetstream.JetStream, cfg *config.
 		backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(0))
 	var assets *Assets
 	err := backoff.RetryNotify(func() error {
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		// Short: a create that races another replica's may get no answer at all.
+		actx, cancel := context.WithTimeout(ctx, 4*time.Second)
 		defer cancel()
 		var err error
 		assets, err = Provision(actx, js, cfg, log)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -52,12 +53,14 @@ func Connect(cfg *config.Config, log *slog.Logger) (*nats.Conn, error) {
 func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []providers.Provider, log *slog.Logger, ready ...func()) error {
 	reg := prometheus.NewRegistry()
 	metrics := NewMetrics(reg)
+	var running atomic.Pointer[Service]
 	if cfg.HTTP.Listen != "" {
 		js, err := jetstream.New(nc)
 		if err != nil {
 			return err
 		}
-		addr, _, err := StartHTTP(ctx, cfg.HTTP.Listen, Probes(nc, js, cfg.Consumer.Name, reg))
+		consuming := func() bool { s := running.Load(); return s != nil && s.Consuming.Load() }
+		addr, _, err := StartHTTP(ctx, cfg.HTTP.Listen, Probes(nc, js, cfg.Consumer.Name, reg, consuming))
 		if err != nil {
 			return err
 		}
@@ -65,8 +68,12 @@ func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []provi
 	}
 	r, err := NewReplica(ctx, cfg, nc, provs, log, metrics)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for NATS: a normal stop
+		}
 		return err
 	}
+	running.Store(r.Service)
 	reg.MustRegister(NewConsumerCollector(r.Assets.Consumer))
 	log.Info("consuming requests", "subjects", cfg.NATS.SubjectPrefix+".query.>", "consumer", cfg.Consumer.Name,
 		"concurrency", cfg.Consumer.Concurrency, "providers", len(provs))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -34,6 +35,9 @@ type Service struct {
 	// pull tells (default 5 s).
 	CheckEvery time.Duration
 	Log        *slog.Logger
+
+	// Consuming is true while the service takes requests: readiness.
+	Consuming atomic.Bool
 }
 
 // ErrConsumerLost is returned by Run when the consumer is gone and cannot be had again: the
@@ -88,6 +92,8 @@ func (s *Service) consume(ctx context.Context, sched *scheduler) (lost error, er
 	if err != nil {
 		return nil, err
 	}
+	s.Consuming.Store(true)
+	defer s.Consuming.Store(false)
 	gone := make(chan error, fetchers+1)
 	var wg sync.WaitGroup
 	for range fetchers {
