@@ -26,7 +26,7 @@ func (h *Handler) prepare(ctx context.Context, p providers.Provider, req events.
 func (h *Handler) query(ctx context.Context, p providers.Provider, req events.Request, key string) (res providers.Result, sent time.Time, err error) {
 	provider, endpoint := endpointOf(key)
 	started := time.Now()
-	sent = h.now()
+	sent = h.sentClock(ctx)
 	res, err = p.Query(ctx, queryOf(req))
 	h.metrics.CallDuration.WithLabelValues(provider, endpoint).Observe(time.Since(started).Seconds())
 	outcome := "ok"
@@ -39,4 +39,13 @@ func (h *Handler) query(ctx context.Context, p providers.Provider, req events.Re
 		return res, sent, reject(events.ReasonProviderRejected, "%s refused the query: code %s: %s", p.Name(), pe.Code, pe.Message)
 	}
 	return res, sent, err
+}
+
+// sentClock is the time a query is sent, on the NATS server's clock when the limiter reads
+// it: queries sent by replicas whose clocks disagree are still ordered truly (see ignored).
+func (h *Handler) sentClock(ctx context.Context) time.Time {
+	if h.lim == nil {
+		return h.now()
+	}
+	return h.lim.ServerNow(ctx)
 }

@@ -267,3 +267,15 @@ func maxTime(a, b time.Time) time.Time {
 	}
 	return b
 }
+
+// ServerNow is the NATS server's time now, as this limiter reads it: a clock every replica
+// shares, so that times taken by different replicas compare truly whatever their own clocks
+// say. When the server's clock cannot be read it falls back to the local clock.
+func (l *Limiter) ServerNow(ctx context.Context) time.Time {
+	now := l.now()
+	r, err := l.clock.reading(ctx)
+	if err != nil {
+		return now
+	}
+	return r.serverTime(now)
+}
