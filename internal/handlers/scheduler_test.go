@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,33 +15,6 @@ import (
 	"github.com/paystatus/orderstatus/internal/natstest"
 	"github.com/paystatus/orderstatus/internal/ratelimit"
 )
-
-// slowKV is a KV bucket whose writes take delay longer, as a loaded or distant server's would.
-type slowKV struct {
-	jetstream.KeyValue
-	delay  time.Duration
-	writes atomic.Int64
-}
-
-func (s *slowKV) wait() {
-	s.writes.Add(1)
-	time.Sleep(s.delay)
-}
-
-func (s *slowKV) Put(ctx context.Context, key string, value []byte) (uint64, error) {
-	s.wait()
-	return s.KeyValue.Put(ctx, key, value)
-}
-
-func (s *slowKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
-	s.wait()
-	return s.KeyValue.Create(ctx, key, value, opts...)
-}
-
-func (s *slowKV) Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error) {
-	s.wait()
-	return s.KeyValue.Update(ctx, key, value, revision)
-}
 
 // Three replicas' schedulers with one request queued at a time each, on a rate bucket whose
 // writes take longer than ratelimit.LateTolerance: the slot a write reserves is not thrown
@@ -60,7 +32,7 @@ func TestSchedulerSlowRateWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv := &slowKV{KeyValue: bucket, delay: 15 * time.Millisecond}
+	kv := &natstest.SlowKV{KeyValue: bucket, Delay: 15 * time.Millisecond}
 	waits := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wait"}, []string{"provider", "endpoint"})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -85,11 +57,11 @@ func TestSchedulerSlowRateWrites(t *testing.T) {
 	defer mu.Unlock()
 	m := ratelimit.MaxCallsPerWindow(calls, time.Second)
 	t.Logf("figures: qps=%d replicas=%d demand=1 write_latency=%s writes=%d calls_in_2s=%d max_calls_per_window=%d",
-		qps, replicas, kv.delay, kv.writes.Load(), len(calls), m)
+		qps, replicas, kv.Delay, kv.Writes.Load(), len(calls), m)
 	if m > qps {
 		t.Fatalf("%d calls in one second, limit %d", m, qps)
 	}
 	if len(calls) < qps/2 {
-		t.Fatalf("%d calls in 2 s after %d writes, at a limit of %d/s", len(calls), kv.writes.Load(), qps)
+		t.Fatalf("%d calls in 2 s after %d writes, at a limit of %d/s", len(calls), kv.Writes.Load(), qps)
 	}
 }

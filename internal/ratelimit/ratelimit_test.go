@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -241,33 +240,6 @@ func TestServerClockReading(t *testing.T) {
 	}
 }
 
-// slowKV is a KV bucket whose writes take delay longer, as a loaded or distant server's would.
-type slowKV struct {
-	jetstream.KeyValue
-	delay  time.Duration
-	writes atomic.Int64
-}
-
-func (s *slowKV) wait() {
-	s.writes.Add(1)
-	time.Sleep(s.delay)
-}
-
-func (s *slowKV) Put(ctx context.Context, key string, value []byte) (uint64, error) {
-	s.wait()
-	return s.KeyValue.Put(ctx, key, value)
-}
-
-func (s *slowKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
-	s.wait()
-	return s.KeyValue.Create(ctx, key, value, opts...)
-}
-
-func (s *slowKV) Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error) {
-	s.wait()
-	return s.KeyValue.Update(ctx, key, value, revision)
-}
-
 // Item 8: writes slower than LateTolerance, with one call waiting at a time (a lookup): the
 // slot a write reserves is still on time when the write returns, so calls flow, and the limit
 // holds.
@@ -275,7 +247,7 @@ func TestSlowWritesStillGiveSlots(t *testing.T) {
 	const qps = 100
 	for _, replicas := range []int{1, 3} {
 		t.Run(fmt.Sprintf("%d replicas", replicas), func(t *testing.T) {
-			kv := &slowKV{KeyValue: bucket(t), delay: 15 * time.Millisecond}
+			kv := &natstest.SlowKV{KeyValue: bucket(t), Delay: 15 * time.Millisecond}
 			var mu sync.Mutex
 			var calls []time.Time
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -294,12 +266,12 @@ func TestSlowWritesStillGiveSlots(t *testing.T) {
 			wg.Wait()
 			m := MaxCallsPerWindow(calls, time.Second)
 			t.Logf("figures: qps=%d replicas=%d demand=1 write_latency=%s writes=%d calls_in_2s=%d max_calls_per_window=%d",
-				qps, replicas, kv.delay, kv.writes.Load(), len(calls), m)
+				qps, replicas, kv.Delay, kv.Writes.Load(), len(calls), m)
 			if m > qps {
 				t.Fatalf("%d calls in one second, limit %d", m, qps)
 			}
 			if len(calls) < qps/2 {
-				t.Fatalf("%d calls in 2 s after %d writes, at a limit of %d/s", len(calls), kv.writes.Load(), qps)
+				t.Fatalf("%d calls in 2 s after %d writes, at a limit of %d/s", len(calls), kv.Writes.Load(), qps)
 			}
 		})
 	}
