@@ -232,7 +232,9 @@ func (h *Handler) settle(ctx context.Context, j *job, o outcome, sched *schedule
 		if o.changed {
 			result = "event"
 		}
-		h.metrics.Requests.WithLabelValues(r.Provider, r.Kind, result).Inc()
+		if !o.check { // checks are counted by orders_events_swept_total, not as requests
+			h.metrics.Requests.WithLabelValues(r.Provider, r.Kind, result).Inc()
+		}
 	case requeue: // the credential is replaced already: go again at once
 		j.refreshed = true
 		sched.enqueue(j)

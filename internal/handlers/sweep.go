@@ -80,5 +80,5 @@ func (h *Handler) sweep(ctx context.Context, key string) outcome {
 	if err != nil {
 		return outcome{verdict: redeliver, delay: redeliveryDelay(1, 0), err: err}
 	}
-	return outcome{verdict: ack, changed: cur.Pending != nil}
+	return outcome{verdict: ack, check: true}
 }
