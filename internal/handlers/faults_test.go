@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -289,5 +290,35 @@ func TestTokenFetchesKeepTheLimit(t *testing.T) {
 		qps, requests, evs, len(calls), e.sb.TokenFetches(demoApp), maxPerWindow)
 	if dups != 0 || maxPerWindow > qps {
 		t.Fatalf("%d duplicates; %d calls in one second, limit %d", dups, maxPerWindow, qps)
+	}
+}
+
+// On the first release a dead route was noticed about 21 s late ("no heartbeat received"):
+// pulls used nats.go's defaults, 30 s expiry and 15 s heartbeats. The pulls on the wire now
+// ask for heartbeats every 2 s and expire in 6 s, so a lost pull is noticed in about 4 s.
+func TestPullsNoticeADeadRouteQuickly(t *testing.T) {
+	e := newEnv(t, nil)
+	sub, err := e.nc.SubscribeSync("$JS.API.CONSUMER.MSG.NEXT." + handlers.QueryStream + "." + e.cfg.Consumer.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	e.startReplica(nil)
+	m, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("no pull request seen: %v", err)
+	}
+	var pull struct {
+		Expires   time.Duration `json:"expires"`
+		Heartbeat time.Duration `json:"idle_heartbeat"`
+	}
+	if err := json.Unmarshal(m.Data, &pull); err != nil {
+		t.Fatalf("%v: %s", err, m.Data)
+	}
+	t.Logf("figures: pull expires=%s heartbeat=%s (a lost pull noticed after two missed heartbeats: %s)", pull.Expires, pull.Heartbeat, 2*pull.Heartbeat)
+	if pull.Heartbeat <= 0 || pull.Heartbeat > 2*time.Second || pull.Expires > 10*time.Second {
+		t.Fatalf("pull %s", m.Data)
 	}
 }
