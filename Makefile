@@ -4,7 +4,7 @@ GO    ?= go
 BIN   := bin/consumer
 SHELL := /bin/bash
 
-.PHONY: run build test lint fmt clean cluster nats-server bench
+.PHONY: run build test lint fmt clean cluster nats-server bench image image-check rules
 
 run: build ## run NATS, the provider sandboxes and the service on this machine
 	$(BIN) dev
@@ -38,6 +38,29 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
+
+# The FROM scratch image without a registry: the static binary from the host's Go and the
+# host's CA certificates, assembled by buildah from deploy/image/Containerfile (whose only FROM
+# is scratch). With a registry, `docker build .` runs the multi-stage Dockerfile instead.
+IMAGE         ?= localhost/orderstatus:dev
+BUILDAH       ?= buildah
+BUILDAH_FLAGS ?=
+image:
+	rm -rf bin/image && mkdir -p bin/image
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/image/consumer ./cmd/consumer
+	cp /etc/ssl/certs/ca-certificates.crt bin/image/
+	$(BUILDAH) $(BUILDAH_FLAGS) build --quiet --isolation chroot -f deploy/image/Containerfile -t $(IMAGE) bin/image
+
+# Builds the image and runs its binary inside it, as the image's user (--version where the
+# binary has it, else --help); prints the image's user, entrypoint and ports.
+image-check: image
+	@echo "image-check: $(IMAGE): $$($(BUILDAH) $(BUILDAH_FLAGS) inspect --format 'user {{.OCIv1.Config.User}}, entrypoint {{.OCIv1.Config.Entrypoint}}, ports {{.OCIv1.Config.ExposedPorts}}' $(IMAGE))"
+	@ctr=$$($(BUILDAH) $(BUILDAH_FLAGS) from --quiet $(IMAGE)) || exit 1; \
+	  run() { $(BUILDAH) $(BUILDAH_FLAGS) run --isolation chroot $$ctr -- /consumer "$$@"; }; \
+	  out=$$(run --version 2>&1) || out=$$(run --help 2>&1); status=$$?; \
+	  $(BUILDAH) $(BUILDAH_FLAGS) rm $$ctr >/dev/null; \
+	  if [ $$status -ne 0 ]; then echo "$$out"; echo "image-check: /consumer does not run in $(IMAGE)"; exit 1; fi; \
+	  echo "image-check: /consumer runs in $(IMAGE): $$(echo "$$out" | head -1)"
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
