@@ -12,17 +12,28 @@ run: build ## run NATS, the provider sandboxes and the service on this machine
 build:
 	$(GO) build -o $(BIN) ./cmd/consumer
 
-# Every test, with the race detector; fuzz targets run on their seed corpus. The fault tests'
-# figures (requests, events, duplicates, calls per window) are printed; on a failure the whole
-# log is.
+# Every test, with the race detector; fuzz targets run on their seed corpus. gotestsum (pinned
+# as a tool in go.mod) prints one line per package, each failure with its output, and its
+# summary; it writes the whole run as go test JSON and as JUnit XML under bin/test/. The fault
+# tests' figures (requests, events, duplicates, calls per window) are printed from that JSON;
+# then the Prometheus rules are checked and their tests run.
+TEST_OUT := bin/test
 test:
-	@log=$$(mktemp); \
-	$(GO) test -race -count=1 -timeout 8m -v ./... > $$log 2>&1; status=$$?; \
-	grep -E '^(ok|FAIL|---|panic:)|figures:' $$log | grep -v -- '--- PASS' | grep -v -- '--- SKIP'; \
-	if [ $$status -ne 0 ]; then echo; echo "== full test log =="; cat $$log; fi; \
-	passed=$$(grep -c -- '--- PASS' $$log); failed=$$(grep -c -- '--- FAIL' $$log); \
+	@mkdir -p $(TEST_OUT); \
+	$(GO) tool gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg \
+	  --jsonfile $(TEST_OUT)/go-test.json --junitfile $(TEST_OUT)/junit.xml \
+	  -- -race -count=1 -timeout 8m ./...; status=$$?; \
+	grep -o '"Output":"[^"]*figures:[^"]*' $(TEST_OUT)/go-test.json | sed -e 's/^"Output":"[[:space:]]*//' -e 's/\\n$$//' -e 's/\\t/ /g' \
+	  -e 's/\\u003e/>/g; s/\\u003c/</g; s/\\u0026/\&/g; s/\\"/"/g'; \
+	passed=$$(grep '"Action":"pass"' $(TEST_OUT)/go-test.json | grep -c '"Test":'); \
+	failed=$$(grep '"Action":"fail"' $(TEST_OUT)/go-test.json | grep -c '"Test":'); \
+	$(MAKE) --no-print-directory rules || status=1; \
 	echo "$$passed passed, $$failed failed"; \
-	rm -f $$log; exit $$status
+	exit $$status
+
+# The Prometheus alert rules: syntax, then their unit tests (promtool, Debian's prometheus).
+rules:
+	cd deploy/prometheus && promtool check rules orderstatus-rules.yaml && promtool test rules orderstatus-rules.test.yaml
 
 # A real three-process cluster from deploy/nats, the streams and consumer added from its
 # definition files, and the consumer against it with nats.replicas: 3.
