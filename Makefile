@@ -4,7 +4,7 @@ GO    ?= go
 BIN   := bin/consumer
 SHELL := /bin/bash
 
-.PHONY: run build test lint fmt clean cluster nats-server bench
+.PHONY: run build test lint fmt clean cluster nats-server bench image image-check rules
 
 run: build ## run NATS, the provider sandboxes and the service on this machine
 	$(BIN) dev
@@ -12,17 +12,28 @@ run: build ## run NATS, the provider sandboxes and the service on this machine
 build:
 	$(GO) build -o $(BIN) ./cmd/consumer
 
-# Every test, with the race detector; fuzz targets run on their seed corpus. The fault tests'
-# figures (requests, events, duplicates, calls per window) are printed; on a failure the whole
-# log is.
+# Every test, with the race detector; fuzz targets run on their seed corpus. gotestsum (pinned
+# as a tool in go.mod) prints one line per package, each failure with its output, and its
+# summary; it writes the whole run as go test JSON and as JUnit XML under bin/test/. The fault
+# tests' figures (requests, events, duplicates, calls per window) are printed from that JSON;
+# then the Prometheus rules are checked and their tests run.
+TEST_OUT := bin/test
 test:
-	@log=$$(mktemp); \
-	$(GO) test -race -count=1 -timeout 8m -v ./... > $$log 2>&1; status=$$?; \
-	grep -E '^(ok|FAIL|---|panic:)|figures:' $$log | grep -v -- '--- PASS' | grep -v -- '--- SKIP'; \
-	if [ $$status -ne 0 ]; then echo; echo "== full test log =="; cat $$log; fi; \
-	passed=$$(grep -c -- '--- PASS' $$log); failed=$$(grep -c -- '--- FAIL' $$log); \
+	@mkdir -p $(TEST_OUT); \
+	$(GO) tool gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg \
+	  --jsonfile $(TEST_OUT)/go-test.json --junitfile $(TEST_OUT)/junit.xml \
+	  -- -race -count=1 -timeout 8m ./...; status=$$?; \
+	grep -o '"Output":"[^"]*figures:[^"]*' $(TEST_OUT)/go-test.json | sed -e 's/^"Output":"[[:space:]]*//' -e 's/\\n$$//' -e 's/\\t/ /g' \
+	  -e 's/\\u003e/>/g; s/\\u003c/</g; s/\\u0026/\&/g; s/\\"/"/g'; \
+	passed=$$(grep '"Action":"pass"' $(TEST_OUT)/go-test.json | grep -c '"Test":'); \
+	failed=$$(grep '"Action":"fail"' $(TEST_OUT)/go-test.json | grep -c '"Test":'); \
+	$(MAKE) --no-print-directory rules || status=1; \
 	echo "$$passed passed, $$failed failed"; \
-	rm -f $$log; exit $$status
+	exit $$status
+
+# The Prometheus alert rules: syntax, then their unit tests (promtool, Debian's prometheus).
+rules:
+	cd deploy/prometheus && promtool check rules orderstatus-rules.yaml && promtool test rules orderstatus-rules.test.yaml
 
 # A real three-process cluster from deploy/nats, the streams and consumer added from its
 # definition files, and the consumer against it with nats.replicas: 3.
@@ -38,6 +49,29 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
+
+# The FROM scratch image without a registry: the static binary from the host's Go and the
+# host's CA certificates, assembled by buildah from deploy/image/Containerfile (whose only FROM
+# is scratch). With a registry, `docker build .` runs the multi-stage Dockerfile instead.
+IMAGE         ?= localhost/orderstatus:dev
+BUILDAH       ?= buildah
+BUILDAH_FLAGS ?=
+image:
+	rm -rf bin/image && mkdir -p bin/image
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/image/consumer ./cmd/consumer
+	cp /etc/ssl/certs/ca-certificates.crt bin/image/
+	$(BUILDAH) $(BUILDAH_FLAGS) build --quiet --isolation chroot -f deploy/image/Containerfile -t $(IMAGE) bin/image
+
+# Builds the image and runs its binary inside it, as the image's user (--version where the
+# binary has it, else --help); prints the image's user, entrypoint and ports.
+image-check: image
+	@echo "image-check: $(IMAGE): $$($(BUILDAH) $(BUILDAH_FLAGS) inspect --format 'user {{.OCIv1.Config.User}}, entrypoint {{.OCIv1.Config.Entrypoint}}, ports {{.OCIv1.Config.ExposedPorts}}' $(IMAGE))"
+	@ctr=$$($(BUILDAH) $(BUILDAH_FLAGS) from --quiet $(IMAGE)) || exit 1; \
+	  run() { $(BUILDAH) $(BUILDAH_FLAGS) run --isolation chroot $$ctr -- /consumer "$$@"; }; \
+	  out=$$(run --version 2>&1) || out=$$(run --help 2>&1); status=$$?; \
+	  $(BUILDAH) $(BUILDAH_FLAGS) rm $$ctr >/dev/null; \
+	  if [ $$status -ne 0 ]; then echo "$$out"; echo "image-check: /consumer does not run in $(IMAGE)"; exit 1; fi; \
+	  echo "image-check: /consumer runs in $(IMAGE): $$(echo "$$out" | head -1)"
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
