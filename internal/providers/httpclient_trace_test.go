@@ -53,8 +53,8 @@ func TestProviderCallSpan(t *testing.T) {
 		if a.Key == "url.full" {
 			url = a.Value.AsString()
 		}
-		if strings.Contains(a.Value.Emit(), "ChFvSecret") {
-			t.Fatalf("the access token reached the span: %s=%s", a.Key, a.Value.Emit())
+		if strings.Contains(a.Value.String(), "ChFvSecret") {
+			t.Fatalf("the access token reached the span: %s=%s", a.Key, a.Value.String())
 		}
 	}
 	if url != srv.URL+"/q" {
