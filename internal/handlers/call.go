@@ -5,6 +5,10 @@ import (
 	"errors"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/providers"
 )
@@ -25,9 +29,15 @@ func (h *Handler) prepare(ctx context.Context, p providers.Provider, req events.
 // else is for the retry policy.
 func (h *Handler) query(ctx context.Context, p providers.Provider, req events.Request, key string) (res providers.Result, sent time.Time, err error) {
 	provider, endpoint := endpointOf(key)
+	ctx, span := h.startSpan(ctx, "query "+provider+" "+endpoint, trace.SpanKindInternal)
+	defer span.End()
 	started := time.Now()
 	sent = h.sentClock(ctx)
 	res, err = p.Query(ctx, queryOf(req))
+	if err != nil && span.IsRecording() {
+		span.SetAttributes(attribute.String("orders.error_class", providers.Classify(err).String()))
+		span.SetStatus(codes.Error, err.Error())
+	}
 	h.metrics.CallDuration.WithLabelValues(provider, endpoint).Observe(time.Since(started).Seconds())
 	outcome := "ok"
 	if err != nil {
@@ -39,6 +49,13 @@ func (h *Handler) query(ctx context.Context, p providers.Provider, req events.Re
 		return res, sent, reject(events.ReasonProviderRejected, "%s refused the query: code %s: %s", p.Name(), pe.Code, pe.Message)
 	}
 	return res, sent, err
+}
+
+// waitSlot waits for a rate slot of key, in a span of its own, for a lookup.
+func (h *Handler) waitSlot(ctx context.Context, key string, qps int) error {
+	ctx, span := h.startSpan(ctx, "ratelimit wait", trace.SpanKindInternal)
+	defer span.End()
+	return h.lim.Wait(ctx, key, qps, 1)
 }
 
 // sentClock is the time a query is sent, on the NATS server's clock when the limiter reads

@@ -24,6 +24,7 @@ func (h *Handler) deadLetter(ctx context.Context, j *job, reason, text string) e
 			hdr[k] = append([]string(nil), vs...)
 		}
 	}
+	traceOf(ctx).setOn(hdr) // the consumer span's, in place of whatever the publisher sent
 	if id := msg.Headers().Get(events.HeaderMsgID); id != "" {
 		hdr.Set(events.HeaderOriginalMsgID, id)
 	}

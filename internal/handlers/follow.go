@@ -45,6 +45,7 @@ func (h *Handler) scheduleFollow(ctx context.Context, j *job) error {
 	if len(m.Header[events.HeaderContentType]) == 0 {
 		delete(m.Header, events.HeaderContentType)
 	}
+	traceOf(ctx).setOn(m.Header) // the follow-up's events belong to the request's trace
 	if _, err := h.js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("schedule follow-up: %w", err)
 	}

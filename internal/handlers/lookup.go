@@ -10,6 +10,8 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/providers"
@@ -98,7 +100,14 @@ func lookupDeadline(hdr micro.Headers, max time.Duration) time.Duration {
 // lookup answers one lookup: the same intake, limiter, call, retry policy and state as a
 // queued request, with the answer or the error code sent back instead of an ack or a dead letter.
 func (h *Handler) lookup(ctx context.Context, p providers.Provider, kind string, r micro.Request) {
-	fail := func(code, text string) { _ = r.Error(code, text, nil) }
+	ctx, span := h.startSpan(readTrace(ctx, nats.Header(r.Headers())), "lookup "+p.Name()+" "+kind, trace.SpanKindServer)
+	defer span.End()
+	fail := func(code, text string) {
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("orders.error_code", code))
+		}
+		_ = r.Error(code, text, nil)
+	}
 	req, err := h.intake(p, kind, nats.Header(r.Headers()), r.Data(), h.now())
 	if err != nil {
 		o := rejected(err)
@@ -112,7 +121,7 @@ func (h *Handler) lookup(ctx context.Context, p providers.Provider, kind string,
 	var sent time.Time
 	for {
 		h.prepare(ctx, p, req)
-		err = h.lim.Wait(ctx, key, qps, 1)
+		err = h.waitSlot(ctx, key, qps)
 		if err == nil {
 			res, sent, err = h.query(ctx, p, req, key)
 		}

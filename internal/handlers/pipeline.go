@@ -24,6 +24,10 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/providers"
@@ -50,6 +54,7 @@ type Handler struct {
 	metrics    *Metrics
 	seen       *seenKeys
 	now        func() time.Time
+	tracer     trace.Tracer
 
 	// failAfter, in tests only, fails the named step once it is done, as a crash there would.
 	failAfter func(step string) error
@@ -72,6 +77,8 @@ type Options struct {
 	Log        *slog.Logger
 	// Metrics receive the pipeline's measurements; nil makes a set of its own.
 	Metrics *Metrics
+	// TracerProvider makes the pipeline's spans; nil means OpenTelemetry's global one.
+	TracerProvider trace.TracerProvider
 }
 
 // NewHandler builds a Handler.
@@ -92,6 +99,11 @@ func NewHandler(o Options) *Handler {
 	for _, p := range o.Providers {
 		h.providers[p.Name()] = p
 	}
+	tp := o.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	h.tracer = tp.Tracer(tracerName)
 	return h
 }
 
@@ -110,6 +122,31 @@ type job struct {
 	released  atomic.Bool     // budget was called
 	retries   backoff.BackOff // in-process retries, made on the first failure
 	refreshed bool            // the provider's credential was replaced once already
+	// span is the request's consumer span, child of the request's trace context; with
+	// tracing off, a no-op span holding that context (see tracing.go).
+	span  trace.Span
+	ended atomic.Bool // span was ended
+}
+
+// traced returns ctx with j's consumer span in it.
+func (j *job) traced(ctx context.Context) context.Context {
+	return trace.ContextWithSpan(ctx, j.span)
+}
+
+// endSpan ends j's consumer span, once, with the outcome of its request.
+func (j *job) endSpan(o outcome) {
+	if j.ended.Swap(true) {
+		return
+	}
+	if j.span.IsRecording() {
+		j.span.SetAttributes(attribute.String("orders.outcome", o.verdict.String()))
+		if o.err != nil {
+			j.span.SetStatus(codes.Error, o.err.Error())
+		} else if o.verdict == deadLetter {
+			j.span.SetStatus(codes.Error, o.reason)
+		}
+	}
+	j.span.End()
 }
 
 // finish ends the job's keep-alive: its message is about to be settled.
@@ -139,6 +176,11 @@ func (h *Handler) accept(ctx context.Context, msg jetstream.Msg, sched *schedule
 		return
 	}
 	j := &job{msg: msg, meta: meta, inFlight: h.metrics.InFlight, budget: sched.release}
+	_, j.span = h.startSpan(readTrace(ctx, msg.Headers()), "process "+QueryStream, trace.SpanKindConsumer)
+	if j.span.IsRecording() {
+		j.span.SetAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", msg.Subject()),
+			attribute.Int64("messaging.nats.stream_sequence", int64(meta.Sequence.Stream)), attribute.Int64("messaging.nats.delivered", int64(meta.NumDelivered)))
+	}
 	j.inFlight.Inc()
 	// Keep the message ours while it waits for its limit or a slow provider.
 	j.keepAlive = time.AfterFunc(h.ackWait/3, func() {
@@ -167,6 +209,7 @@ func (h *Handler) accept(ctx context.Context, msg jetstream.Msg, sched *schedule
 // execute makes one call for j, in its rate slot, and says what should become of the
 // request. It changes nothing but the order's state and the events.
 func (h *Handler) execute(ctx context.Context, j *job) outcome {
+	ctx = j.traced(ctx)
 	res, sent, err := h.query(ctx, j.p, j.req, j.key)
 	if err != nil {
 		return decide(h.failure(ctx, j, err, false))
@@ -217,6 +260,10 @@ func (h *Handler) failure(ctx context.Context, j *job, err error, recording bool
 // naks or dead-letters a request.
 func (h *Handler) settle(ctx context.Context, j *job, o outcome, sched *scheduler) {
 	r := j.req
+	ctx = j.traced(ctx)
+	if o.verdict != requeue && o.verdict != retryAfter {
+		defer j.endSpan(o)
+	}
 	if o.slowdown {
 		if err := h.lim.Slowdown(ctx, j.key); err != nil {
 			h.log.Warn("could not slow the app down", "key", j.key, "err", err)

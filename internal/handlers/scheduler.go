@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/paystatus/orderstatus/internal/ratelimit"
 )
@@ -25,10 +27,12 @@ type scheduler struct {
 	handBack func(j *job)
 	// prepare readies j's call (an access token) before a rate slot is taken for it.
 	prepare func(ctx context.Context, j *job)
-	lim     *ratelimit.Limiter
-	log     *slog.Logger
-	waits   *prometheus.HistogramVec // time to a rate slot, by provider and endpoint
-	sem     chan struct{}
+	// traceWait, if set, starts the span of j's wait for a rate slot; the pacer ends it.
+	traceWait func(j *job) trace.Span
+	lim       *ratelimit.Limiter
+	log       *slog.Logger
+	waits     *prometheus.HistogramVec // time to a rate slot, by provider and endpoint
+	sem       chan struct{}
 	// budget bounds the requests this process holds that are ready to run: a fetcher takes a
 	// token before each message, and the request gives it back when it is settled, or as soon
 	// as it joins a queue already a second deep at its app's limit. Memory stays bounded however
@@ -141,9 +145,19 @@ func (s *scheduler) pace(key string, q *queue) {
 			s.prepare(s.stop, head)
 		}
 		waitStart := time.Now()
+		var span trace.Span
+		if s.traceWait != nil {
+			span = s.traceWait(head)
+		}
 		at, err := s.lim.Next(s.stop, key, head.qps, demand)
 		if err == nil && !sleepUntil(s.stop, at) {
 			err = s.stop.Err()
+		}
+		if span != nil {
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
 		}
 		if err != nil {
 			if !slotFirst {

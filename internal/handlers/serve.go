@@ -50,7 +50,20 @@ func Connect(cfg *config.Config, log *slog.Logger) (*nats.Conn, error) {
 
 // Serve provisions JetStream and processes requests for provs until ctx ends. ready, if given,
 // is called once the streams and the consumer are in place and the lookup service answers.
+//
+// Spans are exported when the standard OTEL_* variables ask for it (see StartTracing).
 func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []providers.Provider, log *slog.Logger, ready ...func()) error {
+	stopTracing, err := StartTracing(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.Warn("tracing: spans not exported at stop", "err", err)
+		}
+	}()
 	reg := prometheus.NewRegistry()
 	metrics := NewMetrics(reg)
 	var running atomic.Pointer[Service]

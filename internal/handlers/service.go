@@ -11,6 +11,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // fetchers is how many goroutines take messages from the consumer; accepting a request is
@@ -194,6 +195,10 @@ func (h *Handler) newScheduler(concurrency int, stop, work context.Context) *sch
 	s := newScheduler(h.lim, concurrency, stop, work, h.log, h.metrics.LimiterWait)
 	s.run = func(ctx context.Context, j *job) { h.settle(ctx, j, h.execute(ctx, j), s) }
 	s.handBack = func(j *job) { h.settle(context.Background(), j, outcome{verdict: handBack}, s) }
-	s.prepare = func(ctx context.Context, j *job) { h.prepare(ctx, j.p, j.req) }
+	s.prepare = func(ctx context.Context, j *job) { h.prepare(j.traced(ctx), j.p, j.req) }
+	s.traceWait = func(j *job) trace.Span {
+		_, span := h.startSpan(j.traced(context.Background()), "ratelimit wait", trace.SpanKindInternal)
+		return span
+	}
 	return s
 }

@@ -12,6 +12,9 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/kvcas"
@@ -36,6 +39,9 @@ import (
 // SentAt is when the query that set Status was sent: an answer to a query sent before it is
 // stale and ignored, and so is a non-terminal answer once Status is terminal, so an order never
 // moves backwards.
+//
+// Trace is the W3C trace context of the request that caused Pending (its consumer span's), kept
+// beside it and not in the event's payload: whoever publishes the event puts it on as headers.
 type orderState struct {
 	Status         events.Status       `json:"status"`
 	ProviderStatus string              `json:"provider_status"`
@@ -44,6 +50,7 @@ type orderState struct {
 	SentAt         string              `json:"sent_at,omitempty"`
 	ObservedAt     string              `json:"observed_at"`
 	Pending        *events.StatusEvent `json:"pending,omitempty"`
+	Trace          traceContext        `json:"trace,omitzero"`
 }
 
 // decodeState reads a stored state. Numbers in a pending event's details come back as they
@@ -111,7 +118,7 @@ func (h *Handler) record(ctx context.Context, req events.Request, res providers.
 			} else if err != nil {
 				return ev, false, err
 			}
-			cur.Pending = nil
+			cur.Pending, cur.Trace = nil, traceContext{}
 		}
 		if rev != 0 {
 			if why := ignored(cur, res, sent); why != "" {
@@ -128,7 +135,8 @@ func (h *Handler) record(ctx context.Context, req events.Request, res providers.
 		}
 		ev = h.event(req, res, cur.Status, cur.Transition+1)
 		next := orderState{Status: res.Status, ProviderStatus: res.ProviderStatus, Transition: cur.Transition + 1,
-			EventID: ev.EventID, SentAt: sent.UTC().Format(time.RFC3339Nano), ObservedAt: ev.ObservedAt, Pending: &ev}
+			EventID: ev.EventID, SentAt: sent.UTC().Format(time.RFC3339Nano), ObservedAt: ev.ObservedAt, Pending: &ev,
+			Trace: traceOf(ctx)}
 		check, err := h.scheduleSweep(key, &ev)
 		if err != nil {
 			return ev, false, fmt.Errorf("schedule the event check: %w", err)
@@ -158,8 +166,32 @@ func (h *Handler) record(ctx context.Context, req events.Request, res providers.
 
 // publishPending publishes st.Pending, then clears it with a compare-and-set. errConflict from
 // the clear means someone else already moved the order on, after publishing it too.
-func (h *Handler) publishPending(ctx context.Context, key string, st orderState, rev uint64) (uint64, error) {
+//
+// The publish is a producer span, child of the trace context stored with the event (the
+// request that caused it), whoever publishes it; the span that publishes it for another
+// request, or for the sweep, is linked. The event carries the publish span's context, so a
+// subscriber's span continues the request's trace.
+func (h *Handler) publishPending(ctx context.Context, key string, st orderState, rev uint64) (newRev uint64, err error) {
 	ev := *st.Pending
+	pctx := ctx
+	var opts []trace.SpanStartOption
+	stored := trace.SpanContextFromContext(st.Trace.context(context.Background()))
+	if cur := trace.SpanContextFromContext(ctx); stored.IsValid() && (stored.TraceID() != cur.TraceID() || stored.SpanID() != cur.SpanID()) {
+		pctx = trace.ContextWithRemoteSpanContext(ctx, stored)
+		if cur.IsValid() {
+			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: cur}))
+		}
+	}
+	pctx, span := h.tracer.Start(pctx, "publish "+StatusStream, append(opts, trace.WithSpanKind(trace.SpanKindProducer))...)
+	defer func() {
+		if err != nil && span.IsRecording() {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.message.id", ev.EventID))
+	}
 	if err := h.step("publishing"); err != nil {
 		return rev, err
 	}
@@ -172,6 +204,7 @@ func (h *Handler) publishPending(ctx context.Context, key string, st orderState,
 		Data:    data,
 		Header:  nats.Header{events.HeaderMsgID: {ev.EventID}, events.HeaderContentType: {h.encoding.ContentType()}},
 	}
+	traceOf(pctx).setOn(m.Header)
 	ack, err := h.js.PublishMsg(ctx, m)
 	if err != nil {
 		return rev, fmt.Errorf("publish event %s: %w", ev.EventID, err)
@@ -184,10 +217,9 @@ func (h *Handler) publishPending(ctx context.Context, key string, st orderState,
 		h.log.Debug("status changed", "provider", ev.Provider, "kind", ev.Kind, "app_id", ev.AppID, "order_no", ev.OrderNo,
 			"status", string(ev.Status), "previous_status", string(ev.PreviousStatus), "event_id", ev.EventID, "duplicate", ack.Duplicate)
 	}
-	st.Pending = nil
+	st.Pending, st.Trace = nil, traceContext{}
 	// The event is out: clearing the mark is worth a few tries, as a mark left behind makes a
 	// later reader publish the event again (harmless inside the duplicate window only).
-	var newRev uint64
 	err = backoff.Retry(func() error {
 		var err error
 		newRev, err = h.putState(ctx, key, st, rev)
