@@ -322,4 +322,3 @@ func TestMutualTLS(t *testing.T) {
 	})
 	refusedClearly(t, stranger, "tls: ", "nats.url, nats.tls", "")
 }
-
