@@ -8,6 +8,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -19,12 +21,14 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	natsserver "github.com/nats-io/nats-server/v2/test"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/natstest"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
 	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 	"github.com/paystatus/orderstatus/internal/providers/registry"
@@ -120,10 +124,25 @@ func consumeOne(t *testing.T, cfg *config.Config) *handlers.Replica {
 // names the keys to check, and that secret never shows.
 func refusedClearly(t *testing.T, cfg *config.Config, why, keys, secret string) {
 	t.Helper()
-	nc, err := handlers.Connect(cfg, testLogger())
+	var logs syncBuffer
+	nc, err := handlers.Connect(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err == nil {
-		nc.Close()
-		t.Fatal("connected with wrong credentials")
+		// Under mutual TLS the refusal may come as a bare connection reset, which looks like a
+		// server not there yet: the replica then waits, and logs the refusal once it reads it.
+		defer nc.Close()
+		natstest.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
+			if nc.Status() == nats.CONNECTED {
+				t.Fatal("connected with wrong credentials")
+			}
+			if l := logs.String(); !strings.Contains(l, "NATS refuses this replica") || !strings.Contains(l, why) {
+				return fmt.Errorf("no refusal logged:\n%s", l)
+			}
+			return nil
+		})
+		if secret != "" && strings.Contains(logs.String(), secret) {
+			t.Fatalf("secret in the log:\n%s", logs.String())
+		}
+		return
 	}
 	msg := err.Error()
 	if !strings.Contains(msg, why) || !strings.Contains(msg, "(check "+keys+")") || strings.Contains(msg, "\n") {
