@@ -7,6 +7,9 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -31,7 +34,13 @@ type Config struct {
 // NATS is how the consumer reaches NATS and shapes its streams.
 type NATS struct {
 	URL             string        `yaml:"url" default:"nats://127.0.0.1:4222" doc:"NATS server URL(s), comma separated. The NATS_URL environment variable overrides it."`
-	Creds           string        `yaml:"creds" doc:"Path to a NATS .creds file. The NATS_CREDS environment variable overrides it."`
+	Creds           string        `yaml:"creds" doc:"Path to a NATS .creds file (user JWT and nkey seed). The NATS_CREDS environment variable overrides it. One authentication of creds, nkey_file, user and password, or token."`
+	NkeyFile        string        `yaml:"nkey_file" doc:"Path to a file holding an nkey user seed (SU...), as nats --nkey takes it."`
+	User            string        `yaml:"user" doc:"User name; needs nats.password."`
+	Password        Secret        `yaml:"password" doc:"Password of nats.user (use ${VAR})."`
+	Token           Secret        `yaml:"token" doc:"Authentication token (use ${VAR})."`
+	TLS             TLS           `yaml:"tls"`
+	Provision       bool          `yaml:"provision" default:"true" doc:"Create or update the streams, KV buckets and durable consumer at start. false: only bind to the ones an operator made (deploy/nats), needing no JetStream admin rights; a missing one is reported and waited for (not ready)."`
 	SubjectPrefix   string        `yaml:"subject_prefix" default:"orders" doc:"First token of every subject: <prefix>.query.>, <prefix>.status.>, <prefix>.dlq.>, <prefix>.lookup.>."`
 	Replicas        int           `yaml:"replicas" default:"1" doc:"Replicas of the streams and KV buckets: 1 on one server, 3 in a cluster."`
 	DuplicateWindow time.Duration `yaml:"duplicate_window" default:"5m" doc:"Duplicate window of ORDERS_STATUS (at least 2m) and of ORDERS_QUERY: a redelivered request inside it never gives a second event."`
@@ -39,6 +48,16 @@ type NATS struct {
 	StateMaxAge     time.Duration `yaml:"state_max_age" default:"840h" doc:"How long ORDERS_STATE keeps an order after its last change (35 days); 0 keeps orders forever (about 0.5 GB of server memory per million). At least 30 days plus duplicate_window, as a follow may last 30 days; an order asked about after it expired counts as first observed again."`
 	DLQMaxAge       time.Duration `yaml:"dlq_max_age" default:"0s" doc:"How long ORDERS_DLQ keeps dead letters; 0 keeps them forever."`
 }
+
+// TLS is how the connection to NATS is encrypted and, with a client certificate, authenticated.
+type TLS struct {
+	CAFile   string `yaml:"ca_file" doc:"PEM file of the CA(s) that signed the NATS server's certificate; setting any tls key turns TLS on (a tls:// URL does too, with the system's CAs)."`
+	CertFile string `yaml:"cert_file" doc:"PEM client certificate for mutual TLS; needs nats.tls.key_file."`
+	KeyFile  string `yaml:"key_file" doc:"PEM private key of nats.tls.cert_file."`
+}
+
+// Enabled reports whether any TLS key is set.
+func (t TLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" }
 
 // Consumer shapes the durable pull consumer and the work done in this process.
 type Consumer struct {
@@ -196,10 +215,8 @@ func (c *Config) Validate() error {
 			return keyErr("nats.url", "%q is not a URL", RedactURL(u))
 		}
 	}
-	if c.NATS.Creds != "" {
-		if _, err := os.Stat(c.NATS.Creds); err != nil {
-			return keyErr("nats.creds", "cannot read %s: %v", c.NATS.Creds, err)
-		}
+	if err := c.NATS.validateAuth(); err != nil {
+		return err
 	}
 	for _, tok := range strings.Split(c.NATS.SubjectPrefix, ".") {
 		if !tokenRe.MatchString(tok) {
@@ -287,6 +304,76 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// validateAuth checks the authentication and TLS keys: one authentication at most, a user
+// with its password, a client certificate with its key, and every file readable and of its kind.
+func (n *NATS) validateAuth() error {
+	var modes []string
+	for _, m := range []struct {
+		key string
+		set bool
+	}{{"nats.creds", n.Creds != ""}, {"nats.nkey_file", n.NkeyFile != ""}, {"nats.user", n.User != "" || n.Password != ""}, {"nats.token", n.Token != ""}} {
+		if m.set {
+			modes = append(modes, m.key)
+		}
+	}
+	if len(modes) > 1 {
+		return keyErr(modes[1], "cannot be used with %s: choose one authentication", modes[0])
+	}
+	if n.User != "" && n.Password == "" {
+		return keyErr("nats.password", "is required with nats.user")
+	}
+	if n.Password != "" && n.User == "" {
+		return keyErr("nats.user", "is required with nats.password")
+	}
+	for _, f := range []struct{ key, path string }{{"nats.creds", n.Creds}, {"nats.nkey_file", n.NkeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := readFile(f.key, f.path); err != nil {
+			return err
+		}
+	}
+	if n.TLS.CAFile != "" {
+		pem, err := readFile("nats.tls.ca_file", n.TLS.CAFile)
+		if err != nil {
+			return err
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return keyErr("nats.tls.ca_file", "%s holds no PEM certificate", n.TLS.CAFile)
+		}
+	}
+	switch {
+	case n.TLS.CertFile != "" && n.TLS.KeyFile == "":
+		return keyErr("nats.tls.key_file", "is required with nats.tls.cert_file")
+	case n.TLS.KeyFile != "" && n.TLS.CertFile == "":
+		return keyErr("nats.tls.cert_file", "is required with nats.tls.key_file")
+	case n.TLS.CertFile != "":
+		if _, err := readFile("nats.tls.cert_file", n.TLS.CertFile); err != nil {
+			return err
+		}
+		if _, err := readFile("nats.tls.key_file", n.TLS.KeyFile); err != nil {
+			return err
+		}
+		if _, err := tls.LoadX509KeyPair(n.TLS.CertFile, n.TLS.KeyFile); err != nil {
+			return keyErr("nats.tls.cert_file", "with nats.tls.key_file: %s", oneLine(err))
+		}
+	}
+	return nil
+}
+
+// readFile reads the file a key names, as an error naming the key if it cannot.
+func readFile(key, path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, keyErr(key, "cannot read %s: %v", path, err)
+	}
+	return data, nil
 }
 
 // RedactURL hides the user information (user, password or token) of every URL in a comma

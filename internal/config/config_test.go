@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -239,5 +241,70 @@ func TestStateMaxAge(t *testing.T) {
 	}
 	if d := Default().NATS.StateMaxAge; d != 35*24*time.Hour {
 		t.Fatalf("default %s", d)
+	}
+}
+
+// The authentication and TLS keys: one authentication at most, pairs complete, files readable,
+// each mistake one line naming the key, and secrets from ${VAR} never printed.
+func TestNATSAuthKeys(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	seed := file("user.nk", "SU-not-a-real-seed\n")
+	creds := file("user.creds", "creds")
+	notPEM := file("ca.pem", "not a certificate")
+	missing := filepath.Join(dir, "missing.pem")
+
+	cfg, err := Parse([]byte("nats:\n  user: orders\n  password: ${NATS_PASSWORD}\n  provision: false\n"), envOf(map[string]string{"NATS_PASSWORD": "hunter2-x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NATS.User != "orders" || cfg.NATS.Password.Reveal() != "hunter2-x" || cfg.NATS.Provision {
+		t.Fatalf("%+v", cfg.NATS)
+	}
+	if strings.Contains(fmt.Sprintf("%v %+v", cfg.NATS, cfg.NATS), "hunter2") {
+		t.Fatal("password printed")
+	}
+	if !Default().NATS.Provision {
+		t.Fatal("provision is on by default")
+	}
+	if _, err := Parse([]byte("nats:\n  nkey_file: "+seed+"\n"), envOf(nil)); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name, yaml string
+		env        map[string]string
+		want       string
+	}{
+		{"two modes", "nats:\n  nkey_file: " + seed + "\n  token: t0k\n", nil, "config: nats.token: cannot be used with nats.nkey_file"},
+		{"creds from env and user", "nats:\n  user: u\n  password: p\n", map[string]string{"NATS_CREDS": creds}, "config: nats.user: cannot be used with nats.creds"},
+		{"user without password", "nats:\n  user: u\n", nil, "config: nats.password: is required with nats.user"},
+		{"password without user", "nats:\n  password: p\n", nil, "config: nats.user: is required with nats.password"},
+		{"unreadable creds", "nats:\n  creds: " + missing + "\n", nil, "config: nats.creds: cannot read " + missing + ": no such file"},
+		{"unreadable nkey", "nats:\n  nkey_file: " + missing + "\n", nil, "config: nats.nkey_file: cannot read"},
+		{"unreadable ca", "nats:\n  tls:\n    ca_file: " + missing + "\n", nil, "config: nats.tls.ca_file: cannot read"},
+		{"ca not pem", "nats:\n  tls:\n    ca_file: " + notPEM + "\n", nil, "config: nats.tls.ca_file: " + notPEM + " holds no PEM certificate"},
+		{"cert without key", "nats:\n  tls:\n    cert_file: " + notPEM + "\n", nil, "config: nats.tls.key_file: is required with nats.tls.cert_file"},
+		{"key without cert", "nats:\n  tls:\n    key_file: " + notPEM + "\n", nil, "config: nats.tls.cert_file: is required with nats.tls.key_file"},
+		{"cert not a cert", "nats:\n  tls:\n    cert_file: " + notPEM + "\n    key_file: " + seed + "\n", nil, "config: nats.tls.cert_file: with nats.tls.key_file:"},
+		{"unset password var", "nats:\n  user: u\n  password: ${NOPE}\n", nil, "config: nats.password: environment variable NOPE is not set"},
+		{"unknown tls key", "nats:\n  tls:\n    ca: x\n", nil, "config: nats.tls.ca: unknown key (known: ca_file, cert_file, key_file)"},
+		{"provision not bool", "nats:\n  provision: no-thanks\n", nil, `config: nats.provision: "no-thanks" is not true or false`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml), envOf(tc.env))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.HasPrefix(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("got %q, want prefix %q on one line", err, tc.want)
+			}
+		})
 	}
 }

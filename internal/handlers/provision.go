@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -37,7 +38,6 @@ type Assets struct {
 // retention that would be shortened, or a retention policy that differs, is left as it is and
 // reported in the log.
 func Provision(ctx context.Context, js jetstream.JetStream, cfg *config.Config, log *slog.Logger) (*Assets, error) {
-	r := cfg.NATS.Replicas
 	streams := StreamConfigs(cfg)
 	var query jetstream.Stream
 	for _, sc := range streams {
@@ -49,17 +49,12 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 			query = s
 		}
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: StateBucket, Description: "Last known status per order",
-		History: 1, Storage: jetstream.FileStorage, Replicas: r, TTL: cfg.NATS.StateMaxAge,
-	})
+	kvs := KeyValueConfigs(cfg)
+	kv, err := js.CreateOrUpdateKeyValue(ctx, kvs[0])
 	if err != nil {
 		return nil, fmt.Errorf("provision KV %s: %w", StateBucket, err)
 	}
-	rate, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: RateBucket, Description: "QPS slots per provider endpoint, shared by all replicas",
-		History: 1, Storage: jetstream.FileStorage, Replicas: r,
-	})
+	rate, err := js.CreateOrUpdateKeyValue(ctx, kvs[1])
 	if err != nil {
 		return nil, fmt.Errorf("provision KV %s: %w", RateBucket, err)
 	}
@@ -70,12 +65,20 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 	return &Assets{State: kv, Rate: rate, Consumer: cons}, nil
 }
 
-// ProvisionRetrying provisions until it succeeds or ctx ends. Replicas that start together
-// on a new cluster race to create the same streams, and nats-server does not answer a
-// create-or-update that arrives while that stream's creation is still in flight; NATS may not
-// be reachable yet at all. Each attempt has its own deadline, and a failed one is tried again
-// with backoff (250 ms doubling to 5 s): the replica waits, not ready, and never exits on a race.
+// ProvisionRetrying provisions (or, with nats.provision false, binds) until it succeeds or ctx
+// ends. Replicas that start together on a new cluster race to create the same streams, and
+// nats-server does not answer a create-or-update that arrives while that stream's creation is
+// still in flight; NATS may not be reachable yet at all; an operator may not have made an asset
+// yet. Each attempt has its own deadline, and a failed one is tried again with backoff (250 ms
+// doubling to 5 s): the replica waits, not ready, and never exits on a race or a missing asset.
 func ProvisionRetrying(ctx context.Context, js jetstream.JetStream, cfg *config.Config, log *slog.Logger) (*Assets, error) {
+	attempt, failed := Provision, "provisioning JetStream failed; trying again"
+	if !cfg.NATS.Provision {
+		attempt = func(ctx context.Context, js jetstream.JetStream, cfg *config.Config, log *slog.Logger) (*Assets, error) {
+			return Bind(ctx, js, cfg, log)
+		}
+		failed = "JetStream assets not usable yet (nats.provision is false: an operator makes them); waiting, not ready"
+	}
 	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(250*time.Millisecond),
 		backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(0))
 	var assets *Assets
@@ -84,12 +87,93 @@ func ProvisionRetrying(ctx context.Context, js jetstream.JetStream, cfg *config.
 		actx, cancel := context.WithTimeout(ctx, 4*time.Second)
 		defer cancel()
 		var err error
-		assets, err = Provision(actx, js, cfg, log)
+		assets, err = attempt(actx, js, cfg, log)
 		return err
 	}, backoff.WithContext(bo, ctx), func(err error, next time.Duration) {
-		log.Warn("provisioning JetStream failed; trying again", "err", err, "retry_in", next.Round(time.Millisecond).String())
+		log.Warn(failed, "err", err, "retry_in", next.Round(time.Millisecond).String())
 	})
 	return assets, err
+}
+
+// MissingError lists the JetStream assets Bind did not find.
+type MissingError struct {
+	Missing []string // such as "stream ORDERS_DLQ", "KV bucket ORDERS_RATE", "consumer orders-query on ORDERS_QUERY"
+}
+
+func (e *MissingError) Error() string {
+	return "nats.provision is false and an operator has not made " + strings.Join(e.Missing, ", ") +
+		" (see deploy/nats and the README's NATS connection and security)"
+}
+
+// Bind looks up the streams, KV buckets and durable consumer an operator made, for
+// nats.provision false. It creates and changes nothing, so it needs no JetStream admin rights:
+// only the info API ($JS.API.STREAM.INFO.*, $JS.API.CONSUMER.INFO.*). Everything missing is
+// reported at once as a *MissingError.
+func Bind(ctx context.Context, js jetstream.JetStream, cfg *config.Config, log *slog.Logger) (*Assets, error) {
+	var missing []string
+	queryFound := false
+	for _, sc := range StreamConfigs(cfg) {
+		_, err := js.Stream(ctx, sc.Name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			missing = append(missing, "stream "+sc.Name)
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("look up stream %s: %w", sc.Name, err)
+		}
+		queryFound = queryFound || sc.Name == QueryStream
+	}
+	buckets := make([]jetstream.KeyValue, 0, 2)
+	for _, kc := range KeyValueConfigs(cfg) {
+		kv, err := js.KeyValue(ctx, kc.Bucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			missing = append(missing, "KV bucket "+kc.Bucket)
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("look up KV bucket %s: %w", kc.Bucket, err)
+		}
+		buckets = append(buckets, kv)
+	}
+	var cons jetstream.Consumer
+	if queryFound {
+		c, err := js.Consumer(ctx, QueryStream, cfg.Consumer.Name)
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			missing = append(missing, "consumer "+cfg.Consumer.Name+" on "+QueryStream)
+		case err != nil:
+			return nil, fmt.Errorf("look up consumer %s: %w", cfg.Consumer.Name, err)
+		default:
+			cons = c
+			want, got := ConsumerConfig(cfg), c.CachedInfo().Config
+			if got.FilterSubject != want.FilterSubject || got.AckPolicy != want.AckPolicy || got.MaxDeliver != want.MaxDeliver {
+				log.Warn("consumer differs from deploy/nats/consumers (filter subject, ack policy or max deliver); used as it is",
+					"consumer", cfg.Consumer.Name, "filter_subject", got.FilterSubject, "ack_policy", got.AckPolicy.String(), "max_deliver", got.MaxDeliver)
+			}
+		}
+	} else {
+		missing = append(missing, "consumer "+cfg.Consumer.Name+" on "+QueryStream)
+	}
+	if len(missing) > 0 {
+		return nil, &MissingError{Missing: missing}
+	}
+	return &Assets{State: buckets[0], Rate: buckets[1], Consumer: cons}, nil
+}
+
+// KeyValueConfigs are the KV buckets the service needs (ORDERS_STATE, then ORDERS_RATE), as cfg
+// shapes them. deploy/nats/kv holds the same definitions (a test keeps them equal).
+func KeyValueConfigs(cfg *config.Config) []jetstream.KeyValueConfig {
+	r := cfg.NATS.Replicas
+	return []jetstream.KeyValueConfig{
+		{
+			Bucket: StateBucket, Description: "Last known status per order",
+			History: 1, Storage: jetstream.FileStorage, Replicas: r, TTL: cfg.NATS.StateMaxAge,
+		},
+		{
+			Bucket: RateBucket, Description: "QPS slots per provider endpoint, shared by all replicas",
+			History: 1, Storage: jetstream.FileStorage, Replicas: r,
+		},
+	}
 }
 
 // StreamConfigs are the streams the service needs, as cfg shapes them. deploy/nats holds the

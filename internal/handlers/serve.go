@@ -2,8 +2,12 @@ package handlers
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -17,18 +21,30 @@ import (
 	"github.com/paystatus/orderstatus/internal/ratelimit"
 )
 
-// Connect opens the NATS connection the service runs on. It never gives up: NATS unreachable
-// at start is waited for (the replica is not ready meanwhile), and a NATS restart later
-// pauses the service, it does not stop it.
+// Connect opens the NATS connection the service runs on, authenticated and encrypted as the
+// nats keys say. NATS unreachable at start is waited for (the replica is not ready meanwhile),
+// and a NATS restart later pauses the service, it does not stop it. A server that answers but
+// refuses the credentials or the TLS handshake is a configuration mistake: Connect returns it
+// at once, as one line naming the keys to check, instead of waiting for ever.
 func Connect(cfg *config.Config, log *slog.Logger) (*nats.Conn, error) {
 	url := config.RedactURL(cfg.NATS.URL)
-	opts := []nats.Option{
+	auth, err := authOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	opts := append([]nats.Option{
 		nats.Name("order-status-consumer"),
 		nats.MaxReconnects(-1),
-		nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(time.Second),
+		// Credentials the server refuses after a reconnect (rotated, revoked) are tried again
+		// rather than closing the connection for good; the log says what is refused.
+		nats.IgnoreAuthErrorAbort(),
 		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("NATS connected", "url", nc.ConnectedUrlRedacted()) }),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			if refused(err) {
+				log.Error("NATS refuses this replica; trying again", "url", url, "err", err, "check", authKeys(cfg))
+				return
+			}
 			log.Warn("NATS unreachable; trying again", "url", url, "err", err)
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -37,15 +53,94 @@ func Connect(cfg *config.Config, log *slog.Logger) (*nats.Conn, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
-	}
-	if cfg.NATS.Creds != "" {
-		opts = append(opts, nats.UserCredentials(cfg.NATS.Creds))
-	}
+	}, auth...)
+	// One attempt first, so that a refusal is returned rather than retried for ever; a server
+	// not reachable yet is then waited for.
 	nc, err := nats.Connect(cfg.NATS.URL, opts...)
+	if err == nil {
+		return nc, nil
+	}
+	if refused(err) {
+		return nil, fmt.Errorf("connect to NATS at %s: %v (check %s)", url, err, authKeys(cfg))
+	}
+	nc, err = nats.Connect(cfg.NATS.URL, append(opts, nats.RetryOnFailedConnect(true))...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}
 	return nc, nil
+}
+
+// authOptions are the nats.go options for the configured authentication and TLS, as the nats
+// CLI's --creds, --nkey, --user/--password, --token, --tlsca, --tlscert and --tlskey.
+func authOptions(cfg *config.Config) ([]nats.Option, error) {
+	n := cfg.NATS
+	var opts []nats.Option
+	switch {
+	case n.Creds != "":
+		opts = append(opts, nats.UserCredentials(n.Creds))
+	case n.NkeyFile != "":
+		o, err := nats.NkeyOptionFromSeed(n.NkeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("config: nats.nkey_file: %s holds no nkey seed: %v", n.NkeyFile, err)
+		}
+		opts = append(opts, o)
+	case n.User != "":
+		opts = append(opts, nats.UserInfo(n.User, n.Password.Reveal()))
+	case n.Token != "":
+		opts = append(opts, nats.Token(n.Token.Reveal()))
+	}
+	if n.TLS.CAFile != "" {
+		opts = append(opts, nats.RootCAs(n.TLS.CAFile))
+	}
+	if n.TLS.CertFile != "" {
+		opts = append(opts, nats.ClientCert(n.TLS.CertFile, n.TLS.KeyFile))
+	}
+	if n.TLS.Enabled() {
+		opts = append(opts, nats.Secure())
+	}
+	return opts, nil
+}
+
+// refused reports whether err is the server answering no (credentials or TLS), as opposed to
+// not answering at all.
+func refused(err error) bool {
+	for _, e := range []error{nats.ErrAuthorization, nats.ErrAuthExpired, nats.ErrAuthRevoked,
+		nats.ErrAccountAuthExpired, nats.ErrSecureConnRequired, nats.ErrSecureConnWanted, nats.ErrNkeysNotSupported} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	var header tls.RecordHeaderError
+	if errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) ||
+		errors.As(err, &verify) || errors.As(err, &header) {
+		return true
+	}
+	// A client certificate the server refuses comes back as a TLS alert, which has no type.
+	return strings.Contains(err.Error(), "tls: ")
+}
+
+// authKeys names the configuration keys a refusal is about.
+func authKeys(cfg *config.Config) string {
+	n := cfg.NATS
+	keys := "nats.url"
+	switch {
+	case n.Creds != "":
+		keys += ", nats.creds"
+	case n.NkeyFile != "":
+		keys += ", nats.nkey_file"
+	case n.User != "":
+		keys += ", nats.user, nats.password"
+	case n.Token != "":
+		keys += ", nats.token"
+	}
+	if n.TLS.Enabled() {
+		keys += ", nats.tls"
+	}
+	return keys
 }
 
 // Serve provisions JetStream and processes requests for provs until ctx ends. ready, if given,
@@ -111,7 +206,8 @@ type Replica struct {
 	Service *Service
 }
 
-// NewReplica provisions JetStream on nc and builds the handler and service for provs, as cfg
+// NewReplica provisions JetStream on nc (or binds to what an operator made, with
+// nats.provision false) and builds the handler and service for provs, as cfg
 // shapes them. metrics may be nil.
 func NewReplica(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []providers.Provider, log *slog.Logger, metrics *Metrics) (*Replica, error) {
 	js, err := jetstream.New(nc)
@@ -131,6 +227,9 @@ func NewReplica(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []
 	svc := &Service{Consumer: assets.Consumer, Handler: h, Concurrency: cfg.Consumer.Concurrency,
 		Grace: cfg.Consumer.AckWait * 2 / 3, Log: log,
 		Rebind: func(ctx context.Context) (jetstream.Consumer, error) {
+			if !cfg.NATS.Provision { // an operator's consumer: look it up, never make it
+				return js.Consumer(ctx, QueryStream, cfg.Consumer.Name)
+			}
 			return js.CreateOrUpdateConsumer(ctx, QueryStream, ConsumerConfig(cfg))
 		}}
 	return &Replica{Assets: assets, Handler: h, Service: svc}, nil
