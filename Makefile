@@ -9,8 +9,15 @@ SHELL := /bin/bash
 run: build ## run NATS, the provider sandboxes and the service on this machine
 	$(BIN) dev
 
+# The version is the latest v* tag (with -dirty for uncommitted changes), else "dev"; both land
+# in `consumer version`, the orders_build_info metric and the micro service's version.
+VERSION  ?= $(shell git describe --tags --match 'v*' --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS  := -X github.com/paystatus/orderstatus/internal/buildinfo.version=$(VERSION) \
+            -X github.com/paystatus/orderstatus/internal/buildinfo.revision=$(REVISION)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/consumer
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/consumer
 
 # Every test, with the race detector; fuzz targets run on their seed corpus. The fault tests'
 # figures (requests, events, duplicates, calls per window) are printed; on a failure the whole

@@ -53,6 +53,7 @@ func Connect(cfg *config.Config, log *slog.Logger) (*nats.Conn, error) {
 func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []providers.Provider, log *slog.Logger, ready ...func()) error {
 	reg := prometheus.NewRegistry()
 	metrics := NewMetrics(reg)
+	reg.MustRegister(BuildInfoCollector())
 	var running atomic.Pointer[Service]
 	if cfg.HTTP.Listen != "" {
 		js, err := jetstream.New(nc)
