@@ -9,9 +9,10 @@ SHELL := /bin/bash
 run: build ## run NATS, the provider sandboxes and the service on this machine
 	$(BIN) dev
 
-# The version is the latest v* tag (with -dirty for uncommitted changes), else "dev"; both land
+# The version is the latest v* tag, else the short revision (either with -dirty for uncommitted
+# changes); it and the revision land
 # in `consumer version`, the orders_build_info metric and the micro service's version.
-VERSION  ?= $(shell git describe --tags --match 'v*' --dirty 2>/dev/null || echo dev)
+VERSION  ?= $(shell git describe --tags --match 'v*' --dirty 2>/dev/null || git describe --always --dirty 2>/dev/null || echo dev)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -X github.com/paystatus/orderstatus/internal/buildinfo.version=$(VERSION) \
             -X github.com/paystatus/orderstatus/internal/buildinfo.revision=$(REVISION)
