@@ -10,8 +10,8 @@ run: build ## run NATS, the provider sandboxes and the service on this machine
 	$(BIN) dev
 
 # The version is the latest v* tag, else the short revision (either with -dirty for uncommitted
-# changes); it and the revision land
-# in `consumer version`, the orders_build_info metric and the micro service's version.
+# changes); it and the revision land in `consumer version`, the orders_build_info metric and the
+# micro service's version.
 VERSION  ?= $(shell git describe --tags --match 'v*' --dirty 2>/dev/null || git describe --always --dirty 2>/dev/null || echo dev)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -X github.com/paystatus/orderstatus/internal/buildinfo.version=$(VERSION) \
