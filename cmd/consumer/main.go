@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"syscall"
 
 	"github.com/paystatus/orderstatus/internal/buildinfo"
@@ -69,6 +70,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		cmd, args = args[0], args[1:]
 	} else if args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
 		cmd = "help"
+	}
+	if (cmd == "decode" || cmd == "config" || cmd == "version") && slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "--help" || a == "-help" }) {
+		cmd = "help" // commands without flags of their own
 	}
 	var err error
 	switch cmd {

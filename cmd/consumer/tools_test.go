@@ -27,6 +27,8 @@ func TestHelpListsSubcommands(t *testing.T) {
 		{[]string{"--help"}, 0, true},
 		{[]string{"-h"}, 0, true},
 		{[]string{"help"}, 0, true},
+		{[]string{"decode", "--help"}, 0, true},
+		{[]string{"config", "-h"}, 0, true},
 	} {
 		code, stdout, stderr := runCmd(tc.args...)
 		text := stderr
