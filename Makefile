@@ -9,8 +9,16 @@ SHELL := /bin/bash
 run: build ## run NATS, the provider sandboxes and the service on this machine
 	$(BIN) dev
 
+# The version is the latest v* tag, else the short revision (either with -dirty for uncommitted
+# changes); it and the revision land in `consumer version`, the orders_build_info metric and the
+# micro service's version.
+VERSION  ?= $(shell git describe --tags --match 'v*' --dirty 2>/dev/null || git describe --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS  := -X github.com/paystatus/orderstatus/internal/buildinfo.version=$(VERSION) \
+            -X github.com/paystatus/orderstatus/internal/buildinfo.revision=$(REVISION)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/consumer
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/consumer
 
 # Every test, with the race detector; fuzz targets run on their seed corpus. gotestsum (pinned
 # as a tool in go.mod) prints one line per package, each failure with its output, and its

@@ -5,6 +5,9 @@
 //	consumer dev                  run everything on this machine: NATS, sandboxes, the service
 //	consumer decode               read one message body on stdin, write it as JSON
 //	consumer config               list every configuration key, its default and meaning
+//	consumer check --config FILE  validate the configuration without connecting
+//	consumer dlq replay ...       republish dead letters to their query subjects
+//	consumer version              the build's version and VCS revision (also --version)
 package main
 
 import (
@@ -17,8 +20,10 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"syscall"
 
+	"github.com/paystatus/orderstatus/internal/buildinfo"
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/handlers"
 	"github.com/paystatus/orderstatus/internal/providers/registry"
@@ -33,16 +38,41 @@ func main() {
 
 const usage = `usage:
   consumer [run] --config FILE [--log-format auto|text|json]
+                                run the service
   consumer dev [--dir DIR] [--nats-port N] [--encoding json|msgpack] [--reset] [--log-format ...]
+                                NATS, provider sandboxes and the service on this machine
+  consumer check --config FILE  validate the configuration without connecting
+  consumer dlq replay --config FILE [--reason R,...] [--provider P] [--kind K]
+                      [--since T] [--until T] [--dry-run]
+                                republish dead letters to their query subjects
   consumer decode < message-body
+                                one message body (msgpack or JSON) as JSON
   consumer config               every configuration key, its default and meaning
+  consumer version              version and VCS revision of this build
+  consumer help                 this text
+
+Every command takes --version and --help.
 `
 
 // run is the whole command, with its inputs and outputs passed in so tests can drive it.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		// As go and git do: a bare command is a usage error, so the help goes to stderr.
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	if wantsVersion(args) {
+		fmt.Fprintln(stdout, buildinfo.Read())
+		return 0
+	}
 	cmd := "run"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+	if len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
+	} else if args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
+		cmd = "help"
+	}
+	if (cmd == "decode" || cmd == "config" || cmd == "version") && slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "--help" || a == "-help" }) {
+		cmd = "help" // commands without flags of their own
 	}
 	var err error
 	switch cmd {
@@ -54,6 +84,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runDecode(stdin, stdout)
 	case "config":
 		err = runConfigReference(stdout)
+	case "check":
+		err = runCheck(args, stdout, stderr)
+	case "dlq":
+		err = runDLQ(ctx, args, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, buildinfo.Read())
+		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -76,6 +113,50 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 var errUsage = errors.New("usage")
+
+// wantsVersion says whether a --version flag comes before any "--": every command takes it.
+func wantsVersion(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "--version", "-version":
+			return true
+		}
+	}
+	return false
+}
+
+// runCheck does every check a start does before it connects: the file, every key, the
+// providers' own checks and the logger.
+func runCheck(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("consumer check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" || fs.NArg() > 0 {
+		return fmt.Errorf("%w: consumer check --config FILE", errUsage)
+	}
+	cfg, err := config.Load(*path, os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	provs, err := registry.Build(cfg)
+	if err != nil {
+		return err
+	}
+	if _, err := newLogger(io.Discard, cfg.Log.Format, cfg.Log.Level); err != nil {
+		return &config.Error{Key: "log", Msg: err.Error()}
+	}
+	apps := 0
+	for _, p := range cfg.Providers {
+		apps += len(p.Apps)
+	}
+	fmt.Fprintf(stdout, "ok: %s (%d providers, %d apps, NATS %s)\n", *path, len(provs), apps, config.RedactURL(cfg.NATS.URL))
+	return nil
+}
 
 func runService(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("consumer run", flag.ContinueOnError)

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/paystatus/orderstatus/internal/buildinfo"
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/providers"
 )
@@ -20,8 +21,8 @@ import (
 // LookupService is the NATS micro service's name.
 const LookupService = "order-query"
 
-// Version is the service version shown by `nats micro info`.
-const Version = "1.0.0"
+// Version is the service version shown by `nats micro info`: the build's, as semver.
+var Version = buildinfo.Read().Semver()
 
 // LookupReply is the answer of a lookup: the normalized status, as a status event carries it,
 // and whether this lookup observed a change (then an event was published too).

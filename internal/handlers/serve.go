@@ -161,6 +161,7 @@ func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []provi
 	}()
 	reg := prometheus.NewRegistry()
 	metrics := NewMetrics(reg)
+	reg.MustRegister(BuildInfoCollector())
 	var running atomic.Pointer[Service]
 	if cfg.HTTP.Listen != "" {
 		js, err := jetstream.New(nc)
