@@ -66,7 +66,7 @@ BUILDAH       ?= buildah
 BUILDAH_FLAGS ?=
 image:
 	rm -rf bin/image && mkdir -p bin/image
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/image/consumer ./cmd/consumer
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w $(LDFLAGS)" -o bin/image/consumer ./cmd/consumer
 	cp /etc/ssl/certs/ca-certificates.crt bin/image/
 	$(BUILDAH) $(BUILDAH_FLAGS) build --quiet --isolation chroot -f deploy/image/Containerfile -t $(IMAGE) bin/image
 
