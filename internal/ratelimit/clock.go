@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -61,6 +62,8 @@ type serverClock struct {
 	mu      sync.Mutex
 	r       reading
 	checked time.Time // local time of the last attempt to read the server's clock
+	// latest is r, for callers that must not wait while mu is held for a new reading.
+	latest atomic.Pointer[reading]
 }
 
 // reading returns the latest reading of the server's clock, reading it again first if it is
@@ -85,8 +88,18 @@ func (c *serverClock) reading(ctx context.Context) (reading, error) {
 	// as uncertain.
 	if c.r.server.IsZero() || r.uncertainty <= c.r.uncertainty+r.local.Sub(c.r.local)/clockDrift {
 		c.r = r
+		c.latest.Store(&r)
 	}
 	return c.r, nil
+}
+
+// current returns the latest reading at once, never reading the server's clock again nor
+// waiting for a reading under way; ok is false before the first reading.
+func (c *serverClock) current() (r reading, ok bool) {
+	if p := c.latest.Load(); p != nil {
+		return *p, true
+	}
+	return reading{}, false
 }
 
 // read puts an entry and reads the time the server stored it.

@@ -271,11 +271,20 @@ func maxTime(a, b time.Time) time.Time {
 // ServerNow is the NATS server's time now, as this limiter reads it: a clock every replica
 // shares, so that times taken by different replicas compare truly whatever their own clocks
 // say. When the server's clock cannot be read it falls back to the local clock.
+//
+// A caller reads it between its slot and its call (a query's sent time), so it uses the
+// reading it has and never waits for a new one: a refresh is a KV write and read, slower
+// than LateTolerance on a slow bucket, and a call held back that long after its slot lets
+// qps+1 calls into one second. Next refreshes the reading; only before the first one does
+// ServerNow read the server's clock itself.
 func (l *Limiter) ServerNow(ctx context.Context) time.Time {
 	now := l.now()
-	r, err := l.clock.reading(ctx)
-	if err != nil {
-		return now
+	r, ok := l.clock.current()
+	if !ok {
+		var err error
+		if r, err = l.clock.reading(ctx); err != nil {
+			return now
+		}
 	}
 	return r.serverTime(now)
 }

@@ -301,3 +301,32 @@ func TestWriteLead(t *testing.T) {
 		}
 	}
 }
+
+// A caller reads the server's time (ServerNow, the query's sent time) between its slot and its
+// call, as the handlers do. When the reading is due for a refresh, that must not hold the call
+// back: on a 30 ms KV a refresh takes a write and a read, and a call sent that much after its
+// slot puts qps+1 calls in the second that starts with it.
+func TestServerNowDoesNotDelayCalls(t *testing.T) {
+	const qps = 30
+	kv := &natstest.SlowKV{KeyValue: bucket(t), Delay: 30 * time.Millisecond}
+	l := New(kv)
+	ctx, cancel := context.WithTimeout(context.Background(), clockRefresh+2*time.Second)
+	defer cancel()
+	var calls []time.Time
+	var worst time.Duration // longest ServerNow
+	for l.Wait(ctx, "kuaishou/app-1/query_order", qps, qps) == nil {
+		start := time.Now()
+		l.ServerNow(ctx)
+		worst = max(worst, time.Since(start))
+		calls = append(calls, time.Now())
+	}
+	m := MaxCallsPerWindow(calls, time.Second)
+	t.Logf("figures: qps=%d write_latency=%s run=%s calls=%d slowest_server_now=%s max_calls_per_window=%d",
+		qps, kv.Delay, clockRefresh+2*time.Second, len(calls), worst, m)
+	if m > qps {
+		t.Fatalf("%d calls in one second, limit %d (ServerNow took up to %s)", m, qps, worst)
+	}
+	if worst > LateTolerance {
+		t.Fatalf("ServerNow took %s, more than LateTolerance (%s)", worst, LateTolerance)
+	}
+}
