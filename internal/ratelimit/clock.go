@@ -30,6 +30,12 @@ const (
 	// clockTries is how many times a reading is tried while other replicas' readings
 	// overwrite it.
 	clockTries = 5
+	// clockStep is the most a new reading may move the mapping from local to server time:
+	// slots after it move that much closer to the slots before it at worst, well inside the
+	// 2.5% spacing margin together with LateTolerance.
+	clockStep = time.Millisecond
+	// firstReadings is how many readings the first one is the best of.
+	firstReadings = 3
 )
 
 // reading pairs a time of the server's clock with the local time it was at. Local times
@@ -76,6 +82,15 @@ func (c *serverClock) reading(ctx context.Context) (reading, error) {
 		return c.r, nil
 	}
 	r, err := c.read(ctx)
+	if err == nil && c.r.server.IsZero() {
+		// The first reading sets where this replica's slots fall from then on, since later
+		// ones may move it only a little each: the best of a few, by round trip.
+		for range firstReadings - 1 {
+			if again, err := c.read(ctx); err == nil && again.uncertainty < r.uncertainty {
+				r = again
+			}
+		}
+	}
 	switch {
 	case err != nil && c.r.server.IsZero():
 		return reading{}, fmt.Errorf("read the NATS server's clock: %w", err)
@@ -87,10 +102,31 @@ func (c *serverClock) reading(ctx context.Context) (reading, error) {
 	// A reading with a longer round trip than the last is taken only once the last has aged
 	// as uncertain.
 	if c.r.server.IsZero() || r.uncertainty <= c.r.uncertainty+r.local.Sub(c.r.local)/clockDrift {
+		if !c.r.server.IsZero() {
+			r = c.r.toward(r, clockStep)
+		}
 		c.r = r
 		c.latest.Store(&r)
 	}
 	return c.r, nil
+}
+
+// toward is r, moved so that the server time it gives differs from old's by at most step at
+// r's local time. Slots are kept in server time and waited for in local time: a reading that
+// moved the mapping by d would bring the slots after it d closer to those before it, and could
+// let more than qps calls into a second. Moving at most step per reading (every clockRefresh)
+// keeps that within the spacing's margin; a larger error is worked off over several readings.
+func (old reading) toward(r reading, step time.Duration) reading {
+	want := old.serverTime(r.local)
+	d := r.server.Sub(want)
+	if d > step {
+		r.server = want.Add(step)
+		r.uncertainty = max(r.uncertainty, old.uncertainty)
+	} else if d < -step {
+		r.server = want.Add(-step)
+		r.uncertainty = max(r.uncertainty, old.uncertainty)
+	}
+	return r
 }
 
 // current returns the latest reading at once, never reading the server's clock again nor

@@ -330,3 +330,49 @@ func TestServerNowDoesNotDelayCalls(t *testing.T) {
 		t.Fatalf("ServerNow took %s, more than LateTolerance (%s)", worst, LateTolerance)
 	}
 }
+
+// A new reading of the server's clock moves the mapping from local to server time by at most
+// clockStep: slots after it come at most that much closer to the slots before it. Without the
+// bound a 30 ms change of reading put two slots 4.2 ms apart at qps 30 (34.2 ms spacing) and
+// let 31 calls into one second.
+func TestClockReadingMovesByAStepAtMost(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	old := reading{server: t0.Add(time.Hour), local: t0, uncertainty: 100 * time.Microsecond}
+	for _, tc := range []struct {
+		name string
+		jump time.Duration // how far the new reading's server time is from old's at the same local time
+		want time.Duration // how far the taken reading moves
+	}{
+		{"small move is taken whole", 300 * time.Microsecond, 300 * time.Microsecond},
+		{"30 ms later is one step", 30 * time.Millisecond, clockStep},
+		{"30 ms earlier is one step", -30 * time.Millisecond, -clockStep},
+		{"exactly a step", clockStep, clockStep},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			local := t0.Add(5 * time.Second)
+			r := reading{server: old.serverTime(local).Add(tc.jump), local: local, uncertainty: 50 * time.Microsecond}
+			got := old.toward(r, clockStep)
+			if moved := got.serverTime(local).Sub(old.serverTime(local)); moved != tc.want {
+				t.Fatalf("moved %s, want %s", moved, tc.want)
+			}
+			// A slot reserved under the old reading and the next one, a spacing later, under
+			// the new: never closer than the spacing less a step, in local time.
+			spacing := Spacing(30)
+			slot := old.serverTime(local)
+			gap := got.localTime(slot.Add(spacing)).Sub(old.localTime(slot))
+			if gap < spacing-clockStep {
+				t.Fatalf("slots %s apart, spacing %s", gap, spacing)
+			}
+		})
+	}
+	// Repeated readings still converge on a large true change, a step at a time.
+	r := old
+	truth := 30 * time.Millisecond
+	for i := 1; i <= 40; i++ {
+		local := t0.Add(time.Duration(i) * 5 * time.Second)
+		r = r.toward(reading{server: old.serverTime(local).Add(truth), local: local, uncertainty: 50 * time.Microsecond}, clockStep)
+	}
+	if off := r.serverTime(t0).Sub(old.serverTime(t0)); off != truth {
+		t.Fatalf("after 40 readings off by %s, want %s", off, truth)
+	}
+}
