@@ -57,12 +57,12 @@ func TestSlowStaleAnswerIsIgnored(t *testing.T) {
 	e.startReplica(nil)
 	const no = "overlap-0001"
 	e.sb.PutOrder(kssandbox.Order{AppID: demoApp, Kind: events.KindPayment, OrderNo: no, Amount: 900, KsOrderNo: "ks-" + no,
-		PayChannel: "ALIPAY", Steps: []kssandbox.Step{{Status: "PROCESSING"}, {After: 30 * time.Millisecond, Status: "SUCCESS"}}})
-	e.sb.StallFor = 800 * time.Millisecond
-	e.sb.SetFault(demoApp, sandboxkit.Stall, 1) // the first answer (PROCESSING) comes 800 ms late
+		PayChannel: "ALIPAY", Steps: []kssandbox.Step{{Status: "PROCESSING"}, {After: 300 * time.Millisecond, Status: "SUCCESS"}}})
+	e.sb.StallFor = 1500 * time.Millisecond
+	e.sb.SetFault(demoApp, sandboxkit.Stall, 1) // the first answer (PROCESSING) comes 1.5 s late
 	body := []byte(`{"app_id":"` + demoApp + `","order_no":"` + no + `"}`)
 	e.publish("orders.query.kuaishou.payment", body, nil)
-	time.Sleep(50 * time.Millisecond) // the second request, 50 ms later, is answered at once: SUCCESS
+	time.Sleep(400 * time.Millisecond) // the second request, 400 ms later, is answered at once: SUCCESS
 	e.publish("orders.query.kuaishou.payment", body, nil)
 	e.waitEvents(1)
 	e.waitIdle() // the stale answer has been handled too
@@ -100,7 +100,7 @@ func TestSlowStaleAnswerIsIgnored(t *testing.T) {
 	if n := len(e.events()); n != 1 {
 		t.Fatalf("%d events after a non-terminal answer for a paid order", n)
 	}
-	t.Logf("figures: requests=3 events=1 (succeeded) ignored_stale=%v ignored_after_terminal=1 (overlap 50 ms, stale answer 800 ms late)", stale)
+	t.Logf("figures: requests=3 events=1 (succeeded) ignored_stale=%v ignored_after_terminal=1 (requests 400 ms apart, the first's answer 1.5 s late)", stale)
 }
 
 // On the first release an order going A -> B -> A gave no second A event: its id was made of
