@@ -134,11 +134,20 @@ func refusedClearly(t *testing.T, cfg *config.Config, why, keys, secret string) 
 			if nc.Status() == nats.CONNECTED {
 				t.Fatal("connected with wrong credentials")
 			}
-			if l := logs.String(); !strings.Contains(l, "NATS refuses this replica") || !strings.Contains(l, why) {
-				return fmt.Errorf("no refusal logged:\n%s", l)
+			l := logs.String()
+			if strings.Contains(l, "NATS refuses this replica") && strings.Contains(l, why) {
+				return nil
 			}
-			return nil
+			// A server that drops a client without a certificate may do it before the client
+			// reads why: every try then ends in a TLS error, which is still a refusal.
+			if why == "tls: " && strings.Contains(l, "tls error") {
+				return nil
+			}
+			return fmt.Errorf("no refusal logged:\n%s", l)
 		})
+		if nc.Status() == nats.CONNECTED {
+			t.Fatal("connected with wrong credentials")
+		}
 		if secret != "" && strings.Contains(logs.String(), secret) {
 			t.Fatalf("secret in the log:\n%s", logs.String())
 		}
