@@ -34,8 +34,6 @@ const (
 	// slots after it move that much closer to the slots before it at worst, well inside the
 	// 2.5% spacing margin together with LateTolerance.
 	clockStep = time.Millisecond
-	// firstReadings is how many readings the first one is the best of.
-	firstReadings = 3
 )
 
 // reading pairs a time of the server's clock with the local time it was at. Local times
@@ -82,15 +80,6 @@ func (c *serverClock) reading(ctx context.Context) (reading, error) {
 		return c.r, nil
 	}
 	r, err := c.read(ctx)
-	if err == nil && c.r.server.IsZero() {
-		// The first reading sets where this replica's slots fall from then on, since later
-		// ones may move it only a little each: the best of a few, by round trip.
-		for range firstReadings - 1 {
-			if again, err := c.read(ctx); err == nil && again.uncertainty < r.uncertainty {
-				r = again
-			}
-		}
-	}
 	switch {
 	case err != nil && c.r.server.IsZero():
 		return reading{}, fmt.Errorf("read the NATS server's clock: %w", err)
