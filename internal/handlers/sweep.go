@@ -61,7 +61,28 @@ func (h *Handler) sweepKey(hdr nats.Header) (string, bool) {
 		return "", false
 	}
 	key := hdr.Get(events.HeaderSweepKey)
-	return key, key != "" && len(key) <= 1024 && !strings.ContainsAny(key, " \t\r\n*>")
+	return key, isStateKey(key)
+}
+
+// isStateKey reports whether key has the shape of the keys stateKey makes: four kvkey tokens.
+// The mark of an event check can be forged; a key the bucket would refuse must not make a
+// check that is redelivered for ever.
+func isStateKey(key string) bool {
+	if len(key) > 1024 {
+		return false
+	}
+	parts := strings.Split(key, ".")
+	if len(parts) != 4 {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" || strings.IndexFunc(p, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '=')
+		}) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // sweep publishes the pending event of the order at key, if one is still there.

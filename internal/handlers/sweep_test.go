@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nats-io/nats.go"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -150,4 +151,26 @@ func TestFailedWriteDoesNotAskTheProviderAgain(t *testing.T) {
 	if calls != 1 {
 		t.Fatalf("%d provider calls for one request whose writes failed twice, want 1", calls)
 	}
+}
+
+// An event check is the service's own, but its mark can be forged (Nats-Scheduler beside a
+// schedule purge): one naming a key the service never makes ends as one dead letter, never
+// as a check redelivered for ever because the bucket refuses the key.
+func TestForgedEventCheckEnds(t *testing.T) {
+	e := newEnv(t, nil)
+	e.startReplica(nil)
+	for i, key := range []string{"kuaishou.payment.app.ordér", "a b", "kuaishou.payment", "x..y", strings.Repeat("k", 2000)} {
+		e.publish("orders.query.kuaishou.payment", nil, nats.Header{
+			"Nats-Scheduler":     {"orders.sweep.forged." + fmt.Sprint(i)},
+			"Nats-Schedule-Next": {"purge"},
+			"Orders-Sweep-Key":   {key},
+		})
+	}
+	natstest.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
+		if n := len(e.streamMsgs(handlers.DLQStream)); n != 5 {
+			return fmt.Errorf("%d dead letters, want 5", n)
+		}
+		return nil
+	})
+	e.waitIdle()
 }
