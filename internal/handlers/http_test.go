@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,5 +110,27 @@ func TestProbesAndMetricsMove(t *testing.T) {
 	})
 	if code, _ := get(t, base+"/healthz"); code != 200 {
 		t.Fatalf("/healthz %d with NATS down: the process is alive", code)
+	}
+}
+
+// /readyz is 200 only while this replica takes requests: streams and consumer existing (made
+// by another replica) are not enough. On a new cluster a replica still provisioning was
+// reported ready.
+func TestReadyOnlyWhileConsuming(t *testing.T) {
+	e := newEnv(t, nil)
+	e.startReplica(nil) // the streams and the consumer exist
+	var consuming atomic.Bool
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, _, err := handlers.StartHTTP(ctx, "127.0.0.1:0", handlers.Probes(e.nc, e.js, e.cfg.Consumer.Name, prometheus.NewRegistry(), consuming.Load))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, "http://"+addr.String()+"/readyz"); code != 503 {
+		t.Fatalf("/readyz %d %s before this replica consumes", code, body)
+	}
+	consuming.Store(true)
+	if code, body := get(t, "http://"+addr.String()+"/readyz"); code != 200 {
+		t.Fatalf("/readyz %d %s while consuming", code, body)
 	}
 }
