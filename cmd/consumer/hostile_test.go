@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -69,74 +68,22 @@ func TestHostileInputKeepsTheProcess(t *testing.T) {
 	}
 	bin := consumerBinary(t)
 	ns := natstest.RunServer(t)
-	sb := kssandbox.New(0)
-	kssandbox.LoadDemo(sb)
-	if err := sb.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
+	sb := demoSandbox(t, 0, "")
 	httpAddr := freeAddr(t)
-	cfgPath := filepath.Join(t.TempDir(), "consumer.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
-nats:
-  url: %s
-consumer:
-  ack_wait: 5s
-http:
-  listen: %s
-providers:
-  kuaishou:
-    base_url: %s
-    apps:
-      - app_id: %s
-        app_secret: %s
-`, ns.ClientURL(), httpAddr, sb.URL(), kssandbox.DemoAppID, kssandbox.DemoAppSecret)), 0o600)
-
-	cmd := exec.Command(bin, "--config", cfgPath, "--log-format", "json")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr // read only once the process has ended
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	var waitErr error
-	exited := make(chan struct{}) // closed when the process has ended; waitErr says how
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	defer func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("consumer log:\n%s", stderr.String())
-		}
-	}()
+	p := startConsumer(t, bin, writeConfig(t, ns.ClientURL(), httpAddr, sb.URL(), 1), httpAddr)
+	pid := p.cmd.Process.Pid
 	alive := func(when string) {
 		t.Helper()
-		select {
-		case <-exited:
-			t.Fatalf("%s: the consumer (pid %d) exited: %v", when, pid, waitErr)
-		default:
+		if p.exited() {
+			t.Fatalf("%s: the consumer (pid %d) exited: %v", when, pid, p.err)
 		}
-		resp, err := http.Get("http://" + httpAddr + "/healthz")
-		if err != nil {
-			t.Fatalf("%s: /healthz: %v", when, err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("%s: /healthz %d", when, resp.StatusCode)
+		if c := p.status("/healthz"); c != http.StatusOK {
+			t.Fatalf("%s: /healthz %d", when, c)
 		}
 	}
 	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz %d", resp.StatusCode)
+		if c := p.status("/readyz"); c != http.StatusOK {
+			return fmt.Errorf("/readyz %d", c)
 		}
 		return nil
 	})
@@ -212,19 +159,11 @@ providers:
 		}
 		return nil
 	})
-	if cmd.Process.Pid != pid {
-		t.Fatalf("pid changed")
-	}
 	t.Logf("figures: pid=%d hostile_requests=%d hostile_lookups=3 dead_letter_msgs=%d events=%d healthz=200 throughout",
 		pid, len(deadLetters)+1, count("ORDERS_DLQ"), count("ORDERS_STATUS"))
 
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-		if waitErr != nil {
-			t.Fatalf("exit after SIGTERM: %v", waitErr)
-		}
-	case <-time.After(5 * time.Second): // the ack wait: a hang guard
-		t.Fatal("no exit within the ack wait after SIGTERM")
+	if p.cmd.Process.Pid != pid {
+		t.Fatalf("pid changed")
 	}
+	p.stop(t, 5*time.Second) // the ack wait: exit 0 within it
 }

@@ -36,25 +36,30 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-// startCommand runs the command in the background until the test ends.
-func startCommand(t *testing.T, args ...string) (stdout, stderr *syncBuffer) {
+// startCommand runs the command in the background until stop is called or the test ends;
+// stop fails the test unless the command exits 0.
+func startCommand(t *testing.T, args ...string) (stdout, stderr *syncBuffer, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	stdout, stderr = &syncBuffer{}, &syncBuffer{}
 	code := make(chan int, 1)
 	go func() { code <- run(ctx, args, strings.NewReader(""), stdout, stderr) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case c := <-code:
-			if c != 0 {
-				t.Errorf("exit code %d; stderr:\n%s", c, stderr.String())
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case c := <-code:
+				if c != 0 {
+					t.Errorf("exit code %d; stderr:\n%s", c, stderr.String())
+				}
+			case <-time.After(20 * time.Second):
+				t.Error("command did not stop after its context ended")
 			}
-		case <-time.After(20 * time.Second):
-			t.Error("command did not stop after its context ended")
-		}
-	})
-	return stdout, stderr
+		})
+	}
+	t.Cleanup(stop)
+	return stdout, stderr, stop
 }
 
 func receiveEvent(t *testing.T, sub *nats.Subscription) events.StatusEvent {
@@ -72,7 +77,7 @@ func receiveEvent(t *testing.T, sub *nats.Subscription) events.StatusEvent {
 
 // `consumer dev` prints nats CLI lines; the printed pub line, sent as printed, gives an event.
 func TestDevPrintedCommandsWork(t *testing.T) {
-	stdout, stderr := startCommand(t, "dev", "--dir", t.TempDir(), "--nats-port", "-1", "--http", "127.0.0.1:0", "--log-format", "json")
+	stdout, stderr, _ := startCommand(t, "dev", "--dir", t.TempDir(), "--nats-port", "-1", "--http", "127.0.0.1:0", "--log-format", "json")
 	pubRe := regexp.MustCompile(`nats -s (\S+) pub (orders\.query\.kuaishou\.payment) '([^']+)'`)
 	var m []string
 	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
@@ -131,7 +136,7 @@ providers:
 `), 0o600)
 	t.Setenv("NATS_URL", ns.ClientURL())
 	t.Setenv("KUAISHOU_APP_SECRET", kssandbox.DemoAppSecret)
-	_, stderr := startCommand(t, "--config", path, "--log-format", "json")
+	_, stderr, _ := startCommand(t, "--config", path, "--log-format", "json")
 
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {

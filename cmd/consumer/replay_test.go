@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,27 +24,7 @@ import (
 // startService runs `consumer --config path` until the returned stop is called (or the test ends).
 func startService(t *testing.T, path string) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	stderr := &syncBuffer{}
-	code := make(chan int, 1)
-	go func() {
-		code <- run(ctx, []string{"--config", path, "--log-format", "json"}, strings.NewReader(""), &syncBuffer{}, stderr)
-	}()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case c := <-code:
-				if c != 0 {
-					t.Errorf("service exit %d:\n%s", c, stderr.String())
-				}
-			case <-time.After(20 * time.Second):
-				t.Error("service did not stop")
-			}
-		})
-	}
-	t.Cleanup(stop)
+	_, _, stop = startCommand(t, "--config", path, "--log-format", "json")
 	return stop
 }
 
