@@ -172,6 +172,16 @@ func (e *env) startReplica(tweak func(*handlers.Handler)) (stop func()) {
 	return stop
 }
 
+// startLookup serves the lookup endpoints on r's connection until the test ends.
+func (e *env) startLookup(r *replica) {
+	e.t.Helper()
+	svc, err := handlers.StartLookup(context.Background(), r.nc, r.h, 10*time.Second)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = svc.Stop() })
+}
+
 func (e *env) publish(subject string, data []byte, hdr nats.Header) {
 	e.t.Helper()
 	if _, err := e.js.PublishMsg(context.Background(), &nats.Msg{Subject: subject, Data: data, Header: hdr}); err != nil {

@@ -276,11 +276,7 @@ func TestLookupHasADeadline(t *testing.T) {
 	})
 	r := e.build(nil)
 	defer r.close()
-	svc, err := handlers.StartLookup(context.Background(), r.nc, r.h, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Stop()
+	e.startLookup(r)
 	e.sb.SetFault(demoApp, sandboxkit.Stall, 1)
 	req := &nats.Msg{Subject: "orders.lookup.kuaishou.payment", Data: []byte(`{"app_id":"` + demoApp + `","order_no":"` + demoOrder + `"}`),
 		Header: nats.Header{handlers.HeaderRequestTimeout: {"300ms"}}}
@@ -304,11 +300,7 @@ func TestLookupRefusesHostilePayloads(t *testing.T) {
 	e := newEnv(t, nil)
 	r := e.build(nil)
 	defer r.close()
-	svc, err := handlers.StartLookup(context.Background(), r.nc, r.h, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Stop()
+	e.startLookup(r)
 	for _, c := range hostileRequests()[:6] {
 		m, err := e.nc.RequestMsg(&nats.Msg{Subject: "orders.lookup.kuaishou.payment", Data: c.data, Header: c.hdr}, 10*time.Second)
 		if err != nil {

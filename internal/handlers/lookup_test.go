@@ -1,7 +1,6 @@
 package handlers_test
 
 import (
-	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -16,11 +15,7 @@ func TestLookupService(t *testing.T) {
 	e := newEnv(t, nil)
 	r := e.build(nil)
 	defer r.close()
-	svc, err := handlers.StartLookup(context.Background(), r.nc, r.h, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Stop()
+	e.startLookup(r)
 
 	ask := func(subject, body string) *nats.Msg {
 		t.Helper()

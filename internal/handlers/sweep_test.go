@@ -64,11 +64,7 @@ func TestSweepPublishesALookupsStrandedEvent(t *testing.T) {
 	tweak, on, _ := failPublishing()
 	r := e.build(tweak)
 	defer r.close()
-	svc, err := handlers.StartLookup(context.Background(), r.nc, r.h, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Stop()
+	e.startLookup(r)
 	m, err := e.nc.Request("orders.lookup.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+demoOrder+`"}`), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
