@@ -92,7 +92,7 @@ type Log struct {
 type Provider struct {
 	BaseURL string        `yaml:"base_url" doc:"Base URL of the provider's API; required when apps are configured."`
 	QPS     int           `yaml:"qps" default:"30" doc:"Calls per second per app and endpoint, across all replicas together."`
-	Timeout time.Duration `yaml:"timeout" default:"5s" doc:"Time limit of one HTTP call to the provider."`
+	Timeout time.Duration `yaml:"timeout" default:"5s" doc:"Time limit of one HTTP call to the provider; at most 1m."`
 	Apps    []App         `yaml:"apps" doc:"The merchant apps this provider is queried for."`
 	// ResultCodes maps a provider result code to its class; the providers publish few codes.
 	ResultCodes map[string]string `yaml:"result_codes" doc:"Class of provider result codes, over the built-in table: code: retryable, rate_limited, token_invalid or permanent. A code in neither is retryable, within consumer.max_deliver."`
@@ -285,8 +285,10 @@ func (c *Config) Validate() error {
 		if p.QPS < 1 {
 			return keyErr(key+".qps", "must be at least 1, got %d", p.QPS)
 		}
-		if p.Timeout <= 0 {
-			return keyErr(key+".timeout", "must be positive, got %s", p.Timeout)
+		if p.Timeout <= 0 || p.Timeout > time.Minute {
+			// At most a minute: a later answer is an outage, and ordering answers by when
+			// their query was sent assumes none comes back minutes late.
+			return keyErr(key+".timeout", "must be more than 0 and at most 1m, got %s", p.Timeout)
 		}
 		seen := map[string]bool{}
 		for i, app := range p.Apps {

@@ -308,3 +308,15 @@ func TestNATSAuthKeys(t *testing.T) {
 		})
 	}
 }
+
+// A provider call may take at most a minute: answers are ordered by when their query was sent,
+// and none may come back later than that.
+func TestProviderTimeoutBounded(t *testing.T) {
+	base := "providers:\n  kuaishou:\n    base_url: http://x\n    timeout: %s\n    apps:\n      - app_id: a\n        app_secret: s\n"
+	for v, wantErr := range map[string]bool{"5s": false, "1m": false, "61s": true, "30m": true, "0s": true, "-1s": true} {
+		_, err := Parse([]byte(fmt.Sprintf(base, v)), envOf(nil))
+		if (err != nil) != wantErr || err != nil && !strings.Contains(err.Error(), "providers.kuaishou.timeout") {
+			t.Errorf("timeout %s: %v", v, err)
+		}
+	}
+}

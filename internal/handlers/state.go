@@ -76,9 +76,13 @@ func decodeState(b []byte) (orderState, error) {
 	return s, nil
 }
 
+// maxAnswerDelay bounds how much later than another a query's answer can be recorded: the
+// provider call's time limit and its retries stay far below it.
+const maxAnswerDelay = 10 * time.Minute
+
 // ignored says why an answer to a query sent at sent must not change the state cur, or "".
 func ignored(cur orderState, res providers.Result, sent time.Time) string {
-	if at, err := time.Parse(time.RFC3339Nano, cur.SentAt); err == nil && sent.Before(at) {
+	if at, err := time.Parse(time.RFC3339Nano, cur.SentAt); err == nil && sent.Before(at) && at.Sub(sent) <= maxAnswerDelay {
 		return "stale" // a later query set the recorded status
 	}
 	if cur.Status.Terminal() && !res.Status.Terminal() {

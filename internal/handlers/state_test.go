@@ -55,6 +55,12 @@ func TestIgnored(t *testing.T) {
 		{"terminal to terminal", rec(events.StatusSucceeded, t0), res(events.StatusReversed), t0.Add(time.Second), ""},
 		{"pending to unknown", rec(events.StatusPending, t0), res(events.StatusUnknown), t0.Add(time.Second), ""},
 		{"state from before sent_at", orderState{Status: events.StatusPending}, res(events.StatusSucceeded), t0, ""},
+		// No answer comes back longer after its query than a call may take: a recorded time
+		// far ahead is the server's clock stepped back, or a damaged state, and must not
+		// freeze the order until the clock catches up.
+		{"recorded an hour ahead", rec(events.StatusPending, t0.Add(time.Hour)), res(events.StatusSucceeded), t0, ""},
+		{"recorded in 9999", rec(events.StatusPending, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)), res(events.StatusSucceeded), t0, ""},
+		{"older by the longest a call may take", rec(events.StatusSucceeded, t0), res(events.StatusPending), t0.Add(-maxAnswerDelay), "stale"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := ignored(tc.cur, tc.res, tc.sent); got != tc.want {
