@@ -157,7 +157,11 @@ func (h *Handler) lookup(ctx context.Context, p providers.Provider, kind string,
 		}
 		return
 	}
-	ev, changed, err := h.record(ctx, req, res, sent)
+	ev, pub, err := h.record(ctx, req, res, sent)
+	if err == nil && pub != nil {
+		err = h.confirm(ctx, pub)
+	}
+	changed := pub != nil
 	switch {
 	case err != nil && ctx.Err() != nil:
 		fail(CodeTimeout, timeoutText(ctx, err))

@@ -207,29 +207,32 @@ func (h *Handler) accept(ctx context.Context, msg jetstream.Msg, sched *schedule
 }
 
 // execute makes one call for j, in its rate slot, and says what should become of the
-// request. It changes nothing but the order's state and the events.
+// request. It changes nothing but the order's state and the events. An event it sends is not
+// waited for here: the outcome carries it, for settle to confirm before the ack.
 func (h *Handler) execute(ctx context.Context, j *job) outcome {
 	ctx = j.traced(ctx)
 	res, sent, err := h.query(ctx, j.p, j.req, j.key)
 	if err != nil {
 		return decide(h.failure(ctx, j, err, false))
 	}
-	changed, err := h.keep(ctx, j, res, sent)
+	pub, err := h.keep(ctx, j, res, sent)
 	if err != nil {
 		return decide(h.failure(ctx, j, err, true))
 	}
-	return outcome{verdict: ack, changed: changed}
+	return outcome{verdict: ack, changed: pub != nil, pub: pub}
 }
 
 // keep records the answer and, for a follow request, schedules the next round. A write that
 // fails is tried again with the answer in hand, for up to retryBudget: provider calls are the
 // scarce resource, so a failed write never costs a second call in this delivery.
-func (h *Handler) keep(ctx context.Context, j *job, res providers.Result, sent time.Time) (changed bool, err error) {
+func (h *Handler) keep(ctx context.Context, j *job, res providers.Result, sent time.Time) (pub *publication, err error) {
 	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond),
 		backoff.WithMaxInterval(time.Second), backoff.WithMaxElapsedTime(h.retryBudget))
 	err = backoff.Retry(func() error {
-		_, c, err := h.record(ctx, j.req, res, sent)
-		changed = changed || c
+		var err error
+		if pub == nil { // a claim already made is not made again: its event is on its way
+			_, pub, err = h.record(ctx, j.req, res, sent)
+		}
 		if err == nil && j.req.Follow && !res.Status.Terminal() {
 			err = h.scheduleFollow(ctx, j)
 		}
@@ -238,7 +241,49 @@ func (h *Handler) keep(ctx context.Context, j *job, res providers.Result, sent t
 		}
 		return err
 	}, backoff.WithContext(bo, ctx))
-	return changed, err
+	if err != nil && pub != nil { // the follow failed: the event is settled here, the request redelivered
+		_ = h.confirm(ctx, pub)
+		pub = nil
+	}
+	return pub, err
+}
+
+// confirmed finishes j, whose request claimed a transition and sent its event (o.pub): once
+// the server has stored the event, the request is acknowledged. It runs on the scheduler's
+// one confirming goroutine, in the order the events were sent, and never blocks it for
+// longer than the server takes to answer: an event not stored is published again on a
+// goroutine of its own (republish).
+func (h *Handler) confirmed(ctx context.Context, j *job, o outcome, sched *scheduler) {
+	if err := h.confirm(j.traced(ctx), o.pub); err != nil {
+		h.metrics.WriteRetries.Inc()
+		sched.aside(func() { h.republish(ctx, j, o, sched) })
+		return
+	}
+	o.pub = nil
+	h.settle(ctx, j, o, sched)
+}
+
+// republish publishes o.pub's event again with the answer in hand, as keep does, and settles
+// j by how that went.
+func (h *Handler) republish(ctx context.Context, j *job, o outcome, sched *scheduler) {
+	p := o.pub
+	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond),
+		backoff.WithMaxInterval(time.Second), backoff.WithMaxElapsedTime(h.retryBudget))
+	err := backoff.Retry(func() error {
+		_, err := h.publishPending(j.traced(ctx), p.key, p.st, p.rev)
+		if errors.Is(err, errConflict) {
+			return nil // the order moved on, after its reader published this event
+		}
+		if err != nil {
+			h.metrics.WriteRetries.Inc()
+		}
+		return err
+	}, backoff.WithContext(bo, ctx))
+	o.pub = nil
+	if err != nil {
+		o = decide(h.failure(ctx, j, err, true))
+	}
+	h.settle(ctx, j, o, sched)
 }
 
 // failure gathers what the retry policy needs to know about j's failed attempt.
@@ -261,7 +306,7 @@ func (h *Handler) failure(ctx context.Context, j *job, err error, recording bool
 func (h *Handler) settle(ctx context.Context, j *job, o outcome, sched *scheduler) {
 	r := j.req
 	ctx = j.traced(ctx)
-	if o.verdict != requeue && o.verdict != retryAfter {
+	if o.verdict != requeue && o.verdict != retryAfter && o.pub == nil {
 		defer j.endSpan(o)
 	}
 	if o.slowdown {
@@ -271,6 +316,10 @@ func (h *Handler) settle(ctx context.Context, j *job, o outcome, sched *schedule
 	}
 	switch o.verdict {
 	case ack:
+		if o.pub != nil { // settled once its event is stored
+			sched.confirmLater(j, o)
+			return
+		}
 		j.finish()
 		if err := j.msg.Ack(); err != nil {
 			h.log.Warn("ack failed; the request will be redelivered and find nothing new", "err", err)

@@ -33,6 +33,7 @@ type outcome struct {
 	delay        time.Duration // retryAfter, redeliver
 	reason, text string        // deadLetter
 	changed      bool          // ack: an event was published
+	pub          *publication  // ack: the event, sent and not yet confirmed
 	check        bool          // ack: it was an event check (sweep.go), not a request
 	slowdown     bool          // the provider refused for its rate limit: pause the app once
 	err          error         // the failure, for the log

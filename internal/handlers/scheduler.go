@@ -25,6 +25,9 @@ type scheduler struct {
 	// when, never what.
 	run      func(ctx context.Context, j *job)
 	handBack func(j *job)
+	// confirm settles j once the event its request sent is stored (or not); it runs on one
+	// goroutine, confirming in the order the events were sent.
+	confirm func(ctx context.Context, j *job, o outcome)
 	// prepare readies j's call (an access token) before a rate slot is taken for it.
 	prepare func(ctx context.Context, j *job)
 	// traceWait, if set, starts the span of j's wait for a rate slot; the pacer ends it.
@@ -41,6 +44,10 @@ type scheduler struct {
 	stop   context.Context // ends: start nothing more
 	work   context.Context // ends: abandon calls in flight
 
+	confirms  chan confirmation
+	confirmed chan struct{}  // closed when the confirming goroutine has ended
+	asides    sync.WaitGroup // work set aside from confirming (see aside)
+
 	mu      sync.Mutex
 	closed  bool
 	queues  map[string]*queue
@@ -50,9 +57,38 @@ type scheduler struct {
 
 type queue struct{ jobs []*job }
 
+type confirmation struct {
+	j *job
+	o outcome
+}
+
 func newScheduler(lim *ratelimit.Limiter, concurrency int, stop, work context.Context, log *slog.Logger, waits *prometheus.HistogramVec) *scheduler {
-	return &scheduler{lim: lim, log: log, waits: waits, sem: make(chan struct{}, concurrency), budget: make(chan struct{}, 16*concurrency),
-		stop: stop, work: work, queues: map[string]*queue{}, delayed: map[*job]*time.Timer{}}
+	s := &scheduler{lim: lim, log: log, waits: waits, sem: make(chan struct{}, concurrency), budget: make(chan struct{}, 16*concurrency),
+		stop: stop, work: work, queues: map[string]*queue{}, delayed: map[*job]*time.Timer{},
+		confirms: make(chan confirmation, 4*concurrency), confirmed: make(chan struct{})}
+	go s.confirming()
+	return s
+}
+
+// confirming runs the confirmations, one after another, until close.
+func (s *scheduler) confirming() {
+	defer close(s.confirmed)
+	for c := range s.confirms {
+		s.confirm(s.work, c.j, c.o)
+	}
+}
+
+// confirmLater has j settled once the event its request sent is stored. The calls that wait
+// for the server are not held meanwhile: the next request takes the call slot at once.
+func (s *scheduler) confirmLater(j *job, o outcome) { s.confirms <- confirmation{j, o} }
+
+// aside runs f on a goroutine of its own, which close waits for.
+func (s *scheduler) aside(f func()) {
+	s.asides.Add(1)
+	go func() {
+		defer s.asides.Done()
+		f()
+	}()
 }
 
 // slowSlots is the spacing of rate slots above which an app counts as having a low limit
@@ -211,7 +247,13 @@ func (s *scheduler) close(grace time.Duration, abandon context.CancelFunc) {
 		s.handBack(j)
 	}
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() {
+		s.wg.Wait() // no call in flight: nothing more to confirm
+		close(s.confirms)
+		<-s.confirmed
+		s.asides.Wait()
+		close(done)
+	}()
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {

@@ -211,7 +211,10 @@ type Replica struct {
 // nats.provision false) and builds the handler and service for provs, as cfg
 // shapes them. metrics may be nil.
 func NewReplica(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []providers.Provider, log *slog.Logger, metrics *Metrics) (*Replica, error) {
-	js, err := jetstream.New(nc)
+	// Events and pending-mark clears are published without waiting; an answer the server never
+	// sends (a leader lost mid-write) fails the write after this long, and the request is
+	// delivered again.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(5*time.Second))
 	if err != nil {
 		return nil, err
 	}

@@ -195,6 +195,7 @@ func (h *Handler) newScheduler(concurrency int, stop, work context.Context) *sch
 	s := newScheduler(h.lim, concurrency, stop, work, h.log, h.metrics.LimiterWait)
 	s.run = func(ctx context.Context, j *job) { h.settle(ctx, j, h.execute(ctx, j), s) }
 	s.handBack = func(j *job) { h.settle(context.Background(), j, outcome{verdict: handBack}, s) }
+	s.confirm = func(ctx context.Context, j *job, o outcome) { h.confirmed(ctx, j, o, s) }
 	s.prepare = func(ctx context.Context, j *job) { h.prepare(j.traced(ctx), j.p, j.req) }
 	s.traceWait = func(j *job) trace.Span {
 		_, span := h.startSpan(j.traced(context.Background()), "ratelimit wait", trace.SpanKindInternal)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -103,16 +104,20 @@ func stateKey(provider, kind, appID, orderKey string) string {
 }
 
 // record compares the answer to a query sent at sent with the last-known state and, on a
-// change, records the transition and publishes its event (see orderState for why it is safe at
+// change, claims the transition and sends its event (see orderState for why it is safe at
 // every step). An answer that would move the order backwards is ignored.
-func (h *Handler) record(ctx context.Context, req events.Request, res providers.Result, sent time.Time) (ev events.StatusEvent, changed bool, err error) {
+//
+// The claim is the one write record waits for. The event goes out without waiting: the
+// returned publication is confirmed by the caller (confirm), and only then is the request
+// acknowledged, so a request whose event is not stored is delivered again.
+func (h *Handler) record(ctx context.Context, req events.Request, res providers.Result, sent time.Time) (ev events.StatusEvent, pub *publication, err error) {
 	key := stateKey(req.Provider, req.Kind, req.AppID, res.OrderKey)
 	for attempt := 0; attempt < 8; attempt++ {
 		var cur orderState
 		var rev uint64
 		if attempt > 0 || h.seen.has(key) {
 			if cur, rev, err = h.loadState(ctx, key); err != nil {
-				return ev, false, err
+				return ev, nil, err
 			}
 		} // else never seen here: most likely new, and the Create below fails if it is not
 		h.seen.add(key)
@@ -120,7 +125,7 @@ func (h *Handler) record(ctx context.Context, req events.Request, res providers.
 			if rev, err = h.publishPending(ctx, key, cur, rev); errors.Is(err, errConflict) {
 				continue
 			} else if err != nil {
-				return ev, false, err
+				return ev, nil, err
 			}
 			cur.Pending, cur.Trace = nil, traceContext{}
 		}
@@ -128,10 +133,10 @@ func (h *Handler) record(ctx context.Context, req events.Request, res providers.
 			if why := ignored(cur, res, sent); why != "" {
 				h.metrics.Ignored.WithLabelValues(req.Provider, req.Kind, why).Inc()
 				h.log.Debug("answer ignored", "reason", why, "key", key, "status", string(res.Status), "recorded", string(cur.Status))
-				return h.event(req, res, "", cur.Transition), false, nil
+				return h.event(req, res, "", cur.Transition), nil, nil
 			}
 			if cur.Status == res.Status && cur.ProviderStatus == res.ProviderStatus {
-				return h.event(req, res, "", cur.Transition), false, nil // nothing new
+				return h.event(req, res, "", cur.Transition), nil, nil // nothing new
 			}
 		}
 		if rev == 0 {
@@ -143,40 +148,50 @@ func (h *Handler) record(ctx context.Context, req events.Request, res providers.
 			Trace: traceOf(ctx)}
 		check, err := h.scheduleSweep(key, &ev)
 		if err != nil {
-			return ev, false, fmt.Errorf("schedule the event check: %w", err)
+			return ev, nil, fmt.Errorf("schedule the event check: %w", err)
 		}
 		newRev, err := h.putState(ctx, key, next, rev)
 		if errors.Is(err, errConflict) {
 			continue // another replica moved this order on: look again (the check finds nothing)
 		}
 		if err != nil {
-			return ev, false, err
+			return ev, nil, err
 		}
 		err = h.step("claimed")
 		if err == nil {
-			_, err = h.publishPending(ctx, key, next, newRev)
+			pub, err = h.sendEvent(ctx, key, next, newRev)
 		}
-		if err != nil && !errors.Is(err, errConflict) {
+		if err != nil {
 			// Claimed, and the event perhaps not out: its check must outlive this attempt.
 			if cerr := awaitSweep(ctx, check); cerr != nil {
 				h.log.Warn("event check not stored; the next query of the order publishes the event", "key", key, "err", cerr)
 			}
-			return ev, false, err
+			return ev, nil, err
 		}
-		return ev, true, nil
+		pub.check = check
+		return ev, pub, nil
 	}
-	return ev, false, fmt.Errorf("order %s: too many concurrent updates", key)
+	return ev, nil, fmt.Errorf("order %s: too many concurrent updates", key)
 }
 
-// publishPending publishes st.Pending, then clears it with a compare-and-set. errConflict from
-// the clear means someone else already moved the order on, after publishing it too.
+// publication is a claimed transition's event on its way to the server.
+type publication struct {
+	key   string
+	st    orderState // the claimed state: st.Pending is the event
+	rev   uint64     // the claim's revision
+	ack   jetstream.PubAckFuture
+	span  trace.Span             // the publish span, ended when the server answers
+	check jetstream.PubAckFuture // the claim's event check, if one was scheduled
+}
+
+// sendEvent publishes st.Pending without waiting for the server (see publication).
 //
 // The publish is a producer span, child of the trace context stored with the event (the
 // request that caused it), whoever publishes it; the span that publishes it for another
 // request, or for the sweep, is linked. The event carries the publish span's context, so a
 // subscriber's span continues the request's trace.
-func (h *Handler) publishPending(ctx context.Context, key string, st orderState, rev uint64) (newRev uint64, err error) {
-	ev := *st.Pending
+func (h *Handler) sendEvent(ctx context.Context, key string, st orderState, rev uint64) (*publication, error) {
+	ev := st.Pending
 	pctx := ctx
 	var opts []trace.SpanStartOption
 	stored := trace.SpanContextFromContext(st.Trace.context(context.Background()))
@@ -187,21 +202,22 @@ func (h *Handler) publishPending(ctx context.Context, key string, st orderState,
 		}
 	}
 	pctx, span := h.tracer.Start(pctx, "publish "+StatusStream, append(opts, trace.WithSpanKind(trace.SpanKindProducer))...)
-	defer func() {
-		if err != nil && span.IsRecording() {
-			span.SetStatus(codes.Error, err.Error())
-		}
-		span.End()
-	}()
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.message.id", ev.EventID))
 	}
-	if err := h.step("publishing"); err != nil {
-		return rev, err
+	fail := func(err error) (*publication, error) {
+		if span.IsRecording() {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+		return nil, err
 	}
-	data, err := h.encoding.Marshal(ev)
+	if err := h.step("publishing"); err != nil {
+		return fail(err)
+	}
+	data, err := h.encoding.Marshal(*ev)
 	if err != nil {
-		return rev, fmt.Errorf("encode event: %w", err)
+		return fail(fmt.Errorf("encode event: %w", err))
 	}
 	m := &nats.Msg{
 		Subject: h.subjects.Status(ev.Provider, ev.Kind, ev.Status),
@@ -209,17 +225,90 @@ func (h *Handler) publishPending(ctx context.Context, key string, st orderState,
 		Header:  nats.Header{events.HeaderMsgID: {ev.EventID}, events.HeaderContentType: {h.encoding.ContentType()}},
 	}
 	traceOf(pctx).setOn(m.Header)
-	ack, err := h.js.PublishMsg(ctx, m)
+	f, err := h.js.PublishMsgAsync(m)
 	if err != nil {
-		return rev, fmt.Errorf("publish event %s: %w", ev.EventID, err)
+		return fail(fmt.Errorf("publish event %s: %w", ev.EventID, err))
 	}
-	h.metrics.Events.WithLabelValues(ev.Provider, ev.Kind, string(ev.Status)).Inc()
-	if err := h.step("published"); err != nil {
+	return &publication{key: key, st: st, rev: rev, ack: f, span: span}, nil
+}
+
+// confirm waits until the server has stored p's event, or says why it has not. Once the event
+// is stored, the pending mark is cleared without waiting (see clearPending).
+func (h *Handler) confirm(ctx context.Context, p *publication) error {
+	ev := p.st.Pending
+	var err error
+	select {
+	case ack := <-p.ack.Ok():
+		h.metrics.Events.WithLabelValues(ev.Provider, ev.Kind, string(ev.Status)).Inc()
+		if h.log.Enabled(ctx, slog.LevelDebug) {
+			h.log.Debug("status changed", "provider", ev.Provider, "kind", ev.Kind, "app_id", ev.AppID, "order_no", ev.OrderNo,
+				"status", string(ev.Status), "previous_status", string(ev.PreviousStatus), "event_id", ev.EventID, "duplicate", ack.Duplicate)
+		}
+		if err = h.step("published"); err == nil {
+			h.clearPending(p.key, p.st, p.rev)
+		}
+	case perr := <-p.ack.Err():
+		err = fmt.Errorf("publish event %s: %w", ev.EventID, perr)
+	case <-ctx.Done():
+		err = fmt.Errorf("publish event %s: %w", ev.EventID, ctx.Err())
+	}
+	if err != nil && p.span.IsRecording() {
+		p.span.SetStatus(codes.Error, err.Error())
+	}
+	p.span.End()
+	if err != nil && p.check != nil {
+		// The event perhaps not out: its check must outlive this attempt.
+		if cerr := awaitSweep(ctx, p.check); cerr != nil {
+			h.log.Warn("event check not stored; the next query of the order publishes the event", "key", p.key, "err", cerr)
+		}
+	}
+	return err
+}
+
+// clearPending removes the pending mark of st, stored at rev, now that its event is out. It
+// does not wait for the server: a mark left behind (a failed write, a crash) is cleared by the
+// sweep or by the order's next reader, who publishes the event again first, which the
+// server drops as a duplicate. A KV write is a publish to the key's subject with the revision
+// it must follow.
+func (h *Handler) clearPending(key string, st orderState, rev uint64) {
+	st.Pending, st.Trace = nil, traceContext{}
+	m := &nats.Msg{Subject: "$KV." + h.state.Bucket() + "." + key, Data: st.encode(),
+		Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(rev, 10)}}}
+	if _, err := h.js.PublishMsgAsync(m); err != nil {
+		h.log.Debug("pending mark not cleared; the sweep clears it", "key", key, "err", err)
+	}
+}
+
+// publishPending publishes st.Pending, waits for it, then clears it with a compare-and-set,
+// waiting too: the caller goes on from the new revision. errConflict from the clear means
+// someone else already moved the order on, after publishing it too.
+func (h *Handler) publishPending(ctx context.Context, key string, st orderState, rev uint64) (newRev uint64, err error) {
+	p, err := h.sendEvent(ctx, key, st, rev)
+	if err != nil {
 		return rev, err
 	}
-	if h.log.Enabled(ctx, slog.LevelDebug) {
-		h.log.Debug("status changed", "provider", ev.Provider, "kind", ev.Kind, "app_id", ev.AppID, "order_no", ev.OrderNo,
-			"status", string(ev.Status), "previous_status", string(ev.PreviousStatus), "event_id", ev.EventID, "duplicate", ack.Duplicate)
+	ev := *st.Pending
+	select {
+	case ack := <-p.ack.Ok():
+		h.metrics.Events.WithLabelValues(ev.Provider, ev.Kind, string(ev.Status)).Inc()
+		if h.log.Enabled(ctx, slog.LevelDebug) {
+			h.log.Debug("status changed", "provider", ev.Provider, "kind", ev.Kind, "app_id", ev.AppID, "order_no", ev.OrderNo,
+				"status", string(ev.Status), "previous_status", string(ev.PreviousStatus), "event_id", ev.EventID, "duplicate", ack.Duplicate)
+		}
+	case perr := <-p.ack.Err():
+		err = fmt.Errorf("publish event %s: %w", ev.EventID, perr)
+	case <-ctx.Done():
+		err = fmt.Errorf("publish event %s: %w", ev.EventID, ctx.Err())
+	}
+	if err == nil {
+		err = h.step("published")
+	}
+	if err != nil && p.span.IsRecording() {
+		p.span.SetStatus(codes.Error, err.Error())
+	}
+	p.span.End()
+	if err != nil {
+		return rev, err
 	}
 	st.Pending, st.Trace = nil, traceContext{}
 	// The event is out: clearing the mark is worth a few tries, as a mark left behind makes a
