@@ -23,6 +23,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -48,13 +49,15 @@ type Handler struct {
 	retryBudget time.Duration
 	// followDelay and followMaxDelay shape the waits of follow requests.
 	followDelay, followMaxDelay time.Duration
-	// sweepDelay is how long after a claim its event check is due (sweep.go).
+	// sweepDelay is how old a pending mark is when the sweep publishes its event (sweep.go).
 	sweepDelay time.Duration
-	log        *slog.Logger
-	metrics    *Metrics
-	seen       *seenKeys
-	now        func() time.Time
-	tracer     trace.Tracer
+	// id names this replica as the sweep's holder.
+	id      string
+	log     *slog.Logger
+	metrics *Metrics
+	seen    *seenKeys
+	now     func() time.Time
+	tracer  trace.Tracer
 
 	// failAfter, in tests only, fails the named step once it is done, as a crash there would.
 	failAfter func(step string) error
@@ -72,7 +75,7 @@ type Options struct {
 	MaxDeliver int
 	// FollowDelay is the first wait of a follow request, growing threefold up to FollowMaxDelay.
 	FollowDelay, FollowMaxDelay time.Duration
-	// SweepDelay is how long after a claim its event check is due; 0 means 10 s.
+	// SweepDelay is how old a pending mark is when the sweep publishes its event; 0 means 10 s.
 	SweepDelay time.Duration
 	Log        *slog.Logger
 	// Metrics receive the pipeline's measurements; nil makes a set of its own.
@@ -88,7 +91,7 @@ func NewHandler(o Options) *Handler {
 		encoding: o.Encoding, ackWait: o.AckWait, maxDeliver: o.MaxDeliver, log: o.Log, now: time.Now,
 		retryBudget: min(o.AckWait/3, 10*time.Second),
 		followDelay: o.FollowDelay, followMaxDelay: o.FollowMaxDelay, metrics: o.Metrics,
-		seen: newSeenKeys(50000), sweepDelay: o.SweepDelay,
+		seen: newSeenKeys(50000), sweepDelay: o.SweepDelay, id: nuid.Next(),
 	}
 	if h.sweepDelay <= 0 {
 		h.sweepDelay = 10 * time.Second

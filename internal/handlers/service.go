@@ -54,6 +54,10 @@ func (s *Service) Run(ctx context.Context) error {
 	defer abandon()
 	sched := s.Handler.newScheduler(s.Concurrency, ctx, work)
 	defer sched.close(s.Grace, abandon)
+	sweeping, stopSweep := context.WithCancel(ctx)
+	swept := make(chan struct{})
+	go func() { defer close(swept); s.Handler.sweepLoop(sweeping) }()
+	defer func() { stopSweep(); <-swept }()
 	for {
 		lost, err := s.consume(ctx, sched)
 		if err != nil {

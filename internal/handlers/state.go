@@ -146,13 +146,9 @@ func (h *Handler) record(ctx context.Context, req events.Request, res providers.
 		next := orderState{Status: res.Status, ProviderStatus: res.ProviderStatus, Transition: cur.Transition + 1,
 			EventID: ev.EventID, SentAt: sent.UTC().Format(time.RFC3339Nano), ObservedAt: ev.ObservedAt, Pending: &ev,
 			Trace: traceOf(ctx)}
-		check, err := h.scheduleSweep(key, &ev)
-		if err != nil {
-			return ev, nil, fmt.Errorf("schedule the event check: %w", err)
-		}
 		newRev, err := h.putState(ctx, key, next, rev)
 		if errors.Is(err, errConflict) {
-			continue // another replica moved this order on: look again (the check finds nothing)
+			continue // another replica moved this order on: look again
 		}
 		if err != nil {
 			return ev, nil, err
@@ -162,13 +158,8 @@ func (h *Handler) record(ctx context.Context, req events.Request, res providers.
 			pub, err = h.sendEvent(ctx, key, next, newRev)
 		}
 		if err != nil {
-			// Claimed, and the event perhaps not out: its check must outlive this attempt.
-			if cerr := awaitSweep(ctx, check); cerr != nil {
-				h.log.Warn("event check not stored; the next query of the order publishes the event", "key", key, "err", cerr)
-			}
-			return ev, nil, err
+			return ev, nil, err // claimed, and the event perhaps not out: the sweep publishes it
 		}
-		pub.check = check
 		return ev, pub, nil
 	}
 	return ev, nil, fmt.Errorf("order %s: too many concurrent updates", key)
@@ -176,12 +167,11 @@ func (h *Handler) record(ctx context.Context, req events.Request, res providers.
 
 // publication is a claimed transition's event on its way to the server.
 type publication struct {
-	key   string
-	st    orderState // the claimed state: st.Pending is the event
-	rev   uint64     // the claim's revision
-	ack   jetstream.PubAckFuture
-	span  trace.Span             // the publish span, ended when the server answers
-	check jetstream.PubAckFuture // the claim's event check, if one was scheduled
+	key  string
+	st   orderState // the claimed state: st.Pending is the event
+	rev  uint64     // the claim's revision
+	ack  jetstream.PubAckFuture
+	span trace.Span // the publish span, ended when the server answers
 }
 
 // sendEvent publishes st.Pending without waiting for the server (see publication).
@@ -256,12 +246,6 @@ func (h *Handler) confirm(ctx context.Context, p *publication) error {
 		p.span.SetStatus(codes.Error, err.Error())
 	}
 	p.span.End()
-	if err != nil && p.check != nil {
-		// The event perhaps not out: its check must outlive this attempt.
-		if cerr := awaitSweep(ctx, p.check); cerr != nil {
-			h.log.Warn("event check not stored; the next query of the order publishes the event", "key", p.key, "err", cerr)
-		}
-	}
 	return err
 }
 
@@ -271,6 +255,9 @@ func (h *Handler) confirm(ctx context.Context, p *publication) error {
 // server drops as a duplicate. A KV write is a publish to the key's subject with the revision
 // it must follow.
 func (h *Handler) clearPending(key string, st orderState, rev uint64) {
+	if h.step("clearing") != nil {
+		return
+	}
 	st.Pending, st.Trace = nil, traceContext{}
 	m := &nats.Msg{Subject: "$KV." + h.state.Bucket() + "." + key, Data: st.encode(),
 		Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(rev, 10)}}}

@@ -1,7 +1,9 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -10,48 +12,183 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/kvcas"
 )
 
 // The sweep makes sure that a claimed transition's event is published within the duplicate
 // window, whatever becomes of the request that claimed it. Without it, a claim whose event was
 // not published (a lookup whose publish failed, a failure after the claim on the last allowed
 // delivery, a crash followed by a delivery the provider rejects) waited for the order's next
-// successful query, which for a terminal order never comes.
+// successful query, which for a terminal order never comes; and a pending mark whose clear was
+// lost (the clear is not waited for) made the order's next reader publish the event again,
+// which outside the duplicate window is a second copy.
 //
-// Before each claim, an event check is scheduled in ORDERS_QUERY, sweepDelay later, on
-// <prefix>.sweep.<state key>. When it is due the server delivers it to the consumer like a
-// request; whichever replica takes it reads the order's state and, if the claim's event is
-// still pending there, publishes it (its id makes a copy that already went out a duplicate)
-// and clears the mark with compare-and-set. Nothing scans ORDERS_STATE: the check costs one
-// stored message per change, for sweepDelay, and one read when it is due, however many orders
-// are stored.
+// It reads the writes to ORDERS_STATE in the order the bucket stored them, from a watermark
+// (a stream sequence kept in the bucket under sweepWatermark), up to those sweepDelay old: a
+// write still there is its key's latest (the bucket keeps one revision), so a pending mark in
+// it is one nobody cleared. Each is published (its id makes a copy that already went out a
+// duplicate) and cleared with compare-and-set. Then the watermark moves on, by compare-and-set
+// too: the replica that moves it holds the sweep for sweepLease, and the others leave it
+// alone meanwhile; when it stops, another takes over from where it left. The sweep costs no
+// write per change: one watermark write a round, and one read of each state write, streamed.
+//
+// The release before this one scheduled an event check with every claim instead (a message
+// schedule on <prefix>.sweep.<state key>); a check it left is still handled (sweepKey).
 
-// scheduleSweep schedules the event check of the transition ev of the order at key. It does not
-// wait for the server: the caller waits for the returned future only when it ends without the
-// event published.
-func (h *Handler) scheduleSweep(key string, ev *events.StatusEvent) (jetstream.PubAckFuture, error) {
-	at := h.now().Add(h.sweepDelay).Truncate(time.Second).Add(time.Second) // schedules count whole seconds
-	return h.js.PublishMsgAsync(&nats.Msg{
-		Subject: h.subjects.SweepPrefix() + key,
-		Header: nats.Header{
-			"Nats-Schedule":        {"@at " + at.UTC().Format(time.RFC3339)},
-			"Nats-Schedule-Target": {h.subjects.Query(ev.Provider, ev.Kind)},
-			events.HeaderMsgID:     {"sweep-" + ev.EventID},
-			events.HeaderSweepKey:  {key},
-		},
-	})
+// sweepWatermark is the key of the sweep's watermark in ORDERS_STATE: two tokens, so never an
+// order's (stateKey makes four).
+const sweepWatermark = "sweep.watermark"
+
+// sweepBatch bounds the writes one round reads before it moves the watermark.
+const sweepBatch = 10000
+
+type watermark struct {
+	Seq    uint64    `json:"seq"`              // the first state write not swept yet
+	Holder string    `json:"holder,omitempty"` // the replica sweeping
+	Until  time.Time `json:"until,omitzero"`   // the holder's lease, on the server's clock
 }
 
-// awaitSweep waits until the event check f is stored, so that it outlives this process.
-func awaitSweep(ctx context.Context, f jetstream.PubAckFuture) error {
-	select {
-	case <-f.Ok():
-		return nil
-	case err := <-f.Err():
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
+// sweepEvery is the time between sweep rounds.
+func (h *Handler) sweepEvery() time.Duration {
+	return min(max(h.sweepDelay/4, 100*time.Millisecond), 5*time.Second)
+}
+
+// sweepLease is how long a replica that swept holds the sweep.
+func (h *Handler) sweepLease() time.Duration { return 4 * h.sweepEvery() }
+
+// sweepLoop runs sweep rounds until ctx ends.
+func (h *Handler) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(h.sweepEvery())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := h.sweepRound(ctx); err != nil && ctx.Err() == nil {
+			h.log.Warn("sweeping pending events; trying again next round", "err", err)
+		}
 	}
+}
+
+// sweepRound sweeps the state writes from the watermark up to those sweepDelay old, if no
+// other replica holds the sweep, and says how many it read.
+func (h *Handler) sweepRound(ctx context.Context) (int, error) {
+	now := h.serverNow(ctx)
+	var wm watermark
+	var rev uint64
+	switch e, err := h.state.Get(ctx, sweepWatermark); {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case err != nil:
+		return 0, err
+	default:
+		rev = e.Revision()
+		if json.Unmarshal(e.Value(), &wm) != nil {
+			wm = watermark{} // damaged: sweep from the start
+		}
+	}
+	if wm.Holder != "" && wm.Holder != h.id && now.Before(wm.Until) {
+		return 0, nil // another replica sweeps
+	}
+	stream, err := h.js.Stream(ctx, "KV_"+h.state.Bucket())
+	if err != nil {
+		return 0, err
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if wm.Seq < info.State.FirstSeq || wm.Seq > info.State.LastSeq+1 {
+		wm.Seq = info.State.FirstSeq // the start, or a bucket made again
+	}
+	next, read, err := h.sweepFrom(ctx, wm.Seq, info.State.LastSeq, now.Add(-h.sweepDelay))
+	wm = watermark{Seq: next, Holder: h.id, Until: now.Add(h.sweepLease())}
+	b, _ := json.Marshal(wm)
+	var werr error
+	if rev == 0 {
+		_, werr = h.state.Create(ctx, sweepWatermark, b)
+	} else {
+		_, werr = h.state.Update(ctx, sweepWatermark, b, rev)
+	}
+	if werr != nil && !kvcas.Conflict(werr) { // a conflict: another replica swept the same writes
+		err = errors.Join(err, werr)
+	}
+	return read, err
+}
+
+// sweepFrom reads the state writes from seq on, up to last and none newer than cutoff, and
+// publishes each pending event still there. It returns the sequence to go on from.
+func (h *Handler) sweepFrom(ctx context.Context, seq, last uint64, cutoff time.Time) (next uint64, read int, err error) {
+	if seq > last {
+		return seq, 0, nil
+	}
+	prefix := "$KV." + h.state.Bucket() + "."
+	cons, err := h.js.OrderedConsumer(ctx, "KV_"+h.state.Bucket(), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{prefix + ">"}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq,
+		InactiveThreshold: max(time.Second, 2*h.sweepEvery())}) // gone soon after the round
+	if err != nil {
+		return seq, 0, err
+	}
+	next = seq
+	for read < sweepBatch {
+		batch, err := cons.Fetch(min(500, sweepBatch-read), jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return next, read, err
+		}
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			meta, err := msg.Metadata()
+			if err != nil {
+				return next, read, err
+			}
+			if meta.Timestamp.After(cutoff) {
+				return next, read, nil // not sweepDelay old yet: the next round
+			}
+			read++
+			if err := h.sweepWrite(ctx, strings.TrimPrefix(msg.Subject(), prefix), msg, meta.Sequence.Stream); err != nil {
+				return next, read, err
+			}
+			next = meta.Sequence.Stream + 1
+			if meta.NumPending == 0 || next > last {
+				return next, read, nil
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return next, read, err
+		}
+		if got == 0 {
+			return next, read, nil
+		}
+	}
+	return next, read, nil
+}
+
+// sweepWrite publishes and clears the pending event of one state write, at revision rev, if it
+// has one.
+func (h *Handler) sweepWrite(ctx context.Context, key string, msg jetstream.Msg, rev uint64) error {
+	if !isStateKey(key) || msg.Headers().Get("KV-Operation") != "" || !bytes.Contains(msg.Data(), []byte(`"pending":{`)) {
+		return nil // not an order, a delete, or nothing pending
+	}
+	st, err := decodeState(msg.Data())
+	if err != nil || st.Pending == nil {
+		return nil // unreadable: the order's next change overwrites it
+	}
+	if _, err := h.publishPending(ctx, key, st, rev); err != nil && !errors.Is(err, errConflict) {
+		return err // a conflict: moved on meanwhile, by a reader that published it first
+	}
+	h.metrics.Swept.Inc()
+	h.log.Info("pending event published by the sweep", "key", key, "event_id", st.Pending.EventID)
+	return nil
+}
+
+// serverNow is the NATS server's time, as the limiter reads it.
+func (h *Handler) serverNow(ctx context.Context) time.Time {
+	if h.lim == nil {
+		return h.now()
+	}
+	return h.lim.ServerNow(ctx)
 }
 
 // sweepKey is the state key an event check names, when hdr is that of a message the server's
@@ -85,7 +222,8 @@ func isStateKey(key string) bool {
 	return true
 }
 
-// sweep publishes the pending event of the order at key, if one is still there.
+// sweep publishes the pending event of the order at key, if one is still there: an event
+// check left by the release before this one.
 func (h *Handler) sweep(ctx context.Context, key string) outcome {
 	cur, rev, err := h.loadState(ctx, key)
 	if err == nil && cur.Pending != nil {

@@ -125,6 +125,34 @@ func TestSweepPublishesWhenTheNextDeliveryIsRejected(t *testing.T) {
 	e.waitPublished(t, "next delivery rejected after a failure after the claim")
 }
 
+// The clear of a pending mark is not waited for. One that is lost (a crash right after the
+// event, a write the server refused) left the mark for the order's next reader, whose publish
+// of the event again is a second copy once the duplicate window has passed. The sweep clears
+// it, and the event stays one.
+func TestSweepClearsALostClear(t *testing.T) {
+	e := newEnv(t, nil)
+	var skipped atomic.Int32
+	e.startReplica(func(h *handlers.Handler) {
+		h.SetSweepDelay(time.Second)
+		h.SetFailAfter(func(step string) error {
+			if step == "clearing" {
+				skipped.Add(1)
+				return errors.New("clear lost")
+			}
+			return nil
+		})
+	})
+	e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+demoOrder+`"}`), nil)
+	e.waitPublished(t, "clear of the pending mark lost")
+	e.waitIdle()
+	if skipped.Load() == 0 {
+		t.Fatal("the clear was never skipped")
+	}
+	if n := len(e.events()); n != 1 {
+		t.Fatalf("%d events, want 1", n)
+	}
+}
+
 // On the first release a failed write after a successful provider call handed the request
 // back, and its next delivery asked the provider again: while stream leaders were re-elected,
 // 600 orders took 856 provider calls. The write is now tried again with the answer in hand.
