@@ -222,6 +222,13 @@ func TestBench(t *testing.T) {
 		return
 	}
 
+	if os.Getenv("ORDERS_BENCH_ONLY") == "g" { // the Watermill peer alone (~5 s), for investigating it
+		row, _ := r.watermillPeer(20000)
+		rows = append(rows, row)
+		printRows(rows)
+		return
+	}
+
 	// a, f: throughput, 20,000 requests over 200 apps with high limits.
 	const n = 20000
 	c := r.startConsumer(100000)
@@ -247,6 +254,11 @@ func TestBench(t *testing.T) {
 		row{"b. bare loop (pull, HTTP, publish, ack)", fmt.Sprintf("%.0f req/s", bare), ""},
 		row{"b. ratio service / bare loop", fmt.Sprintf("%.2f", svcRate/bare), ">= 0.7"})
 
+	// g: a Watermill peer over the same work.
+	wmRow, wm := r.watermillPeer(n)
+	rows = append(rows, wmRow,
+		row{"g. ratio service / Watermill peer", fmt.Sprintf("%.2f", svcRate/wm), ">= 1.0"})
+
 	rows = append(rows, r.fidelity()...)
 
 	// e: peak RSS while a backlog of 100,000 requests drains.
@@ -256,10 +268,14 @@ func TestBench(t *testing.T) {
 }
 
 func printRows(rows []row) {
-	fmt.Printf("\n%-58s %-36s %s\n", "measure", "value", "target")
-	fmt.Printf("%s\n", strings.Repeat("-", 110))
+	w := 58
 	for _, r := range rows {
-		fmt.Printf("%-58s %-36s %s\n", r.name, r.value, r.target)
+		w = max(w, len(r.name))
+	}
+	fmt.Printf("\n%-*s %-36s %s\n", w, "measure", "value", "target")
+	fmt.Printf("%s\n", strings.Repeat("-", w+52))
+	for _, r := range rows {
+		fmt.Printf("%-*s %-36s %s\n", w, r.name, r.value, r.target)
 	}
 	fmt.Println()
 }

@@ -1,0 +1,89 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// watermillPeer is phase g: the same work as the bare loop and the service, done by a Watermill
+// peer (router with Recoverer, CorrelationID and Retry; watermill-nats JetStream subscriber, 64
+// in a queue group, and publisher; the service's own signed Kuaishou client). The peer is its own
+// module in ./watermill, built and run here as a process, as the service is. It returns its row
+// and its rate.
+func (r *rig) watermillPeer(n int) (row, float64) {
+	bin := filepath.Join(r.dir, "watermill-peer")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = "watermill"
+	if out, err := build.CombinedOutput(); err != nil {
+		r.t.Fatalf("go build (watermill peer): %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "-nats", r.ns.ClientURL(), "-provider-url", r.sb.URL(), "-apps", "200",
+		"-concurrency", fmt.Sprint(concurrency), "-subject-in", "wm.query.>", "-stream-in", "WM_QUERY",
+		"-status-prefix", "wm.status", "-stream-out", "WM_STATUS")
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	}()
+
+	// "ready" once subscribed, then one "failed: ..." line per request the peer gave up on.
+	ready := make(chan struct{})
+	var mu sync.Mutex
+	var failures []string
+	go func() {
+		s := bufio.NewScanner(stdout)
+		for s.Scan() {
+			switch line := s.Text(); {
+			case line == "ready":
+				close(ready)
+			case strings.HasPrefix(line, "failed: "):
+				mu.Lock()
+				failures = append(failures, line)
+				mu.Unlock()
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		r.t.Fatal("the watermill peer did not print ready within 30s")
+	}
+
+	orders := r.orders("wm", n, 200)
+	start := time.Now()
+	r.publishAll("wm.query.kuaishou.payment", orders)
+	// r.waitFor's poll, but a failure the peer reports ends the wait at once.
+	deadline := start.Add(120 * time.Second)
+	for {
+		if r.streamMsgs("WM_STATUS") >= uint64(n) {
+			break
+		}
+		mu.Lock()
+		failed := append([]string(nil), failures...)
+		mu.Unlock()
+		if len(failed) > 0 {
+			r.t.Fatalf("the watermill peer gave up on %d requests (WM_STATUS holds %d of %d); first: %s",
+				len(failed), r.streamMsgs("WM_STATUS"), n, failed[0])
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("WM_STATUS holds %d of %d after 120s", r.streamMsgs("WM_STATUS"), n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	end := time.Now()
+	rate := float64(n) / end.Sub(start).Seconds()
+	return row{"g. Watermill peer (router, Recoverer, CorrelationID, Retry, watermill-nats)", fmt.Sprintf("%.0f req/s", rate), ""}, rate
+}
