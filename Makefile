@@ -88,7 +88,7 @@ clean:
 	rm -rf bin .consumer-dev
 
 # The performance table (throughput, ratio to a bare loop, latency, QPS fidelity, peak RSS, CPU
-# per request), then the Go micro-benchmarks.
-bench:
+# per request, throughput on a three-process R3 cluster), then the Go micro-benchmarks.
+bench: nats-server
 	ORDERS_BENCH=1 $(GO) test -count=1 -run TestBench -v -timeout 5m ./internal/bench | grep -v -E '^(=== RUN|--- PASS|PASS|ok )'
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2000x ./internal/events ./internal/providers/... ./internal/handlers

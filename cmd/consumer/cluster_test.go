@@ -3,11 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"testing"
 	"time"
 
@@ -18,56 +15,23 @@ import (
 	"github.com/paystatus/orderstatus/internal/natstest"
 )
 
-// natsServerBinary finds nats-server on PATH or in GOPATH/bin.
-func natsServerBinary() string {
-	if p, err := exec.LookPath("nats-server"); err == nil {
-		return p
-	}
-	out, err := exec.Command("go", "env", "GOPATH").Output()
-	if err == nil {
-		p := filepath.Join(string(regexp.MustCompile(`\s+$`).ReplaceAll(out, nil)), "bin", "nats-server")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
 // A real three-process cluster started from deploy/nats/cluster-*.conf with the nats-server
-// binary; the streams and the consumer are added from deploy/nats's definition files, as
+// binary (on free ports: natstest.RunClusterProcesses); the streams and the consumer are added from deploy/nats's definition files, as
 // `nats stream add --config` would; then the consumer runs against it with nats.replicas: 3.
 func TestClusterFromDeployFiles(t *testing.T) {
-	bin := natsServerBinary()
+	bin := natstest.NATSServerBinary()
 	if bin == "" {
-		t.Skip("nats-server is not installed (go install github.com/nats-io/nats-server/v2@latest; .ci/run does it)")
+		t.Skip("nats-server is not installed (make nats-server; .ci/run does it)")
 	}
-	deploy, _ := filepath.Abs(filepath.Join("..", "..", "deploy", "nats"))
-	dir := t.TempDir()
-	for i := 1; i <= 3; i++ {
-		cmd := exec.Command(bin, "-c", filepath.Join(deploy, fmt.Sprintf("cluster-%d.conf", i)))
-		cmd.Dir = dir // the configs keep their data in ./nats-data
-		if testing.Verbose() {
-			cmd.Stderr = os.Stderr
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deploy := filepath.Join("..", "..", "deploy", "nats")
+	url := natstest.RunClusterProcesses(t, bin, natstest.DeployClusterConfigs(deploy))
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
 	}
-	url := "nats://127.0.0.1:4241,nats://127.0.0.1:4242,nats://127.0.0.1:4243"
-	var nc *nats.Conn
-	natstest.CheckFor(t, 30*time.Second, 200*time.Millisecond, func() error {
-		var err error
-		nc, err = nats.Connect(url)
-		return err
-	})
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	ctx := context.Background()
-	natstest.CheckFor(t, 30*time.Second, 200*time.Millisecond, func() error {
-		_, err := js.AccountInfo(ctx)
-		return err
-	})
 	files, _ := filepath.Glob(filepath.Join(deploy, "streams", "*.json"))
 	for _, f := range files {
 		var sc jetstream.StreamConfig

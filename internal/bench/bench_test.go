@@ -42,6 +42,9 @@ type rig struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
 
+	url      string // the consumer's nats.url
+	replicas int    // the consumer's nats.replicas
+
 	profiled bool
 }
 
@@ -70,7 +73,7 @@ func newRig(t *testing.T) *rig {
 	}
 	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
-	return &rig{t: t, bin: bin, dir: dir, ns: ns, sb: sb, nc: nc, js: js}
+	return &rig{t: t, bin: bin, dir: dir, ns: ns, sb: sb, nc: nc, js: js, url: ns.ClientURL(), replicas: 1}
 }
 
 // orders puts n orders spread over apps and returns (app, order) pairs.
@@ -99,6 +102,7 @@ func (r *rig) startConsumer(qps int) *consumer {
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`
 nats:
   url: %s
+  replicas: %d
 consumer:
   concurrency: %d
 http:
@@ -110,7 +114,7 @@ providers:
     base_url: %s
     qps: %d
     apps:
-%s`, r.ns.ClientURL(), concurrency, r.sb.URL(), qps, apps.String())), 0o600)
+%s`, r.url, r.replicas, concurrency, r.sb.URL(), qps, apps.String())), 0o600)
 	args := []string{"--config", cfg, "--log-format", "json"}
 	if prof := os.Getenv("ORDERS_BENCH_PROFILE"); prof != "" && qps == 100000 && !r.profiled {
 		args = append(args, "--cpu-profile", prof) // the throughput phase
@@ -215,6 +219,11 @@ func TestBench(t *testing.T) {
 		printRows(rows)
 		return
 	}
+	if os.Getenv("ORDERS_BENCH_ONLY") == "h" { // the three-process cluster phase alone
+		rows = append(rows, r.cluster())
+		printRows(rows)
+		return
+	}
 	if os.Getenv("ORDERS_BENCH_ONLY") == "d" { // the QPS fidelity phase alone (~10 s), for investigating it
 		r.startConsumer(100000).stop() // provisions the streams
 		rows = append(rows, r.fidelity()...)
@@ -264,6 +273,9 @@ func TestBench(t *testing.T) {
 	// e: peak RSS while a backlog of 100,000 requests drains.
 	r.purge("ORDERS_STATUS")
 	rows = append(rows, r.drainBacklog())
+
+	// h: throughput on a real three-process R3 cluster.
+	rows = append(rows, r.cluster())
 	printRows(rows)
 }
 

@@ -5,7 +5,6 @@ package natstest
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -56,15 +55,7 @@ func CheckFor(t testing.TB, total, interval time.Duration, f func() error) {
 // ends.
 func RunCluster(t testing.TB, n int) []*server.Server {
 	t.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-	}
+	ports := freePorts(t, n)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
@@ -100,11 +91,20 @@ func RunCluster(t testing.TB, n int) []*server.Server {
 		}
 		return fmt.Errorf("no JetStream meta leader yet")
 	})
-	// Ready means an R<n> stream can be placed: every peer known online to the meta leader.
-	nc, err := nats.Connect(ClusterURL(servers))
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitPlaceable(t, ClusterURL(servers), n)
+	return servers
+}
+
+// waitPlaceable waits until the cluster at url can place an R<n> stream: it has a JetStream
+// meta leader and every peer is known online to it.
+func waitPlaceable(t testing.TB, url string, n int) {
+	t.Helper()
+	var nc *nats.Conn
+	CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		var err error
+		nc, err = nats.Connect(url)
+		return err
+	})
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
@@ -115,7 +115,6 @@ func RunCluster(t testing.TB, n int) []*server.Server {
 		}
 		return js.DeleteStream(ctx, "NATSTEST_READY")
 	})
-	return servers
 }
 
 // ClusterURL is the comma-separated client URLs of servers.

@@ -1,0 +1,135 @@
+package natstest
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// NATSServerBinary finds the nats-server binary on PATH or in GOPATH/bin (`make nats-server`
+// installs it there at the version go.mod pins); "" when it is not installed.
+func NATSServerBinary() string {
+	if p, err := exec.LookPath("nats-server"); err == nil {
+		return p
+	}
+	out, err := exec.Command("go", "env", "GOPATH").Output()
+	if err == nil {
+		p := filepath.Join(strings.TrimSpace(string(out)), "bin", "nats-server")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// DeployClusterConfigs are deploy/nats/cluster-*.conf, the three nodes of the production
+// cluster, given deploy/nats's path.
+func DeployClusterConfigs(deployNATS string) []string {
+	confs := make([]string, 3)
+	for i := range confs {
+		confs[i] = filepath.Join(deployNATS, fmt.Sprintf("cluster-%d.conf", i+1))
+	}
+	return confs
+}
+
+// RunClusterProcesses starts a real cluster of separate nats-server processes (bin), one per
+// config file (such as DeployClusterConfigs), each in its own temporary folder (the configs
+// keep their data in ./nats-data), and waits until an R<len(confs)> stream can be placed. The
+// config files give everything (server and cluster names, JetStream limits) except the ports:
+// the client, monitoring and route ports are free ones picked here, passed as command-line
+// flags (which override the file), so that runs in parallel do not collide on the fixed ports
+// of deploy/nats or join each other's cluster. It returns the servers' client URLs, comma
+// separated; the processes are killed when the test ends.
+func RunClusterProcesses(t testing.TB, bin string, confs []string) string {
+	t.Helper()
+	n := len(confs)
+	ports := freePorts(t, 3*n) // client, monitoring, route per node
+	routes := make([]string, n)
+	clients := make([]string, n)
+	for i := range n {
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", ports[3*i+2])
+		clients[i] = fmt.Sprintf("nats://127.0.0.1:%d", ports[3*i])
+	}
+	for i, conf := range confs {
+		conf, err := filepath.Abs(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "-c", conf,
+			"-a", "127.0.0.1", "-p", fmt.Sprint(ports[3*i]), "-m", fmt.Sprint(ports[3*i+1]),
+			"--cluster", fmt.Sprintf("nats://127.0.0.1:%d", ports[3*i+2]), "--routes", strings.Join(routes, ","))
+		cmd.Dir = t.TempDir()
+		out := &lockedBuffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			<-exited
+			if t.Failed() {
+				t.Logf("nats-server -c %s:\n%s", conf, out.String())
+			}
+		})
+		// Ready for connections, or failed to start (a port taken meanwhile, a bad config).
+		CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+			select {
+			case <-exited:
+				t.Fatalf("nats-server -c %s exited: %v", conf, cmd.ProcessState)
+			default:
+			}
+			c, err := net.Dial("tcp", strings.TrimPrefix(clients[i], "nats://"))
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+	}
+	url := strings.Join(clients, ",")
+	waitPlaceable(t, url, n)
+	return url
+}
+
+// freePorts returns n loopback ports free now, all different.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports := make([]int, n)
+	lns := make([]net.Listener, n)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns[i], ports[i] = ln, ln.Addr().(*net.TCPAddr).Port
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return ports
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
