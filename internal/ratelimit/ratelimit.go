@@ -10,6 +10,39 @@
 // not make the slot it reserves late by the time it returns, a slot is reserved no sooner than
 // the time writes take from now.
 //
+// # Reserving ahead
+//
+// A key whose limit is far above what this replica asks of it (an app at 50 calls a second
+// under a limit of 100000) would cost a write for every call, each waited for. Instead the
+// replica reserves every slot of the next aheadHorizon (250 ms) in that one write, and the
+// calls after it take, each, the first slot at or after their time, with no write; slots
+// passed over are never spent, which only lowers the rate. This is as safe as reserving by
+// demand: the slots are consecutive slots of the shared schedule, and any subset of them,
+// each spent within LateTolerance of its time, holds the limit. It is done when all of these
+// hold (see reserve):
+//   - the key's recent rate from this replica (a moving rate over about a second) and its
+//     queue are both at most qps/aheadDemand (a tenth): well away from the limit, where
+//     unspent slots cost nobody anything; a key nearer its limit, or with a backlog, reserves
+//     by demand as before and drains at 95% of qps;
+//   - the horizon holds at least aheadMinSlots (50) slots, i.e. slots at most 5 ms apart
+//     (qps of 210 or more): a call waits for the next slot, up to one spacing, which should
+//     cost no more than the write it saves;
+//   - the key's last slot is not ahead of now: nobody, this replica included, holds future
+//     slots, so the horizon runs from now (plus the write time) to aheadHorizon later;
+//   - this replica has not seen another's write of the key (a compare-and-set conflict reads
+//     one) whose last slot is less than sharedFor (10 s) old.
+//
+// The bound for other replicas: slots reserved ahead and not spent still move the shared
+// schedule on, so a call of another replica for the key may wait up to aheadHorizon longer
+// than it would have (plus one write time, as every reservation waits): it is reserved after
+// the horizon and never later. That happens only until the reserving replica's next write of
+// the key, at most aheadHorizon later, which meets the other's write; from then on both
+// reserve by demand, for as long as either writes the key at least every sharedFor. A key
+// several replicas call steadily thus reserves by demand, as before; the saving is for keys
+// one replica calls at a time. It also means a rate-limit answer (Slowdown) elsewhere leaves
+// this replica's horizon to be spent, at most aheadHorizon of slots at under a tenth of qps,
+// as a reservation by demand (up to qps slots) would be.
+//
 // Slot times are times of the NATS server's clock, read from the Created time of a KV entry
 // (see serverClock), never of a replica's own: replicas whose clocks disagree by any amount
 // still agree on the slots to within the round trip of that reading. Each replica turns a
@@ -21,6 +54,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,6 +84,24 @@ func Spacing(qps int) time.Duration {
 	return (time.Second + Margin) / time.Duration(max(qps, 1))
 }
 
+const (
+	// aheadHorizon is how far ahead a key far below its limit reserves (see the package
+	// comment): another replica's call may wait that much longer once. 250 ms turns a write a
+	// call into one per 12 calls at 50 calls a second; it is a quarter of what a reservation
+	// by demand may already hold (qps slots, 1.05 s).
+	aheadHorizon = 250 * time.Millisecond
+	// aheadDemand: a key reserves ahead while this replica's rate and queue for it are at most
+	// qps/aheadDemand.
+	aheadDemand = 10
+	// aheadMinSlots is the fewest slots a horizon worth reserving holds.
+	aheadMinSlots = 50
+	// sharedFor is how long after another replica's last slot for a key this replica keeps
+	// reserving by demand.
+	sharedFor = 10 * time.Second
+	// rateWindow is the time constant of a key's moving rate.
+	rateWindow = time.Second
+)
+
 // Limiter hands out call slots.
 type Limiter struct {
 	kv    jetstream.KeyValue
@@ -59,13 +111,25 @@ type Limiter struct {
 	// least that far from now, to be on time when the write reserving it returns.
 	lead atomic.Int64
 
+	// sharedFor is sharedFor, but for tests.
+	sharedFor time.Duration
+	// aheadClaims counts reservations ahead of demand, for tests.
+	aheadClaims atomic.Int64
+
 	mu   sync.Mutex
 	keys map[string]*keyState
 }
 
 type keyState struct {
-	mu    sync.Mutex
-	slots []time.Time // reserved, ascending, in server time
+	mu   sync.Mutex
+	run  run // the slots reserved and not yet spent
+	rate float64
+	// rateAt is the server time rate was last brought up to date; rate is the calls a
+	// second this limiter handed out for the key then (moving, rateWindow time constant).
+	rateAt time.Time
+	// sharedUntil is the server time until which the key reserves by demand only: another
+	// replica wrote it.
+	sharedUntil time.Time
 	// last and rev are the key's value and revision as this limiter last wrote or read them:
 	// the next compare-and-set tries them first, and reads again only if another replica
 	// moved the key since. last is in server time.
@@ -84,7 +148,7 @@ func WithClock(now func() time.Time) Option {
 
 // New returns a limiter keeping its state in kv.
 func New(kv jetstream.KeyValue, opts ...Option) *Limiter {
-	l := &Limiter{kv: kv, now: time.Now, keys: map[string]*keyState{}}
+	l := &Limiter{kv: kv, now: time.Now, sharedFor: sharedFor, keys: map[string]*keyState{}}
 	for _, o := range opts {
 		o(l)
 	}
@@ -140,22 +204,60 @@ func (l *Limiter) Next(ctx context.Context, key string, qps, demand int) (time.T
 			return time.Time{}, fmt.Errorf("rate limit %s: %w", key, err)
 		}
 		now := r.serverTime(l.now())
-		for len(ks.slots) > 0 && now.Sub(ks.slots[0]) > LateTolerance {
-			ks.slots = ks.slots[1:] // missed: thrown away, which only lowers the rate
+		if ks.run.qps != qps {
+			ks.run = run{} // the limit changed: slots of the old spacing are not spent
 		}
-		if len(ks.slots) > 0 {
-			at := ks.slots[0]
-			ks.slots = ks.slots[1:]
+		if at, ok := ks.run.take(now); ok {
+			ks.rate, ks.rateAt = ks.rateNow(now)+1/rateWindow.Seconds(), maxTime(ks.rateAt, now)
 			return r.localTime(at), nil
 		}
-		// Only as many as are wanted: a slot reserved and not spent still moves the
-		// schedule on, and later calls would wait for time nobody used.
-		slots, err := l.reserve(ctx, ks, key, qps, min(max(demand, 1), qps))
-		if err != nil {
+		if err := l.reserve(ctx, ks, key, qps, demand, now); err != nil {
 			return time.Time{}, err
 		}
-		ks.slots = slots
 	}
+}
+
+// rateNow is the key's moving rate (calls a second) at server time now.
+func (ks *keyState) rateNow(now time.Time) float64 {
+	dt := now.Sub(ks.rateAt)
+	if ks.rateAt.IsZero() || dt <= 0 {
+		return ks.rate
+	}
+	return ks.rate * math.Exp(-dt.Seconds()/rateWindow.Seconds())
+}
+
+// run is a span of consecutive slots reserved by one write, in server time: next, next +
+// spacing, … up to end. Those before next are spent or passed over.
+type run struct {
+	next, end time.Time
+	spacing   time.Duration
+	qps       int // the limit the slots were reserved under
+	// ahead says the run was reserved ahead of demand: a call takes the first slot at or
+	// after its time. Otherwise it takes the first not yet LateTolerance old, so that a
+	// backlog catches up after a late wake-up.
+	ahead bool
+}
+
+// take hands out the run's slot for a call at server time now; false if it has none left.
+// A slot is handed out once, and the slots before it are never handed out after it.
+func (r *run) take(now time.Time) (time.Time, bool) {
+	if r.spacing <= 0 {
+		return time.Time{}, false
+	}
+	from := now.Add(-LateTolerance)
+	if r.ahead {
+		from = now
+	}
+	if d := from.Sub(r.next); d > 0 { // missed: thrown away, which only lowers the rate
+		r.next = r.next.Add((d + r.spacing - 1) / r.spacing * r.spacing)
+	}
+	if r.next.After(r.end) {
+		*r = run{}
+		return time.Time{}, false
+	}
+	at := r.next
+	r.next = at.Add(r.spacing)
+	return at, true
 }
 
 // Slowdown pauses key for a second across all replicas: the provider said the app is over
@@ -166,28 +268,44 @@ func (l *Limiter) Slowdown(ctx context.Context, key string) error {
 	ks := l.state(key)
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
-	ks.slots = nil
+	ks.run = run{}
 	_, err := l.update(ctx, ks, key, func(last time.Time, now time.Time) time.Time {
 		return maxTime(last, now.Add(time.Second))
 	})
 	return err
 }
 
-// reserve takes n slots for key. Callers hold ks.mu.
-func (l *Limiter) reserve(ctx context.Context, ks *keyState, key string, qps, n int) ([]time.Time, error) {
+// reserve reserves the key's next run of slots, for demand calls waiting at server time
+// now: as many as are wanted (a slot reserved and not spent still moves the schedule on, and
+// later calls would wait for time nobody used), up to qps; or, for a key far below its limit,
+// the slots of aheadHorizon (see the package comment). Callers hold ks.mu.
+func (l *Limiter) reserve(ctx context.Context, ks *keyState, key string, qps, demand int, now time.Time) error {
 	spacing := Spacing(qps)
-	var first time.Time
-	if _, err := l.update(ctx, ks, key, func(last, now time.Time) time.Time {
-		first = maxTime(now.Add(time.Duration(l.lead.Load())), last.Add(spacing))
-		return first.Add(time.Duration(n-1) * spacing)
-	}); err != nil {
-		return nil, err
+	n := min(max(demand, 1), qps)
+	horizon := min(qps, int(aheadHorizon/spacing))
+	mayAhead := horizon >= aheadMinSlots && demand*aheadDemand <= qps && ks.rateNow(now)*aheadDemand <= float64(qps)
+	var r run
+	end, err := l.update(ctx, ks, key, func(last, now time.Time) time.Time {
+		m := n
+		// Decided on the value this write replaces: a conflict reads the key again, and may
+		// find another replica's write (sharedUntil) or slots ahead of now.
+		ahead := mayAhead && !last.After(now) && !now.Before(ks.sharedUntil)
+		if ahead {
+			m = max(n, horizon)
+		}
+		first := maxTime(now.Add(time.Duration(l.lead.Load())), last.Add(spacing))
+		r = run{next: first, spacing: spacing, qps: qps, ahead: ahead}
+		return first.Add(time.Duration(m-1) * spacing)
+	})
+	if err != nil {
+		return err
 	}
-	slots := make([]time.Time, n)
-	for i := range slots {
-		slots[i] = first.Add(time.Duration(i) * spacing)
+	r.end = end
+	if r.ahead {
+		l.aheadClaims.Add(1)
 	}
-	return slots, nil
+	ks.run = r
+	return nil
 }
 
 // update moves the key's last slot time by f with compare-and-set, trying again while other
@@ -209,6 +327,9 @@ func (l *Limiter) update(ctx context.Context, ks *keyState, key string, f func(l
 				if v := e.Value(); len(v) == 8 {
 					ks.last = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
 				}
+				// Another replica's write (or an earlier run of this one's): it may be
+				// calling the key too, and would wait for slots reserved ahead.
+				ks.sharedUntil = maxTime(ks.sharedUntil, ks.last.Add(l.sharedFor))
 			}
 		}
 		r, err := l.clock.reading(ctx)

@@ -1,0 +1,232 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paystatus/orderstatus/internal/natstest"
+)
+
+// sleepTo waits until t on the local clock.
+func sleepTo(t time.Time) { time.Sleep(time.Until(t)) }
+
+// A key whose limit is far above its demand (qps 100000, a call about every millisecond, one
+// at a time, as a pacer with a queue of one makes them) costs a handful of KV writes, not one
+// per call: the limiter reserves a horizon of slots ahead in one write and spends them locally.
+func TestHighLimitLowDemandWritesLittle(t *testing.T) {
+	const qps, calls = 100000, 200
+	kv := &natstest.SlowKV{KeyValue: bucket(t)}
+	l := New(kv)
+	ctx := context.Background()
+	var prev time.Time
+	start := time.Now()
+	for i := range calls {
+		at, err := l.Next(ctx, "kuaishou/app-1/query_order", qps, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 && at.Sub(prev) < Spacing(qps) {
+			t.Fatalf("call %d: slot %s after the last, spacing %s", i, at.Sub(prev), Spacing(qps))
+		}
+		prev = at
+		sleepTo(at)
+		time.Sleep(time.Millisecond)
+	}
+	w := kv.Writes.Load()
+	t.Logf("figures: qps=%d calls=%d run=%s kv_writes=%d writes_per_call=%.3f (one write a call before reserving ahead)",
+		qps, calls, time.Since(start).Round(time.Millisecond), w, float64(w)/calls)
+	if w > 10 {
+		t.Fatalf("%d KV writes for %d calls", w, calls)
+	}
+}
+
+// A run hands each slot out once, in order: reserved ahead, the first slot at or after the
+// call's time; reserved by demand, the first not yet LateTolerance old (a backlog catches up).
+func TestRunTake(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	take := func(r *run, now time.Time) time.Duration {
+		t.Helper()
+		at, ok := r.take(now)
+		if !ok {
+			return -1
+		}
+		return at.Sub(t0)
+	}
+
+	sp := Spacing(100000)
+	ahead := run{next: t0, end: t0.Add(99 * sp), spacing: sp, qps: 100000, ahead: true}
+	for _, step := range []struct {
+		now  time.Time
+		want time.Duration
+	}{
+		{t0.Add(-time.Millisecond), 0},  // early: waits for the first slot
+		{t0.Add(5*sp + sp/2), 6 * sp},   // the first at or after now
+		{t0.Add(5*sp + sp/2), 7 * sp},   // the same time again: the next, never the same
+		{t0.Add(7 * sp), 8 * sp},        // a slot handed out is not handed out again
+		{t0.Add(99 * sp), 99 * sp},      // the last
+		{t0.Add(99 * sp), -1},           // none left
+		{t0.Add(-time.Millisecond), -1}, // nor after
+	} {
+		if got := take(&ahead, step.now); got != step.want {
+			t.Fatalf("ahead, call at %s: slot %s, want %s", step.now.Sub(t0), got, step.want)
+		}
+	}
+
+	sp = Spacing(30)
+	demand := run{next: t0, end: t0.Add(3 * sp), spacing: sp, qps: 30}
+	for _, step := range []struct {
+		now  time.Time
+		want time.Duration
+	}{
+		{t0.Add(LateTolerance), 0},               // late, but within tolerance
+		{t0.Add(sp + LateTolerance + 1), 2 * sp}, // too late for the second: thrown away
+		{t0.Add(2 * sp), 3 * sp},                 // catching up: the next, though ahead
+		{t0.Add(2 * sp), -1},
+	} {
+		if got := take(&demand, step.now); got != step.want {
+			t.Fatalf("by demand, call at %s: slot %s, want %s", step.now.Sub(t0), got, step.want)
+		}
+	}
+}
+
+// The limit holds while replicas with clocks 500 ms apart switch a key between calls far below
+// its limit (reserved ahead) and bursts at it (reserved by demand), counted in real time. With
+// sharedFor 0 the replicas reserve ahead whenever nobody holds future slots, however often they
+// meet each other's writes: the most reserving ahead the design allows.
+func TestReservingAheadKeepsTheLimit(t *testing.T) {
+	const qps = 300 // the smallest limits that reserve ahead: slots 3.5 ms apart, 71 in a horizon
+	const key = "kuaishou/app-1/query_order"
+	if h := int(aheadHorizon / Spacing(qps)); h < aheadMinSlots {
+		t.Fatalf("qps %d reserves %d slots ahead, fewer than %d: raise it", qps, h, aheadMinSlots)
+	}
+	for _, shared := range []time.Duration{sharedFor, 0} {
+		t.Run(fmt.Sprintf("sharedFor=%s", shared), func(t *testing.T) {
+			kv := bucket(t)
+			skews := []time.Duration{-250 * time.Millisecond, 0, 250 * time.Millisecond}
+			const run = 3200 * time.Millisecond
+			ctx, cancel := context.WithTimeout(context.Background(), run)
+			defer cancel()
+			start := time.Now()
+			var mu sync.Mutex
+			var calls []time.Time
+			record := func() {
+				mu.Lock()
+				calls = append(calls, time.Now())
+				mu.Unlock()
+			}
+			var wg sync.WaitGroup
+			var limiters []*Limiter
+			for i, skew := range skews {
+				l := New(kv, WithClock(skewed(skew)))
+				l.sharedFor = shared
+				limiters = append(limiters, l)
+				// Far below the limit all along: a call every 40 ms.
+				wg.Go(func() {
+					for l.Wait(ctx, key, qps, 1) == nil {
+						record()
+						time.Sleep(40 * time.Millisecond)
+					}
+				})
+				// A burst at the limit, each replica at its own time, overlapping the next
+				// replica's so that the limit binds from 0.6 s to 2.5 s: 4 callers, demand 4.
+				burst := start.Add(600*time.Millisecond + time.Duration(i)*500*time.Millisecond)
+				for range 4 {
+					wg.Go(func() {
+						sleepTo(burst)
+						bctx, bcancel := context.WithDeadline(ctx, burst.Add(900*time.Millisecond))
+						defer bcancel()
+						for l.Wait(bctx, key, qps, 4) == nil {
+							record()
+						}
+					})
+				}
+			}
+			wg.Wait()
+			var claims int64
+			for _, l := range limiters {
+				claims += l.aheadClaims.Load()
+			}
+			m := MaxCallsPerWindow(calls, time.Second)
+			t.Logf("figures: qps=%d replicas=%d skews=%v shared_for=%s calls=%d reservations_ahead=%d max_calls_per_window=%d",
+				qps, len(skews), skews, shared, len(calls), claims, m)
+			if m > qps {
+				t.Fatalf("%d calls in one second, limit %d", m, qps)
+			}
+			if claims == 0 {
+				t.Fatal("no reservation ahead: the test does not test it")
+			}
+			if len(calls) < qps {
+				t.Fatalf("%d calls in %s with three bursts at a limit of %d/s", len(calls), run, qps)
+			}
+		})
+	}
+}
+
+// A second replica calling a key the first has reserved ahead waits for the first's horizon
+// and no longer: its slot follows the horizon's last, at most aheadHorizon (plus a write) from
+// its now, in server time. Then each has met the other's write, and neither reserves ahead.
+func TestOtherReplicaWaitsAtMostTheHorizon(t *testing.T) {
+	const qps = 100000
+	const key = "kuaishou/app-1/query_order"
+	kv := bucket(t)
+	ctx := context.Background()
+	a := New(kv)
+	b := New(kv, WithClock(skewed(300*time.Millisecond))) // its own clock says nothing
+	snapshot := func(l *Limiter) (run, time.Time) {
+		ks := l.state(key)
+		ks.mu.Lock()
+		defer ks.mu.Unlock()
+		return ks.run, ks.sharedUntil
+	}
+
+	if _, err := a.Next(ctx, key, qps, 1); err != nil {
+		t.Fatal(err)
+	}
+	ra, _ := snapshot(a)
+	if !ra.ahead || a.aheadClaims.Load() != 1 {
+		t.Fatalf("the first replica did not reserve ahead: %+v", ra)
+	}
+	atB, err := b.Next(ctx, key, qps, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := b.clock.current()
+	slotB, nowB := r.serverTime(atB), b.ServerNow(ctx)
+	wait := slotB.Sub(nowB)
+	t.Logf("figures: horizon=%s first_replica_horizon_left=%s second_replica_wait=%s",
+		aheadHorizon, ra.end.Sub(nowB).Round(time.Millisecond), wait.Round(time.Millisecond))
+	if !slotB.After(ra.end) {
+		t.Fatalf("second replica's slot %s before the first's horizon ends (%s)", slotB, ra.end)
+	}
+	if wait > aheadHorizon+300*time.Millisecond {
+		t.Fatalf("second replica waits %s, horizon %s", wait, aheadHorizon)
+	}
+	if rb, until := snapshot(b); rb.ahead || !until.After(nowB) {
+		t.Fatalf("second replica reserved ahead (%v) or did not see the first's write (shared until %s)", rb.ahead, until)
+	}
+
+	// The first replica calls on, past its horizon: its next write meets the second's, and
+	// from then on it reserves by demand; so does the second.
+	for end := time.Now().Add(aheadHorizon + 150*time.Millisecond); time.Now().Before(end); {
+		at, err := a.Next(ctx, key, qps, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sleepTo(at)
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := b.Next(ctx, key, qps, 1); err != nil {
+		t.Fatal(err)
+	}
+	ra, untilA := snapshot(a)
+	rb, _ := snapshot(b)
+	if ra.ahead || rb.ahead || !untilA.After(a.ServerNow(ctx)) {
+		t.Fatalf("after meeting: first ahead=%v (shared until %s), second ahead=%v", ra.ahead, untilA, rb.ahead)
+	}
+	if n, m := a.aheadClaims.Load(), b.aheadClaims.Load(); n != 1 || m != 0 {
+		t.Fatalf("reservations ahead: first %d, second %d; want 1 and 0", n, m)
+	}
+}
