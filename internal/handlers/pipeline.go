@@ -56,6 +56,7 @@ type Handler struct {
 	log     *slog.Logger
 	metrics *Metrics
 	seen    *seenKeys
+	alive   *keepAlive // the deliveries of the requests in flight
 	now     func() time.Time
 	tracer  trace.Tracer
 
@@ -91,7 +92,7 @@ func NewHandler(o Options) *Handler {
 		encoding: o.Encoding, ackWait: o.AckWait, maxDeliver: o.MaxDeliver, log: o.Log, now: time.Now,
 		retryBudget: min(o.AckWait/3, 10*time.Second),
 		followDelay: o.FollowDelay, followMaxDelay: o.FollowMaxDelay, metrics: o.Metrics,
-		seen: newSeenKeys(50000), sweepDelay: o.SweepDelay, id: nuid.Next(),
+		seen: newSeenKeys(50000), alive: newKeepAlive(o.AckWait / 3), sweepDelay: o.SweepDelay, id: nuid.Next(),
 	}
 	if h.sweepDelay <= 0 {
 		h.sweepDelay = 10 * time.Second
@@ -118,7 +119,7 @@ type job struct {
 	p         providers.Provider
 	key       string // the rate-limited endpoint
 	qps       int
-	keepAlive *time.Timer
+	alive     *keepAlive
 	finished  atomic.Bool // the message was acked, nacked or terminated
 	inFlight  prometheus.Gauge
 	budget    func()          // gives the scheduler's fetch budget token back
@@ -157,7 +158,7 @@ func (j *job) finish() {
 	if j.finished.Swap(true) {
 		return
 	}
-	j.keepAlive.Stop()
+	j.alive.remove(j)
 	j.inFlight.Dec()
 	j.releaseBudget()
 }
@@ -186,13 +187,8 @@ func (h *Handler) accept(ctx context.Context, msg jetstream.Msg, sched *schedule
 	}
 	j.inFlight.Inc()
 	// Keep the message ours while it waits for its limit or a slow provider.
-	j.keepAlive = time.AfterFunc(h.ackWait/3, func() {
-		if j.finished.Load() {
-			return // a Stop raced with this run: do not arm again
-		}
-		_ = msg.InProgress()
-		j.keepAlive.Reset(h.ackWait / 3)
-	})
+	j.alive = h.alive
+	j.alive.add(j)
 	j.req.Provider, j.req.Kind = events.Unknown, events.Unknown
 	if key, ok := h.sweepKey(msg.Headers()); ok { // an event check: no provider call
 		if p, k, ok := h.subjects.ParseQuery(msg.Subject()); ok {

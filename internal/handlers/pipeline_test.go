@@ -306,3 +306,41 @@ func TestUnreachableProviderEndsAsRetriesExhausted(t *testing.T) {
 		t.Fatal("an event from an unreachable provider")
 	}
 }
+
+// A request waiting for its app's limit longer than the ack wait stays this replica's: its
+// delivery is kept alive, so JetStream does not hand it out again and the provider is asked
+// once per request (without the keep-alive, the waiting requests came back after 1 s and were
+// asked about again).
+func TestWaitLongerThanAckWaitIsOneCall(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) {
+		c.Consumer.AckWait = time.Second
+		p := c.Providers["kuaishou"]
+		p.QPS = 1
+		c.Providers["kuaishou"] = p
+	})
+	const n = 4 // the last waits about 3 s for its slot: three ack waits
+	for i := range n {
+		no := fmt.Sprintf("alive-%d", i)
+		e.sb.PutOrder(kssandbox.Order{AppID: demoApp, Kind: events.KindPayment, OrderNo: no,
+			Steps: []kssandbox.Step{{Status: "SUCCESS"}}, Amount: 1, KsOrderNo: "ks" + no})
+	}
+	e.startReplica(nil)
+	for i := range n {
+		e.publish("orders.query.kuaishou.payment", []byte(fmt.Sprintf(`{"app_id":"%s","order_no":"alive-%d"}`, demoApp, i)), nil)
+	}
+	e.waitEvents(n)
+	e.waitIdle()
+	c, err := e.js.Consumer(context.Background(), handlers.QueryStream, e.cfg.Consumer.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := len(e.sb.Calls(demoApp, events.KindPayment))
+	t.Logf("figures: keep-alive: requests=%d waited_up_to=%dx_ack_wait deliveries=%d provider_calls=%d", n, n-1, info.Delivered.Consumer, calls)
+	if info.Delivered.Consumer != n || calls != n {
+		t.Fatalf("%d deliveries and %d provider calls for %d requests", info.Delivered.Consumer, calls, n)
+	}
+}

@@ -57,6 +57,7 @@ func (s *Service) Run(ctx context.Context) error {
 	sweeping, stopSweep := context.WithCancel(ctx)
 	swept := make(chan struct{})
 	go func() { defer close(swept); s.Handler.sweepLoop(sweeping) }()
+	go s.Handler.alive.run(work) // until the last call in flight is settled or abandoned
 	defer func() { stopSweep(); <-swept }()
 	for {
 		lost, err := s.consume(ctx, sched)
