@@ -344,3 +344,39 @@ func TestWaitLongerThanAckWaitIsOneCall(t *testing.T) {
 		t.Fatalf("%d deliveries and %d provider calls for %d requests", info.Delivered.Consumer, calls, n)
 	}
 }
+
+// A state written as a publish with the revision it must follow still writes over a key an
+// operator deleted (`nats kv del` leaves a delete marker, which Create writes over): the order
+// is recorded as first observed again, with no request redelivered or dead-lettered.
+func TestOrderDeletedByAnOperatorIsRecordedAgain(t *testing.T) {
+	e := newEnv(t, nil)
+	e.startReplica(nil)
+	req := []byte(`{"app_id":"` + demoApp + `","order_no":"` + demoOrder + `"}`)
+	e.publish("orders.query.kuaishou.payment", req, nil)
+	e.waitEvents(1)
+	e.waitIdle()
+	kv, err := e.js.KeyValue(context.Background(), handlers.StateBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "kuaishou.payment." + demoApp + "." + demoOrder
+	if err := kv.Delete(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	e.sb.SetStatus(demoApp, events.KindPayment, demoOrder, "SUCCESS")
+	e.publish("orders.query.kuaishou.payment", req, nil)
+	e.waitIdle()
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		entry, err := kv.Get(context.Background(), key)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(entry.Value()), `"status":"succeeded"`) || strings.Contains(string(entry.Value()), `"pending":`) {
+			return fmt.Errorf("state %s", entry.Value())
+		}
+		return nil
+	})
+	if n := len(e.streamMsgs(handlers.DLQStream)); n != 0 {
+		t.Fatalf("%d dead letters", n)
+	}
+}

@@ -259,9 +259,7 @@ func (h *Handler) clearPending(key string, st orderState, rev uint64) {
 		return
 	}
 	st.Pending, st.Trace = nil, traceContext{}
-	m := &nats.Msg{Subject: "$KV." + h.state.Bucket() + "." + key, Data: st.encode(),
-		Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(rev, 10)}}}
-	if _, err := h.js.PublishMsgAsync(m); err != nil {
+	if _, err := h.js.PublishMsgAsync(h.stateMsg(key, st, rev)); err != nil {
 		h.log.Debug("pending mark not cleared; the sweep clears it", "key", key, "err", err)
 	}
 }
@@ -334,22 +332,41 @@ func (h *Handler) loadState(ctx context.Context, key string) (orderState, uint64
 	return st, e.Revision(), nil
 }
 
-// putState writes st if the key is still at rev (0: the key must not exist).
+// putState writes st if the key is still at rev (0: the key must not exist), and waits for
+// the server. The write is a publish to the key's subject with the revision it must follow,
+// as the KV client's own Create and Update make it, sent on the asynchronous path: waiting for
+// its future costs less than a request with a reply subject and a timer of its own.
 func (h *Handler) putState(ctx context.Context, key string, st orderState, rev uint64) (uint64, error) {
-	var newRev uint64
-	var err error
-	if rev == 0 {
-		newRev, err = h.state.Create(ctx, key, st.encode())
-	} else {
-		newRev, err = h.state.Update(ctx, key, st.encode(), rev)
+	f, err := h.js.PublishMsgAsync(h.stateMsg(key, st, rev))
+	if err != nil {
+		return rev, fmt.Errorf("write state %s: %w", key, err)
 	}
-	switch {
-	case err == nil:
-		return newRev, nil
-	case kvcas.Conflict(err):
+	select {
+	case ack := <-f.Ok():
+		return ack.Sequence, nil
+	case err = <-f.Err():
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if kvcas.Conflict(err) && rev == 0 {
+		// The key exists, perhaps as a delete marker (`nats kv del`), which Create writes over.
+		newRev, err := h.state.Create(ctx, key, st.encode())
+		if err == nil {
+			return newRev, nil
+		} else if !kvcas.Conflict(err) {
+			return rev, fmt.Errorf("write state %s: %w", key, err)
+		}
+	}
+	if kvcas.Conflict(err) {
 		return rev, errConflict
 	}
 	return rev, fmt.Errorf("write state %s: %w", key, err)
+}
+
+// stateMsg is the write of st to key, if the key is still at rev (0: the key must not exist).
+func (h *Handler) stateMsg(key string, st orderState, rev uint64) *nats.Msg {
+	return &nats.Msg{Subject: "$KV." + h.state.Bucket() + "." + key, Data: st.encode(),
+		Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(rev, 10)}}}
 }
 
 // event is the event of the order's transition number transition to res, from previous
