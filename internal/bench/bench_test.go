@@ -7,6 +7,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,7 +92,38 @@ func (r *rig) orders(prefix string, n, apps int) [][2]string {
 
 // consumer is the service as a process.
 type consumer struct {
-	cmd *exec.Cmd
+	cmd     *exec.Cmd
+	metrics string // its /metrics address
+}
+
+// roundTrips reads the consumer's count of JetStream round trips waited for, by op.
+func (c *consumer) roundTrips(t *testing.T) map[string]float64 {
+	resp, err := http.Get(c.metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	s := bufio.NewScanner(resp.Body)
+	for s.Scan() {
+		line, ok := strings.CutPrefix(s.Text(), `orders_jetstream_round_trips_total{op="`)
+		if !ok {
+			continue
+		}
+		op, value, _ := strings.Cut(line, `"} `)
+		out[op], _ = strconv.ParseFloat(value, 64)
+	}
+	return out
+}
+
+// freePort is a loopback port nothing listens on now.
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func (r *rig) startConsumer(qps int) *consumer {
@@ -99,6 +132,7 @@ func (r *rig) startConsumer(qps int) *consumer {
 	for i := range 200 {
 		fmt.Fprintf(&apps, "      - app_id: %s\n        app_secret: secret\n", appID(i))
 	}
+	port := freePort(r.t)
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`
 nats:
   url: %s
@@ -106,7 +140,7 @@ nats:
 consumer:
   concurrency: %d
 http:
-  listen: ""
+  listen: 127.0.0.1:%d
 log:
   level: warn
 providers:
@@ -114,7 +148,7 @@ providers:
     base_url: %s
     qps: %d
     apps:
-%s`, r.url, r.replicas, concurrency, r.sb.URL(), qps, apps.String())), 0o600)
+%s`, r.url, r.replicas, concurrency, port, r.sb.URL(), qps, apps.String())), 0o600)
 	args := []string{"--config", cfg, "--log-format", "json"}
 	if prof := os.Getenv("ORDERS_BENCH_PROFILE"); prof != "" && qps == 100000 && !r.profiled {
 		args = append(args, "--cpu-profile", prof) // the throughput phase
@@ -130,7 +164,7 @@ providers:
 		return err
 	})
 	time.Sleep(200 * time.Millisecond) // the consumer starts pulling
-	return &consumer{cmd: cmd}
+	return &consumer{cmd: cmd, metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", port)}
 }
 
 func (c *consumer) stop() {
@@ -244,7 +278,7 @@ func TestBench(t *testing.T) {
 	orders := r.orders("tput", n, 200)
 	cpu0, _, _ := procStat(c.cmd.Process.Pid)
 	rig0, _, _ := procStat(os.Getpid())
-	writes0 := r.writes()
+	writes0, trips0 := r.writes(), c.roundTrips(r.t)
 	start := time.Now()
 	r.publishAll("orders.query.kuaishou.payment", orders)
 	end := r.waitFor("ORDERS_STATUS", n, 120*time.Second)
@@ -256,7 +290,7 @@ func TestBench(t *testing.T) {
 		row{"f. consumer CPU per request", fmt.Sprintf("%.0f µs", float64((cpu1-cpu0).Microseconds())/n), "<= 60 µs"},
 		row{"f. the rest (NATS server, sandbox, publisher) per request", fmt.Sprintf("%.0f µs", float64((rig1-rig0).Microseconds())/n), ""})
 	time.Sleep(time.Second) // the writes not waited for land
-	rows = append(rows, r.writesPerChange(writes0, n))
+	rows = append(rows, r.writesPerChange(writes0, n), roundTripsPerChange(trips0, c.roundTrips(r.t), n))
 	if os.Getenv("ORDERS_BENCH_ONLY") == "a" { // the throughput phase alone, for investigating it
 		c.stop()
 		printRows(rows)
@@ -312,6 +346,19 @@ func (r *rig) writesPerChange(before [4]uint64, n int) row {
 	state, rate, evs, checks := per(0, 0), per(1, 0), per(2, 0), per(3, n)
 	return row{"i. server writes per change", fmt.Sprintf("%.2f (state %.2f, limiter %.2f, event %.2f, checks %.2f, ack 1)",
 		state+rate+evs+checks+1, state, rate, evs, checks), "fewer than 8 (the last release)"}
+}
+
+// roundTripsPerChange is the row of JetStream round trips the consumer waited for per new
+// status, by op, between two readings of its metrics.
+func roundTripsPerChange(before, after map[string]float64, n int) row {
+	var total float64
+	var parts []string
+	for _, op := range []string{"claim", "state_read", "event", "clear", "limiter"} {
+		d := (after[op] - before[op]) / float64(n)
+		total += d
+		parts = append(parts, fmt.Sprintf("%s %.2f", op, d))
+	}
+	return row{"j. JetStream round trips waited per change", fmt.Sprintf("%.2f (%s)", total, strings.Join(parts, ", ")), "<= 1"}
 }
 
 func printRows(rows []row) {

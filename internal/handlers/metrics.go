@@ -24,6 +24,8 @@ type Metrics struct {
 	Ignored       *prometheus.CounterVec
 	WriteRetries  prometheus.Counter
 	Swept         prometheus.Counter
+	// RoundTrips counts the JetStream requests a goroutine waited for, by op.
+	RoundTrips *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them, with the Go and process collectors, on reg.
@@ -71,12 +73,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "orders_events_swept_total",
 			Help: "Claimed events that their check found unpublished, and published.",
 		}),
+		RoundTrips: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orders_jetstream_round_trips_total",
+			Help: "JetStream requests a goroutine waited for the answer to, by op: state_read (an order's state), claim (a transition), event and clear (an event published, and its pending mark cleared, by a reader of a state with one or by the sweep), limiter (the rate limiter's reads and writes). Events and clears in a request's own path are not waited for.",
+		}, []string{"op"}),
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "orders_requests_in_flight",
 			Help: "Requests accepted by this process and not yet settled (waiting for a limit, a call or a retry).",
 		}),
 	}
-	reg.MustRegister(m.Requests, m.ProviderCalls, m.CallDuration, m.LimiterWait, m.Retries, m.Events, m.DeadLetters, m.InFlight, m.Ignored, m.WriteRetries, m.Swept,
+	reg.MustRegister(m.Requests, m.ProviderCalls, m.CallDuration, m.LimiterWait, m.Retries, m.Events, m.DeadLetters, m.InFlight, m.Ignored, m.WriteRetries, m.Swept, m.RoundTrips,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -57,8 +57,10 @@ type Handler struct {
 	metrics *Metrics
 	seen    *seenKeys
 	alive   *keepAlive // the deliveries of the requests in flight
-	now     func() time.Time
-	tracer  trace.Tracer
+	// trips count the JetStream round trips waited for, by op (Metrics.RoundTrips).
+	trips  struct{ read, claim, event, clear prometheus.Counter }
+	now    func() time.Time
+	tracer trace.Tracer
 
 	// failAfter, in tests only, fails the named step once it is done, as a crash there would.
 	failAfter func(step string) error
@@ -100,6 +102,8 @@ func NewHandler(o Options) *Handler {
 	if h.metrics == nil {
 		h.metrics = NewMetrics(prometheus.NewRegistry())
 	}
+	h.trips.read, h.trips.claim = h.metrics.RoundTrips.WithLabelValues("state_read"), h.metrics.RoundTrips.WithLabelValues("claim")
+	h.trips.event, h.trips.clear = h.metrics.RoundTrips.WithLabelValues("event"), h.metrics.RoundTrips.WithLabelValues("clear")
 	for _, p := range o.Providers {
 		h.providers[p.Name()] = p
 	}

@@ -222,8 +222,12 @@ func NewReplica(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []
 	if err != nil {
 		return nil, err
 	}
+	if metrics == nil {
+		metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	lim := ratelimit.New(countingKV{assets.Rate, metrics.RoundTrips.WithLabelValues("limiter")})
 	h := NewHandler(Options{
-		JS: js, State: assets.State, Limiter: ratelimit.New(assets.Rate), Subjects: events.Subjects{Prefix: cfg.NATS.SubjectPrefix},
+		JS: js, State: assets.State, Limiter: lim, Subjects: events.Subjects{Prefix: cfg.NATS.SubjectPrefix},
 		Providers: provs, Encoding: events.Encoding(cfg.Events.Encoding),
 		AckWait: cfg.Consumer.AckWait, MaxDeliver: cfg.Consumer.MaxDeliver, Log: log,
 		FollowDelay: cfg.Consumer.FollowDelay, FollowMaxDelay: cfg.Consumer.FollowMaxDelay, Metrics: metrics,

@@ -146,6 +146,7 @@ func (h *Handler) record(ctx context.Context, req events.Request, res providers.
 		next := orderState{Status: res.Status, ProviderStatus: res.ProviderStatus, Transition: cur.Transition + 1,
 			EventID: ev.EventID, SentAt: sent.UTC().Format(time.RFC3339Nano), ObservedAt: ev.ObservedAt, Pending: &ev,
 			Trace: traceOf(ctx)}
+		h.trips.claim.Inc()
 		newRev, err := h.putState(ctx, key, next, rev)
 		if errors.Is(err, errConflict) {
 			continue // another replica moved this order on: look again
@@ -273,6 +274,7 @@ func (h *Handler) publishPending(ctx context.Context, key string, st orderState,
 		return rev, err
 	}
 	ev := *st.Pending
+	h.trips.event.Inc()
 	select {
 	case ack := <-p.ack.Ok():
 		h.metrics.Events.WithLabelValues(ev.Provider, ev.Kind, string(ev.Status)).Inc()
@@ -300,6 +302,7 @@ func (h *Handler) publishPending(ctx context.Context, key string, st orderState,
 	// later reader publish the event again (harmless inside the duplicate window only).
 	err = backoff.Retry(func() error {
 		var err error
+		h.trips.clear.Inc()
 		newRev, err = h.putState(ctx, key, st, rev)
 		if errors.Is(err, errConflict) {
 			return backoff.Permanent(err)
@@ -316,6 +319,7 @@ func (h *Handler) publishPending(ctx context.Context, key string, st orderState,
 var errConflict = errors.New("state changed concurrently")
 
 func (h *Handler) loadState(ctx context.Context, key string) (orderState, uint64, error) {
+	h.trips.read.Inc()
 	e, err := h.state.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return orderState{}, 0, nil
