@@ -128,3 +128,30 @@ func describeValue(v any) string {
 	}
 	return fmt.Sprintf("%T(%#v)", v, v)
 }
+
+// CheckDetails fails t unless details is an object (never nil) holding only what decoded JSON
+// holds, with numbers as int64 or float64: a json.Number, or any other Go type, is a value the
+// parser forgot to finish.
+func CheckDetails(t *testing.T, details map[string]any) {
+	t.Helper()
+	if details == nil {
+		t.Fatal("details are nil")
+	}
+	var check func(path string, v any)
+	check = func(path string, v any) {
+		switch v := v.(type) {
+		case nil, bool, string, int64, float64:
+		case map[string]any:
+			for k, e := range v {
+				check(path+"."+k, e)
+			}
+		case []any:
+			for i, e := range v {
+				check(path+"["+strconv.Itoa(i)+"]", e)
+			}
+		default:
+			t.Fatalf("details%s is a %T: %#v", path, v, v)
+		}
+	}
+	check("", details)
+}
