@@ -5,51 +5,68 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
+	"strings"
 )
 
-// Record reads a provider's record (the object holding one order's fields) by field, each
-// field's value left raw for the reader that knows its type. Absent, null and anything but an
-// object are errors: an answer without its record says nothing about the order.
-func Record(raw json.RawMessage) (map[string]json.RawMessage, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
-		return nil, errors.New("missing")
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
+// Record decodes a record carried as text (a JSON string holding an object). Empty text, null
+// and anything but one object are errors: an answer without its record says nothing about the
+// order.
+func Record(raw []byte) (Fields, error) {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err == io.EOF {
+		return nil, errors.New("missing") // nothing but white space
+	} else if err != nil {
 		return nil, fmt.Errorf("not an object: %v", err)
 	}
-	if fields == nil {
-		return nil, errors.New("not an object")
+	if _, err := d.Token(); err != io.EOF {
+		return nil, errors.New("not an object: more text after it")
 	}
-	return fields, nil
+	return RecordOf(v)
 }
 
-// Details is what an event's details hold of a record: every field that omit does not leave
-// out (those that became event fields, and those the configuration keeps private), named as
-// the provider names it and decoded by DetailValue. Without an error it is never nil, so an
-// event's details are an object even when empty.
-func Details(fields map[string]json.RawMessage, omit func(field string) bool) (map[string]any, error) {
-	details := make(map[string]any, len(fields))
-	for k, v := range fields {
-		if omit(k) {
-			continue
-		}
-		val, err := DetailValue(v)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %v", k, err)
-		}
-		details[k] = val
+// RecordOf is the record v, a value decoded with json.Decoder.UseNumber (a struct's field of
+// type any, which takes the record in the same pass as the answer around it). Absent, null and
+// anything but an object are errors, as for Record.
+func RecordOf(v any) (Fields, error) {
+	switch v := v.(type) {
+	case nil:
+		return nil, errors.New("missing")
+	case map[string]any:
+		return v, nil
 	}
-	return details, nil
+	return nil, fmt.Errorf("not an object: %s", kindOf(v))
+}
+
+// Details is what an event's details hold of the record: every field but those named in omit
+// (those that became event fields, and those the configuration keeps private), named as the
+// provider names it, with numbers as DetailValue makes them. It is made of f, which is not to
+// be read after. It is never nil, so an event's details are an object even when empty.
+func (f Fields) Details(omit ...string) map[string]any {
+	for _, k := range omit {
+		delete(f, k)
+	}
+	for k, v := range f {
+		f[k] = normalizeNumbers(v)
+	}
+	if f == nil {
+		return map[string]any{}
+	}
+	return f
 }
 
 // DetailValue decodes a provider's JSON value for an event's details: objects and arrays as
 // maps and slices, and numbers as int64 when they are whole (amounts stay exact to the fen in
-// both encodings), float64 otherwise.
+// both encodings), float64 otherwise. Anything after the value is not read.
 func DetailValue(raw json.RawMessage) (any, error) {
-	d := json.NewDecoder(bytes.NewReader(raw))
+	return detailValue(bytes.NewReader(raw))
+}
+
+func detailValue(r io.Reader) (any, error) {
+	d := json.NewDecoder(r)
 	d.UseNumber()
 	var v any
 	if err := d.Decode(&v); err != nil {
@@ -63,7 +80,7 @@ func ParseJSONObject(s string) (map[string]any, bool) {
 	if len(s) == 0 || s[0] != '{' {
 		return nil, false
 	}
-	v, err := DetailValue(json.RawMessage(s))
+	v, err := detailValue(strings.NewReader(s))
 	if err != nil {
 		return nil, false
 	}

@@ -18,20 +18,19 @@ func TestRecord(t *testing.T) {
 }
 
 func TestDetails(t *testing.T) {
-	fields := map[string]json.RawMessage{"status": []byte(`"X"`), "fee": []byte(`9007199254740993`), "rate": []byte(`0.5`),
-		"info": []byte(`{"n":[1,"a"]}`), "phone": []byte(`"1"`)}
-	got, err := Details(fields, func(k string) bool { return k == "status" || k == "phone" })
+	fields, err := Record([]byte(`{"status":"X","fee":9007199254740993,"rate":0.5,"info":{"n":[1,"a"]},"phone":"1"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
+	got := fields.Details("status", "phone")
 	want := map[string]any{"fee": int64(9007199254740993), "rate": 0.5, "info": map[string]any{"n": []any{int64(1), "a"}}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("%#v", got)
 	}
-	if got, err := Details(nil, func(string) bool { return false }); err != nil || got == nil {
-		t.Fatalf("no fields: %#v %v", got, err)
+	if got := Fields(nil).Details(); got == nil {
+		t.Fatalf("no fields: %#v", got)
 	}
-	if _, err := Details(map[string]json.RawMessage{"bad": []byte(`{`)}, func(string) bool { return false }); err == nil {
+	if _, err := Record([]byte(`{"bad":{`)); err == nil {
 		t.Fatal("a field that does not decode was taken")
 	}
 }

@@ -7,48 +7,74 @@ import (
 	"strconv"
 )
 
-// StringField reads a text field of a provider record. Absent and null read as "". Some
-// records carry numbers where text is documented (order numbers); their digits are taken.
-func StringField(fields map[string]json.RawMessage, name string) (string, error) {
-	raw, ok := fields[name]
-	if !ok || string(raw) == "null" {
+// Fields is a provider's record (the object holding one order's fields), decoded in one pass
+// with the answer it came in: each field under the name the provider gives it, objects and
+// arrays as maps and slices, and numbers as json.Number, their text, until the reader that
+// knows the field's type takes them (String, Int) or they go to an event's details (Details).
+//
+// The record is decoded as a map, not into a struct, on purpose: encoding/json matches a
+// struct's fields to keys in any case, and a record's fields are the provider's exact names
+// (a "PAY_STATUS" is not pay_status, but a detail of its own).
+type Fields map[string]any
+
+// String reads a text field. Absent and null read as "". Some records carry numbers where text
+// is documented (order numbers); their digits are taken, as the answer writes them.
+func (f Fields) String(name string) (string, error) {
+	switch v := f[name].(type) {
+	case nil:
 		return "", nil
+	case string:
+		return v, nil
+	case json.Number:
+		return v.String(), nil
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		var n json.Number
-		if nerr := json.Unmarshal(raw, &n); nerr == nil {
-			return n.String(), nil
-		}
-		return "", fmt.Errorf("%s is not a string", name)
-	}
-	return s, nil
+	return "", fmt.Errorf("%s is not a string", name)
 }
 
-// IntField reads a whole number (an amount in fen, a millisecond time): a JSON number or a
-// string of digits. A fraction, or anything past int64, is refused: an amount is never
-// rounded. Absent, null and "" read as 0.
-func IntField(fields map[string]json.RawMessage, name string) (int64, error) {
-	raw, ok := fields[name]
-	if !ok || string(raw) == "null" {
+// Int reads a whole number (an amount in fen, a millisecond time): a JSON number or a string
+// of digits. A fraction, or anything past int64, is refused: an amount is never rounded.
+// Absent, null and "" read as 0.
+func (f Fields) Int(name string) (int64, error) {
+	var text string
+	switch v := f[name].(type) {
+	case nil:
 		return 0, nil
+	case string:
+		text = v
+	case json.Number:
+		text = v.String()
+	default:
+		return 0, fmt.Errorf("%s is not a whole number: %s", name, kindOf(v))
 	}
-	text := string(raw)
-	if len(raw) > 0 && raw[0] == '"' {
-		if err := json.Unmarshal(raw, &text); err != nil {
-			return 0, fmt.Errorf("%s is not a number", name)
-		}
-		if text == "" {
-			return 0, nil
-		}
+	if text == "" {
+		return 0, nil
 	}
 	if n, err := strconv.ParseInt(text, 10, 64); err == nil {
 		return n, nil
 	}
 	// 1200.0 is 1200; 12.5 is not a whole number of fen.
-	f, err := strconv.ParseFloat(text, 64)
-	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+	x, err := strconv.ParseFloat(text, 64)
+	if err != nil || x != math.Trunc(x) || math.Abs(x) > 1<<53 {
 		return 0, fmt.Errorf("%s is not a whole number: %.32s", name, text)
 	}
-	return int64(f), nil
+	return int64(x), nil
+}
+
+// kindOf names the JSON kind of v, a value decoded into any, for errors.
+func kindOf(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	case string:
+		return "a string"
+	case json.Number, float64:
+		return "a number"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("%T", v)
 }

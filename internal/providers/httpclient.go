@@ -6,10 +6,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // MaxAnswerSize bounds how much of a provider's answer is read.
@@ -18,7 +22,8 @@ const MaxAnswerSize = 1 << 20
 // NewHTTPClient returns a client for provider APIs: one call may take at most timeout, and
 // idle connections are kept per host in numbers that suit many calls at once (the default
 // transport keeps two, which turns a busy service into a storm of new connections). Each call
-// is a client span of the global OpenTelemetry tracer provider (a no-op unless tracing is on).
+// is a client span of the OpenTelemetry tracer provider of the caller's span, or else of the
+// global one, when that is not the no-op one (tracing is on).
 func NewHTTPClient(timeout time.Duration) *http.Client {
 	return &http.Client{
 		Timeout: timeout,
@@ -35,12 +40,42 @@ func NewHTTPClient(timeout time.Duration) *http.Client {
 	}
 }
 
-// traced wraps base in OpenTelemetry's HTTP client instrumentation. The spans never see a
-// query string, which carries credentials (Kuaishou's access_token): it is taken off the URL
-// before the instrumentation records it and put back after. No trace header is sent: the
-// provider is a third party, not part of our traces.
+// traced wraps base in OpenTelemetry's HTTP client instrumentation, for the calls it makes a
+// span of (see untraced). The spans never see a query string, which carries credentials
+// (Kuaishou's access_token): it is taken off the URL before the instrumentation records it and
+// put back after. No trace header is sent: the provider is a third party, not part of our
+// traces.
 func traced(base http.RoundTripper) http.RoundTripper {
-	return hideQuery{otelhttp.NewTransport(restoreQuery{base}, otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator()))}
+	return tracedTransport{
+		plain:  base,
+		traced: hideQuery{otelhttp.NewTransport(restoreQuery{base}, otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator()))},
+	}
+}
+
+// tracedTransport sends a call through the instrumentation (traced) or straight on (plain).
+type tracedTransport struct{ plain, traced http.RoundTripper }
+
+func (t tracedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if untraced(r.Context()) {
+		return t.plain.RoundTrip(r)
+	}
+	return t.traced.RoundTrip(r)
+}
+
+// untraced reports whether the instrumentation would make no span of a call with ctx: the
+// tracer provider it takes (that of ctx's span, else the global one) is the no-op one, as
+// StartTracing leaves it when tracing is off. Such a call goes straight on, for the
+// instrumentation is not free even then (two copies of the request, attributes, a no-op span:
+// some 35 allocations a call); the metrics it would record go to the global meter provider,
+// which this service never sets. It is decided call by call, not once when the client is
+// made: clients are made before tracing is started.
+func untraced(ctx context.Context) bool {
+	tp := otel.GetTracerProvider()
+	if span := trace.SpanFromContext(ctx); span.SpanContext().IsValid() {
+		tp = span.TracerProvider()
+	}
+	_, off := tp.(noop.TracerProvider)
+	return off
 }
 
 type hiddenQueryKey struct{}
@@ -75,6 +110,12 @@ func PostJSON(ctx context.Context, client *http.Client, provider, url string, bo
 	return Post(ctx, client, provider, url, "application/json", body)
 }
 
+// answerBuffers are the buffers answers are read into, reused: an answer is read whole, and
+// kept in one copy of its size. A buffer grown past maxPooledAnswer is let go.
+var answerBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledAnswer = 64 << 10
+
 // Post posts body of contentType to url and returns the answer's body, at most MaxAnswerSize of
 // it. It is the one way provider clients reach a provider, so that its errors are classified
 // where they are born, alike for every call: a transport failure or an HTTP status other than
@@ -91,12 +132,18 @@ func Post(ctx context.Context, client *http.Client, provider, url, contentType s
 		return nil, TransportError(provider, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerSize))
-	if err != nil {
+	buf := answerBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooledAnswer {
+			buf.Reset()
+			answerBuffers.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, MaxAnswerSize)); err != nil {
 		return nil, TransportError(provider, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, HTTPStatusError(provider, resp.StatusCode)
 	}
-	return raw, nil
+	return bytes.Clone(buf.Bytes()), nil
 }

@@ -2,6 +2,7 @@ package providers
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -60,4 +61,65 @@ func TestProviderCallSpan(t *testing.T) {
 	if url != srv.URL+"/q" {
 		t.Fatalf("url.full %q, want %q", url, srv.URL+"/q")
 	}
+}
+
+// instrumentedCalls is a transport that answers at once and counts the calls that reached it
+// through the instrumentation, and those that came straight.
+type instrumentedCalls struct{ instrumented, straight int }
+
+func (c *instrumentedCalls) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.RawQuery != "access_token=ChFvSecret" {
+		return nil, errors.New("the query string did not reach the transport: " + r.URL.RawQuery)
+	}
+	if _, ok := r.Context().Value(hiddenQueryKey{}).(string); ok {
+		c.instrumented++
+	} else {
+		c.straight++
+	}
+	return answerAtOnce(`{}`).RoundTrip(r)
+}
+
+// A call is a span whenever the tracer provider the instrumentation takes (that of the caller's
+// span, else the global one) can make one, however late tracing was started; with the no-op
+// one it does not go through the instrumentation at all.
+func TestProviderCallInstrumentedOnlyWhenTraced(t *testing.T) {
+	otel.SetTracerProvider(noop.NewTracerProvider()) // tracing off, as StartTracing leaves it
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { otel.SetTracerProvider(noop.NewTracerProvider()); _ = tp.Shutdown(context.Background()) })
+	calls := &instrumentedCalls{}
+	client := &http.Client{Timeout: 2 * time.Second, Transport: traced(calls)} // made before tracing starts
+	post := func(ctx context.Context) {
+		t.Helper()
+		if _, err := PostJSON(ctx, client, "p", "http://provider.invalid/q?access_token=ChFvSecret", []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	post(context.Background())
+	if calls.straight != 1 || calls.instrumented != 0 || len(exp.GetSpans()) != 0 {
+		t.Fatalf("tracing off: %+v, %d spans", *calls, len(exp.GetSpans()))
+	}
+
+	ctx, parent := tp.Tracer("test").Start(context.Background(), "caller") // a caller's span of its own provider
+	post(ctx)
+	parent.End()
+	if spans := exp.GetSpans(); calls.instrumented != 1 || len(spans) != 2 || spans[0].Parent.SpanID() != parent.SpanContext().SpanID() {
+		t.Fatalf("caller's provider: %+v, spans %v", *calls, spanNames(spans))
+	}
+
+	exp.Reset()
+	otel.SetTracerProvider(tp) // tracing started after the client was made
+	post(context.Background())
+	if spans := exp.GetSpans(); calls.instrumented != 2 || calls.straight != 1 || len(spans) != 1 || spans[0].SpanKind.String() != "client" {
+		t.Fatalf("tracing on: %+v, spans %v", *calls, spanNames(spans))
+	}
+}
+
+func spanNames(spans tracetest.SpanStubs) []string {
+	var names []string
+	for _, s := range spans {
+		names = append(names, s.Name+" ("+s.SpanKind.String()+")")
+	}
+	return names
 }

@@ -145,24 +145,28 @@ func (c *Client) Query(ctx context.Context, q providers.Query) (providers.Result
 		return providers.Result{}, err
 	}
 	res, err := c.call(ctx, a, ep, q, token)
-	if providers.Classify(err) == providers.TokenInvalid {
+	if err != nil && providers.Classify(err) == providers.TokenInvalid {
 		a.tokens.invalidate(token)
 	}
 	return res, err
 }
 
+// answer is an answer of the query endpoints, decoded in one pass with its record. The record
+// arrives as a JSON object or as a JSON string holding one; as an object it is decoded with the
+// answer (any, with numbers kept as their text), as a string it is decoded after.
 type answer struct {
-	Result   json.Number     `json:"result"`
-	ErrorMsg string          `json:"error_msg"`
-	Payment  json.RawMessage `json:"payment_info"`
-	Settle   json.RawMessage `json:"settle_info"`
-	Refund   json.RawMessage `json:"refund_info"`
+	Result   json.Number `json:"result"`
+	ErrorMsg string      `json:"error_msg"`
+	Payment  any         `json:"payment_info"`
+	Settle   any         `json:"settle_info"`
+	Refund   any         `json:"refund_info"`
 }
 
 func (c *Client) call(ctx context.Context, a *app, ep endpoint, q providers.Query, token string) (providers.Result, error) {
 	sign := Sign(map[string]string{"app_id": a.id, ep.noField: q.OrderNo}, a.secret)
 	body, _ := json.Marshal(map[string]string{ep.noField: q.OrderNo, "sign": sign})
-	u := c.baseURL + ep.path + "?" + url.Values{"app_id": {a.id}, "access_token": {token}}.Encode()
+	// The query string as url.Values encodes it (keys sorted), without making one.
+	u := c.baseURL + ep.path + "?access_token=" + url.QueryEscape(token) + "&app_id=" + url.QueryEscape(a.id)
 	raw, err := providers.PostJSON(ctx, c.http, Name, u, body)
 	if err != nil {
 		return providers.Result{}, err
@@ -181,7 +185,7 @@ func (c *Client) parseAnswer(q providers.Query, ep endpoint, raw []byte, observe
 	if err := c.codes.Check(ans.Result, ans.ErrorMsg); err != nil {
 		return providers.Result{}, err
 	}
-	var info json.RawMessage
+	var info any
 	switch ep.infoField {
 	case "payment_info":
 		info = ans.Payment
@@ -190,7 +194,7 @@ func (c *Client) parseAnswer(q providers.Query, ep endpoint, raw []byte, observe
 	default:
 		info = ans.Refund
 	}
-	fields, err := decodeInfo(info)
+	fields, err := record(info)
 	if err != nil {
 		return providers.Result{}, providers.Malformed(Name, "%s: %v", ep.infoField, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/providers"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
+	"github.com/paystatus/orderstatus/internal/providers/providertest"
 )
 
 func TestSignContractVector(t *testing.T) {
@@ -329,6 +330,10 @@ func FuzzParseAnswer(f *testing.F) {
 	f.Add(`{"result":100200104,"error_msg":"x"}`)
 	f.Add(`{"result":1,"payment_info":{"pay_status":"SUCCESS","total_amount":1e400}}`)
 	f.Add(`{"result":1,"payment_info":{"pay_status":"X","extra_info":"{\"a\":[1,{}]}"}}`)
+	f.Add(`{"result":1,"payment_info":{"pay_status":"X","pay_status":"SUCCESS","PAY_STATUS":"FAILED","":1,"n":[9007199254740993,1e400,0.5]}}`)
+	f.Add(`{"result":1,"payment_info":"{\"pay_status\":\"SUCCESS\"} trailing","refund_info":{"refund_status":"REFUND_SUCCESS"},"settle_info":"{}"}`)
+	f.Add("{\"result\":1,\"payment_info\":{\"pay_status\":\"SUCC\xffESS\",\"k\xfe\":\"\\ud800\",\"extra_info\":\"{\\\"a\\\":1} x\"}}")
+	f.Add(`{"result":1,"payment_info":{"pay_status":"SUCCESS","deep":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}} {"result":2}`)
 	c := mustNew(f, config.Provider{Timeout: time.Second})
 	f.Fuzz(func(t *testing.T, body string) {
 		for kind, ep := range endpoints {
@@ -343,6 +348,7 @@ func FuzzParseAnswer(f *testing.F) {
 			if res.ProviderStatus == "" || res.Status == "" {
 				t.Fatalf("accepted without status: %+v", res)
 			}
+			providertest.CheckDetails(t, res.Details)
 		}
 	})
 }

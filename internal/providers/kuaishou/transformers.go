@@ -1,8 +1,6 @@
 package kuaishou
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -39,58 +37,60 @@ type recordFields struct {
 	status, amount, orderNo, providerOrderNo, refNo, channel, paidAt string
 }
 
+// mapped are the names of the fields that become event fields, and so are not details. The
+// names a kind lacks are "" (a field named "" is not a detail either).
+func (r recordFields) mapped() []string {
+	return []string{r.status, r.amount, r.orderNo, r.providerOrderNo, r.refNo, r.channel, r.paidAt}
+}
+
 var records = map[string]recordFields{
 	events.KindPayment:    {status: "pay_status", amount: "total_amount", orderNo: "out_order_no", providerOrderNo: "ks_order_no", channel: "pay_channel", paidAt: "pay_time"},
 	events.KindSettlement: {status: "settle_status", amount: "settle_amount", orderNo: "settle_no", providerOrderNo: "ks_order_no", refNo: "ks_settle_no"},
 	events.KindRefund:     {status: "refund_status", amount: "refund_amount", orderNo: "refund_no", providerOrderNo: "ks_order_no", refNo: "ks_refund_no"},
 }
 
-// decodeInfo reads a *_info record, which arrives as a JSON object or as a JSON string
+// record reads a *_info record, as the answer was decoded: a JSON object, or a JSON string
 // holding one.
-func decodeInfo(raw json.RawMessage) (map[string]json.RawMessage, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) > 0 && raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, err
-		}
-		raw = []byte(s)
+func record(info any) (providers.Fields, error) {
+	if s, ok := info.(string); ok {
+		return providers.Record([]byte(s))
 	}
-	return providers.Record(raw)
+	return providers.RecordOf(info)
 }
 
-// transform turns a record into a Result. The kind is told by the query.
-func transform(q providers.Query, fields map[string]json.RawMessage) (providers.Result, error) {
+// transform turns a record into a Result. The kind is told by the query. The record's fields
+// become the Result's details.
+func transform(q providers.Query, fields providers.Fields) (providers.Result, error) {
 	spec := records[q.Kind]
 	res := providers.Result{OrderKey: q.OrderNo, OrderNo: q.OrderNo, Channel: events.ChannelUnknown}
 	var err error
-	if res.ProviderStatus, err = providers.StringField(fields, spec.status); err != nil {
+	if res.ProviderStatus, err = fields.String(spec.status); err != nil {
 		return res, err
 	}
 	if res.ProviderStatus == "" {
 		return res, fmt.Errorf("%s is missing", spec.status)
 	}
 	res.Status = statuses.Normalize(res.ProviderStatus)
-	if res.Amount, err = providers.IntField(fields, spec.amount); err != nil {
+	if res.Amount, err = fields.Int(spec.amount); err != nil {
 		return res, err
 	}
-	if res.ProviderOrderNo, err = providers.StringField(fields, spec.providerOrderNo); err != nil {
+	if res.ProviderOrderNo, err = fields.String(spec.providerOrderNo); err != nil {
 		return res, err
 	}
 	if spec.refNo != "" {
-		if res.ProviderRefNo, err = providers.StringField(fields, spec.refNo); err != nil {
+		if res.ProviderRefNo, err = fields.String(spec.refNo); err != nil {
 			return res, err
 		}
 	}
 	if spec.channel != "" {
-		ch, err := providers.StringField(fields, spec.channel)
+		ch, err := fields.String(spec.channel)
 		if err != nil {
 			return res, err
 		}
 		res.Channel = channels.Normalize(ch)
 	}
 	if spec.paidAt != "" {
-		ms, err := providers.IntField(fields, spec.paidAt) // an integer like any amount: milliseconds
+		ms, err := fields.Int(spec.paidAt) // an integer like any amount: milliseconds
 		if err != nil {
 			return res, err
 		}
@@ -98,11 +98,7 @@ func transform(q providers.Query, fields map[string]json.RawMessage) (providers.
 			res.PaidAt = time.UnixMilli(ms).UTC()
 		}
 	}
-	mapped := map[string]bool{spec.status: true, spec.amount: true, spec.orderNo: true, spec.providerOrderNo: true,
-		spec.refNo: true, spec.channel: true, spec.paidAt: true}
-	if res.Details, err = providers.Details(fields, func(k string) bool { return mapped[k] }); err != nil {
-		return res, err
-	}
+	res.Details = fields.Details(spec.mapped()...)
 	// extra_info is a JSON object in a string ("" on old orders): details carry the object.
 	if s, ok := res.Details["extra_info"].(string); ok {
 		if obj, ok := providers.ParseJSONObject(s); ok {

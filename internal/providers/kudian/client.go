@@ -1,7 +1,6 @@
 package kudian
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -90,6 +89,17 @@ type bizContent struct {
 	IsFresh    bool   `json:"is_fresh"`
 }
 
+// request is the query's body. Its fields are in the order of their names, as encoding/json
+// writes a map's.
+type request struct {
+	BizContent string      `json:"biz_content"`
+	OpenAppID  string      `json:"open_app_id"`
+	Sign       string      `json:"sign"`
+	SignType   string      `json:"sign_type"`
+	Timestamp  json.Number `json:"timestamp"`
+	Token      string      `json:"token"`
+}
+
 // RateLimit implements providers.Provider: one endpoint, limited per app.
 func (c *Client) RateLimit(q providers.Query) (string, int) {
 	return Name + "/" + q.AppID + "/query", c.qps
@@ -107,15 +117,10 @@ func (c *Client) Query(ctx context.Context, q providers.Query) (providers.Result
 	}
 	bizJSON, _ := json.Marshal(biz)
 	ts := strconv.FormatInt(c.now().Unix(), 10)
-	fields := map[string]string{
-		"open_app_id": app.AppID, "timestamp": ts, "sign_type": "MD5",
-		"token": app.Token.Reveal(), "biz_content": string(bizJSON),
-	}
-	fields["sign"] = Sign(fields, app.AppSecret.Reveal())
-	body, _ := json.Marshal(map[string]any{
-		"open_app_id": app.AppID, "timestamp": json.Number(ts), "sign_type": "MD5",
-		"token": fields["token"], "biz_content": fields["biz_content"], "sign": fields["sign"],
-	})
+	token, bizText := app.Token.Reveal(), string(bizJSON)
+	sign := Sign(map[string]string{"open_app_id": app.AppID, "timestamp": ts, "sign_type": "MD5", "token": token, "biz_content": bizText},
+		app.AppSecret.Reveal())
+	body, _ := json.Marshal(request{BizContent: bizText, OpenAppID: app.AppID, Sign: sign, SignType: "MD5", Timestamp: json.Number(ts), Token: token})
 	raw, err := providers.PostJSON(ctx, c.http, Name, c.baseURL+queryPath, body)
 	if err != nil {
 		return providers.Result{}, err
@@ -128,10 +133,12 @@ type envelope struct {
 	Sign   string `json:"sign"`
 }
 
+// inner is the signed result inside the envelope, decoded in one pass with its data record
+// (any, with numbers kept as their text).
 type inner struct {
-	Code json.Number     `json:"code"`
-	Msg  string          `json:"msg"`
-	Data json.RawMessage `json:"data"`
+	Code json.Number `json:"code"`
+	Msg  string      `json:"msg"`
+	Data any         `json:"data"`
 }
 
 // parseAnswer verifies and reads an answer body. A signature that does not verify is an
@@ -148,7 +155,7 @@ func (c *Client) parseAnswer(q providers.Query, secret string, raw []byte, obser
 		return providers.Result{}, &providers.Error{Provider: Name, Class: providers.Retryable, Message: "answer signature does not verify; answer discarded"}
 	}
 	var in inner
-	d := json.NewDecoder(bytes.NewReader([]byte(env.Result)))
+	d := json.NewDecoder(strings.NewReader(env.Result))
 	d.UseNumber()
 	if err := d.Decode(&in); err != nil {
 		return providers.Result{}, providers.Malformed(Name, "result is not JSON: %v", err)

@@ -9,6 +9,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/providers"
+	"github.com/paystatus/orderstatus/internal/providers/providertest"
 )
 
 const secret = "kd-demo-secret"
@@ -127,6 +128,22 @@ func TestAnswerErrors(t *testing.T) {
 	}
 }
 
+// The request body is what encoding/json writes of a map of its fields (keys in order, text
+// escaped alike), as it was before it became a struct.
+func TestRequestBody(t *testing.T) {
+	for _, v := range []string{"kd100020200220", `<a href="x">&amp;</a>`, "会员\u2028\t\x00", ""} {
+		got, err := json.Marshal(request{BizContent: `{"pay_no":"` + v + `"}`, OpenAppID: v, Sign: v + "s", SignType: "MD5", Timestamp: "1602558156", Token: v + "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(map[string]any{"open_app_id": v, "timestamp": json.Number("1602558156"), "sign_type": "MD5",
+			"token": v + "t", "biz_content": `{"pay_no":"` + v + `"}`, "sign": v + "s"})
+		if string(got) != string(want) {
+			t.Errorf("body %s, want %s", got, want)
+		}
+	}
+}
+
 func TestConfiguredCodeClasses(t *testing.T) {
 	c, err := New(config.Provider{Timeout: time.Second, Apps: apps, ResultCodes: map[string]string{"12345": "permanent"}})
 	if err != nil {
@@ -177,25 +194,40 @@ func FuzzAnswerField(f *testing.F) {
 	f.Add(docResult)
 	f.Add(`{"code":0,"data":{"status":"PAYED_SUCC","fee":9007199254740993,"pay_time":"2020-10-13 11:00"}}`)
 	f.Add(`{"code":0,"data":{"status":["x"]}}`)
+	f.Add(`{"code":0,"data":{"status":"PAYING","status":"PAYED_SUCC","STATUS":"X","":1,"member_phone":"1","n":[1e400,0.5,-0]}} trailing`)
+	f.Add(`{"code":"0","Data":"{\"status\":\"PAYED_SUCC\"}","data":null}`)
+	f.Add("{\"code\":0,\"data\":{\"status\":\"PAYED\xff\",\"pay_no\":600230547601422048,\"k\xfe\":\"\\ud800\",\"fee\":\"9007199254740993\"}}")
 	c := client(f, true)
 	f.Fuzz(func(t *testing.T, result string) {
-		_, err := c.parseAnswer(providers.Query{Kind: events.KindPayment, ProviderOrderNo: "p"}, secret, signed(result), time.Now())
+		res, err := c.parseAnswer(providers.Query{Kind: events.KindPayment, ProviderOrderNo: "p"}, secret, signed(result), time.Now())
 		if err != nil {
 			var pe *providers.Error
 			if !errors.As(err, &pe) {
 				t.Fatalf("unclassified %v", err)
 			}
+			return
 		}
+		providertest.CheckDetails(t, res.Details)
 	})
 }
 
 // FuzzParsePayTime: any text either parses to a time that formats back to it, or errs.
 func FuzzParsePayTime(f *testing.F) {
-	for _, s := range []string{"2020-10-13 11:00:00", "2020-10-13 11:00", "", "2020-02-30 25:61", "0000-01-01 00:00"} {
+	for _, s := range []string{"2020-10-13 11:00:00", "2020-10-13 11:00", "", "2020-02-30 25:61", "0000-01-01 00:00", "2020-10-13 11:00:00:00"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		got, err := ParsePayTime(s)
+		// The same as trying the forms in their order, whichever is tried first.
+		want, wantErr := time.Time{}, s != ""
+		for _, layout := range []string{time.DateTime, "2006-01-02 15:04"} {
+			if t, err := time.ParseInLocation(layout, s, shanghai); err == nil && wantErr {
+				want, wantErr = t.UTC(), false
+			}
+		}
+		if (err != nil) != wantErr || !got.Equal(want) {
+			t.Fatalf("%q: %v %v, want %v (error %v)", s, got, err, want, wantErr)
+		}
 		if err != nil || s == "" {
 			return
 		}

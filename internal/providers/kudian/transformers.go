@@ -1,9 +1,10 @@
 package kudian
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/paystatus/orderstatus/internal/events"
@@ -39,7 +40,12 @@ func ParsePayTime(s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	for _, layout := range []string{time.DateTime, "2006-01-02 15:04"} {
+	layouts := [...]string{time.DateTime, "2006-01-02 15:04"}
+	if strings.Count(s, ":") < 2 {
+		// Only the form with as many colons can match: it goes first, sparing the other's error.
+		layouts[0], layouts[1] = layouts[1], layouts[0]
+	}
+	for _, layout := range layouts {
 		if t, err := time.ParseInLocation(layout, s, shanghai); err == nil {
 			return t.UTC(), nil
 		}
@@ -47,43 +53,46 @@ func ParsePayTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("pay_time %q is neither yyyy-MM-dd HH:mm:ss nor yyyy-MM-dd HH:mm", s)
 }
 
-// pii are the fields only events.include_pii lets through.
-var pii = map[string]bool{"member_phone": true, "member_name": true}
+// mapped are the fields that become top-level event fields, and so are not details; pii are
+// the fields only events.include_pii lets into details.
+var (
+	mapped       = []string{"pay_no", "status", "fee", "pay_time", "payment_type", "out_trade_no", "order_no"}
+	pii          = []string{"member_phone", "member_name"}
+	mappedAndPII = slices.Concat(mapped, pii)
+)
 
-// mapped are the fields that become top-level event fields.
-var mapped = map[string]bool{"pay_no": true, "status": true, "fee": true, "pay_time": true,
-	"payment_type": true, "out_trade_no": true, "order_no": true}
-
-func transform(q providers.Query, raw json.RawMessage, includePII bool) (providers.Result, error) {
-	fields, err := providers.Record(raw)
+// transform turns the data record, as the result was decoded, into a Result. Its fields
+// become the Result's details.
+func transform(q providers.Query, data any, includePII bool) (providers.Result, error) {
+	fields, err := providers.RecordOf(data)
 	if err != nil {
 		return providers.Result{}, err
 	}
 	var res providers.Result
-	if res.ProviderStatus, err = providers.StringField(fields, "status"); err != nil {
+	if res.ProviderStatus, err = fields.String("status"); err != nil {
 		return res, err
 	}
 	if res.ProviderStatus == "" {
 		return res, errors.New("status is missing")
 	}
 	res.Status = statuses.Normalize(res.ProviderStatus)
-	if res.ProviderOrderNo, err = providers.StringField(fields, "pay_no"); err != nil {
+	if res.ProviderOrderNo, err = fields.String("pay_no"); err != nil {
 		return res, err
 	}
 	if res.ProviderOrderNo == "" {
 		res.ProviderOrderNo = q.ProviderOrderNo
 	}
-	if res.Amount, err = providers.IntField(fields, "fee"); err != nil {
+	if res.Amount, err = fields.Int("fee"); err != nil {
 		return res, err
 	}
-	payTime, err := providers.StringField(fields, "pay_time")
+	payTime, err := fields.String("pay_time")
 	if err != nil {
 		return res, err
 	}
 	if res.PaidAt, err = ParsePayTime(payTime); err != nil {
 		return res, err
 	}
-	paymentType, err := providers.StringField(fields, "payment_type")
+	paymentType, err := fields.String("payment_type")
 	if err != nil {
 		return res, err
 	}
@@ -93,7 +102,7 @@ func transform(q providers.Query, raw json.RawMessage, includePII bool) (provide
 		if res.OrderNo != "" {
 			break
 		}
-		if res.OrderNo, err = providers.StringField(fields, f); err != nil {
+		if res.OrderNo, err = fields.String(f); err != nil {
 			return res, err
 		}
 	}
@@ -104,6 +113,10 @@ func transform(q providers.Query, raw json.RawMessage, includePII bool) (provide
 	default:
 		res.OrderKey = "out_trade_no:" + res.OrderNo
 	}
-	res.Details, err = providers.Details(fields, func(k string) bool { return mapped[k] || pii[k] && !includePII })
-	return res, err
+	if includePII {
+		res.Details = fields.Details(mapped...)
+	} else {
+		res.Details = fields.Details(mappedAndPII...)
+	}
+	return res, nil
 }
