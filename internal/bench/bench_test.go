@@ -33,7 +33,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/ratelimit"
 )
 
-const concurrency = 64
+var concurrency = envInt("ORDERS_BENCH_CONCURRENCY", 64)
 
 type rig struct {
 	t   *testing.T
@@ -281,7 +281,11 @@ func TestBench(t *testing.T) {
 	writes0, trips0 := r.writes(), c.roundTrips(r.t)
 	start := time.Now()
 	r.publishAll("orders.query.kuaishou.payment", orders)
+	published := time.Since(start)
 	end := r.waitFor("ORDERS_STATUS", n, 120*time.Second)
+	if os.Getenv("ORDERS_BENCH_DEBUG") != "" {
+		fmt.Printf("published in %s\n", published)
+	}
 	cpu1, _, _ := procStat(c.cmd.Process.Pid)
 	rig1, _, _ := procStat(os.Getpid())
 	svcRate := float64(n) / end.Sub(start).Seconds()
@@ -544,4 +548,11 @@ func (r *rig) fidelity() []row {
 	return []row{
 		{"d. QPS fidelity, 10 apps at qps 30: most calls in any 1 s", strconv.Itoa(worst), "<= 30"},
 		{"d. QPS fidelity: mean rate / qps (worst app)", fmt.Sprintf("%.3f", minMean), ">= 0.95"}}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }
