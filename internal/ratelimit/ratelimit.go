@@ -32,14 +32,25 @@
 //   - this replica has not seen another's write of the key (a compare-and-set conflict reads
 //     one) whose last slot is less than sharedFor (10 s) old.
 //
+// While the key is used, its horizon is renewed in the background before it runs out (see
+// renew): about renewBefore its end, one compare-and-set on the revision this replica wrote
+// (the stored last slot is still the horizon's end) reserves the slots after it, up to as far
+// as a reservation from now would reach, and callers spend the current slots meanwhile, so a
+// call does not wait for the write. It is renewed only while the key still qualifies as above,
+// and only after a call from the horizon, so an idle key claims at most one more horizon.
+//
 // The bound for other replicas: slots reserved ahead and not spent still move the shared
 // schedule on, so a call of another replica for the key may wait up to aheadHorizon longer
 // than it would have (plus one write time, as every reservation waits): it is reserved after
-// the horizon and never later. That happens only until the reserving replica's next write of
-// the key, at most aheadHorizon later, which meets the other's write; from then on both
-// reserve by demand, for as long as either writes the key at least every sharedFor. A key
-// several replicas call steadily thus reserves by demand, as before; the saving is for keys
-// one replica calls at a time. It also means a rate-limit answer (Slowdown) elsewhere leaves
+// the horizon and never later. A renewal does not lengthen that: it never puts the key's last
+// slot further ahead of now than a fresh horizon (aheadHorizon plus the write time), and a
+// renewal that finds another replica's write (its compare-and-set fails) reads it and
+// reserves nothing, as a conflict does. Renewing back to back keeps the key claimed for as
+// long as this replica uses it; another replica's call then waits at most one horizon plus a
+// write, once: the reserving replica's next write (a renewal, or a reservation at most
+// aheadHorizon later) meets the other's write, and from then on both reserve by demand, for as
+// long as either writes the key at least every sharedFor. A key several replicas call steadily
+// thus reserves by demand, as before; the saving is for keys one replica calls at a time. It also means a rate-limit answer (Slowdown) elsewhere leaves
 // this replica's horizon to be spent, at most aheadHorizon of slots at under a tenth of qps,
 // as a reservation by demand (up to qps slots) would be.
 //
@@ -100,6 +111,10 @@ const (
 	sharedFor = 10 * time.Second
 	// rateWindow is the time constant of a key's moving rate.
 	rateWindow = time.Second
+	// renewBefore is how long before its end a horizon in use is renewed (longer, up to half
+	// a horizon, when writes take over a quarter of it): the write returns long before the
+	// slots run out. A renewal made then extends the key's claim by the other three quarters.
+	renewBefore = aheadHorizon / 4
 )
 
 // Limiter hands out call slots.
@@ -377,7 +392,7 @@ func (l *Limiter) scheduleRenewal(ks *keyState, key string, r reading) {
 	if ks.renewTimer != nil || ks.renewing != nil || ks.rev == 0 || !ks.run.end.Equal(ks.last) {
 		return
 	}
-	before := max(aheadHorizon/4, min(4*time.Duration(l.lead.Load()), aheadHorizon/2))
+	before := max(renewBefore, min(4*time.Duration(l.lead.Load()), aheadHorizon/2))
 	gen := ks.renewGen
 	ks.renewTimer = time.AfterFunc(max(r.localTime(ks.run.end.Add(-before)).Sub(l.now()), 0), func() {
 		l.renew(ks, key, gen)
