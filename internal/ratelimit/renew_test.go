@@ -37,8 +37,8 @@ func TestRenewingAheadNeverWaits(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	waited, writes := l.waited.Load(), kv.Writes.Load()
-	t.Logf("figures: qps=%d calls=%d run=%s next_calls_waiting_for_kv=%d kv_writes=%d",
-		qps, calls, time.Since(start).Round(time.Millisecond), waited, writes)
+	t.Logf("figures: qps=%d calls=%d run=%s next_calls_waiting_for_kv=%d kv_writes=%d background_renewals=%d",
+		qps, calls, time.Since(start).Round(time.Millisecond), waited, writes, l.renewed.Load())
 	if waited != 1 {
 		t.Fatalf("%d Next calls waited for a KV round trip; want 1 (the first reservation)", waited)
 	}
