@@ -75,7 +75,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		RoundTrips: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orders_jetstream_round_trips_total",
-			Help: "JetStream requests a goroutine waited for the answer to, by op: state_read (an order's state), claim (a transition), event and clear (an event published, and its pending mark cleared, by a reader of a state with one or by the sweep), limiter (the rate limiter's reads and writes). Events and clears in a request's own path are not waited for.",
+			Help: "JetStream requests a goroutine waited for the answer to, by op: state_read (an order's state), claim (a transition), event and clear (an event published, and its pending mark cleared, by a reader of a state with one or by the sweep), limiter (the rate limiter's reads and writes that a request waits for); limiter_background counts the limiter's renewals of a key's horizon, which no request waits for (their goroutine does). Events and clears in a request's own path are not waited for.",
 		}, []string{"op"}),
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "orders_requests_in_flight",

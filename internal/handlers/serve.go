@@ -225,7 +225,7 @@ func NewReplica(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []
 	if metrics == nil {
 		metrics = NewMetrics(prometheus.NewRegistry())
 	}
-	lim := ratelimit.New(countingKV{assets.Rate, metrics.RoundTrips.WithLabelValues("limiter")})
+	lim := ratelimit.New(countingKV{assets.Rate, metrics.RoundTrips.WithLabelValues("limiter"), metrics.RoundTrips.WithLabelValues("limiter_background")})
 	h := NewHandler(Options{
 		JS: js, State: assets.State, Limiter: lim, Subjects: events.Subjects{Prefix: cfg.NATS.SubjectPrefix},
 		Providers: provs, Encoding: events.Encoding(cfg.Events.Encoding),

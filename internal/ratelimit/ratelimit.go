@@ -32,14 +32,25 @@
 //   - this replica has not seen another's write of the key (a compare-and-set conflict reads
 //     one) whose last slot is less than sharedFor (10 s) old.
 //
+// While the key is used, its horizon is renewed in the background before it runs out (see
+// renew): about renewBefore its end, one compare-and-set on the revision this replica wrote
+// (the stored last slot is still the horizon's end) reserves the slots after it, up to as far
+// as a reservation from now would reach, and callers spend the current slots meanwhile, so a
+// call does not wait for the write. It is renewed only while the key still qualifies as above,
+// and only after a call from the horizon, so an idle key claims at most one more horizon.
+//
 // The bound for other replicas: slots reserved ahead and not spent still move the shared
 // schedule on, so a call of another replica for the key may wait up to aheadHorizon longer
 // than it would have (plus one write time, as every reservation waits): it is reserved after
-// the horizon and never later. That happens only until the reserving replica's next write of
-// the key, at most aheadHorizon later, which meets the other's write; from then on both
-// reserve by demand, for as long as either writes the key at least every sharedFor. A key
-// several replicas call steadily thus reserves by demand, as before; the saving is for keys
-// one replica calls at a time. It also means a rate-limit answer (Slowdown) elsewhere leaves
+// the horizon and never later. A renewal does not lengthen that: it never puts the key's last
+// slot further ahead of now than a fresh horizon (aheadHorizon plus the write time), and a
+// renewal that finds another replica's write (its compare-and-set fails) reads it and
+// reserves nothing, as a conflict does. Renewing back to back keeps the key claimed for as
+// long as this replica uses it; another replica's call then waits at most one horizon plus a
+// write, once: the reserving replica's next write (a renewal, or a reservation at most
+// aheadHorizon later) meets the other's write, and from then on both reserve by demand, for as
+// long as either writes the key at least every sharedFor. A key several replicas call steadily
+// thus reserves by demand, as before; the saving is for keys one replica calls at a time. It also means a rate-limit answer (Slowdown) elsewhere leaves
 // this replica's horizon to be spent, at most aheadHorizon of slots at under a tenth of qps,
 // as a reservation by demand (up to qps slots) would be.
 //
@@ -100,6 +111,10 @@ const (
 	sharedFor = 10 * time.Second
 	// rateWindow is the time constant of a key's moving rate.
 	rateWindow = time.Second
+	// renewBefore is how long before its end a horizon in use is renewed (longer, up to half
+	// a horizon, when writes take over a quarter of it): the write returns long before the
+	// slots run out. A renewal made then extends the key's claim by the other three quarters.
+	renewBefore = aheadHorizon / 4
 )
 
 // Limiter hands out call slots.
@@ -115,6 +130,12 @@ type Limiter struct {
 	sharedFor time.Duration
 	// aheadClaims counts reservations ahead of demand, for tests.
 	aheadClaims atomic.Int64
+	// waited counts the Next calls that waited for a KV round trip of the key (a reservation,
+	// or a renewal under way), for tests.
+	waited atomic.Int64
+	// renewed and renewConflicts count the renewals of a horizon in the background, and those
+	// that met another replica's write, for tests.
+	renewed, renewConflicts atomic.Int64
 
 	mu   sync.Mutex
 	keys map[string]*keyState
@@ -135,6 +156,42 @@ type keyState struct {
 	// moved the key since. last is in server time.
 	last time.Time
 	rev  uint64
+	// demand is the demand of the key's last call, for a renewal to decide on.
+	demand int
+	// renewTimer is set while a renewal of the horizon is due (see scheduleRenewal), renewing
+	// while one is under way; at most one of them, so a key has one renewal at a time.
+	// renewGen tells a timer that fires after it was stopped from the current one.
+	renewTimer *time.Timer
+	renewGen   uint64
+	renewing   chan struct{} // closed when the renewal under way is done
+}
+
+// stopRenewal cancels a renewal that is due and not yet under way. Callers hold ks.mu.
+func (ks *keyState) stopRenewal() {
+	if ks.renewTimer != nil {
+		ks.renewTimer.Stop()
+		ks.renewTimer = nil
+		ks.renewGen++
+	}
+}
+
+// awaitRenewal waits, without holding ks.mu, for the renewal under way if there is one: the
+// key's writes of this limiter are one at a time, so that a renewal's compare-and-set never
+// races this replica's own write. Callers hold ks.mu.
+func (ks *keyState) awaitRenewal(ctx context.Context) error {
+	for ks.renewing != nil {
+		ch := ks.renewing
+		ks.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+		ks.mu.Lock()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Option configures a Limiter.
@@ -209,8 +266,22 @@ func (l *Limiter) Next(ctx context.Context, key string, qps, demand int) (time.T
 		}
 		if at, ok := ks.run.take(now); ok {
 			ks.rate, ks.rateAt = ks.rateNow(now)+1/rateWindow.Seconds(), maxTime(ks.rateAt, now)
+			ks.demand = demand
+			if ks.run.ahead {
+				l.scheduleRenewal(ks, key, r)
+			}
 			return r.localTime(at), nil
 		}
+		// No slot left. A renewal under way brings more (it was late): wait for it, then
+		// take again. Otherwise reserve now, and a renewal due is not needed any more.
+		l.waited.Add(1)
+		if ks.renewing != nil {
+			if err := ks.awaitRenewal(ctx); err != nil {
+				return time.Time{}, err
+			}
+			continue
+		}
+		ks.stopRenewal()
 		if err := l.reserve(ctx, ks, key, qps, demand, now); err != nil {
 			return time.Time{}, err
 		}
@@ -268,6 +339,10 @@ func (l *Limiter) Slowdown(ctx context.Context, key string) error {
 	ks := l.state(key)
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
+	if err := ks.awaitRenewal(ctx); err != nil {
+		return err
+	}
+	ks.stopRenewal()
 	ks.run = run{}
 	_, err := l.update(ctx, ks, key, func(last time.Time, now time.Time) time.Time {
 		return maxTime(last, now.Add(time.Second))
@@ -308,6 +383,134 @@ func (l *Limiter) reserve(ctx context.Context, ks *keyState, key string, qps, de
 	return nil
 }
 
+// scheduleRenewal has the key's horizon renewed in the background, renewBefore its end, if
+// no renewal is due or under way and the key's stored last slot is still the horizon's end
+// (this replica wrote it last, as far as it knows). A call from the horizon schedules it, so a
+// key renews only while it is used: an idle key claims at most one horizon more. Callers hold
+// ks.mu; r is the reading the call's slot was taken with.
+func (l *Limiter) scheduleRenewal(ks *keyState, key string, r reading) {
+	if ks.renewTimer != nil || ks.renewing != nil || ks.rev == 0 || !ks.run.end.Equal(ks.last) {
+		return
+	}
+	before := max(renewBefore, min(4*time.Duration(l.lead.Load()), aheadHorizon/2))
+	gen := ks.renewGen
+	ks.renewTimer = time.AfterFunc(max(r.localTime(ks.run.end.Add(-before)).Sub(l.now()), 0), func() {
+		l.renew(ks, key, gen)
+	})
+}
+
+// backgroundKey marks the context of a renewal's KV requests (see Background).
+type backgroundKey struct{}
+
+// Background reports whether ctx is that of a KV request the limiter makes in the background,
+// renewing a horizon: no caller waits for its answer.
+func Background(ctx context.Context) bool { return ctx.Value(backgroundKey{}) != nil }
+
+// renewTimeout bounds a renewal's KV requests.
+const renewTimeout = 2 * time.Second
+
+// renew reserves the slots after the key's horizon, from its end up to as far ahead as a
+// reservation from now would reach (so the key's last slot is never further ahead than a
+// fresh horizon's), in one compare-and-set on the revision this replica wrote; callers keep
+// spending the horizon meanwhile, and the new slots are added to it when the write returns.
+// It renews only while the key still qualifies for reserving ahead (see reserve). If another
+// replica wrote the key since, the renewal reads its write, as a conflict of reserve does, and
+// reserves nothing: from then on the key reserves by demand (sharedUntil), so a renewal never
+// makes another replica wait longer than a horizon. gen is the renewal's scheduleRenewal.
+func (l *Limiter) renew(ks *keyState, key string, gen uint64) {
+	ks.mu.Lock()
+	if ks.renewGen != gen || ks.renewTimer == nil {
+		ks.mu.Unlock()
+		return // stopped
+	}
+	ks.renewTimer = nil
+	ks.renewGen++
+	r, ok := l.clock.current()
+	now := r.serverTime(l.now())
+	qps, spacing := ks.run.qps, ks.run.spacing
+	horizon := 0
+	if spacing > 0 {
+		horizon = min(qps, int(aheadHorizon/spacing))
+	}
+	ok = ok && ks.run.ahead && ks.rev != 0 && ks.run.end.Equal(ks.last) && horizon >= aheadMinSlots &&
+		ks.demand*aheadDemand <= qps && ks.rateNow(now)*aheadDemand <= float64(qps) && !now.Before(ks.sharedUntil)
+	if !ok {
+		ks.mu.Unlock()
+		return
+	}
+	last, rev := ks.last, ks.rev
+	done := make(chan struct{})
+	ks.renewing = done
+	ks.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), backgroundKey{}, true), renewTimeout)
+	defer cancel()
+	k := kvKey(key)
+	// As far ahead as a reservation from now reaches, on the horizon's grid of slots.
+	now = r.serverTime(l.now())
+	reach := now.Add(time.Duration(l.lead.Load()) + time.Duration(horizon-1)*spacing)
+	end, newRev, err := time.Time{}, uint64(0), error(nil)
+	var other jetstream.KeyValueEntry
+	n := reach.Sub(last) / spacing
+	if n >= 1 {
+		end = last.Add(n * spacing)
+		var buf [8]byte
+		binary.BigEndian.PutUint64(buf[:], uint64(end.UnixNano()))
+		sent := l.now()
+		newRev, err = l.kv.Update(ctx, k, buf[:], rev)
+		if err == nil || kvcas.Conflict(err) {
+			l.wrote(l.now().Sub(sent))
+		}
+		if kvcas.Conflict(err) {
+			other, err = l.kv.Get(ctx, k)
+			if err == nil || errors.Is(err, jetstream.ErrKeyNotFound) {
+				l.renewConflicts.Add(1)
+			}
+		}
+	}
+
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	defer close(done)
+	ks.renewing = nil
+	if ks.rev != rev { // cannot happen: the key's writes of this limiter wait for renewing
+		return
+	}
+	switch {
+	case n < 1:
+	case other != nil || errors.Is(err, jetstream.ErrKeyNotFound):
+		// Another replica wrote the key (or it was deleted): the horizon is spent as it is,
+		// and the key reserves by demand from then on.
+		ks.learn(other, err, l.sharedFor)
+	case err != nil: // an outage: the next reservation tries again
+	default:
+		l.renewed.Add(1)
+		ks.last, ks.rev = end, newRev
+		switch {
+		case ks.run.spacing == spacing && ks.run.ahead && ks.run.end.Equal(last):
+			ks.run.end = end
+		case ks.run.spacing == 0: // spent meanwhile
+			ks.run = run{next: last.Add(spacing), end: end, spacing: spacing, qps: qps, ahead: true}
+		}
+	}
+}
+
+// learn takes the key's value and revision from a read of the key (e, or err
+// jetstream.ErrKeyNotFound). Callers hold ks.mu.
+func (ks *keyState) learn(e jetstream.KeyValueEntry, err error, sharedFor time.Duration) {
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		ks.last, ks.rev = time.Time{}, 0
+		return
+	}
+	ks.last, ks.rev = time.Time{}, e.Revision()
+	if v := e.Value(); len(v) == 8 {
+		ks.last = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
+	}
+	// Another replica's write (or an earlier run of this one's): it may be calling the key
+	// too, and would wait for slots reserved ahead.
+	ks.sharedUntil = maxTime(ks.sharedUntil, ks.last.Add(sharedFor))
+}
+
 // update moves the key's last slot time by f with compare-and-set, trying again while other
 // replicas move it first. f is given the last slot time and the time now, both in server
 // time. Callers hold ks.mu.
@@ -317,20 +520,10 @@ func (l *Limiter) update(ctx context.Context, ks *keyState, key string, f func(l
 	for {
 		if !known {
 			e, err := l.kv.Get(ctx, k)
-			switch {
-			case errors.Is(err, jetstream.ErrKeyNotFound):
-				ks.last, ks.rev = time.Time{}, 0
-			case err != nil:
+			if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 				return time.Time{}, fmt.Errorf("rate limit %s: %w", key, err)
-			default:
-				ks.last, ks.rev = time.Time{}, e.Revision()
-				if v := e.Value(); len(v) == 8 {
-					ks.last = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
-				}
-				// Another replica's write (or an earlier run of this one's): it may be
-				// calling the key too, and would wait for slots reserved ahead.
-				ks.sharedUntil = maxTime(ks.sharedUntil, ks.last.Add(l.sharedFor))
 			}
+			ks.learn(e, err, l.sharedFor)
 		}
 		r, err := l.clock.reading(ctx)
 		if err != nil {
