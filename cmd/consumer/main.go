@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"syscall"
@@ -29,7 +30,17 @@ import (
 	"github.com/paystatus/orderstatus/internal/providers/registry"
 )
 
+// gcPercent is the garbage collector's target when GOGC is not set: the live heap is small (a
+// few MB a thousand requests in flight), and collecting at twice it instead of once cut the
+// CPU per request by about a tenth in make bench (GC was 14% of the profile) while the peak RSS
+// with a 100,000 backlog stays far below 100 MB. GOGC, and GOMEMLIMIT for a container's limit,
+// still decide when set.
+const gcPercent = 200
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()

@@ -155,6 +155,9 @@ providers:
 		r.profiled = true
 	}
 	cmd := exec.Command(r.bin, args...)
+	if env := os.Getenv("ORDERS_BENCH_CONSUMER_ENV"); env != "" { // e.g. GOGC=200, for the consumer alone
+		cmd.Env = append(os.Environ(), strings.Fields(env)...)
+	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		r.t.Fatal(err)
@@ -303,7 +306,7 @@ func TestBench(t *testing.T) {
 
 	// c: latency at a steady 1,000 requests/s.
 	lat := r.latency(5000, 1000)
-	rows = append(rows, row{"c. latency at 1,000 req/s, p50 / p99", fmt.Sprintf("%.2f ms / %.2f ms", ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100])), "p99 <= 10 ms"})
+	rows = append(rows, row{"c. latency at 1,000 req/s, p50 / p99", fmt.Sprintf("%.2f ms / %.2f ms", ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100])), "p99 <= 5 ms"})
 	c.stop()
 
 	// b: the bare loop over the same work.
