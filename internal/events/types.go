@@ -77,6 +77,9 @@ const (
 	HeaderFollowRound   = "Orders-Follow-Round"
 	HeaderFollowUntil   = "Orders-Follow-Until"
 	HeaderSweepKey      = "Orders-Sweep-Key"
+	// HeaderPending marks a write to ORDERS_STATE that claims a transition (its value holds
+	// the pending event, whose id is the header's value): the sweep follows these headers.
+	HeaderPending = "Orders-Pending"
 	// HeaderOriginalSize and HeaderPayloadSeq are on a dead letter whose payload was too big
 	// to carry whole: its size, and the ORDERS_DLQ sequence of the message holding all of it.
 	HeaderOriginalSize = "Orders-Original-Size"

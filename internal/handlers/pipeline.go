@@ -51,8 +51,10 @@ type Handler struct {
 	followDelay, followMaxDelay time.Duration
 	// sweepDelay is how old a pending mark is when the sweep publishes its event (sweep.go).
 	sweepDelay time.Duration
-	// id names this replica as the sweep's holder.
+	// id names this replica as the sweep's holder; sw is the sweep's state while it holds it
+	// (only the sweep's goroutine touches it).
 	id      string
+	sw      sweeper
 	log     *slog.Logger
 	metrics *Metrics
 	seen    *seenKeys

@@ -353,12 +353,12 @@ func (h *Handler) putState(ctx context.Context, key string, st orderState, rev u
 		err = ctx.Err()
 	}
 	if kvcas.Conflict(err) && rev == 0 {
-		// The key exists, perhaps as a delete marker (`nats kv del`), which Create writes over.
-		newRev, err := h.state.Create(ctx, key, st.encode())
-		if err == nil {
-			return newRev, nil
-		} else if !kvcas.Conflict(err) {
-			return rev, fmt.Errorf("write state %s: %w", key, err)
+		// The key exists, perhaps as a delete marker (`nats kv del`), which is written over
+		// at its revision, as the KV client's Create does.
+		if deleted, derr := h.deletedAt(ctx, key); derr != nil {
+			return rev, fmt.Errorf("write state %s: %w", key, derr)
+		} else if deleted != 0 {
+			return h.putState(ctx, key, st, deleted)
 		}
 	}
 	if kvcas.Conflict(err) {
@@ -368,9 +368,32 @@ func (h *Handler) putState(ctx context.Context, key string, st orderState, rev u
 }
 
 // stateMsg is the write of st to key, if the key is still at rev (0: the key must not exist).
+// A claim carries events.HeaderPending, which the sweep follows.
 func (h *Handler) stateMsg(key string, st orderState, rev uint64) *nats.Msg {
-	return &nats.Msg{Subject: "$KV." + h.state.Bucket() + "." + key, Data: st.encode(),
+	m := &nats.Msg{Subject: "$KV." + h.state.Bucket() + "." + key, Data: st.encode(),
 		Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(rev, 10)}}}
+	if st.Pending != nil {
+		m.Header.Set(events.HeaderPending, st.Pending.EventID)
+	}
+	return m
+}
+
+// deletedAt is the revision of key's delete marker, if its last write is one, else 0.
+func (h *Handler) deletedAt(ctx context.Context, key string) (uint64, error) {
+	stream, err := h.js.Stream(ctx, "KV_"+h.state.Bucket())
+	if err != nil {
+		return 0, err
+	}
+	m, err := stream.GetLastMsgForSubject(ctx, "$KV."+h.state.Bucket()+"."+key)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	} else if err != nil {
+		return 0, err
+	}
+	if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+		return m.Sequence, nil
+	}
+	return 0, nil
 }
 
 // event is the event of the order's transition number transition to res, from previous

@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,38 +22,55 @@ import (
 // lost (the clear is not waited for) made the order's next reader publish the event again,
 // which outside the duplicate window is a second copy.
 //
-// It reads the writes to ORDERS_STATE in the order the bucket stored them, from a watermark
-// (a stream sequence kept in the bucket under sweepWatermark), up to those sweepDelay old: a
-// write still there is its key's latest (the bucket keeps one revision), so a pending mark in
-// it is one nobody cleared. Each is published (its id makes a copy that already went out a
-// duplicate) and cleared with compare-and-set. Then the watermark moves on, by compare-and-set
-// too: the replica that moves it holds the sweep for sweepLease, and the others leave it
-// alone meanwhile; when it stops, another takes over from where it left. The sweep costs no
-// write per change: one watermark write a round, and one read of each state write, streamed.
+// One replica at a time sweeps: it holds a lease in ORDERS_STATE (the key sweepWatermark),
+// renewed every round. It follows the writes to ORDERS_STATE as the bucket stores them, with
+// an ordered consumer that sends headers only: a claim carries the header
+// events.HeaderPending (stateMsg puts it there), a clear does not. So the sweeper knows, in
+// memory, the pending marks not yet followed by another write of their key; one still there
+// sweepDelay after it was written is one nobody cleared: its event is published (its id makes
+// a copy that already went out a duplicate) and the mark cleared with compare-and-set.
+//
+// The watermark kept with the lease is the sequence of the oldest write the sweeper still has
+// to settle (or the next to read): a replica that takes the sweep over, after the holder
+// stopped or crashed, reads again from there, so no claim is missed. The sweep costs no write
+// per change and no read of stored messages in the normal case: the writes are followed as
+// they are made (from the server's memory), a hundred-odd header bytes each, and one lease
+// write a round. (An earlier version read every write 10 s after it was made, from disk: it
+// took 8% of the throughput and, catching up after a burst, held up live requests, p99 14 ms
+// at 1,000 req/s instead of 3 ms.)
 //
 // The release before this one scheduled an event check with every claim instead (a message
 // schedule on <prefix>.sweep.<state key>); a check it left is still handled (sweepKey).
 
-// sweepWatermark is the key of the sweep's watermark in ORDERS_STATE: two tokens, so never an
-// order's (stateKey makes four).
+// sweepWatermark is the key of the sweep's lease and watermark in ORDERS_STATE: two tokens, so
+// never an order's (stateKey makes four).
 const sweepWatermark = "sweep.watermark"
 
-// sweepBatch bounds the writes one round reads before it moves the watermark.
-const sweepBatch = 10000
-
 type watermark struct {
-	Seq    uint64    `json:"seq"`              // the first state write not swept yet
+	Seq    uint64    `json:"seq"`              // the first state write not settled yet
 	Holder string    `json:"holder,omitempty"` // the replica sweeping
 	Until  time.Time `json:"until,omitzero"`   // the holder's lease, on the server's clock
 }
 
+// sweeper is the sweep's state in the replica holding it.
+type sweeper struct {
+	cons    jetstream.Consumer
+	next    uint64                  // the first write not read yet
+	pending map[string]pendingWrite // marks read and not yet followed by another write of their key
+}
+
+type pendingWrite struct {
+	rev uint64
+	at  time.Time // when the server stored it
+}
+
 // sweepEvery is the time between sweep rounds.
 func (h *Handler) sweepEvery() time.Duration {
-	return min(max(h.sweepDelay/4, 100*time.Millisecond), 5*time.Second)
+	return min(max(h.sweepDelay/4, 100*time.Millisecond), time.Second)
 }
 
 // sweepLease is how long a replica that swept holds the sweep.
-func (h *Handler) sweepLease() time.Duration { return 4 * h.sweepEvery() }
+func (h *Handler) sweepLease() time.Duration { return max(4*h.sweepEvery(), 2*time.Second) }
 
 // sweepLoop runs sweep rounds until ctx ends.
 func (h *Handler) sweepLoop(ctx context.Context) {
@@ -72,8 +88,9 @@ func (h *Handler) sweepLoop(ctx context.Context) {
 	}
 }
 
-// sweepRound sweeps the state writes from the watermark up to those sweepDelay old, if no
-// other replica holds the sweep, and says how many it read.
+// sweepRound takes or renews the sweep's lease, unless another replica holds it; reads the
+// state writes made since the last round; publishes the events of the marks sweepDelay old;
+// and moves the watermark on. It says how many writes it read.
 func (h *Handler) sweepRound(ctx context.Context) (int, error) {
 	now := h.serverNow(ctx)
 	var wm watermark
@@ -89,21 +106,22 @@ func (h *Handler) sweepRound(ctx context.Context) (int, error) {
 		}
 	}
 	if wm.Holder != "" && wm.Holder != h.id && now.Before(wm.Until) {
-		return 0, nil // another replica sweeps
+		h.sw = sweeper{} // another replica sweeps
+		return 0, nil
 	}
-	stream, err := h.js.Stream(ctx, "KV_"+h.state.Bucket())
-	if err != nil {
-		return 0, err
+	if wm.Holder != h.id || h.sw.cons == nil { // taking the sweep over: from the watermark
+		if err := h.sweepFrom(ctx, wm.Seq); err != nil {
+			return 0, err
+		}
 	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return 0, err
+	read, err := h.sweepRead(ctx)
+	if err == nil {
+		err = h.sweepAged(ctx, now.Add(-h.sweepDelay))
 	}
-	if wm.Seq < info.State.FirstSeq || wm.Seq > info.State.LastSeq+1 {
-		wm.Seq = info.State.FirstSeq // the start, or a bucket made again
+	wm = watermark{Seq: h.sw.next, Holder: h.id, Until: now.Add(h.sweepLease())}
+	for _, p := range h.sw.pending {
+		wm.Seq = min(wm.Seq, p.rev)
 	}
-	next, read, err := h.sweepFrom(ctx, wm.Seq, info.State.LastSeq, now.Add(-h.sweepDelay))
-	wm = watermark{Seq: next, Holder: h.id, Until: now.Add(h.sweepLease())}
 	b, _ := json.Marshal(wm)
 	var werr error
 	if rev == 0 {
@@ -111,84 +129,92 @@ func (h *Handler) sweepRound(ctx context.Context) (int, error) {
 	} else {
 		_, werr = h.state.Update(ctx, sweepWatermark, b, rev)
 	}
-	if werr != nil && !kvcas.Conflict(werr) { // a conflict: another replica swept the same writes
-		err = errors.Join(err, werr)
+	if kvcas.Conflict(werr) { // another replica took the sweep: it reads again from the watermark
+		h.sw = sweeper{}
+		werr = nil
 	}
-	return read, err
+	return read, errors.Join(err, werr)
 }
 
-// sweepFrom reads the state writes from seq on, up to last and none newer than cutoff, and
-// publishes each pending event still there. It returns the sequence to go on from.
-func (h *Handler) sweepFrom(ctx context.Context, seq, last uint64, cutoff time.Time) (next uint64, read int, err error) {
-	if seq > last {
-		return seq, 0, nil
-	}
-	prefix := "$KV." + h.state.Bucket() + "."
-	cons, err := h.js.OrderedConsumer(ctx, "KV_"+h.state.Bucket(), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{prefix + ">"}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq,
-		InactiveThreshold: max(time.Second, 2*h.sweepEvery())}) // gone soon after the round
+// sweepFrom starts following the state writes at seq (0, or a sequence the bucket no longer
+// has: its first).
+func (h *Handler) sweepFrom(ctx context.Context, seq uint64) error {
+	stream, err := h.js.Stream(ctx, "KV_"+h.state.Bucket())
 	if err != nil {
-		return seq, 0, err
+		return err
 	}
-	next = seq
-	for read < sweepBatch {
-		batch, err := cons.Fetch(min(500, sweepBatch-read), jetstream.FetchMaxWait(time.Second))
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if seq < info.State.FirstSeq || seq > info.State.LastSeq+1 {
+		seq = info.State.FirstSeq // the start, or a bucket made again
+	}
+	cons, err := h.js.OrderedConsumer(ctx, "KV_"+h.state.Bucket(), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"$KV." + h.state.Bucket() + ".>"}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq: max(seq, 1), HeadersOnly: true, InactiveThreshold: 2 * h.sweepLease()})
+	if err != nil {
+		return err
+	}
+	h.sw = sweeper{cons: cons, next: seq, pending: map[string]pendingWrite{}}
+	return nil
+}
+
+// sweepRead reads the state writes the server has for the sweeper now, and notes which keys
+// have a pending mark.
+func (h *Handler) sweepRead(ctx context.Context) (read int, err error) {
+	prefix := "$KV." + h.state.Bucket() + "."
+	for {
+		batch, err := h.sw.cons.Fetch(500, jetstream.FetchMaxWait(100*time.Millisecond))
 		if err != nil {
-			return next, read, err
+			return read, err
 		}
 		got := 0
 		for msg := range batch.Messages() {
 			got++
 			meta, err := msg.Metadata()
 			if err != nil {
-				return next, read, err
-			}
-			if meta.Timestamp.After(cutoff) {
-				return next, read, nil // not sweepDelay old yet: the next round
+				return read, err
 			}
 			read++
-			if err := h.sweepWrite(ctx, strings.TrimPrefix(msg.Subject(), prefix), msg, meta.Sequence.Stream); err != nil {
-				return next, read, err
+			key := strings.TrimPrefix(msg.Subject(), prefix)
+			if msg.Headers().Get(events.HeaderPending) != "" && isStateKey(key) {
+				h.sw.pending[key] = pendingWrite{rev: meta.Sequence.Stream, at: meta.Timestamp}
+			} else {
+				delete(h.sw.pending, key) // a clear, a later state, a delete: the mark is gone
 			}
-			next = meta.Sequence.Stream + 1
-			if meta.NumPending == 0 || next > last {
-				return next, read, nil
-			}
+			h.sw.next = meta.Sequence.Stream + 1
 		}
 		if err := batch.Error(); err != nil {
-			return next, read, err
+			return read, err
 		}
-		if got == 0 {
-			return next, read, nil
+		if got < 500 || ctx.Err() != nil {
+			return read, ctx.Err()
 		}
 	}
-	return next, read, nil
 }
 
-// sweepWrite publishes and clears the pending event of one state write, at revision rev, if it
-// has one.
-func (h *Handler) sweepWrite(ctx context.Context, key string, msg jetstream.Msg, rev uint64) error {
-	if !isStateKey(key) || msg.Headers().Get("KV-Operation") != "" || !bytes.Contains(msg.Data(), []byte(`"pending":{`)) {
-		return nil // not an order, a delete, or nothing pending
+// sweepAged publishes and clears the pending marks written before cutoff that are still
+// their order's state.
+func (h *Handler) sweepAged(ctx context.Context, cutoff time.Time) error {
+	for key, p := range h.sw.pending {
+		if p.at.After(cutoff) {
+			continue
+		}
+		st, rev, err := h.loadState(ctx, key)
+		if err != nil {
+			return err
+		}
+		if rev == p.rev && st.Pending != nil {
+			if _, err := h.publishPending(ctx, key, st, rev); err != nil && !errors.Is(err, errConflict) {
+				return err // tried again next round
+			} // a conflict: moved on meanwhile, by a reader that published it first
+			h.metrics.Swept.Inc()
+			h.log.Info("pending event published by the sweep", "key", key, "event_id", st.Pending.EventID)
+		}
+		delete(h.sw.pending, key)
 	}
-	st, err := decodeState(msg.Data())
-	if err != nil || st.Pending == nil {
-		return nil // unreadable: the order's next change overwrites it
-	}
-	if _, err := h.publishPending(ctx, key, st, rev); err != nil && !errors.Is(err, errConflict) {
-		return err // a conflict: moved on meanwhile, by a reader that published it first
-	}
-	h.metrics.Swept.Inc()
-	h.log.Info("pending event published by the sweep", "key", key, "event_id", st.Pending.EventID)
 	return nil
-}
-
-// serverNow is the NATS server's time, as the limiter reads it.
-func (h *Handler) serverNow(ctx context.Context) time.Time {
-	if h.lim == nil {
-		return h.now()
-	}
-	return h.lim.ServerNow(ctx)
 }
 
 // sweepKey is the state key an event check names, when hdr is that of a message the server's
@@ -240,4 +266,12 @@ func (h *Handler) sweep(ctx context.Context, key string) outcome {
 		return outcome{verdict: redeliver, delay: redeliveryDelay(1, 0), err: err}
 	}
 	return outcome{verdict: ack, check: true}
+}
+
+// serverNow is the NATS server's time, as the limiter reads it.
+func (h *Handler) serverNow(ctx context.Context) time.Time {
+	if h.lim == nil {
+		return h.now()
+	}
+	return h.lim.ServerNow(ctx)
 }

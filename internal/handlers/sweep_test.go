@@ -153,6 +153,37 @@ func TestSweepClearsALostClear(t *testing.T) {
 	}
 }
 
+// The replica holding the sweep stops with a mark nobody cleared; another takes the sweep
+// over once the lease runs out, reads again from the watermark, and publishes and clears it.
+func TestSweepTakenOverFromAStoppedReplica(t *testing.T) {
+	e := newEnv(t, nil)
+	stopA := e.startReplica(func(h *handlers.Handler) {
+		h.SetSweepDelay(time.Minute) // A would sweep it a minute later: it is stopped first
+		h.SetFailAfter(func(step string) error {
+			if step == "clearing" {
+				return errors.New("clear lost")
+			}
+			return nil
+		})
+	})
+	e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+demoOrder+`"}`), nil)
+	e.waitEvents(1)
+	e.waitIdle()
+	kv, _ := e.js.KeyValue(context.Background(), handlers.StateBucket)
+	natstest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error { // A holds the sweep
+		if _, err := kv.Get(context.Background(), "sweep.watermark"); err != nil {
+			return err
+		}
+		return nil
+	})
+	stopA()
+	e.startReplica(func(h *handlers.Handler) { h.SetSweepDelay(time.Second) })
+	e.waitPublished(t, "sweep taken over from a stopped replica")
+	if n := len(e.events()); n != 1 {
+		t.Fatalf("%d events, want 1", n)
+	}
+}
+
 // On the first release a failed write after a successful provider call handed the request
 // back, and its next delivery asked the provider again: while stream leaders were re-elected,
 // 600 orders took 856 provider calls. The write is now tried again with the answer in hand.
