@@ -71,7 +71,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		Swept: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orders_events_swept_total",
-			Help: "Claimed events that their check found unpublished, and published.",
+			Help: "Claimed events the sweep found unpublished (or their mark uncleared), and published.",
 		}),
 		RoundTrips: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orders_jetstream_round_trips_total",

@@ -260,7 +260,9 @@ func (h *Handler) clearPending(key string, st orderState, rev uint64) {
 		return
 	}
 	st.Pending, st.Trace = nil, traceContext{}
-	if _, err := h.js.PublishMsgAsync(h.stateMsg(key, st, rev)); err != nil {
+	// A plain publish, with no reply subject: JetStream stores it (its subject is the
+	// bucket's) after checking the revision, and sends no acknowledgement nobody would read.
+	if err := h.js.Conn().PublishMsg(h.stateMsg(key, st, rev)); err != nil {
 		h.log.Debug("pending mark not cleared; the sweep clears it", "key", key, "err", err)
 	}
 }

@@ -1,11 +1,17 @@
 package handlers
 
 import (
+	"context"
+	"log/slog"
 	"reflect"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/natstest"
 	"github.com/paystatus/orderstatus/internal/providers"
 )
 
@@ -67,5 +73,50 @@ func TestIgnored(t *testing.T) {
 				t.Fatalf("ignored = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// The clear of a pending mark is a plain publish that nobody waits for. It still carries the
+// revision it must follow: one that comes after the order moved on is refused by the server,
+// and the newer state stays (a clear that overwrote it would lose a transition's mark).
+func TestLateClearDoesNotOverwriteANewerState(t *testing.T) {
+	ns := natstest.RunServer(t)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: StateBucket, History: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewHandler(Options{JS: js, State: kv, Subjects: events.Subjects{Prefix: "orders"}, AckWait: 30 * time.Second, MaxDeliver: 4, Log: slog.New(slog.DiscardHandler)})
+	key := "kuaishou.payment.app.order-1"
+	ev1 := events.StatusEvent{EventID: "e1", Status: events.StatusPending}
+	first := orderState{Status: events.StatusPending, Transition: 1, EventID: "e1", Pending: &ev1}
+	rev1, err := h.putState(ctx, key, first, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev2 := events.StatusEvent{EventID: "e2", Status: events.StatusSucceeded}
+	second := orderState{Status: events.StatusSucceeded, Transition: 2, EventID: "e2", Pending: &ev2}
+	rev2, err := h.putState(ctx, key, second, rev1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.clearPending(key, first, rev1) // late: the order is at rev2
+	// The server takes a connection's messages in order: this write, made after the clear,
+	// succeeds only if the clear was refused.
+	if _, err := h.putState(ctx, key, second, rev2); err != nil {
+		t.Fatalf("the late clear was stored over the newer state: %v", err)
+	}
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := decodeState(e.Value()); st.Transition != 2 || st.Pending == nil {
+		t.Fatalf("state %s", e.Value())
 	}
 }
