@@ -43,8 +43,9 @@ func TestHighLimitLowDemandWritesLittle(t *testing.T) {
 	}
 }
 
-// A run hands each slot out once, in order: reserved ahead, the first slot at or after the
-// call's time; reserved by demand, the first not yet LateTolerance old (a backlog catches up).
+// A run hands each slot out once, in order: reserved ahead, the latest slot not after the
+// call's time (at most one spacing late), or the next; reserved by demand, the first not yet
+// LateTolerance old (a backlog catches up).
 func TestRunTake(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	take := func(r *run, now time.Time) time.Duration {
@@ -63,9 +64,9 @@ func TestRunTake(t *testing.T) {
 		want time.Duration
 	}{
 		{t0.Add(-time.Millisecond), 0},  // early: waits for the first slot
-		{t0.Add(5*sp + sp/2), 6 * sp},   // the first at or after now
-		{t0.Add(5*sp + sp/2), 7 * sp},   // the same time again: the next, never the same
-		{t0.Add(7 * sp), 8 * sp},        // a slot handed out is not handed out again
+		{t0.Add(5*sp + sp/2), 5 * sp},   // the latest not after now: half a spacing late
+		{t0.Add(5*sp + sp/2), 6 * sp},   // the same time again: the next, never the same
+		{t0.Add(6 * sp), 7 * sp},        // a slot handed out is not handed out again
 		{t0.Add(99 * sp), 99 * sp},      // the last
 		{t0.Add(99 * sp), -1},           // none left
 		{t0.Add(-time.Millisecond), -1}, // nor after
