@@ -39,6 +39,9 @@ func (k *keepAlive) remove(j *job) {
 // run tells the deliveries that are due, every quarter of every, until ctx ends: a delivery
 // goes at most every*5/4 without a word, well inside the ack wait (every is a third of it).
 func (k *keepAlive) run(ctx context.Context) {
+	if k.every <= 0 {
+		return // no ack wait to keep inside (a handler built without one)
+	}
 	t := time.NewTicker(k.every / 4)
 	defer t.Stop()
 	var msgs []jetstream.Msg
