@@ -137,8 +137,11 @@ func (h *Handler) sweepRound(ctx context.Context) error {
 			wm = watermark{} // damaged: sweep from the start
 		}
 	}
-	if wm.Holder != "" && wm.Holder != h.id && now.Before(wm.Until) {
-		h.sw.stop() // another replica sweeps
+	// Another replica sweeps while its lease runs; a lease running further ahead than a holder
+	// ever takes it (plus a second for the holders' readings of the server's clock) is forged
+	// or damaged, and not honoured: it would stop every replica sweeping until it ran out.
+	if wm.Holder != "" && wm.Holder != h.id && now.Before(wm.Until) && wm.Until.Sub(now) <= h.sweepLease()+time.Second {
+		h.sw.stop()
 		return nil
 	}
 	if wm.Holder != h.id || h.sw.follow == nil { // taking the sweep over: from the watermark

@@ -184,6 +184,32 @@ func TestSweepTakenOverFromAStoppedReplica(t *testing.T) {
 	}
 }
 
+// The sweep's lease is a value in ORDERS_STATE, which anyone who may write the bucket can
+// forge: a holder that does not exist, with a lease running to 2100, would have stopped every
+// replica from sweeping for ever. A lease longer than a holder ever takes is not honoured.
+func TestForgedSweepLeaseIsNotHonoured(t *testing.T) {
+	e := newEnv(t, nil)
+	e.startReplica(func(h *handlers.Handler) {
+		h.SetSweepDelay(time.Second)
+		h.SetFailAfter(func(step string) error {
+			if step == "clearing" {
+				return errors.New("clear lost")
+			}
+			return nil
+		})
+	})
+	kv, err := e.js.KeyValue(context.Background(), handlers.StateBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := fmt.Sprintf(`{"seq":1,"holder":"nobody","until":%q}`, time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC).Format(time.RFC3339))
+	if _, err := kv.Put(context.Background(), "sweep.watermark", []byte(forged)); err != nil {
+		t.Fatal(err)
+	}
+	e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+demoOrder+`"}`), nil)
+	e.waitPublished(t, "clear lost under a forged sweep lease")
+}
+
 // On the first release a failed write after a successful provider call handed the request
 // back, and its next delivery asked the provider again: while stream leaders were re-elected,
 // 600 orders took 856 provider calls. The write is now tried again with the answer in hand.
