@@ -76,6 +76,14 @@ func TestRunTake(t *testing.T) {
 		}
 	}
 
+	// Ahead, the latest slot not after now is taken only if it is inside LateTolerance: a run
+	// ahead whose spacing is wider (never made so today: it holds 50 slots in 250 ms at least)
+	// must not hand out a slot 19 ms late.
+	wide := run{next: t0, end: t0.Add(10 * 20 * time.Millisecond), spacing: 20 * time.Millisecond, qps: 50, ahead: true}
+	if got := take(&wide, t0.Add(19*time.Millisecond)); got != 20*time.Millisecond {
+		t.Fatalf("ahead, spacing 20 ms, call at 19 ms: slot %s, want 20ms", got)
+	}
+
 	sp = Spacing(30)
 	demand := run{next: t0, end: t0.Add(3 * sp), spacing: sp, qps: 30}
 	for _, step := range []struct {

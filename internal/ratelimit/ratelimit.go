@@ -316,11 +316,14 @@ func (r *run) take(now time.Time) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	if d := now.Sub(r.next); r.ahead && d > 0 {
-		// The latest slot not after now: spent at most one spacing (under 5 ms: a run ahead
-		// holds 50 slots in 250 ms at least) late, well inside LateTolerance, so the call
-		// leaves at once instead of sleeping a few microseconds for the next slot (a timer
-		// and a goroutine parked and woken a call). The slots before it are thrown away.
+		// The latest slot not after now, if it is inside LateTolerance (a run ahead holds 50
+		// slots in 250 ms at least, so it is under 5 ms late): the call leaves at once instead
+		// of sleeping a few microseconds for the next slot (a timer, and a goroutine parked
+		// and woken, a call). Else the first after now. The slots before it are thrown away.
 		r.next = r.next.Add(d / r.spacing * r.spacing)
+		if now.Sub(r.next) > LateTolerance {
+			r.next = r.next.Add(r.spacing)
+		}
 	} else if d := now.Add(-LateTolerance).Sub(r.next); !r.ahead && d > 0 { // missed: thrown away, which only lowers the rate
 		r.next = r.next.Add((d + r.spacing - 1) / r.spacing * r.spacing)
 	}
