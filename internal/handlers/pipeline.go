@@ -58,7 +58,8 @@ type Handler struct {
 	log     *slog.Logger
 	metrics *Metrics
 	seen    *seenKeys
-	alive   *keepAlive // the deliveries of the requests in flight
+	alive   *keepAlive                       // the deliveries of the requests in flight
+	stream  atomic.Pointer[jetstream.Stream] // ORDERS_STATE's stream, once looked up (stateStream)
 	// trips count the JetStream round trips waited for, by op (Metrics.RoundTrips).
 	trips  struct{ read, claim, event, clear prometheus.Counter }
 	now    func() time.Time
@@ -231,8 +232,6 @@ func (h *Handler) execute(ctx context.Context, j *job) outcome {
 // fails is tried again with the answer in hand, for up to retryBudget: provider calls are the
 // scarce resource, so a failed write never costs a second call in this delivery.
 func (h *Handler) keep(ctx context.Context, j *job, res providers.Result, sent time.Time) (pub *publication, err error) {
-	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond),
-		backoff.WithMaxInterval(time.Second), backoff.WithMaxElapsedTime(h.retryBudget))
 	err = backoff.Retry(func() error {
 		var err error
 		if pub == nil { // a claim already made is not made again: its event is on its way
@@ -245,12 +244,19 @@ func (h *Handler) keep(ctx context.Context, j *job, res providers.Result, sent t
 			h.metrics.WriteRetries.Inc()
 		}
 		return err
-	}, backoff.WithContext(bo, ctx))
+	}, h.writeRetries(ctx))
 	if err != nil && pub != nil { // the follow failed: the event is settled here, the request redelivered
 		_ = h.confirm(ctx, pub)
 		pub = nil
 	}
 	return pub, err
+}
+
+// writeRetries paces the tries of a write made again with the provider's answer in hand:
+// 100 ms doubling to 1 s, for up to retryBudget.
+func (h *Handler) writeRetries(ctx context.Context) backoff.BackOff {
+	return backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond),
+		backoff.WithMaxInterval(time.Second), backoff.WithMaxElapsedTime(h.retryBudget)), ctx)
 }
 
 // confirmed finishes j, whose request claimed a transition and sent its event (o.pub): once
@@ -272,8 +278,6 @@ func (h *Handler) confirmed(ctx context.Context, j *job, o outcome, sched *sched
 // j by how that went.
 func (h *Handler) republish(ctx context.Context, j *job, o outcome, sched *scheduler) {
 	p := o.pub
-	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond),
-		backoff.WithMaxInterval(time.Second), backoff.WithMaxElapsedTime(h.retryBudget))
 	err := backoff.Retry(func() error {
 		_, err := h.publishPending(j.traced(ctx), p.key, p.st, p.rev)
 		if errors.Is(err, errConflict) {
@@ -283,7 +287,7 @@ func (h *Handler) republish(ctx context.Context, j *job, o outcome, sched *sched
 			h.metrics.WriteRetries.Inc()
 		}
 		return err
-	}, backoff.WithContext(bo, ctx))
+	}, h.writeRetries(ctx))
 	o.pub = nil
 	if err != nil {
 		o = decide(h.failure(ctx, j, err, true))

@@ -226,6 +226,15 @@ func (h *Handler) sendEvent(ctx context.Context, key string, st orderState, rev 
 // confirm waits until the server has stored p's event, or says why it has not. Once the event
 // is stored, the pending mark is cleared without waiting (see clearPending).
 func (h *Handler) confirm(ctx context.Context, p *publication) error {
+	err := h.await(ctx, p)
+	if err == nil {
+		h.clearPending(p.key, p.st, p.rev)
+	}
+	return err
+}
+
+// await waits for the server's answer to p's event, and ends its span.
+func (h *Handler) await(ctx context.Context, p *publication) error {
 	ev := p.st.Pending
 	var err error
 	select {
@@ -235,9 +244,7 @@ func (h *Handler) confirm(ctx context.Context, p *publication) error {
 			h.log.Debug("status changed", "provider", ev.Provider, "kind", ev.Kind, "app_id", ev.AppID, "order_no", ev.OrderNo,
 				"status", string(ev.Status), "previous_status", string(ev.PreviousStatus), "event_id", ev.EventID, "duplicate", ack.Duplicate)
 		}
-		if err = h.step("published"); err == nil {
-			h.clearPending(p.key, p.st, p.rev)
-		}
+		err = h.step("published")
 	case perr := <-p.ack.Err():
 		err = fmt.Errorf("publish event %s: %w", ev.EventID, perr)
 	case <-ctx.Done():
@@ -275,28 +282,8 @@ func (h *Handler) publishPending(ctx context.Context, key string, st orderState,
 	if err != nil {
 		return rev, err
 	}
-	ev := *st.Pending
 	h.trips.event.Inc()
-	select {
-	case ack := <-p.ack.Ok():
-		h.metrics.Events.WithLabelValues(ev.Provider, ev.Kind, string(ev.Status)).Inc()
-		if h.log.Enabled(ctx, slog.LevelDebug) {
-			h.log.Debug("status changed", "provider", ev.Provider, "kind", ev.Kind, "app_id", ev.AppID, "order_no", ev.OrderNo,
-				"status", string(ev.Status), "previous_status", string(ev.PreviousStatus), "event_id", ev.EventID, "duplicate", ack.Duplicate)
-		}
-	case perr := <-p.ack.Err():
-		err = fmt.Errorf("publish event %s: %w", ev.EventID, perr)
-	case <-ctx.Done():
-		err = fmt.Errorf("publish event %s: %w", ev.EventID, ctx.Err())
-	}
-	if err == nil {
-		err = h.step("published")
-	}
-	if err != nil && p.span.IsRecording() {
-		p.span.SetStatus(codes.Error, err.Error())
-	}
-	p.span.End()
-	if err != nil {
+	if err := h.await(ctx, p); err != nil {
 		return rev, err
 	}
 	st.Pending, st.Trace = nil, traceContext{}
@@ -322,21 +309,46 @@ var errConflict = errors.New("state changed concurrently")
 
 func (h *Handler) loadState(ctx context.Context, key string) (orderState, uint64, error) {
 	h.trips.read.Inc()
-	e, err := h.state.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	stream, err := h.stateStream(ctx)
+	if err != nil {
+		return orderState{}, 0, fmt.Errorf("read state %s: %w", key, err)
+	}
+	// The key's last write, as the KV client's Get reads it (a direct get), but a delete marker
+	// (`nats kv del`) comes back with its revision: the next write goes over it.
+	m, err := stream.GetLastMsgForSubject(ctx, h.stateSubject(key))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return orderState{}, 0, nil
 	}
 	if err != nil {
 		return orderState{}, 0, fmt.Errorf("read state %s: %w", key, err)
 	}
-	st, err := decodeState(e.Value())
+	if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+		return orderState{}, m.Sequence, nil
+	}
+	st, err := decodeState(m.Data)
 	if err != nil {
 		// Not ours, or damaged: treat the order as never seen, and overwrite it on the next change.
 		h.log.Warn("unreadable order state; treating the order as new", "key", key, "err", err)
-		return orderState{}, e.Revision(), nil
+		return orderState{}, m.Sequence, nil
 	}
-	return st, e.Revision(), nil
+	return st, m.Sequence, nil
 }
+
+// stateStream is ORDERS_STATE's stream, looked up once.
+func (h *Handler) stateStream(ctx context.Context) (jetstream.Stream, error) {
+	if s := h.stream.Load(); s != nil {
+		return *s, nil
+	}
+	s, err := h.js.Stream(ctx, "KV_"+h.state.Bucket())
+	if err != nil {
+		return nil, err
+	}
+	h.stream.Store(&s)
+	return s, nil
+}
+
+// stateSubject is the subject of key's writes in ORDERS_STATE.
+func (h *Handler) stateSubject(key string) string { return "$KV." + h.state.Bucket() + "." + key }
 
 // putState writes st if the key is still at rev (0: the key must not exist), and waits for
 // the server. The write is a publish to the key's subject with the revision it must follow,
@@ -354,15 +366,6 @@ func (h *Handler) putState(ctx context.Context, key string, st orderState, rev u
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	if kvcas.Conflict(err) && rev == 0 {
-		// The key exists, perhaps as a delete marker (`nats kv del`), which is written over
-		// at its revision, as the KV client's Create does.
-		if deleted, derr := h.deletedAt(ctx, key); derr != nil {
-			return rev, fmt.Errorf("write state %s: %w", key, derr)
-		} else if deleted != 0 {
-			return h.putState(ctx, key, st, deleted)
-		}
-	}
 	if kvcas.Conflict(err) {
 		return rev, errConflict
 	}
@@ -372,30 +375,12 @@ func (h *Handler) putState(ctx context.Context, key string, st orderState, rev u
 // stateMsg is the write of st to key, if the key is still at rev (0: the key must not exist).
 // A claim carries events.HeaderPending, which the sweep follows.
 func (h *Handler) stateMsg(key string, st orderState, rev uint64) *nats.Msg {
-	m := &nats.Msg{Subject: "$KV." + h.state.Bucket() + "." + key, Data: st.encode(),
+	m := &nats.Msg{Subject: h.stateSubject(key), Data: st.encode(),
 		Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(rev, 10)}}}
 	if st.Pending != nil {
 		m.Header.Set(events.HeaderPending, st.Pending.EventID)
 	}
 	return m
-}
-
-// deletedAt is the revision of key's delete marker, if its last write is one, else 0.
-func (h *Handler) deletedAt(ctx context.Context, key string) (uint64, error) {
-	stream, err := h.js.Stream(ctx, "KV_"+h.state.Bucket())
-	if err != nil {
-		return 0, err
-	}
-	m, err := stream.GetLastMsgForSubject(ctx, "$KV."+h.state.Bucket()+"."+key)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
-	} else if err != nil {
-		return 0, err
-	}
-	if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
-		return m.Sequence, nil
-	}
-	return 0, nil
 }
 
 // event is the event of the order's transition number transition to res, from previous

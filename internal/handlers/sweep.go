@@ -174,7 +174,7 @@ func (h *Handler) sweepRound(ctx context.Context) error {
 // sweepFrom starts following the state writes at seq (0, or a sequence the bucket no longer
 // has: its first).
 func (h *Handler) sweepFrom(ctx context.Context, seq uint64) error {
-	stream, err := h.js.Stream(ctx, "KV_"+h.state.Bucket())
+	stream, err := h.stateStream(ctx)
 	if err != nil {
 		return err
 	}
@@ -186,7 +186,7 @@ func (h *Handler) sweepFrom(ctx context.Context, seq uint64) error {
 		seq = info.State.FirstSeq // the start, or a bucket made again
 	}
 	cons, err := h.js.OrderedConsumer(ctx, "KV_"+h.state.Bucket(), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{"$KV." + h.state.Bucket() + ".>"}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		FilterSubjects: []string{h.stateSubject(">")}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq: max(seq, 1), HeadersOnly: true, InactiveThreshold: 2 * h.sweepLease()})
 	if err != nil {
 		return err
@@ -194,7 +194,7 @@ func (h *Handler) sweepFrom(ctx context.Context, seq uint64) error {
 	h.sw.mu.Lock()
 	h.sw.next, h.sw.pending = seq, map[string]pendingWrite{}
 	h.sw.mu.Unlock()
-	prefix := "$KV." + h.state.Bucket() + "."
+	prefix := h.stateSubject("")
 	h.sw.follow, err = cons.Consume(func(msg jetstream.Msg) { h.sw.read(prefix, msg) }, jetstream.PullMaxMessages(200))
 	return err
 }
