@@ -271,6 +271,17 @@ func (e *env) waitEvents(n int) []events.StatusEvent {
 }
 
 // waitIdle waits until the consumer has nothing pending and nothing unacknowledged.
+// waitDeadLetters waits until ORDERS_DLQ holds n dead letters, for up to 20 s.
+func (e *env) waitDeadLetters(n int) {
+	e.t.Helper()
+	natstest.CheckFor(e.t, 20*time.Second, 20*time.Millisecond, func() error {
+		if got := len(e.streamMsgs(handlers.DLQStream)); got != n {
+			return fmt.Errorf("%d dead letters, want %d", got, n)
+		}
+		return nil
+	})
+}
+
 func (e *env) waitIdle() {
 	e.t.Helper()
 	natstest.CheckFor(e.t, 15*time.Second, 20*time.Millisecond, func() error {

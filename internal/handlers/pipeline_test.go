@@ -291,12 +291,7 @@ func TestUnreachableProviderEndsAsRetriesExhausted(t *testing.T) {
 	e.startReplica(nil)
 	body := []byte(`{"app_id":"` + demoApp + `","order_no":"` + demoOrder + `"}`)
 	e.publish("orders.query.kuaishou.payment", body, nil)
-	natstest.CheckFor(t, 15*time.Second, 50*time.Millisecond, func() error {
-		if n := len(e.streamMsgs(handlers.DLQStream)); n != 1 {
-			return fmt.Errorf("%d dead letters", n)
-		}
-		return nil
-	})
+	e.waitDeadLetters(1)
 	m := e.streamMsgs(handlers.DLQStream)[0]
 	if m.Header.Get("Orders-Error-Reason") != events.ReasonRetriesExhausted || m.Header.Get("Orders-Delivered") != "2" ||
 		string(m.Data) != string(body) || !strings.Contains(m.Header.Get("Orders-Error"), "network error") {

@@ -84,12 +84,7 @@ func TestSweepPublishesAfterTheLastDelivery(t *testing.T) {
 	tweak, on, _ := failPublishing()
 	e.startReplica(tweak)
 	e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+demoOrder+`"}`), nil)
-	natstest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
-		if n := len(e.streamMsgs(handlers.DLQStream)); n != 1 {
-			return fmt.Errorf("%d dead letters", n)
-		}
-		return nil
-	})
+	e.waitDeadLetters(1)
 	if n := len(e.events()); n != 0 {
 		t.Fatalf("%d events while publishing fails", n)
 	}
@@ -111,12 +106,7 @@ func TestSweepPublishesWhenTheNextDeliveryIsRejected(t *testing.T) {
 		return nil
 	})
 	e.sb.SetFault(demoApp, sandboxkit.NotFound, -1) // from now on the provider rejects the order
-	natstest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
-		if n := len(e.streamMsgs(handlers.DLQStream)); n != 1 {
-			return fmt.Errorf("%d dead letters", n)
-		}
-		return nil
-	})
+	e.waitDeadLetters(1)
 	if n := len(e.events()); n != 0 {
 		t.Fatalf("%d events while publishing fails", n)
 	}
@@ -247,11 +237,6 @@ func TestForgedEventCheckEnds(t *testing.T) {
 			"Orders-Sweep-Key":   {key},
 		})
 	}
-	natstest.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
-		if n := len(e.streamMsgs(handlers.DLQStream)); n != 5 {
-			return fmt.Errorf("%d dead letters, want 5", n)
-		}
-		return nil
-	})
+	e.waitDeadLetters(5)
 	e.waitIdle()
 }
