@@ -28,7 +28,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/paystatus/orderstatus/internal/config"
-	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/natstest"
 )
 
@@ -391,8 +391,8 @@ func duration(t *testing.T, s string) time.Duration {
 }
 
 // The NACK resources are what the consumer provisions with the default configuration and
-// nats.replicas: 3: streams and consumer as handlers.StreamConfigs and ConsumerConfig make
-// them, KV buckets as a real server holds them after handlers.Provision, and no asset more
+// nats.replicas: 3: streams and consumer as natsinfra.StreamConfigs and ConsumerConfig make
+// them, KV buckets as a real server holds them after natsinfra.Provision, and no asset more
 // or less.
 func TestNACKResourcesMatchProvision(t *testing.T) {
 	ms := manifests(t)
@@ -400,7 +400,7 @@ func TestNACKResourcesMatchProvision(t *testing.T) {
 	cfg.NATS.Replicas = 3
 
 	want := map[string]jetstream.StreamConfig{}
-	for _, sc := range handlers.StreamConfigs(cfg) {
+	for _, sc := range natsinfra.StreamConfigs(cfg) {
 		want[sc.Name] = sc
 	}
 	for _, m := range find(t, ms, "Stream") {
@@ -437,7 +437,7 @@ func TestNACKResourcesMatchProvision(t *testing.T) {
 	enum(t, c.DeliverPolicy, &got.DeliverPolicy)
 	enum(t, c.AckPolicy, &got.AckPolicy)
 	enum(t, c.ReplayPolicy, &got.ReplayPolicy)
-	if w := handlers.ConsumerConfig(cfg); !reflect.DeepEqual(got, w) || c.StreamName != handlers.QueryStream {
+	if w := natsinfra.ConsumerConfig(cfg); !reflect.DeepEqual(got, w) || c.StreamName != natsinfra.QueryStream {
 		t.Errorf("Consumer on %s differs from what Provision creates:\n got %+v\nwant %+v", c.StreamName, got, w)
 	}
 
@@ -454,7 +454,7 @@ func TestNACKResourcesMatchProvision(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := handlers.Provision(ctx, js, config.Default(), slog.New(slog.DiscardHandler)); err != nil {
+	if _, err := natsinfra.Provision(ctx, js, config.Default(), slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 	buckets := map[string]bool{}

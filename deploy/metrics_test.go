@@ -9,10 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/paystatus/orderstatus/internal/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
-
-	"github.com/paystatus/orderstatus/internal/handlers"
 )
 
 // describing is a Registerer that keeps what it is given, so that the names of vectors no
@@ -35,8 +34,8 @@ var fqNameRe = regexp.MustCompile(`fqName: "([^"]+)"`)
 func serviceMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	reg := &describing{}
-	handlers.NewMetrics(reg)
-	reg.collectors = append(reg.collectors, handlers.NewConsumerCollector(nil)) // Describe only
+	telemetry.NewMetrics(reg)
+	reg.collectors = append(reg.collectors, telemetry.NewConsumerCollector(nil)) // Describe only
 	names := map[string]bool{}
 	for _, c := range reg.collectors {
 		ch := make(chan *prometheus.Desc, 256)

@@ -24,9 +24,10 @@ import (
 	"slices"
 	"syscall"
 
+	"github.com/paystatus/orderstatus/internal/app"
 	"github.com/paystatus/orderstatus/internal/buildinfo"
 	"github.com/paystatus/orderstatus/internal/config"
-	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/providers/registry"
 )
 
@@ -217,10 +218,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 	if err != nil {
 		return err
 	}
-	nc, err := handlers.Connect(cfg, log)
+	nc, err := natsinfra.Connect(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	return handlers.Serve(ctx, cfg, nc, provs, log, ready)
+	return app.Serve(ctx, cfg, nc, provs, log, ready)
 }

@@ -243,6 +243,9 @@ func FuzzDecodeRequest(f *testing.F) {
 	}
 	f.Add("", []byte(`{"app_id":"a","order_no":"\ud800"}`))
 	f.Add("", []byte("\x82\xa6app_id\xa1a\xa8order_no\xa2\xc3\x28"))
+	for _, tc := range truncatedMsgpack {
+		f.Add("", tc.data)
+	}
 	f.Fuzz(func(t *testing.T, ct string, data []byte) {
 		req, err := DecodeRequest(ct, data)
 		if err != nil {

@@ -16,13 +16,6 @@ func (s Subjects) QueryFilter() string { return s.Prefix + ".query.>" }
 // FollowFilter is the wildcard of scheduled follow-up queries, held in ORDERS_QUERY until due.
 func (s Subjects) FollowFilter() string { return s.Prefix + ".follow.>" }
 
-// SweepPrefix starts the subjects of the checks that make sure a claimed transition's event
-// is published (see handlers' sweep.go); they wait in ORDERS_QUERY until due.
-func (s Subjects) SweepPrefix() string { return s.Prefix + ".sweep." }
-
-// SweepFilter is the wildcard of those checks.
-func (s Subjects) SweepFilter() string { return s.Prefix + ".sweep.>" }
-
 // Query is the subject a request of provider and kind is published on.
 func (s Subjects) Query(provider, kind string) string {
 	return s.Prefix + ".query." + provider + "." + kind

@@ -76,7 +76,6 @@ const (
 	HeaderRequestID     = "Orders-Request-Id"
 	HeaderFollowRound   = "Orders-Follow-Round"
 	HeaderFollowUntil   = "Orders-Follow-Until"
-	HeaderSweepKey      = "Orders-Sweep-Key"
 	// HeaderPending marks a write to ORDERS_STATE that claims a transition (its value holds
 	// the pending event, whose id is the header's value): the sweep follows these headers.
 	HeaderPending = "Orders-Pending"

@@ -18,8 +18,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/paystatus/orderstatus/internal/app"
 	"github.com/paystatus/orderstatus/internal/config"
-	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/natstest"
 )
 
@@ -55,7 +56,7 @@ func TestBindWithoutAdminRights(t *testing.T) {
 
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	nc, err := handlers.Connect(cfg, log)
+	nc, err := natsinfra.Connect(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,13 +67,13 @@ func TestBindWithoutAdminRights(t *testing.T) {
 	pcfg := *cfg
 	pcfg.NATS.Provision = true
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	if _, err := handlers.Provision(pctx, js, &pcfg, log); err == nil {
+	if _, err := natsinfra.Provision(pctx, js, &pcfg, log); err == nil {
 		t.Fatal("provisioned without admin rights")
 	}
 	cancel()
 
-	_, err = handlers.Bind(ctx, js, cfg, log)
-	var missing *handlers.MissingError
+	_, err = natsinfra.Bind(ctx, js, cfg, log)
+	var missing *natsinfra.MissingError
 	if !errors.As(err, &missing) || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("bind on an empty server: %v", err)
 	}
@@ -82,22 +83,22 @@ func TestBindWithoutAdminRights(t *testing.T) {
 
 	// A replica started now waits, not ready, naming what is missing.
 	type built struct {
-		r   *handlers.Replica
+		r   *app.Replica
 		err error
 	}
 	rctx, stop := context.WithCancel(ctx)
 	t.Cleanup(stop)
 	got := make(chan built, 1)
 	go func() {
-		r, err := handlers.NewReplica(rctx, cfg, nc, nil, log, nil)
+		r, err := app.NewReplica(rctx, cfg, nc, nil, log, app.Options{})
 		got <- built{r, err}
 	}()
-	for _, sc := range handlers.StreamConfigs(cfg) {
+	for _, sc := range natsinfra.StreamConfigs(cfg) {
 		if _, err := ajs.CreateStream(ctx, sc); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, kc := range handlers.KeyValueConfigs(cfg) {
+	for _, kc := range natsinfra.KeyValueConfigs(cfg) {
 		if _, err := ajs.CreateKeyValue(ctx, kc); err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +114,7 @@ func TestBindWithoutAdminRights(t *testing.T) {
 		t.Fatalf("replica did not wait for the consumer: %v", b.err)
 	default:
 	}
-	if _, err := ajs.CreateConsumer(ctx, handlers.QueryStream, handlers.ConsumerConfig(cfg)); err != nil {
+	if _, err := ajs.CreateConsumer(ctx, natsinfra.QueryStream, natsinfra.ConsumerConfig(cfg)); err != nil {
 		t.Fatal(err)
 	}
 	b := <-got
@@ -128,13 +129,13 @@ func TestBindWithoutAdminRights(t *testing.T) {
 	if _, err := r.Service.Rebind(ctx); err != nil {
 		t.Fatalf("rebind: %v", err)
 	}
-	if err := ajs.DeleteConsumer(ctx, handlers.QueryStream, cfg.Consumer.Name); err != nil {
+	if err := ajs.DeleteConsumer(ctx, natsinfra.QueryStream, cfg.Consumer.Name); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.Service.Rebind(ctx); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Fatalf("rebind with the consumer gone: %v (want not found, not a new consumer)", err)
 	}
-	if _, err := ajs.Consumer(ctx, handlers.QueryStream, cfg.Consumer.Name); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if _, err := ajs.Consumer(ctx, natsinfra.QueryStream, cfg.Consumer.Name); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Fatalf("rebind made a consumer: %v", err)
 	}
 }
@@ -182,7 +183,7 @@ func TestDeployKVCommandsMatchProvision(t *testing.T) {
 		}
 		got = append(got, kc)
 	}
-	if want := handlers.KeyValueConfigs(cfg); !reflect.DeepEqual(got, want) {
+	if want := natsinfra.KeyValueConfigs(cfg); !reflect.DeepEqual(got, want) {
 		t.Errorf("deploy/nats/kv.sh differs from what Provision creates:\n got %+v\nwant %+v", got, want)
 	}
 }

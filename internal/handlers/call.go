@@ -11,6 +11,7 @@ import (
 
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/providers"
+	"github.com/paystatus/orderstatus/internal/telemetry"
 )
 
 // prepare readies a call before its rate slot is taken (see providers.Preparer). A failure
@@ -28,8 +29,8 @@ func (h *Handler) prepare(ctx context.Context, p providers.Provider, req events.
 // permanent refusal becomes a rejection carrying the provider's code and message; anything
 // else is for the retry policy.
 func (h *Handler) query(ctx context.Context, p providers.Provider, req events.Request, key string) (res providers.Result, sent time.Time, err error) {
-	provider, endpoint := endpointOf(key)
-	ctx, span := h.startSpan(ctx, "query "+provider+" "+endpoint, trace.SpanKindInternal)
+	provider, endpoint := telemetry.EndpointOf(key)
+	ctx, span := h.tracer.Start(ctx, "query "+provider+" "+endpoint, trace.WithSpanKind(trace.SpanKindInternal))
 	defer span.End()
 	started := time.Now()
 	sent = h.sentClock(ctx)
@@ -53,7 +54,7 @@ func (h *Handler) query(ctx context.Context, p providers.Provider, req events.Re
 
 // waitSlot waits for a rate slot of key, in a span of its own, for a lookup.
 func (h *Handler) waitSlot(ctx context.Context, key string, qps int) error {
-	ctx, span := h.startSpan(ctx, "ratelimit wait", trace.SpanKindInternal)
+	ctx, span := h.tracer.Start(ctx, "ratelimit wait", trace.WithSpanKind(trace.SpanKindInternal))
 	defer span.End()
 	return h.lim.Wait(ctx, key, qps, 1)
 }

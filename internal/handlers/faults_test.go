@@ -12,10 +12,11 @@ import (
 
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
-	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/natstest"
 	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 	"github.com/paystatus/orderstatus/internal/ratelimit"
+	"github.com/paystatus/orderstatus/internal/telemetry"
 )
 
 // putOrders puts n payment orders for the demo app in the sandbox and returns their numbers.
@@ -33,7 +34,7 @@ func putOrders(sb *kssandbox.Sandbox, prefix string, n int) []string {
 func (e *env) countEvents(want int, within time.Duration) (total, duplicates int) {
 	e.t.Helper()
 	natstest.CheckFor(e.t, within, 100*time.Millisecond, func() error {
-		msgs, err := e.tryStreamMsgs(handlers.StatusStream)
+		msgs, err := e.tryStreamMsgs(natsinfra.StatusStream)
 		if err != nil {
 			return err
 		}
@@ -210,7 +211,7 @@ func TestRacingReplicasAndQueryLeaderLoss(t *testing.T) {
 		c.Providers["kuaishou"] = p
 	})
 	reg := prometheus.NewRegistry()
-	e.metrics = handlers.NewMetrics(reg)
+	e.metrics = telemetry.NewMetrics(reg)
 	nos := putOrders(e.sb, "race", orders)
 	e.startReplica(nil)
 	e.metrics = nil
@@ -228,7 +229,7 @@ func TestRacingReplicasAndQueryLeaderLoss(t *testing.T) {
 		return nil
 	})
 	ctx := context.Background()
-	s, err := e.js.Stream(ctx, handlers.QueryStream)
+	s, err := e.js.Stream(ctx, natsinfra.QueryStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +299,7 @@ func TestTokenFetchesKeepTheLimit(t *testing.T) {
 // ask for heartbeats every 2 s and expire in 6 s, so a lost pull is noticed in about 4 s.
 func TestPullsNoticeADeadRouteQuickly(t *testing.T) {
 	e := newEnv(t, nil)
-	sub, err := e.nc.SubscribeSync("$JS.API.CONSUMER.MSG.NEXT." + handlers.QueryStream + "." + e.cfg.Consumer.Name)
+	sub, err := e.nc.SubscribeSync("$JS.API.CONSUMER.MSG.NEXT." + natsinfra.QueryStream + "." + e.cfg.Consumer.Name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/telemetry"
 )
 
 // scheduleFollow asks JetStream to deliver the request again later, as a message schedule in
@@ -45,7 +46,7 @@ func (h *Handler) scheduleFollow(ctx context.Context, j *job) error {
 	if len(m.Header[events.HeaderContentType]) == 0 {
 		delete(m.Header, events.HeaderContentType)
 	}
-	traceOf(ctx).setOn(m.Header) // the follow-up's events belong to the request's trace
+	telemetry.TraceOf(ctx).SetOn(m.Header) // the follow-up's events belong to the request's trace
 	if _, err := h.js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("schedule follow-up: %w", err)
 	}

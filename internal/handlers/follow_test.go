@@ -7,7 +7,7 @@ import (
 
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
-	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/natstest"
 	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 )
@@ -40,7 +40,7 @@ func TestFollowUntilTerminalSurvivesRestart(t *testing.T) {
 	// Terminal: nothing more is scheduled, and the work queue empties.
 	natstest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
 		if n := len(e.queued()); n != 0 {
-			return fmt.Errorf("%d messages left in %s", n, handlers.QueryStream)
+			return fmt.Errorf("%d messages left in %s", n, natsinfra.QueryStream)
 		}
 		return nil
 	})
@@ -63,7 +63,7 @@ func TestFollowStopsAtFollowUntil(t *testing.T) {
 			return fmt.Errorf("%d queries: the follow-up never came", calls())
 		}
 		if n := len(e.queued()); n != 0 {
-			return fmt.Errorf("%d messages left in %s", n, handlers.QueryStream)
+			return fmt.Errorf("%d messages left in %s", n, natsinfra.QueryStream)
 		}
 		return nil
 	})

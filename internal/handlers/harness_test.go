@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,15 +15,19 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/paystatus/orderstatus/internal/app"
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/natstest"
+	"github.com/paystatus/orderstatus/internal/orderstate"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
 	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 	"github.com/paystatus/orderstatus/internal/providers/kudian"
 	kdsandbox "github.com/paystatus/orderstatus/internal/providers/kudian/sandbox"
 	"github.com/paystatus/orderstatus/internal/providers/registry"
+	"github.com/paystatus/orderstatus/internal/telemetry"
 )
 
 // env is one end-to-end set-up: an embedded JetStream server, the Kuaishou sandbox over HTTP,
@@ -39,7 +42,7 @@ type env struct {
 	kd  *kdsandbox.Sandbox
 	log *slog.Logger
 	// metrics, when set before startReplica, receive the replica's measurements.
-	metrics *handlers.Metrics
+	metrics *telemetry.Metrics
 }
 
 func testLogger() *slog.Logger {
@@ -130,15 +133,17 @@ func newEnvOn(t testing.TB, srv *serverCtl, mutate func(*config.Config)) *env {
 // replica is what one consumer process builds: its own connection, and what Serve builds on it.
 type replica struct {
 	nc    *nats.Conn
+	r     *app.Replica
 	h     *handlers.Handler
 	svc   *handlers.Service
 	cons  jetstream.Consumer
 	close func()
 }
 
-func (e *env) build(tweak func(*handlers.Handler)) *replica {
+// build builds a replica; tweak may adjust how (a failing store, the sweep's delay).
+func (e *env) build(tweak func(*app.Options)) *replica {
 	e.t.Helper()
-	nc, err := handlers.Connect(e.cfg, e.log) // a connection of its own, as a process would have
+	nc, err := natsinfra.Connect(e.cfg, e.log) // a connection of its own, as a process would have
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -146,26 +151,27 @@ func (e *env) build(tweak func(*handlers.Handler)) *replica {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	r, err := handlers.NewReplica(context.Background(), e.cfg, nc, provs, e.log, e.metrics)
+	o := app.Options{Metrics: e.metrics}
+	if tweak != nil {
+		tweak(&o)
+	}
+	r, err := app.NewReplica(context.Background(), e.cfg, nc, provs, e.log, o)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if tweak != nil {
-		tweak(r.Handler)
-	}
 	r.Service.Grace = time.Second
 	r.Service.CheckEvery = 250 * time.Millisecond
-	return &replica{nc: nc, h: r.Handler, svc: r.Service, cons: r.Assets.Consumer, close: nc.Close}
+	return &replica{nc: nc, r: r, h: r.Handler, svc: r.Service, cons: r.Assets.Consumer, close: nc.Close}
 }
 
 // startReplica runs one consumer replica until the test ends or stop is called; tweak may
-// adjust its handler.
-func (e *env) startReplica(tweak func(*handlers.Handler)) (stop func()) {
+// adjust how it is built.
+func (e *env) startReplica(tweak func(*app.Options)) (stop func()) {
 	e.t.Helper()
 	r := e.build(tweak)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = r.svc.Run(ctx) }()
+	go func() { defer close(done); _ = r.r.Run(ctx) }()
 	var once sync.Once
 	stop = func() { once.Do(func() { cancel(); <-done; r.close() }) }
 	e.t.Cleanup(stop)
@@ -224,23 +230,16 @@ func (e *env) tryStreamMsgs(stream string) ([]*jetstream.RawStreamMsg, error) {
 	return out, nil
 }
 
-// queued returns the requests and follow-ups waiting in ORDERS_QUERY; event checks, which wait
-// there a few seconds after every change (see sweep.go), are left out.
+// queued returns the requests and follow-ups waiting in ORDERS_QUERY.
 func (e *env) queued() []*jetstream.RawStreamMsg {
 	e.t.Helper()
-	var out []*jetstream.RawStreamMsg
-	for _, m := range e.streamMsgs(handlers.QueryStream) {
-		if !strings.HasPrefix(m.Subject, "orders.sweep.") {
-			out = append(out, m)
-		}
-	}
-	return out
+	return e.streamMsgs(natsinfra.QueryStream)
 }
 
 func (e *env) events() []events.StatusEvent {
 	e.t.Helper()
 	var out []events.StatusEvent
-	for _, m := range e.streamMsgs(handlers.StatusStream) {
+	for _, m := range e.streamMsgs(natsinfra.StatusStream) {
 		ev, err := events.DecodeEvent(m.Header.Get("Content-Type"), m.Data)
 		if err != nil {
 			e.t.Fatalf("event %d: %v", m.Sequence, err)
@@ -275,7 +274,7 @@ func (e *env) waitEvents(n int) []events.StatusEvent {
 func (e *env) waitDeadLetters(n int) {
 	e.t.Helper()
 	natstest.CheckFor(e.t, 20*time.Second, 20*time.Millisecond, func() error {
-		if got := len(e.streamMsgs(handlers.DLQStream)); got != n {
+		if got := len(e.streamMsgs(natsinfra.DLQStream)); got != n {
 			return fmt.Errorf("%d dead letters, want %d", got, n)
 		}
 		return nil
@@ -285,7 +284,7 @@ func (e *env) waitDeadLetters(n int) {
 func (e *env) waitIdle() {
 	e.t.Helper()
 	natstest.CheckFor(e.t, 15*time.Second, 20*time.Millisecond, func() error {
-		c, err := e.js.Consumer(context.Background(), handlers.QueryStream, e.cfg.Consumer.Name)
+		c, err := e.js.Consumer(context.Background(), natsinfra.QueryStream, e.cfg.Consumer.Name)
 		if err != nil {
 			return err
 		}
@@ -298,4 +297,56 @@ func (e *env) waitIdle() {
 		}
 		return nil
 	})
+}
+
+// failingStore is the order store with failures injected at its steps, as a crash or a NATS
+// failure there would give: fail is asked after each step ("claimed", "published") and before
+// each of the others ("publishing", "clearing"), and a non-nil answer fails that step.
+type failingStore struct {
+	handlers.Store
+	fail func(step string) error
+}
+
+// failing makes a tweak that wraps the pipeline's store in a failingStore.
+func failing(fail func(step string) error) func(*app.Options) {
+	return func(o *app.Options) {
+		o.WrapStore = func(s handlers.Store) handlers.Store { return failingStore{s, fail} }
+	}
+}
+
+func (s failingStore) Claim(ctx context.Context, obs orderstate.Observation) (events.StatusEvent, *orderstate.Claim, error) {
+	ev, c, err := s.Store.Claim(ctx, obs)
+	if err == nil && c != nil {
+		if ferr := s.fail("claimed"); ferr != nil {
+			return ev, nil, ferr
+		}
+	}
+	return ev, c, err
+}
+
+func (s failingStore) Publish(ctx context.Context, c *orderstate.Claim) (*orderstate.Publication, error) {
+	if err := s.fail("publishing"); err != nil {
+		return nil, err
+	}
+	return s.Store.Publish(ctx, c)
+}
+
+func (s failingStore) Republish(ctx context.Context, c *orderstate.Claim) error {
+	if err := s.fail("publishing"); err != nil {
+		return err
+	}
+	return s.Store.Republish(ctx, c)
+}
+
+func (s failingStore) Confirm(ctx context.Context, p *orderstate.Publication) error {
+	if err := s.Store.Confirm(ctx, p); err != nil {
+		return err
+	}
+	return s.fail("published")
+}
+
+func (s failingStore) Clear(p *orderstate.Publication) {
+	if s.fail("clearing") == nil {
+		s.Store.Clear(p)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/natstest"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
 	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
@@ -75,7 +76,7 @@ func TestHostileRequestsAreDeadLettered(t *testing.T) {
 	}
 	var dl []*jetstream.RawStreamMsg
 	natstest.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
-		dl = e.streamMsgs(handlers.DLQStream)
+		dl = e.streamMsgs(natsinfra.DLQStream)
 		if len(dl) != len(cases) {
 			return fmt.Errorf("%d dead letters, want %d", len(dl), len(cases))
 		}
@@ -160,7 +161,7 @@ func TestFollowRoundAndDeadlineAreBounded(t *testing.T) {
 	e.waitEvents(1)
 	var sched *jetstream.RawStreamMsg
 	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		for _, m := range e.streamMsgs(handlers.QueryStream) {
+		for _, m := range e.streamMsgs(natsinfra.QueryStream) {
 			if strings.HasPrefix(m.Subject, "orders.follow.") {
 				sched = m
 				return nil
@@ -204,9 +205,9 @@ func TestOversizedRequestIsDeadLettered(t *testing.T) {
 
 	var dl []*jetstream.RawStreamMsg
 	natstest.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
-		dl = e.streamMsgs(handlers.DLQStream)
+		dl = e.streamMsgs(natsinfra.DLQStream)
 		if len(dl) != 2 {
-			return fmt.Errorf("%d messages in %s, want the payload and its dead letter", len(dl), handlers.DLQStream)
+			return fmt.Errorf("%d messages in %s, want the payload and its dead letter", len(dl), natsinfra.DLQStream)
 		}
 		return nil
 	})
@@ -221,7 +222,7 @@ func TestOversizedRequestIsDeadLettered(t *testing.T) {
 		t.Fatalf("dead letter on %s: %v, %d bytes", letter.Subject, letter.Header, len(letter.Data))
 	}
 	if n := len(e.queued()); n != 0 {
-		t.Fatalf("%d requests left in %s", n, handlers.QueryStream)
+		t.Fatalf("%d requests left in %s", n, natsinfra.QueryStream)
 	}
 	t.Logf("figures: max_payload=%d request=%d dead_letter_payload=%d payload_seq=%d", limit, len(body), len(letter.Data), whole.Sequence)
 }
@@ -235,7 +236,7 @@ func TestDeletedConsumerIsMadeAgain(t *testing.T) {
 	e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+demoOrder+`"}`), nil)
 	e.waitEvents(1)
 	e.waitIdle()
-	if err := e.js.DeleteConsumer(context.Background(), handlers.QueryStream, e.cfg.Consumer.Name); err != nil {
+	if err := e.js.DeleteConsumer(context.Background(), natsinfra.QueryStream, e.cfg.Consumer.Name); err != nil {
 		t.Fatal(err)
 	}
 	e.publish("orders.query.kuaishou.refund", []byte(`{"app_id":"`+demoApp+`","order_no":"1660811124083refund"}`), nil)
@@ -253,7 +254,7 @@ func TestLostConsumerEndsRun(t *testing.T) {
 	svc.Rebind = func(context.Context) (jetstream.Consumer, error) { return nil, errors.New("not allowed") }
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(context.Background()) }()
-	if err := e.js.DeleteConsumer(context.Background(), handlers.QueryStream, e.cfg.Consumer.Name); err != nil {
+	if err := e.js.DeleteConsumer(context.Background(), natsinfra.QueryStream, e.cfg.Consumer.Name); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -346,7 +347,7 @@ func TestConnectHidesCredentials(t *testing.T) {
 	cfg := config.Default()
 	cfg.NATS.URL = "nats://alice:s3cret@127.0.0.1:1"
 	var buf syncBuffer
-	nc, err := handlers.Connect(cfg, slog.New(slog.NewTextHandler(&buf, nil)))
+	nc, err := natsinfra.Connect(cfg, slog.New(slog.NewTextHandler(&buf, nil)))
 	if err != nil {
 		if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "alice") {
 			t.Fatalf("error %v", err)

@@ -2,19 +2,24 @@ package handlers_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/app"
+	"github.com/paystatus/orderstatus/internal/config"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/natstest"
+	"github.com/paystatus/orderstatus/internal/providers/registry"
+	"github.com/paystatus/orderstatus/internal/telemetry"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -42,16 +47,16 @@ func TestProbesAndMetricsMove(t *testing.T) {
 	srv := restartableServer(t)
 	e := newEnvOn(t, srv, nil)
 	reg := prometheus.NewRegistry()
-	e.metrics = handlers.NewMetrics(reg)
+	e.metrics = telemetry.NewMetrics(reg)
 	e.startReplica(nil)
-	c, err := e.js.Consumer(context.Background(), handlers.QueryStream, e.cfg.Consumer.Name)
+	c, err := e.js.Consumer(context.Background(), natsinfra.QueryStream, e.cfg.Consumer.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg.MustRegister(handlers.NewConsumerCollector(c))
+	reg.MustRegister(telemetry.NewConsumerCollector(c))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	addr, _, err := handlers.StartHTTP(ctx, "127.0.0.1:0", handlers.Probes(e.nc, e.js, e.cfg.Consumer.Name, reg, nil))
+	addr, _, err := telemetry.StartHTTP(ctx, "127.0.0.1:0", telemetry.Probes(func(ctx context.Context) error { return natsinfra.Ready(ctx, e.nc, e.js, e.cfg.Consumer.Name) }, reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,23 +119,65 @@ func TestProbesAndMetricsMove(t *testing.T) {
 }
 
 // /readyz is 200 only while this replica takes requests: streams and consumer existing (made
-// by another replica) are not enough. On a new cluster a replica still provisioning was
-// reported ready.
+// by another replica) are not enough. A replica still provisioning or binding is not ready.
 func TestReadyOnlyWhileConsuming(t *testing.T) {
-	e := newEnv(t, nil)
-	e.startReplica(nil) // the streams and the consumer exist
-	var consuming atomic.Bool
+	e := newEnv(t, func(c *config.Config) { c.NATS.Provision = false })
+	addr := freeAddr(t)
+	e.cfg.HTTP.Listen = addr
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	addr, _, err := handlers.StartHTTP(ctx, "127.0.0.1:0", handlers.Probes(e.nc, e.js, e.cfg.Consumer.Name, prometheus.NewRegistry(), consuming.Load))
+	provs, err := registry.Build(e.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code, body := get(t, "http://"+addr.String()+"/readyz"); code != 503 {
-		t.Fatalf("/readyz %d %s before this replica consumes", code, body)
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- app.Serve(ctx, e.cfg, e.nc, provs, e.log, func() { close(started) }) }()
+	readyz := func() int {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return 0 // not listening yet
+		}
+		resp.Body.Close()
+		return resp.StatusCode
 	}
-	consuming.Store(true)
-	if code, body := get(t, "http://"+addr.String()+"/readyz"); code != 200 {
-		t.Fatalf("/readyz %d %s while consuming", code, body)
+	natstest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		code := readyz()
+		select {
+		case <-started:
+			return nil
+		case err := <-done:
+			t.Fatalf("Serve returned: %v", err)
+		default:
+		}
+		if code == 200 {
+			t.Fatal("/readyz 200 before this replica consumes")
+		}
+		if code == 503 { // not ready while it waits for an operator's assets: make them now
+			if _, err := natsinfra.Provision(ctx, e.js, e.cfg, e.log); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return errors.New("not started")
+	})
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if code := readyz(); code != 200 {
+			return fmt.Errorf("/readyz %d while consuming", code)
+		}
+		return nil
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

@@ -15,7 +15,9 @@ import (
 
 	"github.com/paystatus/orderstatus/internal/buildinfo"
 	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/orderstate"
 	"github.com/paystatus/orderstatus/internal/providers"
+	"github.com/paystatus/orderstatus/internal/telemetry"
 )
 
 // LookupService is the NATS micro service's name.
@@ -101,7 +103,7 @@ func lookupDeadline(hdr micro.Headers, max time.Duration) time.Duration {
 // lookup answers one lookup: the same intake, limiter, call, retry policy and state as a
 // queued request, with the answer or the error code sent back instead of an ack or a dead letter.
 func (h *Handler) lookup(ctx context.Context, p providers.Provider, kind string, r micro.Request) {
-	ctx, span := h.startSpan(readTrace(ctx, nats.Header(r.Headers())), "lookup "+p.Name()+" "+kind, trace.SpanKindServer)
+	ctx, span := h.tracer.Start(telemetry.ReadTrace(ctx, nats.Header(r.Headers())), "lookup "+p.Name()+" "+kind, trace.WithSpanKind(trace.SpanKindServer))
 	defer span.End()
 	fail := func(code, text string) {
 		if span.IsRecording() {
@@ -144,7 +146,7 @@ func (h *Handler) lookup(ctx context.Context, p providers.Provider, kind string,
 			continue
 		case retryAfter:
 			h.metrics.Retries.WithLabelValues(req.Provider, req.Kind).Inc()
-			if sleepUntil(ctx, time.Now().Add(o.delay)) {
+			if sleep(ctx, o.delay) {
 				continue
 			}
 			fail(CodeTimeout, timeoutText(ctx, err))
@@ -157,11 +159,7 @@ func (h *Handler) lookup(ctx context.Context, p providers.Provider, kind string,
 		}
 		return
 	}
-	ev, pub, err := h.record(ctx, req, res, sent)
-	if err == nil && pub != nil {
-		err = h.confirm(ctx, pub)
-	}
-	changed := pub != nil
+	ev, changed, err := h.recordNow(ctx, orderstate.Observation{Request: req, Result: res, Sent: sent})
 	switch {
 	case err != nil && ctx.Err() != nil:
 		fail(CodeTimeout, timeoutText(ctx, err))
@@ -179,4 +177,34 @@ func timeoutText(ctx context.Context, err error) string {
 		return "no answer within the lookup's deadline: " + err.Error()
 	}
 	return "the service is stopping: " + err.Error()
+}
+
+// recordNow gives a lookup's answer to the store and waits until its event, if any, is stored.
+// A failure leaves a claim pending for the order's next reader or the sweep.
+func (h *Handler) recordNow(ctx context.Context, obs orderstate.Observation) (ev events.StatusEvent, changed bool, err error) {
+	ev, c, err := h.store.Claim(ctx, obs)
+	if err != nil || c == nil {
+		return ev, false, err
+	}
+	pub, err := h.store.Publish(ctx, c)
+	if err == nil {
+		err = h.store.Confirm(ctx, pub)
+	}
+	if err != nil {
+		return ev, false, err
+	}
+	h.store.Clear(pub)
+	return ev, true, nil
+}
+
+// sleep waits for d; false when ctx ends first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -11,10 +11,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paystatus/orderstatus/internal/events"
-	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/natstest"
 	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
+	"github.com/paystatus/orderstatus/internal/telemetry"
 )
 
 // counterSum is the sum of a counter vector's series whose labels include want.
@@ -53,7 +54,7 @@ func counterSum(t *testing.T, g prometheus.Gatherer, name string, want map[strin
 func TestSlowStaleAnswerIsIgnored(t *testing.T) {
 	e := newEnv(t, nil)
 	reg := prometheus.NewRegistry()
-	e.metrics = handlers.NewMetrics(reg)
+	e.metrics = telemetry.NewMetrics(reg)
 	e.startReplica(nil)
 	const no = "overlap-0001"
 	e.sb.PutOrder(kssandbox.Order{AppID: demoApp, Kind: events.KindPayment, OrderNo: no, Amount: 900, KsOrderNo: "ks-" + no,
@@ -73,7 +74,7 @@ func TestSlowStaleAnswerIsIgnored(t *testing.T) {
 		}
 		t.Fatalf("%d events; want only succeeded", len(evs))
 	}
-	kv, _ := e.js.KeyValue(context.Background(), handlers.StateBucket)
+	kv, _ := e.js.KeyValue(context.Background(), natsinfra.StateBucket)
 	entry, err := kv.Get(context.Background(), "kuaishou.payment."+demoApp+"."+no)
 	if err != nil {
 		t.Fatal(err)

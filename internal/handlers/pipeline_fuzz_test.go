@@ -12,9 +12,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/paystatus/orderstatus/internal/app"
 	"github.com/paystatus/orderstatus/internal/config"
-	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/natstest"
+	"github.com/paystatus/orderstatus/internal/telemetry"
 )
 
 // fuzzSubjects are the subjects a fuzzed request is published on: every configured route,
@@ -75,8 +77,8 @@ func FuzzPipeline(f *testing.F) {
 		c.Consumer.FollowMaxDelay = time.Hour
 	})
 	reg := prometheus.NewRegistry()
-	e.metrics = handlers.NewMetrics(reg)
-	e.startReplica(func(h *handlers.Handler) { h.SetSweepDelay(time.Hour) }) // event checks must not fire during the run
+	e.metrics = telemetry.NewMetrics(reg)
+	e.startReplica(func(o *app.Options) { o.SweepDelay = time.Hour }) // the sweep must not publish during the run
 
 	headerText := func(h nats.Header) string {
 		var b strings.Builder
@@ -110,7 +112,7 @@ func FuzzPipeline(f *testing.F) {
 		hdr := fuzzHeaders(headers)
 		hdr.Set("Nats-Msg-Id", fmt.Sprintf("fuzz-%d-%d", time.Now().UnixNano(), seq.Add(1)))
 		before := outcomeCounts(t, reg)
-		dlqBefore := len(e.streamMsgs(handlers.DLQStream))
+		dlqBefore := len(e.streamMsgs(natsinfra.DLQStream))
 		var alloc0 runtime.MemStats
 		runtime.ReadMemStats(&alloc0)
 
@@ -139,7 +141,7 @@ func FuzzPipeline(f *testing.F) {
 		if total != 1 {
 			t.Fatalf("%v outcomes for one input (before %v, after %v)", total, before, after)
 		}
-		dlq := len(e.streamMsgs(handlers.DLQStream)) - dlqBefore
+		dlq := len(e.streamMsgs(natsinfra.DLQStream)) - dlqBefore
 		if want := int(after["dead_letter"] - before["dead_letter"]); dlq != want && !(want == 1 && dlq == 2) { // 2: an oversized payload stored alone
 			t.Fatalf("%d dead letters stored, %d counted", dlq, want)
 		}

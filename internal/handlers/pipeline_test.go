@@ -15,7 +15,7 @@ import (
 
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
-	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/natstest"
 	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 )
@@ -92,7 +92,7 @@ func TestJSONEncodingOfEvents(t *testing.T) {
 	e.startReplica(nil)
 	e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+demoOrder+`"}`), nil)
 	e.waitEvents(1)
-	m := e.streamMsgs(handlers.StatusStream)[0]
+	m := e.streamMsgs(natsinfra.StatusStream)[0]
 	if m.Header.Get("Content-Type") != "application/json" || m.Data[0] != '{' {
 		t.Fatalf("content type %q, data %q", m.Header.Get("Content-Type"), m.Data)
 	}
@@ -158,7 +158,7 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 
 	var dlq map[string]*struct{ subject, reason, text, data, origID, seq string }
 	natstest.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
-		msgs := e.streamMsgs(handlers.DLQStream)
+		msgs := e.streamMsgs(natsinfra.DLQStream)
 		if len(msgs) != len(cases) {
 			return fmt.Errorf("%d dead letters, want %d", len(msgs), len(cases))
 		}
@@ -197,14 +197,12 @@ func TestCrashBetweenStepsGivesNoSecondCopy(t *testing.T) {
 		t.Run(step, func(t *testing.T) {
 			e := newEnv(t, nil)
 			var failed atomic.Int32
-			e.startReplica(func(h *handlers.Handler) {
-				h.SetFailAfter(func(s string) error {
-					if s == step && failed.Add(1) == 1 {
-						return errors.New("crash after " + s)
-					}
-					return nil
-				})
-			})
+			e.startReplica(failing(func(s string) error {
+				if s == step && failed.Add(1) == 1 {
+					return errors.New("crash after " + s)
+				}
+				return nil
+			}))
 			e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+demoOrder+`"}`), nil)
 			e.waitEvents(1)
 			e.waitIdle()
@@ -214,7 +212,7 @@ func TestCrashBetweenStepsGivesNoSecondCopy(t *testing.T) {
 			if n := len(e.events()); n != 1 {
 				t.Fatalf("%d events after a crash after %s", n, step)
 			}
-			kv, _ := e.js.KeyValue(context.Background(), handlers.StateBucket)
+			kv, _ := e.js.KeyValue(context.Background(), natsinfra.StateBucket)
 			entry, err := kv.Get(context.Background(), "kuaishou.payment."+demoApp+"."+demoOrder)
 			if err != nil {
 				t.Fatal(err)
@@ -292,7 +290,7 @@ func TestUnreachableProviderEndsAsRetriesExhausted(t *testing.T) {
 	body := []byte(`{"app_id":"` + demoApp + `","order_no":"` + demoOrder + `"}`)
 	e.publish("orders.query.kuaishou.payment", body, nil)
 	e.waitDeadLetters(1)
-	m := e.streamMsgs(handlers.DLQStream)[0]
+	m := e.streamMsgs(natsinfra.DLQStream)[0]
 	if m.Header.Get("Orders-Error-Reason") != events.ReasonRetriesExhausted || m.Header.Get("Orders-Delivered") != "2" ||
 		string(m.Data) != string(body) || !strings.Contains(m.Header.Get("Orders-Error"), "network error") {
 		t.Fatalf("dead letter %v %q", m.Header, m.Data)
@@ -325,7 +323,7 @@ func TestWaitLongerThanAckWaitIsOneCall(t *testing.T) {
 	}
 	e.waitEvents(n)
 	e.waitIdle()
-	c, err := e.js.Consumer(context.Background(), handlers.QueryStream, e.cfg.Consumer.Name)
+	c, err := e.js.Consumer(context.Background(), natsinfra.QueryStream, e.cfg.Consumer.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +348,7 @@ func TestOrderDeletedByAnOperatorIsRecordedAgain(t *testing.T) {
 	e.publish("orders.query.kuaishou.payment", req, nil)
 	e.waitEvents(1)
 	e.waitIdle()
-	kv, err := e.js.KeyValue(context.Background(), handlers.StateBucket)
+	kv, err := e.js.KeyValue(context.Background(), natsinfra.StateBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +369,7 @@ func TestOrderDeletedByAnOperatorIsRecordedAgain(t *testing.T) {
 		}
 		return nil
 	})
-	if n := len(e.streamMsgs(handlers.DLQStream)); n != 0 {
+	if n := len(e.streamMsgs(natsinfra.DLQStream)); n != 0 {
 		t.Fatalf("%d dead letters", n)
 	}
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
-	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/natstest"
 	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 	kdsandbox "github.com/paystatus/orderstatus/internal/providers/kudian/sandbox"
@@ -129,14 +129,14 @@ func TestFaultModesEndInEventOrDeadLetter(t *testing.T) {
 	}
 
 	natstest.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
-		evs, dlq := e.events(), e.streamMsgs(handlers.DLQStream)
+		evs, dlq := e.events(), e.streamMsgs(natsinfra.DLQStream)
 		if got := len(evs) + len(dlq); got != len(cases) {
 			return fmt.Errorf("%d events and %d dead letters for %d requests", len(evs), len(dlq), len(cases))
 		}
 		return nil
 	})
 	t.Logf("figures: requests=%d events=%d dead_letters=%d (every fault mode of both sandboxes)",
-		len(cases), len(e.events()), len(e.streamMsgs(handlers.DLQStream)))
+		len(cases), len(e.events()), len(e.streamMsgs(natsinfra.DLQStream)))
 	outcome := map[string]string{}
 	for _, ev := range e.events() {
 		if ev.Status != events.StatusSucceeded || ev.Amount != 700 {
@@ -144,7 +144,7 @@ func TestFaultModesEndInEventOrDeadLetter(t *testing.T) {
 		}
 		outcome[ev.RequestID] = "event"
 	}
-	for _, m := range e.streamMsgs(handlers.DLQStream) {
+	for _, m := range e.streamMsgs(natsinfra.DLQStream) {
 		req, err := events.DecodeRequest("", m.Data)
 		if err != nil {
 			t.Fatalf("dead letter payload %q: %v", m.Data, err)

@@ -12,14 +12,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paystatus/orderstatus/internal/config"
-	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 )
 
 func TestProvisionIsIdempotentAndNeverDeletes(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	for range 2 {
-		if _, err := handlers.Provision(ctx, e.js, e.cfg, e.log); err != nil {
+		if _, err := natsinfra.Provision(ctx, e.js, e.cfg, e.log); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -34,20 +34,20 @@ func TestProvisionIsIdempotentAndNeverDeletes(t *testing.T) {
 		info, _ := s.Info(ctx)
 		return info.Config.Subjects, info.Config.MaxAge, info.State.Msgs
 	}
-	if _, age, _ := streamCfg(handlers.StatusStream); age != 168*time.Hour {
+	if _, age, _ := streamCfg(natsinfra.StatusStream); age != 168*time.Hour {
 		t.Fatalf("status max age %s", age)
 	}
 
 	cfg := *e.cfg
 	cfg.NATS.StatusMaxAge = time.Hour // shorter: would delete events, so not applied
 	cfg.Consumer.AckWait = 7 * time.Second
-	if _, err := handlers.Provision(ctx, e.js, &cfg, e.log); err != nil {
+	if _, err := natsinfra.Provision(ctx, e.js, &cfg, e.log); err != nil {
 		t.Fatal(err)
 	}
-	if _, age, n := streamCfg(handlers.StatusStream); age != 168*time.Hour || n != 1 {
+	if _, age, n := streamCfg(natsinfra.StatusStream); age != 168*time.Hour || n != 1 {
 		t.Fatalf("after a shorter max age: %s, %d msgs", age, n)
 	}
-	c, err := e.js.Consumer(ctx, handlers.QueryStream, cfg.Consumer.Name)
+	c, err := e.js.Consumer(ctx, natsinfra.QueryStream, cfg.Consumer.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,14 +57,14 @@ func TestProvisionIsIdempotentAndNeverDeletes(t *testing.T) {
 
 	cfg.NATS.StatusMaxAge = 0 // forever: longer, applied
 	cfg.NATS.SubjectPrefix = "shop.orders"
-	if _, err := handlers.Provision(ctx, e.js, &cfg, e.log); err != nil {
+	if _, err := natsinfra.Provision(ctx, e.js, &cfg, e.log); err != nil {
 		t.Fatal(err)
 	}
-	subj, age, n := streamCfg(handlers.StatusStream)
+	subj, age, n := streamCfg(natsinfra.StatusStream)
 	if age != 0 || n != 1 || len(subj) != 1 || subj[0] != "shop.orders.status.>" {
 		t.Fatalf("after prefix change: %v %s %d", subj, age, n)
 	}
-	if subj, _, n := streamCfg(handlers.DLQStream); n != 1 || subj[0] != "shop.orders.dlq.>" {
+	if subj, _, n := streamCfg(natsinfra.DLQStream); n != 1 || subj[0] != "shop.orders.dlq.>" {
 		t.Fatalf("dlq: %v %d", subj, n)
 	}
 }
@@ -74,7 +74,7 @@ func TestProvisionIsIdempotentAndNeverDeletes(t *testing.T) {
 func TestDeployDefinitionsMatchProvision(t *testing.T) {
 	cfg := config.Default()
 	cfg.NATS.Replicas = 3
-	for _, want := range handlers.StreamConfigs(cfg) {
+	for _, want := range natsinfra.StreamConfigs(cfg) {
 		var got jetstream.StreamConfig
 		data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "nats", "streams", want.Name+".json"))
 		if err != nil {
@@ -95,7 +95,7 @@ func TestDeployDefinitionsMatchProvision(t *testing.T) {
 	if err := json.Unmarshal(data, &got); err != nil {
 		t.Fatal(err)
 	}
-	if want := handlers.ConsumerConfig(cfg); !reflect.DeepEqual(got, want) {
+	if want := natsinfra.ConsumerConfig(cfg); !reflect.DeepEqual(got, want) {
 		t.Errorf("deploy/nats/consumers/orders-query.json differs:\n got %+v\nwant %+v", got, want)
 	}
 }
@@ -107,10 +107,10 @@ func TestStateRetention(t *testing.T) {
 	ctx := context.Background()
 	check := func(want time.Duration) {
 		t.Helper()
-		if _, err := handlers.Provision(ctx, e.js, e.cfg, e.log); err != nil {
+		if _, err := natsinfra.Provision(ctx, e.js, e.cfg, e.log); err != nil {
 			t.Fatal(err)
 		}
-		kv, err := e.js.KeyValue(ctx, handlers.StateBucket)
+		kv, err := e.js.KeyValue(ctx, natsinfra.StateBucket)
 		if err != nil {
 			t.Fatal(err)
 		}

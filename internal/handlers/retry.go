@@ -8,6 +8,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/orderstate"
 	"github.com/paystatus/orderstatus/internal/providers"
 )
 
@@ -30,13 +31,12 @@ func (v verdict) String() string {
 // outcome is a verdict with what settling it needs.
 type outcome struct {
 	verdict      verdict
-	delay        time.Duration // retryAfter, redeliver
-	reason, text string        // deadLetter
-	changed      bool          // ack: an event was published
-	pub          *publication  // ack: the event, sent and not yet confirmed
-	check        bool          // ack: it was an event check (sweep.go), not a request
-	slowdown     bool          // the provider refused for its rate limit: pause the app once
-	err          error         // the failure, for the log
+	delay        time.Duration           // retryAfter, redeliver
+	reason, text string                  // deadLetter
+	changed      bool                    // ack: an event was published
+	pub          *orderstate.Publication // ack: the event, sent and not yet confirmed
+	slowdown     bool                    // the provider refused for its rate limit: pause the app once
+	err          error                   // the failure, for the log
 }
 
 // failure is what the retry policy knows of a failed attempt.

@@ -3,10 +3,9 @@ package handlers_test
 import (
 	"testing"
 
+	"github.com/paystatus/orderstatus/internal/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/paystatus/orderstatus/internal/handlers"
 )
 
 // Per new status a worker waits for one JetStream answer, the claim's: the event and the clear
@@ -15,7 +14,7 @@ import (
 func TestOneRoundTripWaitedPerNewStatus(t *testing.T) {
 	const n = 40
 	e := newEnv(t, nil)
-	e.metrics = handlers.NewMetrics(prometheus.NewRegistry())
+	e.metrics = telemetry.NewMetrics(prometheus.NewRegistry())
 	nos := putOrders(e.sb, "trips", n)
 	e.startReplica(nil)
 	for _, no := range nos {

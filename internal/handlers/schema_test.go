@@ -13,7 +13,7 @@ import (
 
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
-	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/schemas"
 )
 
@@ -83,7 +83,7 @@ func TestOutputMatchesSchemas(t *testing.T) {
 			e.publish("orders.query.nope.payment", []byte(`garbage`), nil)
 			e.waitEvents(len(requests))
 			e.waitIdle()
-			for _, m := range e.streamMsgs(handlers.StatusStream) {
+			for _, m := range e.streamMsgs(natsinfra.StatusStream) {
 				v, err := events.DecodeAny(m.Header.Get("Content-Type"), m.Data)
 				if err != nil {
 					t.Fatal(err)
@@ -92,7 +92,7 @@ func TestOutputMatchesSchemas(t *testing.T) {
 					t.Errorf("event %s does not match the schema: %v", m.Data, err)
 				}
 			}
-			dlq := e.streamMsgs(handlers.DLQStream)
+			dlq := e.streamMsgs(natsinfra.DLQStream)
 			if len(dlq) != 2 {
 				t.Fatalf("%d dead letters", len(dlq))
 			}

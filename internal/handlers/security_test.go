@@ -25,9 +25,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/paystatus/orderstatus/internal/app"
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
-	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/natstest"
 	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
 	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
@@ -74,12 +75,12 @@ func secureConfig(t *testing.T, url string, auth func(*config.NATS)) *config.Con
 	return cfg
 }
 
-// consumeOne connects as cfg says (handlers.Connect), provisions or binds (NewReplica), runs
+// consumeOne connects as cfg says (natsinfra.Connect), provisions or binds (NewReplica), runs
 // the replica, and checks that one payment request gives its event.
-func consumeOne(t *testing.T, cfg *config.Config) *handlers.Replica {
+func consumeOne(t *testing.T, cfg *config.Config) *app.Replica {
 	t.Helper()
 	log := testLogger()
-	nc, err := handlers.Connect(cfg, log)
+	nc, err := natsinfra.Connect(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,13 +90,13 @@ func consumeOne(t *testing.T, cfg *config.Config) *handlers.Replica {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r, err := handlers.NewReplica(ctx, cfg, nc, provs, log, nil)
+	r, err := app.NewReplica(ctx, cfg, nc, provs, log, app.Options{})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Service.Run(ctx) }()
+	go func() { defer close(done); _ = r.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
 	sub, err := nc.SubscribeSync("orders.status.>")
@@ -125,7 +126,7 @@ func consumeOne(t *testing.T, cfg *config.Config) *handlers.Replica {
 func refusedClearly(t *testing.T, cfg *config.Config, why, keys, secret string) {
 	t.Helper()
 	var logs syncBuffer
-	nc, err := handlers.Connect(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	nc, err := natsinfra.Connect(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err == nil {
 		// Under mutual TLS the refusal may come as a bare connection reset, which looks like a
 		// server not there yet: the replica then waits, and logs the refusal once it reads it.
@@ -203,7 +204,7 @@ func TestNkey(t *testing.T) {
 	refusedClearly(t, wrong, "Authorization Violation", "nats.url, nats.nkey_file", string(otherSeed))
 
 	notSeed := secureConfig(t, s.ClientURL(), func(n *config.NATS) { n.NkeyFile = writeFile(t, "pub.nk", []byte(pub)) })
-	if _, err := handlers.Connect(notSeed, testLogger()); err == nil || !strings.HasPrefix(err.Error(), "config: nats.nkey_file: ") {
+	if _, err := natsinfra.Connect(notSeed, testLogger()); err == nil || !strings.HasPrefix(err.Error(), "config: nats.nkey_file: ") {
 		t.Fatalf("a public key as seed: %v", err)
 	}
 }

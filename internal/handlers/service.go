@@ -11,7 +11,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/trace"
+	"github.com/paystatus/orderstatus/internal/scheduler"
 )
 
 // fetchers is how many goroutines take messages from the consumer; accepting a request is
@@ -52,15 +52,12 @@ var ErrConsumerLost = errors.New("consumer lost")
 func (s *Service) Run(ctx context.Context) error {
 	work, abandon := context.WithCancel(context.WithoutCancel(ctx))
 	defer abandon()
-	sched := s.Handler.newScheduler(s.Concurrency, ctx, work)
-	defer sched.close(s.Grace, abandon)
-	sweeping, stopSweep := context.WithCancel(ctx)
-	swept := make(chan struct{})
-	go func() { defer close(swept); s.Handler.sweepLoop(sweeping) }()
+	ctx, stop := context.WithCancel(ctx)
+	f := s.Handler.newFlow(ctx, work, s.Concurrency)
+	defer func() { stop(); f.close(s.Grace, abandon) }()
 	go s.Handler.alive.run(work) // until the last call in flight is settled or abandoned
-	defer func() { stopSweep(); <-swept }()
 	for {
-		lost, err := s.consume(ctx, sched)
+		lost, err := s.consume(ctx, f)
 		if err != nil {
 			return err
 		}
@@ -86,14 +83,12 @@ func (s *Service) consumerName() string {
 }
 
 // consume fetches and accepts requests until ctx ends (lost is nil) or the consumer is lost.
-func (s *Service) consume(ctx context.Context, sched *scheduler) (lost error, err error) {
-	// 64 messages of prefetch: fewer makes pulling the bottleneck (a 100,000 backlog drained
-	// at 900-2,000 req/s with 16, at 4,800 with 64). A prefetched message has no keep-alive yet;
-	// it waits at most until a budget token frees, which in-process retries bound to about
-	// 10 s, well inside the ack wait.
-	// A pull expires every 6 s with a heartbeat every 2 s, so a dead route (a node gone, a
-	// partition) is noticed after two missed heartbeats, 4 s, and the pull is made again;
-	// nats.go's defaults (30 s, 15 s) noticed it after about 21 s.
+func (s *Service) consume(ctx context.Context, f *flow) (lost error, err error) {
+	// 64 messages of prefetch keep pulling off the critical path. A prefetched message has no
+	// keep-alive yet; it waits at most until a budget token frees, which in-process retries
+	// bound to about 10 s, well inside the ack wait. A pull expires every 6 s with a heartbeat
+	// every 2 s, so a dead route (a node gone, a partition) is noticed after two missed
+	// heartbeats, 4 s, and the pull is made again.
 	it, err := s.Consumer.Messages(jetstream.PullMaxMessages(64), jetstream.PullExpiry(6*time.Second), jetstream.PullHeartbeat(2*time.Second))
 	if err != nil {
 		return nil, err
@@ -107,19 +102,19 @@ func (s *Service) consume(ctx context.Context, sched *scheduler) (lost error, er
 		go func() {
 			defer wg.Done()
 			for {
-				taken := sched.take()
+				taken := f.sched.Take()
 				msg, err := it.Next()
 				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
 					errors.Is(err, jetstream.ErrConsumerNotFound) {
 					if taken {
-						sched.release()
+						f.sched.Release()
 					}
 					gone <- err
 					return
 				}
 				if err != nil || !taken || ctx.Err() != nil {
 					if taken {
-						sched.release()
+						f.sched.Release()
 					}
 					if err != nil {
 						s.Log.Warn("fetching requests", "err", err)
@@ -128,7 +123,7 @@ func (s *Service) consume(ctx context.Context, sched *scheduler) (lost error, er
 					}
 					continue
 				}
-				s.Handler.accept(ctx, msg, sched) // the request gives the token back
+				s.Handler.accept(ctx, msg, f) // the request gives the token back
 			}
 		}()
 	}
@@ -194,17 +189,81 @@ func (s *Service) rebind(ctx context.Context) error {
 	}, backoff.WithContext(bo, ctx))
 }
 
-// newScheduler makes the scheduler that runs h's accepted requests: in its slot, a request is
-// executed and its outcome settled; one the scheduler will not run is handed back.
-func (h *Handler) newScheduler(concurrency int, stop, work context.Context) *scheduler {
-	s := newScheduler(h.lim, concurrency, stop, work, h.log, h.metrics.LimiterWait)
-	s.run = func(ctx context.Context, j *job) { h.settle(ctx, j, h.execute(ctx, j), s) }
-	s.handBack = func(j *job) { h.settle(context.Background(), j, outcome{verdict: handBack}, s) }
-	s.confirm = func(ctx context.Context, j *job, o outcome) { h.confirmed(ctx, j, o, s) }
-	s.prepare = func(ctx context.Context, j *job) { h.prepare(j.traced(ctx), j.p, j.req) }
-	s.traceWait = func(j *job) trace.Span {
-		_, span := h.startSpan(j.traced(context.Background()), "ratelimit wait", trace.SpanKindInternal)
-		return span
+// flow is one Run's moving parts: the scheduler the requests wait in, the workers that run
+// them, and the confirmations of their events, in the order the events were sent.
+type flow struct {
+	h         *Handler
+	sched     *scheduler.Scheduler
+	workers   sync.WaitGroup
+	confirms  chan confirmation
+	confirmed chan struct{}  // closed when the confirming goroutine has ended
+	asides    sync.WaitGroup // work set aside from confirming (aside)
+}
+
+type confirmation struct {
+	j *job
+	o outcome
+}
+
+// newFlow starts concurrency workers, which run the jobs the scheduler hands out on work
+// (which outlives stop, for calls in flight at shutdown), and the confirming goroutine.
+func (h *Handler) newFlow(stop, work context.Context, concurrency int) *flow {
+	f := &flow{h: h, sched: scheduler.New(stop, h.lim, concurrency, h.log, h.metrics.LimiterWait),
+		confirms: make(chan confirmation, 4*concurrency), confirmed: make(chan struct{})}
+	for range concurrency {
+		f.workers.Add(1)
+		go func() {
+			defer f.workers.Done()
+			for sj := range f.sched.Ready() {
+				j := sj.(*job)
+				h.settle(work, j, h.execute(work, j))
+				f.sched.Done()
+			}
+		}()
 	}
-	return s
+	go func() {
+		defer close(f.confirmed)
+		for c := range f.confirms {
+			h.confirm(work, c.j, c.o)
+		}
+	}()
+	return f
+}
+
+// confirmLater has j settled once the event its request sent is stored. The worker is not
+// held meanwhile: it takes the next request at once.
+func (f *flow) confirmLater(j *job, o outcome) { f.confirms <- confirmation{j, o} }
+
+// aside runs fn on a goroutine of its own, which close waits for.
+func (f *flow) aside(fn func()) {
+	f.asides.Add(1)
+	go func() {
+		defer f.asides.Done()
+		fn()
+	}()
+}
+
+// close, once stop has ended, hands back what waits in the scheduler, and waits for calls in
+// flight and their confirmations, for at most grace; then it abandons them (their requests
+// are handed back too).
+func (f *flow) close(grace time.Duration, abandon context.CancelFunc) {
+	for _, j := range f.sched.Close() {
+		f.h.settle(context.Background(), j.(*job), outcome{verdict: handBack})
+	}
+	done := make(chan struct{})
+	go func() {
+		f.workers.Wait() // no call in flight: nothing more to confirm
+		close(f.confirms)
+		<-f.confirmed
+		f.asides.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		abandon()
+		<-done
+	}
 }

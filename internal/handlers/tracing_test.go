@@ -15,7 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/paystatus/orderstatus/internal/handlers"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/natstest"
 )
 
@@ -61,7 +61,7 @@ func TestTraceContextReachesTheEvent(t *testing.T) {
 	e.startReplica(nil)
 	e.publish(subjectDemo, []byte(queryDemo), traceHeaders())
 	e.waitEvents(1)
-	msgs := e.streamMsgs(handlers.StatusStream)
+	msgs := e.streamMsgs(natsinfra.StatusStream)
 	tid, sid := spanContextOf(t, msgs[0].Header)
 	if tid != reqTraceID || msgs[0].Header.Get("tracestate") != reqState {
 		t.Fatalf("event headers %v", msgs[0].Header)
@@ -86,8 +86,8 @@ func TestTraceContextReachesTheEvent(t *testing.T) {
 		}
 		return nil
 	})
-	consumer, wait := byName["process "+handlers.QueryStream], byName["ratelimit wait"]
-	query, publish := byName["query kuaishou query_order"], byName["publish "+handlers.StatusStream]
+	consumer, wait := byName["process "+natsinfra.QueryStream], byName["ratelimit wait"]
+	query, publish := byName["query kuaishou query_order"], byName["publish "+natsinfra.StatusStream]
 	if consumer.Parent.SpanID().String() != "b7ad6b7169203331" || !consumer.Parent.IsRemote() || consumer.SpanKind != trace.SpanKindConsumer {
 		t.Fatalf("consumer span %q: parent %v", consumer.Name, consumer.Parent)
 	}
@@ -134,7 +134,7 @@ func TestTraceContextReachesTheDeadLetter(t *testing.T) {
 	}
 	dls := map[int]nats.Header{} // by the request's sequence: case i is request i+1
 	natstest.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
-		for _, m := range e.streamMsgs(handlers.DLQStream) {
+		for _, m := range e.streamMsgs(natsinfra.DLQStream) {
 			seq, _ := strconv.Atoi(m.Header.Get("Orders-Stream-Seq"))
 			dls[seq-1] = m.Header
 		}
@@ -170,7 +170,7 @@ func TestTraceContextReachesTheDeadLetter(t *testing.T) {
 	}
 	found := false
 	for _, s := range exp.GetSpans() {
-		found = found || (s.SpanContext.TraceID().String() == reqTraceID && s.Name == "process "+handlers.QueryStream)
+		found = found || (s.SpanContext.TraceID().String() == reqTraceID && s.Name == "process "+natsinfra.QueryStream)
 	}
 	if !found {
 		t.Error("no consumer span in the request's trace")
@@ -190,7 +190,7 @@ func TestTraceContextSurvivesInThePendingState(t *testing.T) {
 		}
 		return nil
 	})
-	kv, _ := e.js.KeyValue(context.Background(), handlers.StateBucket)
+	kv, _ := e.js.KeyValue(context.Background(), natsinfra.StateBucket)
 	entry, err := kv.Get(context.Background(), "kuaishou.payment."+demoApp+"."+demoOrder)
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +200,7 @@ func TestTraceContextSurvivesInThePendingState(t *testing.T) {
 	}
 	on.Store(false)
 	e.waitPublished(t, "published from the pending state")
-	msgs := e.streamMsgs(handlers.StatusStream)
+	msgs := e.streamMsgs(natsinfra.StatusStream)
 	if tid, _ := spanContextOf(t, msgs[0].Header); tid != reqTraceID || msgs[0].Header.Get("tracestate") != reqState {
 		t.Fatalf("event headers %v, want trace %s", msgs[0].Header, reqTraceID)
 	}

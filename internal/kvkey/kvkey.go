@@ -26,3 +26,10 @@ func Join(parts ...string) string {
 	}
 	return strings.Join(parts, ".")
 }
+
+// Valid reports whether s can be a token Token made: letters, digits, -, _ and =.
+func Valid(s string) bool {
+	return s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '=')
+	}) < 0
+}

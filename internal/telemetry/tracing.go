@@ -1,4 +1,4 @@
-package handlers
+package telemetry
 
 import (
 	"context"
@@ -18,18 +18,18 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 )
 
-// Tracing. A request's W3C trace context (traceparent, tracestate) carries over to every event,
-// dead letter and follow-up it causes. On its way it lives in three places: the request's
-// headers, read once when the request is accepted (readTrace); the context of the request's
-// consumer span, whose span context is what goes on (traceOf); and, for an event recorded but
-// not yet published, the order's state next to the pending event (orderState.Trace), so that
-// whoever publishes it later (another replica, the sweep) puts the same trace on it.
+// A request's W3C trace context (traceparent, tracestate) carries over to every event, dead
+// letter and follow-up it causes. On its way it lives in three places: the request's headers,
+// read once when the request is accepted (ReadTrace); the context of the request's consumer
+// span, whose span context is what goes on (TraceOf); and, for an event recorded but not yet
+// published, the order's record next to the pending event, so that whoever publishes it later
+// (another replica, the sweep) puts the same trace on it.
 //
 // With tracing off the tracer is a no-op one: a no-op span keeps its parent's span context, so
 // the request's own trace context passes through unchanged, at the cost of reading two headers.
 
-// tracerName names this package's spans' instrumentation scope.
-const tracerName = "github.com/paystatus/orderstatus/internal/handlers"
+// TracerName names the service's spans' instrumentation scope.
+const TracerName = "github.com/paystatus/orderstatus"
 
 // W3C Trace Context headers, and what of them a publisher may send: a traceparent is 55
 // characters (version 00; later versions may add fields), and a tracestate is cut to the whole
@@ -41,16 +41,16 @@ const (
 	maxTraceState     = 512
 )
 
-// traceContext is a W3C trace context as headers carry it; the zero value is none.
-type traceContext struct {
+// TraceContext is a W3C trace context as headers carry it; the zero value is none.
+type TraceContext struct {
 	Parent string `json:"traceparent,omitempty"`
 	State  string `json:"tracestate,omitempty"`
 }
 
-// readTrace returns ctx carrying the trace context of hdr as its remote parent, when hdr holds
+// ReadTrace returns ctx carrying the trace context of hdr as its remote parent, when hdr holds
 // a sound one. Anything else (malformed, oversized, repeated) is dropped: it is a publisher's
 // input, and a trace is never a reason to refuse a request.
-func readTrace(ctx context.Context, hdr nats.Header) context.Context {
+func ReadTrace(ctx context.Context, hdr nats.Header) context.Context {
 	if len(hdr) == 0 {
 		return ctx
 	}
@@ -58,34 +58,34 @@ func readTrace(ctx context.Context, hdr nats.Header) context.Context {
 	if len(parent) != 1 || len(parent[0]) > maxTraceParent {
 		return ctx
 	}
-	return traceContext{Parent: parent[0], State: boundTraceState(headerValues(hdr, headerTraceState))}.context(ctx)
+	return TraceContext{Parent: parent[0], State: boundTraceState(headerValues(hdr, headerTraceState))}.Context(ctx)
 }
 
-// context returns ctx carrying c as its remote parent, when c is sound (W3C rules, checked by
+// Context returns ctx carrying c as its remote parent, when c is sound (W3C rules, checked by
 // OpenTelemetry's propagator: a stored state is outside input too).
-func (c traceContext) context(ctx context.Context) context.Context {
+func (c TraceContext) Context(ctx context.Context) context.Context {
 	if c.Parent == "" || len(c.Parent) > maxTraceParent || len(c.State) > maxTraceState {
 		return ctx
 	}
 	return propagation.TraceContext{}.Extract(ctx, c)
 }
 
-// traceOf is the trace context of ctx's span: the span's own when tracing is on, else the
+// TraceOf is the trace context of ctx's span: the span's own when tracing is on, else the
 // request's, passed on.
-func traceOf(ctx context.Context) traceContext {
+func TraceOf(ctx context.Context) TraceContext {
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.IsValid() {
-		return traceContext{}
+		return TraceContext{}
 	}
 	flags := "00"
 	if sc.IsSampled() {
 		flags = "01"
 	}
-	return traceContext{Parent: "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-" + flags, State: sc.TraceState().String()}
+	return TraceContext{Parent: "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-" + flags, State: sc.TraceState().String()}
 }
 
-// setOn puts c on hdr, replacing any trace header hdr had, in whatever case.
-func (c traceContext) setOn(hdr nats.Header) {
+// SetOn puts c on hdr, replacing any trace header hdr had, in whatever case.
+func (c TraceContext) SetOn(hdr nats.Header) {
 	dropTraceHeaders(hdr)
 	if c.Parent != "" {
 		hdr[headerTraceParent] = []string{c.Parent}
@@ -104,8 +104,8 @@ func dropTraceHeaders(hdr nats.Header) {
 	}
 }
 
-// Get, Set and Keys make a traceContext a propagation.TextMapCarrier.
-func (c traceContext) Get(key string) string {
+// Get, Set and Keys make a TraceContext a propagation.TextMapCarrier.
+func (c TraceContext) Get(key string) string {
 	switch key {
 	case headerTraceParent:
 		return c.Parent
@@ -114,8 +114,8 @@ func (c traceContext) Get(key string) string {
 	}
 	return ""
 }
-func (c traceContext) Set(string, string) {}
-func (c traceContext) Keys() []string     { return []string{headerTraceParent, headerTraceState} }
+func (c TraceContext) Set(string, string) {}
+func (c TraceContext) Keys() []string     { return []string{headerTraceParent, headerTraceState} }
 
 // headerValues are hdr's values of key, whose case NATS keeps as the publisher sent it.
 func headerValues(hdr nats.Header, key string) []string {
@@ -143,11 +143,6 @@ func boundTraceState(vs []string) string {
 		return ""
 	}
 	return strings.TrimRight(s[:cut], " \t,")
-}
-
-// startSpan starts a span named name, child of ctx's.
-func (h *Handler) startSpan(ctx context.Context, name string, kind trace.SpanKind) (context.Context, trace.Span) {
-	return h.tracer.Start(ctx, name, trace.WithSpanKind(kind))
 }
 
 // StartTracing exports spans when the standard OpenTelemetry variables ask for it:

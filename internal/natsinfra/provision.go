@@ -1,4 +1,4 @@
-package handlers
+package natsinfra
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paystatus/orderstatus/internal/config"
@@ -183,8 +184,8 @@ func StreamConfigs(cfg *config.Config) []jetstream.StreamConfig {
 	r := cfg.NATS.Replicas
 	return []jetstream.StreamConfig{
 		{
-			Name: QueryStream, Description: "Order status query requests (work queue), and follow-ups and event checks scheduled for later",
-			Subjects: []string{subj.QueryFilter(), subj.FollowFilter(), subj.SweepFilter()}, Retention: jetstream.WorkQueuePolicy,
+			Name: QueryStream, Description: "Order status query requests (work queue), and follow-ups scheduled for later",
+			Subjects: []string{subj.QueryFilter(), subj.FollowFilter()}, Retention: jetstream.WorkQueuePolicy,
 			Storage: jetstream.FileStorage, Replicas: r, Duplicates: cfg.NATS.DuplicateWindow,
 			AllowMsgSchedules: true,
 		},
@@ -276,4 +277,23 @@ func keepsLonger(a, b time.Duration) bool {
 		return false
 	}
 	return a >= b
+}
+
+// Ready reports whether the service can run on nc: connected, with its streams and consumer
+// present.
+func Ready(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, consumer string) error {
+	if st := nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("NATS connection is %s", st)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	for _, name := range []string{QueryStream, StatusStream, DLQStream} {
+		if _, err := js.Stream(ctx, name); err != nil {
+			return fmt.Errorf("stream %s: %w", name, err)
+		}
+	}
+	if _, err := js.Consumer(ctx, QueryStream, consumer); err != nil {
+		return fmt.Errorf("consumer %s: %w", consumer, err)
+	}
+	return nil
 }

@@ -1,4 +1,4 @@
-package handlers
+package scheduler
 
 import (
 	"context"
@@ -28,7 +28,7 @@ func TestSchedulerSlowRateWrites(t *testing.T) {
 	}
 	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
-	bucket, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: RateBucket})
+	bucket, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: "ORDERS_RATE"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,17 +40,24 @@ func TestSchedulerSlowRateWrites(t *testing.T) {
 	var calls []time.Time
 	stop, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	var wg sync.WaitGroup
 	for range replicas {
-		s := newScheduler(ratelimit.New(kv), 8, stop, context.Background(), log, waits)
-		s.run = func(context.Context, *job) {
-			mu.Lock()
-			calls = append(calls, time.Now())
-			mu.Unlock()
-			s.enqueue(&job{key: key, qps: qps}) // the next request, once this one ran
+		s := New(stop, ratelimit.New(kv), 8, log, waits)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range s.Ready() {
+				mu.Lock()
+				calls = append(calls, time.Now())
+				mu.Unlock()
+				s.Done()
+				_ = s.Enqueue(j) // the next request, once this one ran
+			}
+		}()
+		if err := s.Enqueue(testJob{key: key, qps: qps}); err != nil {
+			t.Fatal(err)
 		}
-		s.handBack = func(*job) {}
-		s.enqueue(&job{key: key, qps: qps})
-		t.Cleanup(func() { s.close(time.Second, func() {}) })
+		t.Cleanup(func() { s.Close() })
 	}
 	<-stop.Done()
 	mu.Lock()
@@ -65,3 +72,14 @@ func TestSchedulerSlowRateWrites(t *testing.T) {
 		t.Fatalf("%d calls in 2 s after %d writes, at a limit of %d/s", len(calls), kv.Writes.Load(), qps)
 	}
 }
+
+// testJob is a job that only counts against its endpoint.
+type testJob struct {
+	key string
+	qps int
+}
+
+func (j testJob) Endpoint() (string, int) { return j.key, j.qps }
+func (j testJob) Prepare(context.Context) {}
+func (j testJob) Waiting() func(error)    { return func(error) {} }
+func (j testJob) Parked()                 {}

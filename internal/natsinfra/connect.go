@@ -1,24 +1,17 @@
-package handlers
+package natsinfra
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paystatus/orderstatus/internal/config"
-	"github.com/paystatus/orderstatus/internal/events"
-	"github.com/paystatus/orderstatus/internal/providers"
-	"github.com/paystatus/orderstatus/internal/ratelimit"
 )
 
 // Connect opens the NATS connection the service runs on, authenticated and encrypted as the
@@ -141,104 +134,4 @@ func authKeys(cfg *config.Config) string {
 		keys += ", nats.tls"
 	}
 	return keys
-}
-
-// Serve provisions JetStream and processes requests for provs until ctx ends. ready, if given,
-// is called once the streams and the consumer are in place and the lookup service answers.
-//
-// Spans are exported when the standard OTEL_* variables ask for it (see StartTracing).
-func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []providers.Provider, log *slog.Logger, ready ...func()) error {
-	stopTracing, err := StartTracing(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := stopTracing(sctx); err != nil {
-			log.Warn("tracing: spans not exported at stop", "err", err)
-		}
-	}()
-	reg := prometheus.NewRegistry()
-	metrics := NewMetrics(reg)
-	reg.MustRegister(BuildInfoCollector())
-	var running atomic.Pointer[Service]
-	if cfg.HTTP.Listen != "" {
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return err
-		}
-		consuming := func() bool { s := running.Load(); return s != nil && s.Consuming.Load() }
-		addr, _, err := StartHTTP(ctx, cfg.HTTP.Listen, Probes(nc, js, cfg.Consumer.Name, reg, consuming))
-		if err != nil {
-			return err
-		}
-		log.Info("serving /healthz, /readyz and /metrics", "addr", addr.String())
-	}
-	r, err := NewReplica(ctx, cfg, nc, provs, log, metrics)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while waiting for NATS: a normal stop
-		}
-		return err
-	}
-	running.Store(r.Service)
-	reg.MustRegister(NewConsumerCollector(r.Assets.Consumer))
-	log.Info("consuming requests", "subjects", cfg.NATS.SubjectPrefix+".query.>", "consumer", cfg.Consumer.Name,
-		"concurrency", cfg.Consumer.Concurrency, "providers", len(provs))
-	lookups, err := StartLookup(ctx, nc, r.Handler, cfg.Consumer.LookupTimeout)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = lookups.Stop() }()
-	for _, f := range ready {
-		if f != nil {
-			f()
-		}
-	}
-	return r.Service.Run(ctx)
-}
-
-// Replica is what one consumer process runs: the provisioned assets, and a handler with its
-// limiter and service loop over them. Serve builds one, and so do the tests.
-type Replica struct {
-	Assets  *Assets
-	Handler *Handler
-	Service *Service
-}
-
-// NewReplica provisions JetStream on nc (or binds to what an operator made, with
-// nats.provision false) and builds the handler and service for provs, as cfg
-// shapes them. metrics may be nil.
-func NewReplica(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []providers.Provider, log *slog.Logger, metrics *Metrics) (*Replica, error) {
-	// Events and pending-mark clears are published without waiting; an answer the server never
-	// sends (a leader lost mid-write) fails the write after this long, and the request is
-	// delivered again.
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(5*time.Second))
-	if err != nil {
-		return nil, err
-	}
-	assets, err := ProvisionRetrying(ctx, js, cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	if metrics == nil {
-		metrics = NewMetrics(prometheus.NewRegistry())
-	}
-	lim := ratelimit.New(countingKV{assets.Rate, metrics.RoundTrips.WithLabelValues("limiter"), metrics.RoundTrips.WithLabelValues("limiter_background")})
-	h := NewHandler(Options{
-		JS: js, State: assets.State, Limiter: lim, Subjects: events.Subjects{Prefix: cfg.NATS.SubjectPrefix},
-		Providers: provs, Encoding: events.Encoding(cfg.Events.Encoding),
-		AckWait: cfg.Consumer.AckWait, MaxDeliver: cfg.Consumer.MaxDeliver, Log: log,
-		FollowDelay: cfg.Consumer.FollowDelay, FollowMaxDelay: cfg.Consumer.FollowMaxDelay, Metrics: metrics,
-	})
-	svc := &Service{Consumer: assets.Consumer, Handler: h, Concurrency: cfg.Consumer.Concurrency,
-		Grace: cfg.Consumer.AckWait * 2 / 3, Log: log,
-		Rebind: func(ctx context.Context) (jetstream.Consumer, error) {
-			if !cfg.NATS.Provision { // an operator's consumer: look it up, never make it
-				return js.Consumer(ctx, QueryStream, cfg.Consumer.Name)
-			}
-			return js.CreateOrUpdateConsumer(ctx, QueryStream, ConsumerConfig(cfg))
-		}}
-	return &Replica{Assets: assets, Handler: h, Service: svc}, nil
 }

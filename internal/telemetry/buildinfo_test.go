@@ -1,4 +1,4 @@
-package handlers
+package telemetry
 
 import (
 	"strings"
@@ -21,8 +21,5 @@ orders_build_info{revision="` + info.Revision + `",version="` + info.Version + `
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "orders_build_info"); err != nil {
 		t.Fatal(err)
-	}
-	if Version != info.Semver() {
-		t.Fatalf("micro service version %q, want the build's %q", Version, info.Semver())
 	}
 }

@@ -1,4 +1,4 @@
-package handlers
+package telemetry
 
 import (
 	"context"
@@ -24,6 +24,8 @@ type Metrics struct {
 	Ignored       *prometheus.CounterVec
 	WriteRetries  prometheus.Counter
 	Swept         prometheus.Counter
+	// DamagedRecords counts order records read back that failed to decode or validate.
+	DamagedRecords prometheus.Counter
 	// RoundTrips counts the JetStream requests a goroutine waited for, by op.
 	RoundTrips *prometheus.CounterVec
 }
@@ -73,6 +75,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "orders_events_swept_total",
 			Help: "Claimed events the sweep found unpublished (or their mark uncleared), and published.",
 		}),
+		DamagedRecords: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orders_state_records_damaged_total",
+			Help: "Order records in ORDERS_STATE that did not decode or broke their domain when read; each is written over by the order's next answer.",
+		}),
 		RoundTrips: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orders_jetstream_round_trips_total",
 			Help: "JetStream requests a goroutine waited for the answer to, by op: state_read (an order's state), claim (a transition), event and clear (an event published, and its pending mark cleared, by a reader of a state with one or by the sweep), limiter (the rate limiter's reads and writes that a request waits for); limiter_background counts the limiter's renewals of a key's horizon, which no request waits for (their goroutine does). Events and clears in a request's own path are not waited for.",
@@ -82,14 +88,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Requests accepted by this process and not yet settled (waiting for a limit, a call or a retry).",
 		}),
 	}
-	reg.MustRegister(m.Requests, m.ProviderCalls, m.CallDuration, m.LimiterWait, m.Retries, m.Events, m.DeadLetters, m.InFlight, m.Ignored, m.WriteRetries, m.Swept, m.RoundTrips,
+	reg.MustRegister(m.Requests, m.ProviderCalls, m.CallDuration, m.LimiterWait, m.Retries, m.Events, m.DeadLetters, m.InFlight, m.Ignored, m.WriteRetries, m.Swept, m.DamagedRecords, m.RoundTrips,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-// endpointOf is the endpoint part of a rate key (provider/app/endpoint); the app is left out
+// EndpointOf is the endpoint part of a rate key (provider/app/endpoint); the app is left out
 // of labels to keep their number bounded.
-func endpointOf(key string) (provider, endpoint string) {
+func EndpointOf(key string) (provider, endpoint string) {
 	provider, _, _ = strings.Cut(key, "/")
 	return provider, path.Base(key)
 }

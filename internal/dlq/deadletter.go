@@ -1,30 +1,42 @@
-package handlers
+// Package dlq stores requests that can never succeed in ORDERS_DLQ, byte for byte with their
+// reason, and replays them to their query subjects.
+package dlq
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/telemetry"
 )
 
-// deadLetter publishes the original payload, byte for byte, with the reason, then terminates
-// the message. An error means the dead letter could not be stored, and the message is still
-// to be settled: nothing is dropped.
-func (h *Handler) deadLetter(ctx context.Context, j *job, reason, text string) error {
-	msg, meta := j.msg, j.meta
-	provider, kind := j.req.Provider, j.req.Kind
+// Writer stores dead letters.
+type Writer struct {
+	JS       jetstream.JetStream
+	Subjects events.Subjects
+	Log      *slog.Logger
+	// DeadLetters counts the letters stored, by provider, kind and reason.
+	DeadLetters *prometheus.CounterVec
+}
+
+// Store publishes msg's payload, byte for byte, with the reason, on the dead-letter subject of
+// provider and kind, then terminates msg. An error means the dead letter could not be stored,
+// and msg is still to be settled: nothing is dropped. The letter carries ctx's trace context.
+func (h *Writer) Store(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, provider, kind, reason, text string) error {
 	hdr := nats.Header{}
 	for k, vs := range msg.Headers() {
 		if !strings.HasPrefix(k, "Nats-") && !strings.HasPrefix(k, "Orders-") {
 			hdr[k] = append([]string(nil), vs...)
 		}
 	}
-	traceOf(ctx).setOn(hdr) // the consumer span's, in place of whatever the publisher sent
+	telemetry.TraceOf(ctx).SetOn(hdr) // the consumer span's, in place of whatever the publisher sent
 	if id := msg.Headers().Get(events.HeaderMsgID); id != "" {
 		hdr.Set(events.HeaderOriginalMsgID, id)
 	}
@@ -35,19 +47,18 @@ func (h *Handler) deadLetter(ctx context.Context, j *job, reason, text string) e
 	hdr.Set(events.HeaderDelivered, strconv.FormatUint(meta.NumDelivered, 10))
 	// One dead letter per request, however often this runs for it.
 	hdr.Set(events.HeaderMsgID, "dlq-"+meta.Stream+"-"+strconv.FormatUint(meta.Sequence.Stream, 10))
-	m := &nats.Msg{Subject: h.subjects.DeadLetter(provider, kind), Data: msg.Data(), Header: hdr}
+	m := &nats.Msg{Subject: h.Subjects.DeadLetter(provider, kind), Data: msg.Data(), Header: hdr}
 	err := h.fitDeadLetter(ctx, m, meta)
 	if err == nil {
-		_, err = h.js.PublishMsg(ctx, m)
+		_, err = h.JS.PublishMsg(ctx, m)
 	}
 	if err != nil {
 		return err
 	}
-	h.metrics.DeadLetters.WithLabelValues(provider, kind, reason).Inc()
-	h.metrics.Requests.WithLabelValues(provider, kind, "dead_letter").Inc()
-	h.log.Warn("request dead-lettered", "reason", reason, "error", text, "subject", msg.Subject(), "stream_seq", meta.Sequence.Stream)
+	h.DeadLetters.WithLabelValues(provider, kind, reason).Inc()
+	h.Log.Warn("request dead-lettered", "reason", reason, "error", text, "subject", msg.Subject(), "stream_seq", meta.Sequence.Stream)
 	if err := msg.TermWithReason(reason); err != nil {
-		h.log.Warn("terminate failed; the request will come back and be dead-lettered again (deduplicated)", "err", err)
+		h.Log.Warn("terminate failed; the request will come back and be dead-lettered again (deduplicated)", "err", err)
 	}
 	return nil
 }
@@ -57,8 +68,8 @@ func (h *Handler) deadLetter(ctx context.Context, j *job, reason, text string) e
 // <dead letter subject>.payload in ORDERS_DLQ, and the dead letter carries as much of it as
 // fits, with Orders-Original-Size and Orders-Payload-Seq (that message's sequence in ORDERS_DLQ).
 // Nothing is lost, and nothing stays in ORDERS_QUERY for ever.
-func (h *Handler) fitDeadLetter(ctx context.Context, m *nats.Msg, meta *jetstream.MsgMetadata) error {
-	limit := int(h.js.Conn().MaxPayload())
+func (h *Writer) fitDeadLetter(ctx context.Context, m *nats.Msg, meta *jetstream.MsgMetadata) error {
+	limit := int(h.JS.Conn().MaxPayload())
 	if limit <= 0 || len(m.Data)+headerSize(m.Header) <= limit {
 		return nil
 	}
@@ -67,7 +78,7 @@ func (h *Handler) fitDeadLetter(ctx context.Context, m *nats.Msg, meta *jetstrea
 	if len(m.Data)+headerSize(id) <= limit {
 		whole.Header = id // deduplicated; without it, a redelivery may store the payload twice
 	}
-	ack, err := h.js.PublishMsg(ctx, whole)
+	ack, err := h.JS.PublishMsg(ctx, whole)
 	if err != nil {
 		return fmt.Errorf("store the whole payload (%d bytes): %w", len(m.Data), err)
 	}
@@ -75,7 +86,7 @@ func (h *Handler) fitDeadLetter(ctx context.Context, m *nats.Msg, meta *jetstrea
 	m.Header.Set(events.HeaderPayloadSeq, strconv.FormatUint(ack.Sequence, 10))
 	keep := max(limit-headerSize(m.Header)-64, 0) // 64: room for the client's own framing
 	m.Data = m.Data[:min(keep, len(m.Data))]
-	h.log.Warn("request too big for its dead letter; its payload is stored alone", "bytes", m.Header.Get(events.HeaderOriginalSize),
+	h.Log.Warn("request too big for its dead letter; its payload is stored alone", "bytes", m.Header.Get(events.HeaderOriginalSize),
 		"payload_seq", ack.Sequence, "stream_seq", meta.Sequence.Stream)
 	return nil
 }

@@ -1,0 +1,94 @@
+package orderstate
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/telemetry"
+)
+
+// Publication is a claimed transition's event on its way to the server.
+type Publication struct {
+	claim *Claim
+	ack   jetstream.PubAckFuture
+	span  trace.Span // the publish span, ended when the server answers
+}
+
+// Publish sends c's event without waiting for the server; Confirm waits.
+//
+// The publish is a producer span, child of the trace context stored with the event (the
+// request that caused it), whoever publishes it; the span that publishes it for another
+// request, or for the sweep, is linked. The event carries the publish span's context, so a
+// subscriber's span continues the request's trace.
+func (s *Store) Publish(ctx context.Context, c *Claim) (*Publication, error) {
+	ev := c.rec.Pending
+	pctx := ctx
+	var opts []trace.SpanStartOption
+	stored := trace.SpanContextFromContext(c.rec.Trace.Context(context.Background()))
+	if cur := trace.SpanContextFromContext(ctx); stored.IsValid() && (stored.TraceID() != cur.TraceID() || stored.SpanID() != cur.SpanID()) {
+		pctx = trace.ContextWithRemoteSpanContext(ctx, stored)
+		if cur.IsValid() {
+			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: cur}))
+		}
+	}
+	pctx, span := s.tracer.Start(pctx, "publish ORDERS_STATUS", append(opts, trace.WithSpanKind(trace.SpanKindProducer))...)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.message.id", ev.EventID))
+	}
+	fail := func(err error) (*Publication, error) {
+		if span.IsRecording() {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+		return nil, err
+	}
+	data, err := s.encoding.Marshal(*ev)
+	if err != nil {
+		return fail(fmt.Errorf("encode event: %w", err))
+	}
+	m := &nats.Msg{
+		Subject: s.subjects.Status(ev.Provider, ev.Kind, ev.Status),
+		Data:    data,
+		Header:  nats.Header{events.HeaderMsgID: {ev.EventID}, events.HeaderContentType: {s.encoding.ContentType()}},
+	}
+	telemetry.TraceOf(pctx).SetOn(m.Header)
+	f, err := s.js.PublishMsgAsync(m)
+	if err != nil {
+		return fail(fmt.Errorf("publish event %s: %w", ev.EventID, err))
+	}
+	return &Publication{claim: c, ack: f, span: span}, nil
+}
+
+// Claim is the claim p publishes the event of.
+func (p *Publication) Claim() *Claim { return p.claim }
+
+// Confirm waits until the server has stored p's event, or says why it has not.
+func (s *Store) Confirm(ctx context.Context, p *Publication) error {
+	ev := p.claim.rec.Pending
+	var err error
+	select {
+	case ack := <-p.ack.Ok():
+		s.metrics.Events.WithLabelValues(ev.Provider, ev.Kind, string(ev.Status)).Inc()
+		if s.log.Enabled(ctx, slog.LevelDebug) {
+			s.log.Debug("status changed", "provider", ev.Provider, "kind", ev.Kind, "app_id", ev.AppID, "order_no", ev.OrderNo,
+				"status", string(ev.Status), "previous_status", string(ev.PreviousStatus), "event_id", ev.EventID, "duplicate", ack.Duplicate)
+		}
+	case perr := <-p.ack.Err():
+		err = fmt.Errorf("publish event %s: %w", ev.EventID, perr)
+	case <-ctx.Done():
+		err = fmt.Errorf("publish event %s: %w", ev.EventID, ctx.Err())
+	}
+	if err != nil && p.span.IsRecording() {
+		p.span.SetStatus(codes.Error, err.Error())
+	}
+	p.span.End()
+	return err
+}

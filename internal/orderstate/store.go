@@ -1,0 +1,329 @@
+// Package orderstate is the order-state store: the one writer of ORDERS_STATE and of the
+// status events. It owns the record format, the never-backwards rule, transition numbers and
+// event ids, the pending mark and its claim, publish and clear protocol, and the sweep that
+// publishes what a failed writer left pending. docs/delivery.md and docs/sweep.md say why it
+// is built this way.
+//
+// A change is recorded in steps: Claim writes the new record with its event pending
+// (compare-and-set on the key's revision), Publish sends the event, Confirm waits until the
+// server stored it, Clear removes the mark. Whoever reads a record with a pending event
+// publishes it first, and the sweep publishes one nobody cleared, so a crash between any two
+// steps still gives exactly one event downstream.
+package orderstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/kvcas"
+	"github.com/paystatus/orderstatus/internal/providers"
+	"github.com/paystatus/orderstatus/internal/telemetry"
+)
+
+// ErrConflict is a write refused because the order moved on since it was read.
+var ErrConflict = errors.New("order state changed concurrently")
+
+// Observation is one answer about an order: a provider's answer to a query sent at Sent, for
+// the request Request.
+type Observation struct {
+	Request events.Request
+	Result  providers.Result
+	Sent    time.Time
+}
+
+// Options configure a Store.
+type Options struct {
+	JS       jetstream.JetStream
+	Bucket   jetstream.KeyValue // ORDERS_STATE
+	Subjects events.Subjects
+	Encoding events.Encoding
+	// SweepDelay is how old a pending mark is when the sweep publishes its event; 0 means 10 s.
+	SweepDelay time.Duration
+	// Now is the server's clock (the limiter's reading of it); nil means the local clock.
+	Now     func(context.Context) time.Time
+	Log     *slog.Logger
+	Metrics *telemetry.Metrics
+	Tracer  trace.Tracer
+}
+
+// Store reads and writes order records.
+type Store struct {
+	js       jetstream.JetStream
+	bucket   jetstream.KeyValue
+	subjects events.Subjects
+	encoding events.Encoding
+	now      func(context.Context) time.Time
+	log      *slog.Logger
+	metrics  *telemetry.Metrics
+	tracer   trace.Tracer
+	seen     *seenKeys
+	stream   atomic.Pointer[jetstream.Stream] // the bucket's stream, once looked up
+	// trips count the JetStream round trips waited for, by op.
+	trips struct{ read, claim, event, clear prometheus.Counter }
+	sweep sweeper
+}
+
+// New builds a Store.
+func New(o Options) *Store {
+	s := &Store{js: o.JS, bucket: o.Bucket, subjects: o.Subjects, encoding: o.Encoding, now: o.Now, log: o.Log,
+		metrics: o.Metrics, tracer: o.Tracer, seen: newSeenKeys(50000)}
+	if s.now == nil {
+		s.now = func(context.Context) time.Time { return time.Now() }
+	}
+	s.sweep = sweeper{id: nuid.Next(), delay: o.SweepDelay}
+	if s.sweep.delay <= 0 {
+		s.sweep.delay = 10 * time.Second
+	}
+	rt := o.Metrics.RoundTrips
+	s.trips.read, s.trips.claim = rt.WithLabelValues("state_read"), rt.WithLabelValues("claim")
+	s.trips.event, s.trips.clear = rt.WithLabelValues("event"), rt.WithLabelValues("clear")
+	return s
+}
+
+// Claim is a transition recorded with its event pending.
+type Claim struct {
+	key string
+	rec Record // rec.Pending is the event
+	rev uint64 // the claim's revision
+}
+
+// Event is the claimed transition's event.
+func (c *Claim) Event() events.StatusEvent { return *c.rec.Pending }
+
+// Claim compares obs with the order's record and, on a change, records the transition with its
+// event pending. It returns the order's current status as an event, and the claim when obs is
+// a change (nil otherwise). An observation that would move the order backwards is ignored.
+// A pending event left by an earlier writer is published first, so an order's events go out in
+// the order of its transitions.
+func (s *Store) Claim(ctx context.Context, obs Observation) (events.StatusEvent, *Claim, error) {
+	req, res := obs.Request, obs.Result
+	key := Key(req.Provider, req.Kind, req.AppID, res.OrderKey)
+	for range 8 {
+		var cur Record
+		var rev uint64
+		var err error
+		if s.seen.has(key) {
+			if cur, rev, err = s.load(ctx, key); err != nil {
+				return events.StatusEvent{}, nil, err
+			}
+		} // else never seen here: most likely new, and the create below fails if it is not
+		s.seen.add(key)
+		if cur.Pending != nil {
+			if rev, err = s.publishPending(ctx, &Claim{key: key, rec: cur, rev: rev}); errors.Is(err, ErrConflict) {
+				continue
+			} else if err != nil {
+				return events.StatusEvent{}, nil, err
+			}
+			cur.Pending, cur.Trace = nil, telemetry.TraceContext{}
+		}
+		if cur.Transition > 0 {
+			if why := Ignored(cur, res.Status, obs.Sent); why != "" {
+				s.metrics.Ignored.WithLabelValues(req.Provider, req.Kind, why).Inc()
+				s.log.Debug("answer ignored", "reason", why, "key", key, "status", string(res.Status), "recorded", string(cur.Status))
+				return statusEvent(req, res, "", cur.Transition), nil, nil
+			}
+			if cur.Status == res.Status && cur.ProviderStatus == res.ProviderStatus {
+				return statusEvent(req, res, "", cur.Transition), nil, nil // nothing new
+			}
+		}
+		ev := statusEvent(req, res, cur.Status, cur.Transition+1)
+		next := Record{Status: res.Status, ProviderStatus: res.ProviderStatus, Transition: cur.Transition + 1,
+			EventID: ev.EventID, SentAt: obs.Sent.UTC().Format(time.RFC3339Nano), ObservedAt: ev.ObservedAt, Pending: &ev,
+			Trace: telemetry.TraceOf(ctx)}
+		s.trips.claim.Inc()
+		newRev, err := s.put(ctx, key, next, rev)
+		if errors.Is(err, ErrConflict) {
+			continue // another writer moved this order on: look again (seen now, so read first)
+		}
+		if err != nil {
+			return events.StatusEvent{}, nil, err
+		}
+		return ev, &Claim{key: key, rec: next, rev: newRev}, nil
+	}
+	return events.StatusEvent{}, nil, fmt.Errorf("order %s: too many concurrent updates", key)
+}
+
+// Republish publishes c's event again, waits for it, and clears its mark: for a writer whose
+// own publish failed. A conflict means the order moved on after its next reader published the
+// event: done.
+func (s *Store) Republish(ctx context.Context, c *Claim) error {
+	_, err := s.publishPending(ctx, c)
+	if errors.Is(err, ErrConflict) {
+		return nil
+	}
+	return err
+}
+
+// publishPending publishes c's event, waits for it, then clears the mark with a
+// compare-and-set, waiting too: the caller goes on from the new revision. ErrConflict from the
+// clear means someone else already moved the order on, after publishing it too.
+func (s *Store) publishPending(ctx context.Context, c *Claim) (newRev uint64, err error) {
+	p, err := s.Publish(ctx, c)
+	if err != nil {
+		return c.rev, err
+	}
+	s.trips.event.Inc()
+	if err := s.Confirm(ctx, p); err != nil {
+		return c.rev, err
+	}
+	rec := c.rec
+	rec.Pending, rec.Trace = nil, telemetry.TraceContext{}
+	// The event is out: clearing the mark is worth a few tries, as a mark left behind makes a
+	// later reader publish the event again (harmless inside the duplicate window only).
+	err = backoff.Retry(func() error {
+		var err error
+		s.trips.clear.Inc()
+		newRev, err = s.put(ctx, c.key, rec, c.rev)
+		if errors.Is(err, ErrConflict) {
+			return backoff.Permanent(err)
+		}
+		return err
+	}, backoff.WithContext(backoff.WithMaxRetries(backoff.NewConstantBackOff(100*time.Millisecond), 3), ctx))
+	var perm *backoff.PermanentError
+	if errors.As(err, &perm) {
+		err = perm.Err
+	}
+	return newRev, err
+}
+
+// Clear removes p's pending mark now that its event is stored. It does not wait for the
+// server: a mark left behind (a failed write, a crash) is cleared by the sweep or by the
+// order's next reader, who publishes the event again first, which the server drops as a
+// duplicate.
+func (s *Store) Clear(p *Publication) {
+	rec := p.claim.rec
+	rec.Pending, rec.Trace = nil, telemetry.TraceContext{}
+	// A plain publish, with no reply subject: JetStream stores it (its subject is the
+	// bucket's) after checking the revision, and sends no acknowledgement nobody would read.
+	if err := s.js.Conn().PublishMsg(s.writeMsg(p.claim.key, rec, p.claim.rev)); err != nil {
+		s.log.Debug("pending mark not cleared; the sweep clears it", "key", p.claim.key, "err", err)
+	}
+}
+
+// load reads key's record and its revision (0: never written). A delete marker (`nats kv del`)
+// comes back as no record with its revision, so the next write goes over it; so does a
+// damaged record, counted and logged.
+func (s *Store) load(ctx context.Context, key string) (Record, uint64, error) {
+	s.trips.read.Inc()
+	stream, err := s.bucketStream(ctx)
+	if err != nil {
+		return Record{}, 0, fmt.Errorf("read state %s: %w", key, err)
+	}
+	m, err := stream.GetLastMsgForSubject(ctx, s.subject(key))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Record{}, 0, nil
+	}
+	if err != nil {
+		return Record{}, 0, fmt.Errorf("read state %s: %w", key, err)
+	}
+	if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+		return Record{}, m.Sequence, nil
+	}
+	rec, err := decodeRecord(m.Data)
+	if err != nil {
+		s.metrics.DamagedRecords.Inc()
+		s.log.Warn("damaged order record; the order's next answer writes over it", "key", key, "revision", m.Sequence, "err", err)
+		return Record{}, m.Sequence, nil
+	}
+	return rec, m.Sequence, nil
+}
+
+// bucketStream is ORDERS_STATE's stream, looked up once.
+func (s *Store) bucketStream(ctx context.Context) (jetstream.Stream, error) {
+	if st := s.stream.Load(); st != nil {
+		return *st, nil
+	}
+	st, err := s.js.Stream(ctx, "KV_"+s.bucket.Bucket())
+	if err != nil {
+		return nil, err
+	}
+	s.stream.Store(&st)
+	return st, nil
+}
+
+// subject is the subject of key's writes in ORDERS_STATE.
+func (s *Store) subject(key string) string { return "$KV." + s.bucket.Bucket() + "." + key }
+
+// put writes rec if the key is still at rev (0: the key must not exist), and waits for the
+// server. The write is a publish to the key's subject with the revision it must follow, as the
+// KV client's own Create and Update make it, sent on the asynchronous path: waiting for its
+// future costs less than a request with a reply subject and a timer of its own.
+func (s *Store) put(ctx context.Context, key string, rec Record, rev uint64) (uint64, error) {
+	f, err := s.js.PublishMsgAsync(s.writeMsg(key, rec, rev))
+	if err != nil {
+		return rev, fmt.Errorf("write state %s: %w", key, err)
+	}
+	select {
+	case ack := <-f.Ok():
+		return ack.Sequence, nil
+	case err = <-f.Err():
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if kvcas.Conflict(err) {
+		return rev, ErrConflict
+	}
+	return rev, fmt.Errorf("write state %s: %w", key, err)
+}
+
+// writeMsg is the write of rec to key, if the key is still at rev (0: the key must not exist).
+// A claim carries events.HeaderPending, which the sweep follows.
+func (s *Store) writeMsg(key string, rec Record, rev uint64) *nats.Msg {
+	m := &nats.Msg{Subject: s.subject(key), Data: rec.encode(),
+		Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(rev, 10)}}}
+	if rec.Pending != nil {
+		m.Header.Set(events.HeaderPending, rec.Pending.EventID)
+	}
+	return m
+}
+
+// statusEvent is the event of the order's transition number transition to res, from previous
+// ("" on the first observation).
+func statusEvent(req events.Request, res providers.Result, previous events.Status, transition uint64) events.StatusEvent {
+	attrs := req.Attributes
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	details := res.Details
+	if details == nil {
+		details = map[string]any{}
+	}
+	orderNo := req.OrderNo
+	if orderNo == "" {
+		orderNo = res.OrderNo
+	}
+	return events.StatusEvent{
+		EventID:         events.EventID(req.Provider, req.Kind, req.AppID, res.OrderKey, transition),
+		RequestID:       req.RequestID,
+		Provider:        req.Provider,
+		Kind:            req.Kind,
+		AppID:           req.AppID,
+		OrderNo:         orderNo,
+		ProviderOrderNo: res.ProviderOrderNo,
+		ProviderRefNo:   res.ProviderRefNo,
+		Status:          res.Status,
+		PreviousStatus:  previous,
+		ProviderStatus:  res.ProviderStatus,
+		Terminal:        res.Status.Terminal(),
+		Amount:          res.Amount,
+		Currency:        "CNY",
+		PaidAt:          events.FormatTime(res.PaidAt),
+		Channel:         res.Channel,
+		Details:         details,
+		ObservedAt:      events.FormatTime(res.ObservedAt),
+		Attributes:      attrs,
+	}
+}

@@ -1,0 +1,234 @@
+package orderstate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/natstest"
+	"github.com/paystatus/orderstatus/internal/telemetry"
+)
+
+// On the first release a pending event was stored as JSON and read back into map[string]any:
+// its details' integers came back as float64, and those above 2^53 lost precision when the
+// event was published again. They now come back as they went in.
+func TestPendingEventKeepsExactNumbers(t *testing.T) {
+	big := int64(1<<53 + 1)
+	ev := events.StatusEvent{EventID: "e", Provider: "kuaishou", Kind: "payment", Status: events.StatusPending, Amount: 1200, Details: map[string]any{
+		"ks_fee": big, "ratio": 0.25, "count": int64(3), "nested": map[string]any{"id": int64(9007199254740993)},
+		"list": []any{int64(1), "x"}, "text": "12", "flag": true,
+	}}
+	st := Record{Status: events.StatusPending, Transition: 1, EventID: "e", Pending: &ev}
+	got, err := decodeRecord(st.encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Pending.Details, ev.Details) {
+		t.Fatalf("details came back as %#v, want %#v", got.Pending.Details, ev.Details)
+	}
+	if got.Pending.Amount != 1200 || got.Transition != 1 {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+// An order never moves backwards: an answer to a query sent before the one that set the
+// recorded status is ignored, and so is a non-terminal answer once the status is terminal.
+func TestIgnored(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	rec := func(s events.Status, sent time.Time) Record {
+		return Record{Status: s, SentAt: sent.Format(time.RFC3339Nano)}
+	}
+	res := func(s events.Status) events.Status { return s }
+	for _, tc := range []struct {
+		name string
+		cur  Record
+		res  events.Status
+		sent time.Time
+		want string
+	}{
+		{"newer answer", rec(events.StatusPending, t0), res(events.StatusSucceeded), t0.Add(time.Millisecond), ""},
+		{"same instant", rec(events.StatusPending, t0), res(events.StatusSucceeded), t0, ""},
+		{"older answer", rec(events.StatusSucceeded, t0), res(events.StatusPending), t0.Add(-50 * time.Millisecond), "stale"},
+		{"older answer, terminal too", rec(events.StatusPending, t0), res(events.StatusSucceeded), t0.Add(-time.Millisecond), "stale"},
+		{"pending after succeeded", rec(events.StatusSucceeded, t0), res(events.StatusPending), t0.Add(time.Second), "after_terminal"},
+		{"unknown after failed", rec(events.StatusFailed, t0), res(events.StatusUnknown), t0.Add(time.Second), "after_terminal"},
+		{"terminal to terminal", rec(events.StatusSucceeded, t0), res(events.StatusReversed), t0.Add(time.Second), ""},
+		{"pending to unknown", rec(events.StatusPending, t0), res(events.StatusUnknown), t0.Add(time.Second), ""},
+		{"state from before sent_at", Record{Status: events.StatusPending}, res(events.StatusSucceeded), t0, ""},
+		// No answer comes back longer after its query than a call may take: a recorded time
+		// far ahead is the server's clock stepped back, or a damaged state, and must not
+		// freeze the order until the clock catches up.
+		{"recorded an hour ahead", rec(events.StatusPending, t0.Add(time.Hour)), res(events.StatusSucceeded), t0, ""},
+		{"recorded in 9999", rec(events.StatusPending, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)), res(events.StatusSucceeded), t0, ""},
+		{"older by the longest a call may take", rec(events.StatusSucceeded, t0), res(events.StatusPending), t0.Add(-maxAnswerDelay), "stale"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Ignored(tc.cur, tc.res, tc.sent); got != tc.want {
+				t.Fatalf("ignored = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// The clear of a pending mark is a plain publish that nobody waits for. It still carries the
+// revision it must follow: one that comes after the order moved on is refused by the server,
+// and the newer state stays (a clear that overwrote it would lose a transition's mark).
+func TestLateClearDoesNotOverwriteANewerState(t *testing.T) {
+	js, kv := testBucket(t)
+	ctx := context.Background()
+	st := newTestStore(js, kv)
+	key := "kuaishou.payment.app.order-1"
+	ev1 := events.StatusEvent{EventID: "e1", Status: events.StatusPending}
+	first := Record{Status: events.StatusPending, Transition: 1, EventID: "e1", Pending: &ev1}
+	rev1, err := st.put(ctx, key, first, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev2 := events.StatusEvent{EventID: "e2", Status: events.StatusSucceeded}
+	second := Record{Status: events.StatusSucceeded, Transition: 2, EventID: "e2", Pending: &ev2}
+	rev2, err := st.put(ctx, key, second, rev1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Clear(&Publication{claim: &Claim{key: key, rec: first, rev: rev1}}) // late: the order is at rev2
+	// The server takes a connection's messages in order: this write, made after the clear,
+	// succeeds only if the clear was refused.
+	if _, err := st.put(ctx, key, second, rev2); err != nil {
+		t.Fatalf("the late clear was stored over the newer state: %v", err)
+	}
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Record
+	if err := json.Unmarshal(e.Value(), &got); err != nil || got.Transition != 2 || got.Pending == nil {
+		t.Fatalf("state %s", e.Value())
+	}
+}
+
+// A write at a revision the key has moved past is refused as ErrConflict and stores nothing:
+// without the expected revision every claim would be unconditional, and two writers racing on
+// one order would both record a transition.
+func TestStaleRevisionIsAConflict(t *testing.T) {
+	js, kv := testBucket(t)
+	st := newTestStore(js, kv)
+	ctx := context.Background()
+	key := "kuaishou.payment.app.order-2"
+	rec := func(n uint64) Record {
+		return Record{Status: events.StatusPending, Transition: n, EventID: fmt.Sprint("e", n)}
+	}
+	rev1, err := st.put(ctx, key, rec(1), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.put(ctx, key, rec(9), 0); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a create over an existing key: %v, want ErrConflict", err)
+	}
+	rev2, err := st.put(ctx, key, rec(2), rev1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.put(ctx, key, rec(3), rev1); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a write at the stale revision %d: %v, want ErrConflict", rev1, err)
+	}
+	got, rev, err := st.load(ctx, key)
+	if err != nil || rev != rev2 || got.Transition != 2 {
+		t.Fatalf("after the refused writes: transition %d at %d (%v), want 2 at %d", got.Transition, rev, err, rev2)
+	}
+}
+
+// A record read back from the bucket is outside input: every kind of damage is refused by
+// decodeRecord, and a damaged key reads as no record at its revision, so the order's next
+// answer writes over it.
+func TestDamagedRecordsAreRefused(t *testing.T) {
+	good := Record{Status: events.StatusPending, ProviderStatus: "PROCESSING", Transition: 3, EventID: "e3",
+		SentAt: "2026-11-25T12:00:00Z", ObservedAt: "2026-11-25T12:00:00Z"}
+	if _, err := decodeRecord(good.encode()); err != nil {
+		t.Fatalf("a sound record refused: %v", err)
+	}
+	pending := good
+	ev := events.StatusEvent{EventID: "e3", Provider: "kuaishou", Kind: "payment", Status: events.StatusPending, ProviderStatus: "PROCESSING"}
+	pending.Pending = &ev
+	if _, err := decodeRecord(pending.encode()); err != nil {
+		t.Fatalf("a sound pending record refused: %v", err)
+	}
+	with := func(f func(r *Record)) []byte {
+		r := pending
+		e := *pending.Pending
+		r.Pending = &e
+		f(&r)
+		return r.encode()
+	}
+	for name, b := range map[string][]byte{
+		"random bytes":          {0x9c, 0x01, 0xff, 0x00, 0x7f},
+		"empty":                 {},
+		"empty object":          []byte(`{}`),
+		"negative transition":   []byte(`{"status":"pending","transition":-1,"event_id":"e"}`),
+		"zero transition":       with(func(r *Record) { r.Transition = 0 }),
+		"status outside enum":   with(func(r *Record) { r.Status, r.Pending.Status = "x y", "x y" }),
+		"previous outside enum": with(func(r *Record) { r.Pending.PreviousStatus = "x y" }),
+		"subject token":         with(func(r *Record) { r.Pending.Kind = "pay ment" }),
+		"64 KiB string": with(func(r *Record) {
+			r.ProviderStatus = strings.Repeat("x", 64<<10)
+			r.Pending.ProviderStatus = r.ProviderStatus
+		}),
+		"900 KiB array":      []byte(`{"status":"pending","transition":1,"event_id":"e","x":[` + strings.Repeat("1,", 450<<10) + `1]}`),
+		"pending of another": with(func(r *Record) { r.Pending.EventID = "e9" }),
+		"sent_at not a time": with(func(r *Record) { r.SentAt = "yesterday" }),
+		"no event id":        with(func(r *Record) { r.EventID, r.Pending.EventID = "", "" }),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := decodeRecord(b); !errors.Is(err, errDamaged) {
+				t.Fatalf("decodeRecord: %v, want errDamaged", err)
+			}
+		})
+	}
+	js, kv := testBucket(t)
+	st := newTestStore(js, kv)
+	ctx := context.Background()
+	rev, err := kv.Put(ctx, "kuaishou.payment.app.order-3", []byte(`{"status":"x y","transition":1,"event_id":"e"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, got, err := st.load(ctx, "kuaishou.payment.app.order-3")
+	if err != nil || got != rev || rec.Transition != 0 {
+		t.Fatalf("load of a damaged record: %+v at %d (%v), want none at %d", rec, got, err, rev)
+	}
+	if n := testutil.ToFloat64(st.metrics.DamagedRecords); n != 1 {
+		t.Fatalf("orders_state_records_damaged_total %v, want 1", n)
+	}
+}
+
+func testBucket(t *testing.T) (jetstream.JetStream, jetstream.KeyValue) {
+	t.Helper()
+	ns := natstest.RunServer(t)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: "ORDERS_STATE", History: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, kv
+}
+
+func newTestStore(js jetstream.JetStream, kv jetstream.KeyValue) *Store {
+	return New(Options{JS: js, Bucket: kv, Subjects: events.Subjects{Prefix: "orders"}, Encoding: events.JSON,
+		Log: slog.New(slog.DiscardHandler), Metrics: telemetry.NewMetrics(prometheus.NewRegistry()), Tracer: noop.NewTracerProvider().Tracer("")})
+}
