@@ -20,13 +20,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/paystatus/orderstatus/internal/dlq"
@@ -284,94 +281,4 @@ func (h *Handler) republish(ctx context.Context, j *job, o outcome) {
 		o = decide(h.failure(ctx, j, err, true))
 	}
 	h.settle(ctx, j, o)
-}
-
-// job is one request on its way through the pipeline. It is the scheduler's Job.
-type job struct {
-	h         *Handler
-	flow      *flow
-	msg       jetstream.Msg
-	meta      *jetstream.MsgMetadata
-	req       events.Request // Provider and Kind are events.Unknown until the subject is read
-	p         providers.Provider
-	key       string // the rate-limited endpoint
-	qps       int
-	finished  atomic.Bool     // the message was acked, nacked or terminated
-	released  atomic.Bool     // the fetch budget token was given back
-	retries   backoff.BackOff // in-process retries, made on the first failure
-	refreshed bool            // the provider's credential was replaced once already
-	// span is the request's consumer span, child of the request's trace context; with
-	// tracing off, a no-op span holding that context.
-	span  trace.Span
-	ended atomic.Bool // span was ended
-}
-
-// newJob starts keeping msg's delivery alive and opens its consumer span.
-func (h *Handler) newJob(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, f *flow) *job {
-	j := &job{h: h, flow: f, msg: msg, meta: meta}
-	j.req.Provider, j.req.Kind = events.Unknown, events.Unknown
-	_, j.span = h.tracer.Start(telemetry.ReadTrace(ctx, msg.Headers()), "process ORDERS_QUERY", trace.WithSpanKind(trace.SpanKindConsumer))
-	if j.span.IsRecording() {
-		j.span.SetAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", msg.Subject()),
-			attribute.Int64("messaging.nats.stream_sequence", int64(meta.Sequence.Stream)), attribute.Int64("messaging.nats.delivered", int64(meta.NumDelivered)))
-	}
-	h.metrics.InFlight.Inc()
-	h.alive.add(j) // the message stays ours while it waits for its limit or a slow provider
-	return j
-}
-
-// Endpoint is the rate-limited endpoint j's call counts against.
-func (j *job) Endpoint() (string, int) { return j.key, j.qps }
-
-// Prepare readies j's call before its rate slot is taken (see providers.Preparer).
-func (j *job) Prepare(ctx context.Context) { j.h.prepare(j.traced(ctx), j.p, j.req) }
-
-// Waiting opens the span of j's wait for a rate slot.
-func (j *job) Waiting() func(error) {
-	_, span := j.h.tracer.Start(j.traced(context.Background()), "ratelimit wait", trace.WithSpanKind(trace.SpanKindInternal))
-	return func(err error) {
-		if err != nil {
-			span.SetStatus(codes.Error, err.Error())
-		}
-		span.End()
-	}
-}
-
-// Parked gives j's fetch budget token back: it waits behind a second of its app's calls.
-func (j *job) Parked() { j.releaseBudget() }
-
-// traced returns ctx with j's consumer span in it.
-func (j *job) traced(ctx context.Context) context.Context { return trace.ContextWithSpan(ctx, j.span) }
-
-// endSpan ends j's consumer span, once, with the outcome of its request.
-func (j *job) endSpan(o outcome) {
-	if j.ended.Swap(true) {
-		return
-	}
-	if j.span.IsRecording() {
-		j.span.SetAttributes(attribute.String("orders.outcome", o.verdict.String()))
-		if o.err != nil {
-			j.span.SetStatus(codes.Error, o.err.Error())
-		} else if o.verdict == deadLetter {
-			j.span.SetStatus(codes.Error, o.reason)
-		}
-	}
-	j.span.End()
-}
-
-// finish ends the job's keep-alive: its message is about to be settled.
-func (j *job) finish() {
-	if j.finished.Swap(true) {
-		return
-	}
-	j.h.alive.remove(j)
-	j.h.metrics.InFlight.Dec()
-	j.releaseBudget()
-}
-
-// releaseBudget gives the job's fetch budget token back, once.
-func (j *job) releaseBudget() {
-	if !j.released.Swap(true) {
-		j.flow.sched.Release()
-	}
 }

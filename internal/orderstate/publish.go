@@ -2,9 +2,12 @@ package orderstate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
@@ -91,4 +94,61 @@ func (s *Store) Confirm(ctx context.Context, p *Publication) error {
 	}
 	p.span.End()
 	return err
+}
+
+// Republish publishes c's event again, waits for it, and clears its mark: for a writer whose
+// own publish failed. A conflict means the order moved on after its next reader published the
+// event: done.
+func (s *Store) Republish(ctx context.Context, c *Claim) error {
+	_, err := s.publishPending(ctx, c)
+	if errors.Is(err, ErrConflict) {
+		return nil
+	}
+	return err
+}
+
+// publishPending publishes c's event, waits for it, then clears the mark with a
+// compare-and-set, waiting too: the caller goes on from the new revision. ErrConflict from the
+// clear means someone else already moved the order on, after publishing it too.
+func (s *Store) publishPending(ctx context.Context, c *Claim) (newRev uint64, err error) {
+	p, err := s.Publish(ctx, c)
+	if err != nil {
+		return c.rev, err
+	}
+	s.trips.event.Inc()
+	if err := s.Confirm(ctx, p); err != nil {
+		return c.rev, err
+	}
+	rec := c.rec
+	rec.Pending, rec.Trace = nil, telemetry.TraceContext{}
+	// The event is out: clearing the mark is worth a few tries, as a mark left behind makes a
+	// later reader publish the event again (harmless inside the duplicate window only).
+	err = backoff.Retry(func() error {
+		var err error
+		s.trips.clear.Inc()
+		newRev, err = s.put(ctx, c.key, rec, c.rev)
+		if errors.Is(err, ErrConflict) {
+			return backoff.Permanent(err)
+		}
+		return err
+	}, backoff.WithContext(backoff.WithMaxRetries(backoff.NewConstantBackOff(100*time.Millisecond), 3), ctx))
+	var perm *backoff.PermanentError
+	if errors.As(err, &perm) {
+		err = perm.Err
+	}
+	return newRev, err
+}
+
+// Clear removes p's pending mark now that its event is stored. It does not wait for the
+// server: a mark left behind (a failed write, a crash) is cleared by the sweep or by the
+// order's next reader, who publishes the event again first, which the server drops as a
+// duplicate.
+func (s *Store) Clear(p *Publication) {
+	rec := p.claim.rec
+	rec.Pending, rec.Trace = nil, telemetry.TraceContext{}
+	// A plain publish, with no reply subject: JetStream stores it (its subject is the
+	// bucket's) after checking the revision, and sends no acknowledgement nobody would read.
+	if err := s.js.Conn().PublishMsg(s.writeMsg(p.claim.key, rec, p.claim.rev)); err != nil {
+		s.log.Debug("pending mark not cleared; the sweep clears it", "key", p.claim.key, "err", err)
+	}
 }
