@@ -1,3 +1,5 @@
+// Package natsinfra is the service's side of NATS: the connection with its authentication and
+// TLS, and the JetStream assets of CONTRACT.md section 1, provisioned or bound to.
 package natsinfra
 
 import (

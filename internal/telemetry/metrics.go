@@ -1,3 +1,5 @@
+// Package telemetry is what the service tells its operators: Prometheus metrics, W3C trace
+// context and OpenTelemetry spans, and the HTTP health, readiness and metrics endpoints.
 package telemetry
 
 import (
