@@ -32,9 +32,8 @@ import (
 )
 
 // gcPercent is the garbage collector's target when GOGC is not set: the live heap is small (a
-// few MB a thousand requests in flight), and collecting at twice it instead of once cut the
-// CPU per request by about a tenth in make bench (GC was 14% of the profile) while the peak RSS
-// with a 100,000 backlog stays far below 100 MB. GOGC, and GOMEMLIMIT for a container's limit,
+// few MB a thousand requests in flight), so collecting at three times it saves CPU at little
+// memory (docs/performance.md has the figures). GOGC, and GOMEMLIMIT for a container's limit,
 // still decide when set.
 const gcPercent = 200
 
