@@ -160,8 +160,79 @@ func mustNew(t testing.TB, cfg config.Provider, opts ...Option) *Client {
 }
 
 func newClient(t testing.TB, sb *sandbox.Sandbox, secret string, opts ...Option) *Client {
-	return mustNew(t, config.Provider{BaseURL: sb.URL(), QPS: 1000, Timeout: 2 * time.Second,
+	return newClientTimeout(t, sb, secret, 2*time.Second, opts...)
+}
+
+func newClientTimeout(t testing.TB, sb *sandbox.Sandbox, secret string, timeout time.Duration, opts ...Option) *Client {
+	return mustNew(t, config.Provider{BaseURL: sb.URL(), QPS: 1000, Timeout: timeout,
 		Apps: []config.App{{AppID: sandbox.DemoAppID, AppSecret: config.Secret(secret)}}}, opts...)
+}
+
+// tokenClock is a client on a sandbox with 100 s tokens, on a clock the test moves, with a
+// timeout long enough for the test to hold a token answer (sandbox.HoldTokenAnswers) for as
+// long as a loaded machine needs.
+type tokenClock struct {
+	sb *sandbox.Sandbox
+	c  *Client
+	q  providers.Query
+
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTokenClock(t *testing.T) *tokenClock {
+	tc := &tokenClock{sb: startSandbox(t, 0), now: time.Now(),
+		q: providers.Query{Kind: events.KindPayment, AppID: sandbox.DemoAppID, OrderNo: sandbox.DemoOrderNo}}
+	tc.sb.TokenTTL = 100 * time.Second
+	tc.c = newClientTimeout(t, tc.sb, sandbox.DemoAppSecret, time.Minute, WithClock(func() time.Time {
+		tc.mu.Lock()
+		defer tc.mu.Unlock()
+		return tc.now
+	}))
+	return tc
+}
+
+func (tc *tokenClock) advance(d time.Duration) {
+	tc.mu.Lock()
+	tc.now = tc.now.Add(d)
+	tc.mu.Unlock()
+}
+
+// query makes one query and fails the test unless it succeeds.
+func (tc *tokenClock) query(t *testing.T) {
+	t.Helper()
+	if _, err := tc.c.Query(context.Background(), tc.q); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// served is the token the client hands a caller now (waiting, as a caller does, only if it
+// has no valid one).
+func (tc *tokenClock) served(t *testing.T) string {
+	t.Helper()
+	tok, err := tc.c.apps[sandbox.DemoAppID].tokens.get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// fetches is how many tokens the sandbox issued.
+func (tc *tokenClock) fetches() int { return tc.sb.TokenFetches(sandbox.DemoAppID) }
+
+// tokenWait bounds the test's waits for a client or sandbox that is merely slow (a loaded
+// machine): reaching it means the awaited thing is not coming.
+const tokenWait = 30 * time.Second
+
+func recvToken(t *testing.T, issued <-chan string, what string) string {
+	t.Helper()
+	select {
+	case tok := <-issued:
+		return tok
+	case <-time.After(tokenWait):
+		t.Fatalf("no token issued within %s: %s", tokenWait, what)
+		return ""
+	}
 }
 
 func TestQueryAgainstSandbox(t *testing.T) {
@@ -226,49 +297,79 @@ func TestTokenOneFetchManyWaiters(t *testing.T) {
 }
 
 func TestTokenRefreshedBeforeExpiryAndAfterRefusal(t *testing.T) {
-	sb := startSandbox(t, 0)
-	sb.TokenTTL = 100 * time.Second
-	var mu sync.Mutex
-	now := time.Now()
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	c := newClient(t, sb, sandbox.DemoAppSecret, WithClock(clock))
-	q := providers.Query{Kind: events.KindPayment, AppID: sandbox.DemoAppID, OrderNo: sandbox.DemoOrderNo}
-	query := func() {
-		t.Helper()
-		if _, err := c.Query(context.Background(), q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	query()
-	mu.Lock()
-	now = now.Add(79 * time.Second) // still inside 80% of the life
-	mu.Unlock()
-	query()
-	if n := sb.TokenFetches(sandbox.DemoAppID); n != 1 {
+	tc := newTokenClock(t)
+	tc.query(t)
+	first := tc.served(t)
+	tc.advance(79 * time.Second) // still inside 80% of the life
+	tc.query(t)
+	if n := tc.fetches(); n != 1 {
 		t.Fatalf("fetches %d, want 1", n)
 	}
-	mu.Lock()
-	now = now.Add(2 * time.Second) // past 80%: refreshed in the background while the old one serves
-	mu.Unlock()
-	sb.TokenDelay = time.Second // a slow token endpoint (within the client timeout): the query does not wait for it
-	query()
-	if n := sb.TokenFetches(sandbox.DemoAppID); n != 1 {
-		t.Fatalf("fetches %d before the slow refresh could end: the query waited for it", n)
-	}
-	for deadline := time.Now().Add(10 * time.Second); sb.TokenFetches(sandbox.DemoAppID) != 2; {
-		if time.Now().After(deadline) {
-			t.Fatalf("fetches %d, want the refresh", sb.TokenFetches(sandbox.DemoAppID))
+
+	// Past 80%: refreshed in the background while the old one serves. The refresh's answer is
+	// held until the query has returned: a query that waited for it would not return.
+	tc.advance(2 * time.Second)
+	issued, release := tc.sb.HoldTokenAnswers()
+	defer release()
+	done := make(chan error, 1)
+	go func() { _, err := tc.c.Query(context.Background(), tc.q); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(10 * time.Millisecond)
+	case <-time.After(tokenWait):
+		t.Fatal("the query waited for the refresh")
 	}
-	sb.TokenDelay = 0
-	sb.ExpireTokens(sandbox.DemoAppID) // the provider refuses the cached token: it is dropped, the next query fetches one
-	if _, err := c.Query(context.Background(), q); providers.Classify(err) != providers.TokenInvalid {
+	second := recvToken(t, issued, "the refresh past 80% of the life")
+	if tok := tc.served(t); tok != first {
+		t.Fatalf("while the refresh is held the client serves %q, want the old token", tok)
+	}
+	release()
+	// The refresh is in once the client serves its token: the sandbox counting it says only
+	// that it was issued, not that the client has read it.
+	for deadline := time.Now().Add(tokenWait); tc.served(t) != second; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the client still serves the old token %s after the refresh was answered", tokenWait)
+		}
+	}
+	if n := tc.fetches(); n != 2 {
+		t.Fatalf("fetches %d, want 2", n)
+	}
+
+	tc.sb.ExpireTokens(sandbox.DemoAppID) // the provider refuses the cached token: it is dropped, the next query fetches one
+	if _, err := tc.c.Query(context.Background(), tc.q); providers.Classify(err) != providers.TokenInvalid {
 		t.Fatalf("refused token: %v", err)
 	}
-	query()
-	if n := sb.TokenFetches(sandbox.DemoAppID); n != 3 {
+	tc.query(t)
+	if n := tc.fetches(); n != 3 {
 		t.Fatalf("fetches %d, want 3", n)
+	}
+}
+
+// A refusal that lands while a refresh is under way: the token the refresh brings was issued
+// before the refusal (here, revoked with the rest) and is not installed; the client fetches
+// again and serves a token issued after the refusal. Before the fix the refresh installed the
+// revoked token, and the next query was refused with it.
+func TestRefusalDuringRefreshInstallsNoStaleToken(t *testing.T) {
+	tc := newTokenClock(t)
+	tc.query(t)
+	tc.advance(81 * time.Second) // past 80% of the life: the next query starts a refresh
+	issued, release := tc.sb.HoldTokenAnswers()
+	defer release()
+	tc.query(t) // served by the old token; the refresh's answer is held
+	stale := recvToken(t, issued, "the refresh past 80% of the life")
+	tc.sb.ExpireTokens(sandbox.DemoAppID) // revokes the old token and the one on its way
+	if _, err := tc.c.Query(context.Background(), tc.q); providers.Classify(err) != providers.TokenInvalid {
+		t.Fatalf("refused token: %v", err)
+	}
+	release() // the refresh now answers with the token issued before the refusal
+	if tok := tc.served(t); tok == stale {
+		t.Fatal("the client installed the token issued before the refusal")
+	}
+	tc.query(t)
+	if n := tc.fetches(); n != 3 {
+		t.Fatalf("fetches %d, want 3 (the first, the refresh, the one after the refusal)", n)
 	}
 }
 

@@ -34,6 +34,10 @@ type Sandbox struct {
 	apps         map[string]*app
 	orders       map[string]*Order
 	tokenFetches map[string]int
+	// tokenHold, while set, holds every access-token answer after the token is issued, until
+	// it is closed; tokenHeld is told each token held (see HoldTokenAnswers).
+	tokenHold chan struct{}
+	tokenHeld chan string
 }
 
 type app struct {
@@ -121,6 +125,30 @@ func (s *Sandbox) TokenFetches(appID string) int {
 	return s.tokenFetches[appID]
 }
 
+// HoldTokenAnswers makes the access-token endpoint issue (and count) each access token as
+// before but hold its answer until release is called, so a test can act between the issue of
+// a token and the client's receipt of it (expire the tokens, say, as the provider would while
+// the answer is on its way). Each token held is sent on issued (buffered; a token that does
+// not fit is not sent). After release, answers go out at once again. The client's timeout
+// still applies to a held answer.
+func (s *Sandbox) HoldTokenAnswers() (issued <-chan string, release func()) {
+	hold, held := make(chan struct{}), make(chan string, 64)
+	s.mu.Lock()
+	s.tokenHold, s.tokenHeld = hold, held
+	s.mu.Unlock()
+	var once sync.Once
+	return held, func() {
+		once.Do(func() {
+			s.mu.Lock()
+			if s.tokenHold == hold {
+				s.tokenHold, s.tokenHeld = nil, nil
+			}
+			s.mu.Unlock()
+			close(hold)
+		})
+	}
+}
+
 // Calls returns the arrival times of every query call for appID and kind, in order.
 func (s *Sandbox) Calls(appID, kind string) []time.Time {
 	return s.Controls.Calls(appID + queries[kind].path)
@@ -168,9 +196,9 @@ func (s *Sandbox) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	a := s.apps[appID]
 	if a == nil || a.secret != secret {
+		s.mu.Unlock()
 		fail(w, codeAuthFailed, "验证出错,需要检查app_id和app_secret")
 		return
 	}
@@ -179,7 +207,21 @@ func (s *Sandbox) serveToken(w http.ResponseWriter, r *http.Request) {
 	token := "ChFvYXV0aC5hY2Nlc3NUb2tlbh" + hex.EncodeToString(b[:])
 	a.tokens[token] = time.Now().Add(s.TokenTTL)
 	s.tokenFetches[appID]++
-	writeJSON(w, map[string]any{"result": codeSuccess, "access_token": token, "expires_in": int64(s.TokenTTL / time.Second), "token_type": "bearer"})
+	ttl := s.TokenTTL
+	hold, held := s.tokenHold, s.tokenHeld
+	s.mu.Unlock()
+	if hold != nil {
+		select {
+		case held <- token:
+		default:
+		}
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	writeJSON(w, map[string]any{"result": codeSuccess, "access_token": token, "expires_in": int64(ttl / time.Second), "token_type": "bearer"})
 }
 
 func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string, q query) {
