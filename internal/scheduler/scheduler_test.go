@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,9 +20,13 @@ import (
 
 // Three replicas' schedulers with one request queued at a time each, on a rate bucket whose
 // writes take longer than ratelimit.LateTolerance: the slot a write reserves is not thrown
-// away for that write's latency, so requests run, and never more than qps in a second.
+// away for that write's latency, so requests run. What guards that is the limiter's lead: each
+// slot is reserved at least the recent write time ahead of when its write is sent, so it is
+// still on time when the write returns. The test checks that lead on every slot stored, that
+// the slots (whichever replica reserved them) are a spacing apart, so never more than qps in a
+// second, and that each request ran in a slot of its own, until enough requests ran.
 func TestSchedulerSlowRateWrites(t *testing.T) {
-	const qps, replicas = 100, 3
+	const qps, replicas, want = 100, 3, 50
 	const key = "kuaishou/ks700000000000000001/query_order"
 	nc, err := nats.Connect(natstest.RunServer(t).ClientURL())
 	if err != nil {
@@ -32,24 +38,31 @@ func TestSchedulerSlowRateWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv := &natstest.SlowKV{KeyValue: bucket, Delay: 15 * time.Millisecond}
+	slow := &natstest.SlowKV{KeyValue: bucket, Delay: 15 * time.Millisecond}
 	waits := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wait"}, []string{"provider", "endpoint"})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
-	var mu sync.Mutex
-	var calls []time.Time
-	stop, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	var calls atomic.Int64
+	ran := make(chan struct{}) // closed when want requests ran
+	stop, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var wg sync.WaitGroup
+	var kvs []*natstest.SlotKV
+	var scheds []*Scheduler
+	var workers sync.WaitGroup
+	start := time.Now()
 	for range replicas {
-		s := New(stop, ratelimit.New(kv), 8, log, waits)
-		wg.Add(1)
+		kv := &natstest.SlotKV{KeyValue: slow}
+		lim := ratelimit.New(kv)
+		kv.Now = func() time.Time { return lim.ServerNow(context.Background()) }
+		kvs = append(kvs, kv)
+		s := New(stop, lim, 8, log, waits)
+		workers.Add(1)
 		go func() {
-			defer wg.Done()
+			defer workers.Done()
 			for j := range s.Ready() {
-				mu.Lock()
-				calls = append(calls, time.Now())
-				mu.Unlock()
+				if calls.Add(1) == want {
+					close(ran)
+				}
 				s.Done()
 				_ = s.Enqueue(j) // the next request, once this one ran
 			}
@@ -57,19 +70,55 @@ func TestSchedulerSlowRateWrites(t *testing.T) {
 		if err := s.Enqueue(testJob{key: key, qps: qps}); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { s.Close() })
+		scheds = append(scheds, s)
 	}
-	<-stop.Done()
-	mu.Lock()
-	defer mu.Unlock()
-	m := ratelimit.MaxCallsPerWindow(calls, time.Second)
-	t.Logf("figures: qps=%d replicas=%d demand=1 write_latency=%s writes=%d calls_in_2s=%d max_calls_per_window=%d",
-		qps, replicas, kv.Delay, kv.Writes.Load(), len(calls), m)
-	if m > qps {
-		t.Fatalf("%d calls in one second, limit %d", m, qps)
+	// A deadline for a broken limiter, not a speed target: want requests take half a second
+	// at the limit.
+	const deadline = 30 * time.Second
+	select {
+	case <-ran:
+	case <-time.After(deadline):
 	}
-	if len(calls) < qps/2 {
-		t.Fatalf("%d calls in 2 s after %d writes, at a limit of %d/s", len(calls), kv.Writes.Load(), qps)
+	took := time.Since(start)
+	cancel()
+	for _, s := range scheds {
+		s.Close() // the pacers have ended: no more writes
+	}
+	workers.Wait()
+
+	var slots []natstest.SlotWrite
+	for _, kv := range kvs {
+		slots = append(slots, kv.Slots()...)
+	}
+	// The lead: a slot on time when a write of Delay returns was reserved at least Delay less
+	// LateTolerance after the write was sent.
+	least := slow.Delay - ratelimit.LateTolerance
+	leanest := time.Hour
+	for _, w := range slots {
+		leanest = min(leanest, w.Slot.Sub(w.Sent))
+	}
+	slices.SortFunc(slots, func(a, b natstest.SlotWrite) int { return a.Slot.Compare(b.Slot) })
+	closest := time.Hour
+	for i := 1; i < len(slots); i++ {
+		closest = min(closest, slots[i].Slot.Sub(slots[i-1].Slot))
+	}
+	n := calls.Load()
+	t.Logf("figures: qps=%d replicas=%d demand=1 write_latency=%s writes=%d slots=%d calls=%d took=%s least_slot_lead=%s closest_slots=%s spacing=%s",
+		qps, replicas, slow.Delay, slow.Writes.Load(), len(slots), n, took.Round(time.Millisecond), leanest, closest, ratelimit.Spacing(qps))
+	if len(slots) == 0 {
+		t.Fatal("no slot reserved")
+	}
+	if leanest < least {
+		t.Fatalf("a slot reserved %s after its write was sent, on writes of %s: late when the write returns (at least %s wanted)", leanest, slow.Delay, least)
+	}
+	if closest < ratelimit.Spacing(qps) {
+		t.Fatalf("two slots %s apart, spacing %s", closest, ratelimit.Spacing(qps))
+	}
+	if n > int64(len(slots)) {
+		t.Fatalf("%d requests ran on %d slots", n, len(slots))
+	}
+	if n < want {
+		t.Fatalf("%d requests ran in %s on %d slots reserved, %d writes", n, deadline, len(slots), slow.Writes.Load())
 	}
 }
 
