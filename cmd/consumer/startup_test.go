@@ -154,9 +154,8 @@ func eventsByOrder(t *testing.T, js jetstream.JetStream) (orders map[string]bool
 	return orders, dups
 }
 
-// On the first release three consumers started at once on a fresh R3 cluster: in every try,
-// two or three exited within 5 s ("provision KV ORDERS_STATE: context deadline exceeded").
-// Now they race, retry, and all become ready; none exits; every request gives its event once.
+// Three consumers started at once on a fresh R3 cluster race to provision, retry, and all
+// become ready; none exits; every request gives its event once.
 func TestReplicasStartTogetherOnANewCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a cluster and three consumer processes")

@@ -346,8 +346,8 @@ func TestBench(t *testing.T) {
 }
 
 // writes reads the last sequence of each stream the service writes: ORDERS_STATE,
-// ORDERS_RATE (the limiter), ORDERS_STATUS (events) and ORDERS_QUERY (requests, and the event
-// checks of the release before this one).
+// ORDERS_RATE (the limiter), ORDERS_STATUS (events) and ORDERS_QUERY (requests, and any write
+// beyond them, counted as checks).
 func (r *rig) writes() (seqs [4]uint64) {
 	for i, name := range []string{"KV_ORDERS_STATE", "KV_ORDERS_RATE", "ORDERS_STATUS", "ORDERS_QUERY"} {
 		if s, err := r.js.Stream(context.Background(), name); err == nil {

@@ -201,8 +201,8 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-// TestURLsAreRedacted: the first release printed a nats://user:pass@ URL whole in the config
-// error and in the connect error.
+// TestURLsAreRedacted: a nats://user:pass@ URL never appears whole in the config error or the
+// connect error; its credentials are redacted.
 func TestURLsAreRedacted(t *testing.T) {
 	for in, want := range map[string]string{
 		"nats://alice:s3cret@n1:4222":                "nats://xxxxx@n1:4222",

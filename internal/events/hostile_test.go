@@ -30,9 +30,8 @@ func nestedMaps(n int) []byte {
 }
 
 // hostilePayloads are the length bombs and shapes a publisher can send: each must be refused
-// as invalid_payload, having allocated little more than its own size. On the first release's
-// decoder (msgpack into any), "map16 bomb" allocated 5 MB, "nested map16" 215 MB and "map32
-// bomb" ended the process with "fatal error: out of memory".
+// as invalid_payload, having allocated little more than its own size: a decoder into any
+// would allocate what the declared lengths claim, up to running out of memory.
 var hostilePayloads = []struct {
 	name string
 	data []byte
@@ -122,10 +121,10 @@ func TestDecodeRequestShapeLimits(t *testing.T) {
 	}
 }
 
-// TestDecodeRequestRefusesInvalidUTF8: the first release passed invalid UTF-8 on, to msgpack
-// events (which strict decoders then refused whole), to JSON events and the state as U+FFFD,
-// and to Kudian as a changed out_trade_no. Every string field, attribute key and value, and
-// string in an ignored field is refused, with the field named.
+// TestDecodeRequestRefusesInvalidUTF8: every string field, attribute key and value, and string
+// in an ignored field is refused, with the field named, so invalid UTF-8 never reaches msgpack
+// events (which strict decoders would refuse whole), JSON events and the state (as U+FFFD), or
+// Kudian (as a changed out_trade_no).
 func TestDecodeRequestRefusesInvalidUTF8(t *testing.T) {
 	bad := "o\xffo"
 	for _, tc := range []struct {

@@ -263,10 +263,9 @@ func TestRacingReplicasAndQueryLeaderLoss(t *testing.T) {
 	e.waitIdle()
 }
 
-// On the first release a token fetch broke the limit: Query fetched the access token after
-// taking its rate slot, so calls that waited for a slow token endpoint left together. With a
-// 600 ms token endpoint at qps 30, 47 calls reached the provider in one second. Tokens are now
-// fetched before the slot, and refreshed ahead in the background while the old one serves.
+// Token fetches keep the limit: tokens are fetched before the rate slot is taken, and refreshed
+// ahead in the background while the old one serves, so calls that wait for a slow token
+// endpoint do not leave together and put more than qps in one second.
 func TestTokenFetchesKeepTheLimit(t *testing.T) {
 	const qps, requests = 30, 150
 	e := newEnv(t, func(c *config.Config) {
@@ -294,9 +293,8 @@ func TestTokenFetchesKeepTheLimit(t *testing.T) {
 	}
 }
 
-// On the first release a dead route was noticed about 21 s late ("no heartbeat received"):
-// pulls used nats.go's defaults, 30 s expiry and 15 s heartbeats. The pulls on the wire now
-// ask for heartbeats every 2 s and expire in 6 s, so a lost pull is noticed in about 4 s.
+// The pulls on the wire ask for heartbeats every 2 s and expire in 6 s (not nats.go's defaults,
+// 15 s and 30 s), so a lost pull on a dead route is noticed in about 4 s.
 func TestPullsNoticeADeadRouteQuickly(t *testing.T) {
 	e := newEnv(t, nil)
 	sub, err := e.nc.SubscribeSync("$JS.API.CONSUMER.MSG.NEXT." + natsinfra.QueryStream + "." + e.cfg.Consumer.Name)

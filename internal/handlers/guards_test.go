@@ -54,8 +54,8 @@ func (e *env) storedState(orderNo string) (status string, transition uint64) {
 // second is sent 0.5 s after it and answered 1.5 s later (succeeded), after the first's answer
 // was recorded. The second was sent later, so its answer wins: answers are ordered by when
 // their query was sent. Ordered by when they were observed, the second's answer (observed
-// after the first's, but sent before the first was observed) was ignored as stale and the
-// order stayed pending. (TestSlowStaleAnswerIsIgnored is the other order: the later query
+// after the first's, but sent before the first was observed) would be ignored as stale and the
+// order would stay pending. (TestSlowStaleAnswerIsIgnored is the other order: the later query
 // answered first.)
 func TestLaterSentQueryWinsWhenAnsweredLast(t *testing.T) {
 	e := newEnv(t, nil)

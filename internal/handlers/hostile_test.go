@@ -42,8 +42,8 @@ func nestedMap16(n int) []byte {
 	return b
 }
 
-// hostileRequests are the first release's defects as inputs: on it, the three msgpack bombs
-// allocated 5 MB, 215 MB and ended the process out of memory; invalid UTF-8 was accepted.
+// hostileRequests are inputs a publisher can send to harm the service: msgpack length bombs
+// that must not allocate beyond their size, invalid UTF-8 that must be refused, and others.
 func hostileRequests() []hostileRequest {
 	q := "orders.query.kuaishou.payment"
 	return []hostileRequest{
@@ -109,9 +109,8 @@ func TestHostileRequestsAreDeadLettered(t *testing.T) {
 	}
 }
 
-// On the first release, Orders-Follow-Round: 9223372036854775807 made the follow scheduling
-// loop about 2^63 times, holding a worker and the message for ever, and shutdown waited on it.
-// A publisher's Orders-* headers are now ignored; the service's own follow-ups keep theirs.
+// A publisher's Orders-* headers are ignored; the service's own follow-ups keep theirs. A forged
+// Orders-Follow-Round: 9223372036854775807 must not hold a worker, the message or shutdown.
 func TestForgedFollowHeadersAreIgnored(t *testing.T) {
 	e := newEnv(t, fastFollow)
 	stop := e.startReplica(nil)
@@ -190,9 +189,9 @@ func TestFollowRoundAndDeadlineAreBounded(t *testing.T) {
 		sched.Header.Get("Orders-Follow-Round"), time.Until(at).Round(time.Second), until.Format(time.RFC3339))
 }
 
-// On the first release a request near the server's max_payload was redelivered for ever: its
-// dead letter, the same bytes plus headers, was too big to publish. Now the whole payload is
-// stored alone in ORDERS_DLQ and the dead letter carries what fits, with a pointer to it.
+// A request near the server's max_payload is dead-lettered, not redelivered for ever: its whole
+// payload is stored alone in ORDERS_DLQ and the dead letter (which, with its headers, would not
+// fit otherwise) carries what fits, with a pointer to it.
 func TestOversizedRequestIsDeadLettered(t *testing.T) {
 	e := newEnv(t, nil)
 	e.startReplica(nil)
@@ -227,9 +226,8 @@ func TestOversizedRequestIsDeadLettered(t *testing.T) {
 	t.Logf("figures: max_payload=%d request=%d dead_letter_payload=%d payload_seq=%d", limit, len(body), len(letter.Data), whole.Sequence)
 }
 
-// On the first release a deleted durable consumer left a zombie: the fetch loop returned,
-// Run waited on, /healthz stayed green and nothing was consumed again. Now the consumer is
-// made again and requests flow.
+// A deleted durable consumer is made again and requests flow: the replica never sits healthy
+// on /healthz while consuming nothing.
 func TestDeletedConsumerIsMadeAgain(t *testing.T) {
 	e := newEnv(t, nil)
 	e.startReplica(nil)
@@ -267,8 +265,8 @@ func TestLostConsumerEndsRun(t *testing.T) {
 	}
 }
 
-// On the first release a lookup waiting behind a stalled provider held its endpoint until the
-// provider gave up, long after the caller had. Now it answers "timeout" at its deadline.
+// A lookup waiting behind a stalled provider answers "timeout" at its deadline, not when the
+// provider gives up, long after the caller has.
 func TestLookupHasADeadline(t *testing.T) {
 	e := newEnv(t, func(c *config.Config) {
 		p := c.Providers[kuaishou.Name]
@@ -313,13 +311,13 @@ func TestLookupRefusesHostilePayloads(t *testing.T) {
 	}
 }
 
-// On the first release the first lookup could reach the server before the endpoints'
-// subscriptions did ("no responders"). StartLookup now returns once they are in.
+// StartLookup returns once the endpoints' subscriptions are in, so the first lookup never
+// meets "no responders".
 func TestLookupAnswersAsSoonAsStarted(t *testing.T) {
 	e := newEnv(t, nil)
 	r := e.build(nil)
 	defer r.close()
-	for i := range 50 { // the first release failed 26 tries in 30
+	for i := range 50 {
 		nc, err := nats.Connect(e.srv.url)
 		if err != nil {
 			t.Fatal(err)

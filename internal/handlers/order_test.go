@@ -47,10 +47,9 @@ func counterSum(t *testing.T, g prometheus.Gatherer, name string, want map[strin
 	return sum
 }
 
-// On the first release a slow answer un-paid a paid order: of two requests 50 ms apart, the
-// first's answer (PROCESSING) came late, after the second's (SUCCESS), and was recorded over
-// it: events succeeded, then pending with previous_status succeeded, and ORDERS_STATE ended at
-// pending. Answers are now ordered by when their query was sent.
+// A slow answer never un-pays a paid order: answers are ordered by when their query was sent,
+// so the first request's answer (PROCESSING), arriving after the second's (SUCCESS), is ignored
+// as stale: one event (succeeded), and ORDERS_STATE stays succeeded.
 func TestSlowStaleAnswerIsIgnored(t *testing.T) {
 	e := newEnv(t, nil)
 	reg := prometheus.NewRegistry()
@@ -104,8 +103,8 @@ func TestSlowStaleAnswerIsIgnored(t *testing.T) {
 	t.Logf("figures: requests=3 events=1 (succeeded) ignored_stale=%v ignored_after_terminal=1 (requests 400 ms apart, the first's answer 1.5 s late)", stale)
 }
 
-// On the first release an order going A -> B -> A gave no second A event: its id was made of
-// the status, so the duplicate window dropped it. Each transition now has its own id.
+// An order going A -> B -> A gives three events: each transition has its own id, so the
+// duplicate window does not drop the second A.
 func TestABAGivesThreeEvents(t *testing.T) {
 	e := newEnv(t, nil)
 	e.startReplica(nil)

@@ -302,8 +302,8 @@ func TestUnreachableProviderEndsAsRetriesExhausted(t *testing.T) {
 
 // A request waiting for its app's limit longer than the ack wait stays this replica's: its
 // delivery is kept alive, so JetStream does not hand it out again and the provider is asked
-// once per request (without the keep-alive, the waiting requests came back after 1 s and were
-// asked about again).
+// once per request (without the keep-alive, the waiting requests would come back after 1 s and
+// be asked about again).
 func TestWaitLongerThanAckWaitIsOneCall(t *testing.T) {
 	e := newEnv(t, func(c *config.Config) {
 		c.Consumer.AckWait = time.Second

@@ -10,7 +10,6 @@ import (
 
 // Per new status a worker waits for one JetStream answer, the claim's: the event and the clear
 // of its mark are not waited for, and the limiter's reservations are spread over many calls.
-// (The release before this one waited for four: the limiter, the claim, the event, the clear.)
 func TestOneRoundTripWaitedPerNewStatus(t *testing.T) {
 	const n = 40
 	e := newEnv(t, nil)

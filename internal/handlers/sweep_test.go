@@ -90,8 +90,8 @@ func (e *env) waitPublished(t *testing.T, path string) {
 	t.Logf("figures: %s: events=1, published by its check", path)
 }
 
-// On the first release a lookup whose publish failed after the claim left the event pending
-// until the order's next successful query: for a terminal order, never.
+// A lookup whose publish fails after the claim leaves its event pending: the sweep publishes
+// it, even for a terminal order that is never queried again.
 func TestSweepPublishesALookupsStrandedEvent(t *testing.T) {
 	e := newEnv(t, nil)
 	tweak, on, _ := failPublishing()
@@ -110,8 +110,8 @@ func TestSweepPublishesALookupsStrandedEvent(t *testing.T) {
 	e.waitPublished(t, "lookup publish failed after the claim")
 }
 
-// On the first release a failure after the claim on the last allowed delivery dead-lettered
-// the request and left its event pending.
+// A failure after the claim on the last allowed delivery dead-letters the request; the sweep
+// still publishes its pending event.
 func TestSweepPublishesAfterTheLastDelivery(t *testing.T) {
 	e := newEnv(t, func(c *config.Config) { c.Consumer.MaxDeliver = 1 })
 	tweak, on, failed := failPublishing()
@@ -125,8 +125,8 @@ func TestSweepPublishesAfterTheLastDelivery(t *testing.T) {
 	e.waitPublished(t, "failure after the claim on the last delivery")
 }
 
-// On the first release a failure after the claim, then a next delivery the provider rejected,
-// dead-lettered the request and left its event pending.
+// A failure after the claim, then a next delivery the provider rejects, dead-letters the
+// request; the sweep still publishes its pending event.
 func TestSweepPublishesWhenTheNextDeliveryIsRejected(t *testing.T) {
 	e := newEnv(t, nil)
 	tweak, on, failed := failPublishing()
@@ -208,9 +208,9 @@ func TestForgedSweepLeaseIsNotHonoured(t *testing.T) {
 	e.waitPublished(t, "clear lost under a forged sweep lease")
 }
 
-// On the first release a failed write after a successful provider call handed the request
-// back, and its next delivery asked the provider again: while stream leaders were re-elected,
-// 600 orders took 856 provider calls. The write is now tried again with the answer in hand.
+// A failed write after a successful provider call is tried again with the answer in hand, not
+// by handing the request back to ask the provider again: one provider call per request, even
+// while stream leaders are re-elected.
 func TestFailedWriteDoesNotAskTheProviderAgain(t *testing.T) {
 	e := newEnv(t, nil)
 	var fails atomic.Int32
@@ -230,7 +230,7 @@ func TestFailedWriteDoesNotAskTheProviderAgain(t *testing.T) {
 	}
 }
 
-// The headers of a scheduled event check (a design no release with users ran) are a request's
+// The headers of a scheduled event check (not a feature of this service) are a request's
 // like any other: a "check" forged with them, naming any key, is an ordinary request and ends
 // as a dead letter, never acked silently nor redelivered for ever.
 func TestForgedEventCheckEnds(t *testing.T) {

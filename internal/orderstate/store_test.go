@@ -22,9 +22,8 @@ import (
 	"github.com/paystatus/orderstatus/internal/telemetry"
 )
 
-// On the first release a pending event was stored as JSON and read back into map[string]any:
-// its details' integers came back as float64, and those above 2^53 lost precision when the
-// event was published again. They now come back as they went in.
+// A pending event's details come back as they went in: integers stay integers, and those above
+// 2^53 keep their precision when the event is published again.
 func TestPendingEventKeepsExactNumbers(t *testing.T) {
 	big := int64(1<<53 + 1)
 	ev := events.StatusEvent{EventID: "e", Provider: "kuaishou", Kind: "payment", Status: events.StatusPending, Amount: 1200, Details: map[string]any{

@@ -78,10 +78,9 @@ import (
 )
 
 // Margin widens each one-second window a little, so that calls that leave replicas one
-// second apart but meet jitter on the way still arrive at most qps to a second. It was 25 ms;
-// on a loaded machine a call now and then reached the provider 25 ms after its slot, and 41
-// calls arrived within one second at qps 40: 50 ms leaves 37.5 ms for the way, past
-// LateTolerance, at the cost of draining a backlog at 95.2% of qps rather than 97.5%.
+// second apart but meet jitter on the way still arrive at most qps to a second. On a loaded
+// machine a call can reach the provider 25 ms after its slot: 50 ms leaves 37.5 ms for the
+// way, past LateTolerance, at the cost of draining a backlog at 95.2% of qps.
 const Margin = 50 * time.Millisecond
 
 // LateTolerance is how late a slot may still be spent. Calls at most Margin late still put no

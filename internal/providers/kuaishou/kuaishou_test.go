@@ -349,8 +349,8 @@ func TestTokenRefreshedBeforeExpiryAndAfterRefusal(t *testing.T) {
 
 // A refusal that lands while a refresh is under way: the token the refresh brings was issued
 // before the refusal (here, revoked with the rest) and is not installed; the client fetches
-// again and serves a token issued after the refusal. Before the fix the refresh installed the
-// revoked token, and the next query was refused with it.
+// again and serves a token issued after the refusal, so the next query is not refused with the
+// revoked token.
 func TestRefusalDuringRefreshInstallsNoStaleToken(t *testing.T) {
 	tc := newTokenClock(t)
 	tc.query(t)

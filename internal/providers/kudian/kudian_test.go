@@ -129,7 +129,7 @@ func TestAnswerErrors(t *testing.T) {
 }
 
 // The request body is what encoding/json writes of a map of its fields (keys in order, text
-// escaped alike), as it was before it became a struct.
+// escaped alike), byte for byte.
 func TestRequestBody(t *testing.T) {
 	for _, v := range []string{"kd100020200220", `<a href="x">&amp;</a>`, "会员\u2028\t\x00", ""} {
 		got, err := json.Marshal(request{BizContent: `{"pay_no":"` + v + `"}`, OpenAppID: v, Sign: v + "s", SignType: "MD5", Timestamp: "1602558156", Token: v + "t"})
