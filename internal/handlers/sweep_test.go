@@ -87,7 +87,7 @@ func (e *env) waitPublished(t *testing.T, path string) {
 		}
 		return nil
 	})
-	t.Logf("figures: %s: events=1, published by its check", path)
+	t.Logf("figures: %s: events=1, published by the sweep", path)
 }
 
 // A lookup whose publish fails after the claim leaves its event pending: the sweep publishes
