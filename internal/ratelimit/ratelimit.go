@@ -165,7 +165,7 @@ func (l *Limiter) Next(ctx context.Context, key string, qps, demand int) (time.T
 			ks.run = run{} // the limit changed: slots of the old spacing are not spent
 		}
 		if at, ok := ks.run.take(now); ok {
-			ks.rate, ks.rateAt = ks.rateNow(now)+1/rateWindow.Seconds(), maxTime(ks.rateAt, now)
+			ks.called(now)
 			ks.demand = demand
 			if ks.run.ahead {
 				l.scheduleRenewal(ks, key, r)

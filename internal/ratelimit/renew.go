@@ -50,7 +50,7 @@ func (ks *keyState) awaitRenewal(ctx context.Context) error {
 // key renews only while it is used: an idle key claims at most one horizon more. Callers hold
 // ks.mu; r is the reading the call's slot was taken with.
 func (l *Limiter) scheduleRenewal(ks *keyState, key string, r reading) {
-	if ks.renewTimer != nil || ks.renewing != nil || ks.rev == 0 || !ks.run.end.Equal(ks.last) {
+	if ks.renewTimer != nil || ks.renewing != nil || !ks.holdsHorizon() {
 		return
 	}
 	before := max(renewBefore, min(4*time.Duration(l.lead.Load()), aheadHorizon/2))
@@ -89,16 +89,11 @@ func (l *Limiter) renew(ks *keyState, key string, gen uint64) {
 	r, ok := l.clock.current()
 	now := r.serverTime(l.now())
 	qps, spacing := ks.run.qps, ks.run.spacing
-	horizon := 0
-	if spacing > 0 {
-		horizon = min(qps, int(aheadHorizon/spacing))
-	}
-	ok = ok && ks.run.ahead && ks.rev != 0 && ks.run.end.Equal(ks.last) && horizon >= aheadMinSlots &&
-		ks.demand*aheadDemand <= qps && ks.rateNow(now)*aheadDemand <= float64(qps) && !now.Before(ks.sharedUntil)
-	if !ok {
+	if !ok || !ks.holdsHorizon() || !ks.mayReserveAhead(qps, ks.demand, ks.rateNow(now), now) {
 		ks.mu.Unlock()
 		return
 	}
+	horizon := horizonSlots(qps)
 	last, rev := ks.last, ks.rev
 	done := make(chan struct{})
 	ks.renewing = done

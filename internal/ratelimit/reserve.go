@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"sync"
 	"time"
@@ -14,24 +13,6 @@ import (
 
 	"github.com/paystatus/orderstatus/internal/kvcas"
 	"github.com/paystatus/orderstatus/internal/kvkey"
-)
-
-const (
-	// aheadHorizon is how far ahead a key far below its limit reserves (see the package
-	// comment): another replica's call may wait that much longer once. 250 ms turns a write a
-	// call into one per 12 calls at 50 calls a second; it is a quarter of what a reservation
-	// by demand may already hold (qps slots, 1.05 s).
-	aheadHorizon = 250 * time.Millisecond
-	// aheadDemand: a key reserves ahead while this replica's rate and queue for it are at most
-	// qps/aheadDemand.
-	aheadDemand = 10
-	// aheadMinSlots is the fewest slots a horizon worth reserving holds.
-	aheadMinSlots = 50
-	// sharedFor is how long after another replica's last slot for a key this replica keeps
-	// reserving by demand.
-	sharedFor = 10 * time.Second
-	// rateWindow is the time constant of a key's moving rate.
-	rateWindow = time.Second
 )
 
 type keyState struct {
@@ -59,15 +40,6 @@ type keyState struct {
 	renewing   chan struct{} // closed when the renewal under way is done
 }
 
-// rateNow is the key's moving rate (calls a second) at server time now.
-func (ks *keyState) rateNow(now time.Time) float64 {
-	dt := now.Sub(ks.rateAt)
-	if ks.rateAt.IsZero() || dt <= 0 {
-		return ks.rate
-	}
-	return ks.rate * math.Exp(-dt.Seconds()/rateWindow.Seconds())
-}
-
 // reserve reserves the key's next run of slots, for demand calls waiting at server time
 // now: as many as are wanted (a slot reserved and not spent still moves the schedule on, and
 // later calls would wait for time nobody used), up to qps; or, for a key far below its limit,
@@ -75,14 +47,14 @@ func (ks *keyState) rateNow(now time.Time) float64 {
 func (l *Limiter) reserve(ctx context.Context, ks *keyState, key string, qps, demand int, now time.Time) error {
 	spacing := Spacing(qps)
 	n := min(max(demand, 1), qps)
-	horizon := min(qps, int(aheadHorizon/spacing))
-	mayAhead := horizon >= aheadMinSlots && demand*aheadDemand <= qps && ks.rateNow(now)*aheadDemand <= float64(qps)
+	horizon := horizonSlots(qps)
+	rate := ks.rateNow(now)
 	var r run
 	end, err := l.update(ctx, ks, key, func(last, now time.Time) time.Time {
 		m := n
 		// Decided on the value this write replaces: a conflict reads the key again, and may
 		// find another replica's write (sharedUntil) or slots ahead of now.
-		ahead := mayAhead && !last.After(now) && !now.Before(ks.sharedUntil)
+		ahead := !last.After(now) && ks.mayReserveAhead(qps, demand, rate, now)
 		if ahead {
 			m = max(n, horizon)
 		}
