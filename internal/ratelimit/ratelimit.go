@@ -64,7 +64,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -75,20 +74,11 @@ type Limiter struct {
 	kv    jetstream.KeyValue
 	now   func() time.Time // the local clock
 	clock *serverClock
-	// lead is how long writes to kv take, recently (nanoseconds): a slot is reserved at
-	// least that far from now, to be on time when the write reserving it returns.
-	lead atomic.Int64
-
-	// sharedFor is sharedFor, but for tests.
+	lead  writeLead
+	// sharedFor is how long the limiter reserves a key by demand only after another
+	// replica's write of it: the sharedFor constant, unless a test shortens it.
 	sharedFor time.Duration
-	// aheadClaims counts reservations ahead of demand, for tests.
-	aheadClaims atomic.Int64
-	// waited counts the Next calls that waited for a KV round trip of the key (a reservation,
-	// or a renewal under way), for tests.
-	waited atomic.Int64
-	// renewed and renewConflicts count the renewals of a horizon in the background, and those
-	// that met another replica's write, for tests.
-	renewed, renewConflicts atomic.Int64
+	counts    counts
 
 	mu   sync.Mutex
 	keys map[string]*keyState
@@ -109,7 +99,7 @@ func New(kv jetstream.KeyValue, opts ...Option) *Limiter {
 	for _, o := range opts {
 		o(l)
 	}
-	l.clock = &serverClock{kv: kv, now: l.now, wrote: l.wrote}
+	l.clock = &serverClock{kv: kv, now: l.now, wrote: l.lead.wrote}
 	return l
 }
 
@@ -127,22 +117,29 @@ func (l *Limiter) state(key string) *keyState {
 // Wait returns at the time of a call slot for key, or when ctx ends. demand is how many calls
 // the caller has waiting (it reserves that many slots at once, up to qps).
 func (l *Limiter) Wait(ctx context.Context, key string, qps, demand int) error {
+	_, err := l.wait(ctx, key, qps, demand)
+	return err
+}
+
+// wait is Wait, and returns the slot it returned at, in server time.
+func (l *Limiter) wait(ctx context.Context, key string, qps, demand int) (time.Time, error) {
 	for {
-		at, err := l.Next(ctx, key, qps, demand)
+		slot, r, err := l.next(ctx, key, qps, demand)
 		if err != nil {
-			return err
+			return time.Time{}, err
 		}
+		at := r.localTime(slot)
 		if d := at.Sub(l.now()); d > 0 {
 			t := time.NewTimer(d)
 			select {
 			case <-t.C:
 			case <-ctx.Done():
 				t.Stop()
-				return ctx.Err()
+				return time.Time{}, ctx.Err()
 			}
 		}
 		if l.now().Sub(at) <= LateTolerance {
-			return nil
+			return slot, nil
 		}
 		// Woke too late (a pause, a busy machine): the slot is thrown away.
 	}
@@ -152,38 +149,48 @@ func (l *Limiter) Wait(ctx context.Context, key string, qps, demand int) error {
 // of the limiter's local clock (time.Now unless WithClock says otherwise); the caller must
 // make its call at that time and no later than LateTolerance after it, or not at all.
 func (l *Limiter) Next(ctx context.Context, key string, qps, demand int) (time.Time, error) {
+	slot, r, err := l.next(ctx, key, qps, demand)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return r.localTime(slot), nil
+}
+
+// next is Next, and returns the slot in server time with the reading of the server's clock it
+// was taken with, which turns it into local time.
+func (l *Limiter) next(ctx context.Context, key string, qps, demand int) (time.Time, reading, error) {
 	ks := l.state(key)
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	for {
 		r, err := l.clock.reading(ctx)
 		if err != nil {
-			return time.Time{}, fmt.Errorf("rate limit %s: %w", key, err)
+			return time.Time{}, reading{}, fmt.Errorf("rate limit %s: %w", key, err)
 		}
 		now := r.serverTime(l.now())
 		if ks.run.qps != qps {
 			ks.run = run{} // the limit changed: slots of the old spacing are not spent
 		}
-		if at, ok := ks.run.take(now); ok {
+		if slot, ok := ks.run.take(now); ok {
 			ks.called(now)
 			ks.demand = demand
 			if ks.run.ahead {
 				l.scheduleRenewal(ks, key, r)
 			}
-			return r.localTime(at), nil
+			return slot, r, nil
 		}
 		// No slot left. A renewal under way brings more (it was late): wait for it, then
 		// take again. Otherwise reserve now, and a renewal due is not needed any more.
-		l.waited.Add(1)
+		l.counts.waits.Add(1)
 		if ks.renewing != nil {
 			if err := ks.awaitRenewal(ctx); err != nil {
-				return time.Time{}, err
+				return time.Time{}, reading{}, err
 			}
 			continue
 		}
 		ks.stopRenewal()
 		if err := l.reserve(ctx, ks, key, qps, demand, now); err != nil {
-			return time.Time{}, err
+			return time.Time{}, reading{}, err
 		}
 	}
 }

@@ -53,7 +53,7 @@ func (l *Limiter) scheduleRenewal(ks *keyState, key string, r reading) {
 	if ks.renewTimer != nil || ks.renewing != nil || !ks.holdsHorizon() {
 		return
 	}
-	before := max(renewBefore, min(4*time.Duration(l.lead.Load()), aheadHorizon/2))
+	before := max(renewBefore, min(4*l.lead.get(), aheadHorizon/2))
 	gen := ks.renewGen
 	ks.renewTimer = time.AfterFunc(max(r.localTime(ks.run.end.Add(-before)).Sub(l.now()), 0), func() {
 		l.renew(ks, key, gen)
@@ -104,7 +104,7 @@ func (l *Limiter) renew(ks *keyState, key string, gen uint64) {
 	k := kvKey(key)
 	// As far ahead as a reservation from now reaches, on the horizon's grid of slots.
 	now = r.serverTime(l.now())
-	reach := now.Add(time.Duration(l.lead.Load()) + time.Duration(horizon-1)*spacing)
+	reach := now.Add(l.lead.get() + time.Duration(horizon-1)*spacing)
 	end, newRev, err := time.Time{}, uint64(0), error(nil)
 	var other jetstream.KeyValueEntry
 	n := reach.Sub(last) / spacing
@@ -115,12 +115,12 @@ func (l *Limiter) renew(ks *keyState, key string, gen uint64) {
 		sent := l.now()
 		newRev, err = l.kv.Update(ctx, k, buf[:], rev)
 		if err == nil || kvcas.Conflict(err) {
-			l.wrote(l.now().Sub(sent))
+			l.lead.wrote(l.now().Sub(sent))
 		}
 		if kvcas.Conflict(err) {
 			other, err = l.kv.Get(ctx, k)
 			if err == nil || errors.Is(err, jetstream.ErrKeyNotFound) {
-				l.renewConflicts.Add(1)
+				l.counts.renewalConflicts.Add(1)
 			}
 		}
 	}
@@ -140,7 +140,7 @@ func (l *Limiter) renew(ks *keyState, key string, gen uint64) {
 		ks.learn(other, err, l.sharedFor)
 	case err != nil: // an outage: the next reservation tries again
 	default:
-		l.renewed.Add(1)
+		l.counts.renewals.Add(1)
 		ks.last, ks.rev = end, newRev
 		switch {
 		case ks.run.spacing == spacing && ks.run.ahead && ks.run.end.Equal(last):

@@ -58,7 +58,7 @@ func (l *Limiter) reserve(ctx context.Context, ks *keyState, key string, qps, de
 		if ahead {
 			m = max(n, horizon)
 		}
-		first := maxTime(now.Add(time.Duration(l.lead.Load())), last.Add(spacing))
+		first := maxTime(now.Add(l.lead.get()), last.Add(spacing))
 		r = run{next: first, spacing: spacing, qps: qps, ahead: ahead}
 		return first.Add(time.Duration(m-1) * spacing)
 	})
@@ -66,8 +66,9 @@ func (l *Limiter) reserve(ctx context.Context, ks *keyState, key string, qps, de
 		return err
 	}
 	r.end = end
+	l.counts.reservations.Add(1)
 	if r.ahead {
-		l.aheadClaims.Add(1)
+		l.counts.ahead.Add(1)
 	}
 	ks.run = r
 	return nil
@@ -118,7 +119,7 @@ func (l *Limiter) update(ctx context.Context, ks *keyState, key string, f func(l
 			rev, err = l.kv.Update(ctx, k, buf[:], ks.rev)
 		}
 		if err == nil || kvcas.Conflict(err) { // a failed write's time tells nothing
-			l.wrote(l.now().Sub(sent))
+			l.lead.wrote(l.now().Sub(sent))
 		}
 		if err == nil {
 			ks.last, ks.rev = next, rev
