@@ -1,63 +1,7 @@
 // Package ratelimit keeps every provider endpoint under its QPS limit across all replicas of
-// the consumer together.
-//
-// Each limited key (provider, app, endpoint) has one value in a JetStream KV bucket: the time
-// of the last call slot handed out. Slots are spaced Spacing(qps) apart, so any window of one
-// second holds at most qps of them, whichever replica made the calls; a backlog drains at
-// qps/(1+margin) (95.2%) of the limit. A replica reserves the slots its queued work needs in one
-// compare-and-set, then spends each at its time. A slot that cannot be spent on time is thrown
-// away, never spent late: late calls could crowd a later window. So that a slow KV write does
-// not make the slot it reserves late by the time it returns, a slot is reserved no sooner than
-// the time writes take from now.
-//
-// # Reserving ahead
-//
-// A key whose limit is far above what this replica asks of it (an app at 50 calls a second
-// under a limit of 100000) would cost a write for every call, each waited for. Instead the
-// replica reserves every slot of the next aheadHorizon (250 ms) in that one write, and the
-// calls after it take, each, the first slot at or after their time, with no write; slots
-// passed over are never spent, which only lowers the rate. This is as safe as reserving by
-// demand: the slots are consecutive slots of the shared schedule, and any subset of them,
-// each spent within LateTolerance of its time, holds the limit. It is done when all of these
-// hold (see reserve):
-//   - the key's recent rate from this replica (a moving rate over about a second) and its
-//     queue are both at most qps/aheadDemand (a tenth): well away from the limit, where
-//     unspent slots cost nobody anything; a key nearer its limit, or with a backlog, reserves
-//     by demand as before and drains at 95% of qps;
-//   - the horizon holds at least aheadMinSlots (50) slots, i.e. slots at most 5 ms apart
-//     (qps of 210 or more): a call waits for the next slot, up to one spacing, which should
-//     cost no more than the write it saves;
-//   - the key's last slot is not ahead of now: nobody, this replica included, holds future
-//     slots, so the horizon runs from now (plus the write time) to aheadHorizon later;
-//   - this replica has not seen another's write of the key (a compare-and-set conflict reads
-//     one) whose last slot is less than sharedFor (10 s) old.
-//
-// While the key is used, its horizon is renewed in the background before it runs out (see
-// renew): about renewBefore its end, one compare-and-set on the revision this replica wrote
-// (the stored last slot is still the horizon's end) reserves the slots after it, up to as far
-// as a reservation from now would reach, and callers spend the current slots meanwhile, so a
-// call does not wait for the write. It is renewed only while the key still qualifies as above,
-// and only after a call from the horizon, so an idle key claims at most one more horizon.
-//
-// The bound for other replicas: slots reserved ahead and not spent still move the shared
-// schedule on, so a call of another replica for the key may wait up to aheadHorizon longer
-// than it would have (plus one write time, as every reservation waits): it is reserved after
-// the horizon and never later. A renewal does not lengthen that: it never puts the key's last
-// slot further ahead of now than a fresh horizon (aheadHorizon plus the write time), and a
-// renewal that finds another replica's write (its compare-and-set fails) reads it and
-// reserves nothing, as a conflict does. Renewing back to back keeps the key claimed for as
-// long as this replica uses it; another replica's call then waits at most one horizon plus a
-// write, once: the reserving replica's next write (a renewal, or a reservation at most
-// aheadHorizon later) meets the other's write, and from then on both reserve by demand, for as
-// long as either writes the key at least every sharedFor. A key several replicas call steadily
-// thus reserves by demand, as before; the saving is for keys one replica calls at a time. It also means a rate-limit answer (Slowdown) elsewhere leaves
-// this replica's horizon to be spent, at most aheadHorizon of slots at under a tenth of qps,
-// as a reservation by demand (up to qps slots) would be.
-//
-// Slot times are times of the NATS server's clock, read from the Created time of a KV entry
-// (see serverClock), never of a replica's own: replicas whose clocks disagree by any amount
-// still agree on the slots to within the round trip of that reading. Each replica turns a
-// slot into a time of its own clock only to wait for it.
+// the consumer together. Each limited key's last reserved call slot lives in a JetStream KV
+// bucket; replicas reserve slots from it by compare-and-set, in the NATS server's time, and
+// spend each slot on time or not at all. docs/limiter.md explains the design and its bound.
 package ratelimit
 
 import (

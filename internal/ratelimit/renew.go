@@ -45,10 +45,10 @@ func (ks *keyState) awaitRenewal(ctx context.Context) error {
 }
 
 // scheduleRenewal has the key's horizon renewed in the background, renewBefore its end, if
-// no renewal is due or under way and the key's stored last slot is still the horizon's end
-// (this replica wrote it last, as far as it knows). A call from the horizon schedules it, so a
-// key renews only while it is used: an idle key claims at most one horizon more. Callers hold
-// ks.mu; r is the reading the call's slot was taken with.
+// no renewal is due or under way and this limiter still holds the horizon (holdsHorizon). A
+// call from the horizon schedules it, so a key renews only while it is used: an idle key
+// claims at most one horizon more. Callers hold ks.mu; r is the reading the call's slot was
+// taken with.
 func (l *Limiter) scheduleRenewal(ks *keyState, key string, r reading) {
 	if ks.renewTimer != nil || ks.renewing != nil || !ks.holdsHorizon() {
 		return
@@ -74,10 +74,11 @@ const renewTimeout = 2 * time.Second
 // reservation from now would reach (so the key's last slot is never further ahead than a
 // fresh horizon's), in one compare-and-set on the revision this replica wrote; callers keep
 // spending the horizon meanwhile, and the new slots are added to it when the write returns.
-// It renews only while the key still qualifies for reserving ahead (see reserve). If another
-// replica wrote the key since, the renewal reads its write, as a conflict of reserve does, and
-// reserves nothing: from then on the key reserves by demand (sharedUntil), so a renewal never
-// makes another replica wait longer than a horizon. gen is the renewal's scheduleRenewal.
+// It renews only while the key still qualifies for reserving ahead (mayReserveAhead). If
+// another replica wrote the key since, the renewal reads its write, as a conflict of reserve
+// does, and reserves nothing: from then on the key reserves by demand (sharedUntil), so a
+// renewal never makes another replica wait longer than a horizon. gen is the renewal's
+// scheduleRenewal.
 func (l *Limiter) renew(ks *keyState, key string, gen uint64) {
 	ks.mu.Lock()
 	if ks.renewGen != gen || ks.renewTimer == nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/kvkey"
 )
 
+// keyState is what a limiter knows of one key; mu guards it.
 type keyState struct {
 	mu   sync.Mutex
 	run  run // the slots reserved and not yet spent
@@ -43,7 +44,8 @@ type keyState struct {
 // reserve reserves the key's next run of slots, for demand calls waiting at server time
 // now: as many as are wanted (a slot reserved and not spent still moves the schedule on, and
 // later calls would wait for time nobody used), up to qps; or, for a key far below its limit,
-// the slots of aheadHorizon (see the package comment). Callers hold ks.mu.
+// the slots of aheadHorizon (see mayReserveAhead). The first slot is at least the write lead
+// from now, so that it is still on time when the write returns. Callers hold ks.mu.
 func (l *Limiter) reserve(ctx context.Context, ks *keyState, key string, qps, demand int, now time.Time) error {
 	spacing := Spacing(qps)
 	n := min(max(demand, 1), qps)

@@ -4,17 +4,16 @@ import (
 	"time"
 )
 
-// Margin widens each one-second window a little, so that calls that leave replicas one
-// second apart but meet jitter on the way still arrive at most qps to a second. It was 25 ms;
-// on a loaded machine a call now and then reached the provider 25 ms after its slot, and 41
-// calls arrived within one second at qps 40: 50 ms leaves 37.5 ms for the way, past
-// LateTolerance, at the cost of draining a backlog at 95.2% of qps rather than 97.5%.
+// Margin widens each one-second window a little: slots are (1s+Margin)/qps apart, so that
+// calls made up to LateTolerance after their slots still arrive at most qps to a second after
+// jitter on the way. What it leaves past LateTolerance (37.5 ms) is for that jitter and for
+// how closely the replicas read the server's clock; the cost is that a backlog drains at
+// qps/(1+Margin/1s), about 95% of the limit.
 const Margin = 50 * time.Millisecond
 
-// LateTolerance is how late a slot may still be spent. Calls at most Margin late still put no
-// more than qps in any one-second window (slots are (1s+Margin)/qps apart); what Margin leaves
-// beyond it is for jitter on the way and for how closely the replicas read the server's clock
-// (see serverClock).
+// LateTolerance is how late a slot may still be spent. Calls at most Margin late would still
+// put no more than qps in any one-second window; LateTolerance keeps most of Margin for jitter
+// on the way and for how closely the replicas read the server's clock (see serverClock).
 const LateTolerance = 12500 * time.Microsecond
 
 // Spacing is the time between two slots of a key limited to qps calls a second.
