@@ -156,7 +156,7 @@ func TestReservingAheadKeepsTheLimit(t *testing.T) {
 			wg.Wait()
 			var claims int64
 			for _, l := range limiters {
-				claims += l.aheadClaims.Load()
+				claims += l.Stats().Ahead
 			}
 			m := MaxCallsPerWindow(calls, time.Second)
 			t.Logf("figures: qps=%d replicas=%d skews=%v shared_for=%s calls=%d reservations_ahead=%d max_calls_per_window=%d",
@@ -195,7 +195,7 @@ func TestOtherReplicaWaitsAtMostTheHorizon(t *testing.T) {
 		t.Fatal(err)
 	}
 	ra, _ := snapshot(a)
-	if !ra.ahead || a.aheadClaims.Load() != 1 {
+	if !ra.ahead || a.Stats().Ahead != 1 {
 		t.Fatalf("the first replica did not reserve ahead: %+v", ra)
 	}
 	atB, err := b.Next(ctx, key, qps, 1)
@@ -235,7 +235,7 @@ func TestOtherReplicaWaitsAtMostTheHorizon(t *testing.T) {
 	if ra.ahead || rb.ahead || !untilA.After(a.ServerNow(ctx)) {
 		t.Fatalf("after meeting: first ahead=%v (shared until %s), second ahead=%v", ra.ahead, untilA, rb.ahead)
 	}
-	if n, m := a.aheadClaims.Load(), b.aheadClaims.Load(); n != 1 || m != 0 {
+	if n, m := a.Stats().Ahead, b.Stats().Ahead; n != 1 || m != 0 {
 		t.Fatalf("reservations ahead: first %d, second %d; want 1 and 0", n, m)
 	}
 }

@@ -31,8 +31,8 @@ const (
 	// overwrite it.
 	clockTries = 5
 	// clockStep is the most a new reading may move the mapping from local to server time:
-	// slots after it move that much closer to the slots before it at worst, well inside the
-	// 2.5% spacing margin together with LateTolerance.
+	// slots after it move that much closer to the slots before it at worst, well inside
+	// Margin together with LateTolerance.
 	clockStep = time.Millisecond
 )
 

@@ -292,11 +292,11 @@ func TestWriteLead(t *testing.T) {
 		{"faster writes", []time.Duration{15 * ms, 3 * ms, 3 * ms}, 9750 * time.Microsecond},
 		{"outage-slow write", []time.Duration{time.Minute}, maxLead},
 	} {
-		l := &Limiter{}
+		var lead writeLead
 		for _, d := range tc.writes {
-			l.wrote(d)
+			lead.wrote(d)
 		}
-		if got := time.Duration(l.lead.Load()); got != tc.want {
+		if got := lead.get(); got != tc.want {
 			t.Errorf("%s: lead %s, want %s", tc.name, got, tc.want)
 		}
 	}

@@ -36,9 +36,9 @@ func TestRenewingAheadNeverWaits(t *testing.T) {
 		sleepTo(at)
 		time.Sleep(time.Millisecond)
 	}
-	waited, writes := l.waited.Load(), kv.Writes.Load()
+	waited, writes := l.Stats().Waits, kv.Writes.Load()
 	t.Logf("figures: qps=%d calls=%d run=%s next_calls_waiting_for_kv=%d kv_writes=%d background_renewals=%d",
-		qps, calls, time.Since(start).Round(time.Millisecond), waited, writes, l.renewed.Load())
+		qps, calls, time.Since(start).Round(time.Millisecond), waited, writes, l.Stats().Renewals)
 	if waited != 1 {
 		t.Fatalf("%d Next calls waited for a KV round trip; want 1 (the first reservation)", waited)
 	}
@@ -128,9 +128,9 @@ func TestRenewalsWithReplicasTakingTurns(t *testing.T) {
 			wg.Wait()
 			var renewed, conflicts, claims int64
 			for _, l := range limiters {
-				renewed += l.renewed.Load()
-				conflicts += l.renewConflicts.Load()
-				claims += l.aheadClaims.Load()
+				renewed += l.Stats().Renewals
+				conflicts += l.Stats().RenewalConflicts
+				claims += l.Stats().Ahead
 			}
 			slices.SortFunc(slots, time.Time.Compare)
 			closest := time.Hour
@@ -218,15 +218,15 @@ func TestRenewalInFlightMeetsAnotherReplica(t *testing.T) {
 	ks.mu.Unlock()
 	wait := slotB.Sub(nowB)
 	t.Logf("figures: horizon=%s second_replica_wait=%s renewals=%d renewals_meeting_another_write=%d first_replica_ahead_after=%v",
-		aheadHorizon, wait.Round(time.Millisecond), a.renewed.Load(), a.renewConflicts.Load(), aheadA)
+		aheadHorizon, wait.Round(time.Millisecond), a.Stats().Renewals, a.Stats().RenewalConflicts, aheadA)
 	if !slotB.After(end) {
 		t.Fatalf("second replica's slot %s before the first's horizon ends (%s)", slotB, end)
 	}
 	if wait > aheadHorizon+50*time.Millisecond {
 		t.Fatalf("second replica waits %s, horizon %s", wait, aheadHorizon)
 	}
-	if a.renewed.Load() != 0 || a.renewConflicts.Load() != 1 {
-		t.Fatalf("renewals %d, meeting another write %d; want 0 and 1", a.renewed.Load(), a.renewConflicts.Load())
+	if a.Stats().Renewals != 0 || a.Stats().RenewalConflicts != 1 {
+		t.Fatalf("renewals %d, meeting another write %d; want 0 and 1", a.Stats().Renewals, a.Stats().RenewalConflicts)
 	}
 	if aheadA || !untilA.After(a.ServerNow(ctx)) {
 		t.Fatalf("first replica still reserves ahead (%v) or did not learn the other's write (shared until %s)", aheadA, untilA)
