@@ -135,7 +135,11 @@ providers:
 		t.Fatalf("%d duplicates, events for %d of %d orders", dups, len(orders), requests)
 	}
 
+	// Nothing is in flight by now, so nothing bounds the stop but the machine: the wait is a
+	// hang guard (it was the 2 s ack wait, which a loaded machine can use up on an idle stop).
+	// What bounds a stop with calls in flight is the service's grace, 2/3 of the ack wait.
 	stopped := make(chan error, 1)
+	sigterm := time.Now()
 	_ = second.Process.Signal(syscall.SIGTERM)
 	go func() { stopped <- second.Wait() }()
 	select {
@@ -143,8 +147,9 @@ providers:
 		if err != nil {
 			t.Fatalf("exit after SIGTERM: %v", err)
 		}
-	case <-time.After(2 * time.Second): // the ack wait
+		t.Logf("figures: exit %s after SIGTERM (ack wait 2s)", time.Since(sigterm).Round(time.Millisecond))
+	case <-time.After(30 * time.Second): // a hang guard
 		_ = second.Process.Kill()
-		t.Fatal("no exit within the ack wait after SIGTERM")
+		t.Fatal("no exit within 30 s after SIGTERM")
 	}
 }

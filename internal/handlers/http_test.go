@@ -81,7 +81,7 @@ func TestProbesAndMetricsMove(t *testing.T) {
 	e.waitIdle()
 
 	var page string
-	natstest.CheckFor(t, 5*time.Second, 50*time.Millisecond, func() error {
+	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		_, page = get(t, base+"/metrics")
 		for name, want := range map[string]float64{
 			`orders_requests_total{kind="payment",outcome="event",provider="kuaishou"}`:               1,
