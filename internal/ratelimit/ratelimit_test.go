@@ -31,73 +31,79 @@ func bucket(t *testing.T) jetstream.KeyValue {
 }
 
 // Three limiters sharing one bucket, as three replicas would, with callers hammering one key:
-// no one-second window holds more than qps calls, and the backlog drains at ≥ 95% of qps.
+// no one-second window holds more than qps calls, and the backlog drains at the limit. The
+// drain is checked on what the limiters reserved, not on calls per wall-clock second (floors
+// of 95%, then 75%, of qps in the first 2 s were missed, or nearly, on a loaded 2-core machine
+// with the race detector: 33 calls of 30): each reservation takes the slots right after the
+// last one reserved, by whichever replica, unless the schedule had run dry (checkSchedule);
+// and the callers get 2*qps calls, before a deadline for a limiter that starves them.
 func TestSharedAcrossReplicas(t *testing.T) {
 	kv := bucket(t)
-	const qps = 20
-	replicas := []*Limiter{New(kv), New(kv), New(kv)}
+	const qps, demand, want = 20, 4, 40
 	var mu sync.Mutex
 	var calls []time.Time
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), starveDeadline)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, l := range replicas {
+	var recs []*natstest.SlotKV
+	for range 3 {
+		l, rec := recorded(kv)
+		recs = append(recs, rec)
 		for range 4 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for l.Wait(ctx, "kuaishou/app-1/query_order", qps, 4) == nil {
+			wg.Go(func() {
+				for l.Wait(ctx, "kuaishou/app-1/query_order", qps, demand) == nil {
 					mu.Lock()
-					calls = append(calls, time.Now())
+					if calls = append(calls, time.Now()); len(calls) == want {
+						cancel()
+					}
 					mu.Unlock()
 				}
-			}()
+			})
 		}
 	}
 	wg.Wait()
-	if m := MaxCallsPerWindow(calls, time.Second); m > qps {
+	slots := allSlots(recs...)
+	m := MaxCallsPerWindow(calls, time.Second)
+	t.Logf("figures: qps=%d replicas=3 callers=12 calls=%d reservations=%d max_calls_per_window=%d", qps, len(calls), len(slots), m)
+	if len(calls) < want {
+		t.Fatalf("%d calls in %s at a limit of %d/s", len(calls), starveDeadline, qps)
+	}
+	if m > qps {
 		t.Fatalf("%d calls in one second, limit %d", m, qps)
 	}
-	// Whole seconds from the first call: at least 95% of the limit each.
-	first := calls[0]
-	for _, c := range calls {
-		if c.Before(first) {
-			first = c
-		}
-	}
-	n := 0
-	for _, c := range calls {
-		if c.Before(first.Add(2 * time.Second)) {
-			n++
-		}
-	}
-	// A floor that catches a limiter that starves its callers, not a speed target: on a
-	// loaded 2-core machine with the race detector 95% was missed now and then (37 of 40).
-	if float64(n) < 0.75*2*qps {
-		t.Fatalf("%d calls in the first 2 s at a limit of %d/s", n, qps)
-	}
-	t.Logf("calls=%d max_per_window=%d first_2s=%d", len(calls), MaxCallsPerWindow(calls, time.Second), n)
+	dry := checkSchedule(t, slots, time.Time{}, Spacing(qps), min(demand, qps))
+	t.Logf("figures: reservations finding the schedule dry=%d of %d", dry, len(slots))
 }
 
 func TestKeysAreIndependentAndSlowdownPauses(t *testing.T) {
 	kv := bucket(t)
 	l := New(kv)
 	ctx := context.Background()
-	if err := l.Wait(ctx, "a/x", 1, 1); err != nil {
+	atA, err := l.Next(ctx, "a/x", 1, 1)
+	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	if err := l.Wait(ctx, "b/x", 1, 1); err != nil || time.Since(start) > 500*time.Millisecond {
-		t.Fatalf("another key waited %s (%v)", time.Since(start), err)
+	// At qps 1 slots are 1.05 s apart: keys sharing one schedule would put b's slot that far
+	// after a's. (Compared as slots, not as the time a Wait took: a loaded machine makes the
+	// wait longer, never the slot later by a second.)
+	atB, err := l.Next(ctx, "b/x", 1, 1)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if !atB.Before(atA.Add(Spacing(1))) {
+		t.Fatalf("another key's slot is %s after the first key's, spacing %s: it waited for it", atB.Sub(atA), Spacing(1))
+	}
+	before := time.Now()
 	if err := l.Slowdown(ctx, "c/x"); err != nil {
 		t.Fatal(err)
 	}
 	other := New(kv) // another replica sees the pause
-	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	defer cancel()
-	if err := other.Wait(cctx, "c/x", 100, 1); err == nil {
-		t.Fatal("no pause after a rate-limit answer")
+	at, err := other.Next(ctx, "c/x", 100, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at.Sub(before) < time.Second/2 { // the pause runs a second; half of it is room for the clocks' readings
+		t.Fatalf("no pause after a rate-limit answer: the other replica's slot is %s after it", at.Sub(before))
 	}
 }
 
@@ -112,14 +118,22 @@ func TestSpacing(t *testing.T) {
 }
 
 // Item 6: thirty rate-limit answers at once, ten to each of three replicas, pause the app
-// once: no call in the second after the first answer, and calls at the limit again in the two
-// seconds after that (one second added per answer would pause it for thirty).
+// once: the key's last slot ends up a second after the last answer at most (one second added
+// per answer would pause it for thirty), no call comes in the second after the first answer,
+// and reservations then go on right after the pause: calls come at the limit again. (It once
+// counted the calls in the two seconds after the pause: on a loaded machine the answers
+// themselves take a while, and the count says more about the machine than the pause.)
 func TestRateLimitAnswersPauseOnce(t *testing.T) {
 	kv := bucket(t)
-	const qps, answers = 20, 30
+	const qps, answers, demand = 20, 30, 4
 	const key = "kuaishou/app-1/query_order"
-	replicas := []*Limiter{New(kv), New(kv), New(kv)}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	var replicas []*Limiter
+	var recs []*natstest.SlotKV
+	for range 3 {
+		l, rec := recorded(kv)
+		replicas, recs = append(replicas, l), append(recs, rec)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), starveDeadline)
 	defer cancel()
 	first := time.Now()
 	var wg sync.WaitGroup
@@ -132,44 +146,73 @@ func TestRateLimitAnswersPauseOnce(t *testing.T) {
 	}
 	wg.Wait()
 	last := time.Now()
+	pauses := allSlots(recs...)
+	if len(pauses) == 0 {
+		t.Fatal("no pause stored")
+	}
+	var pause, earliest, latest time.Time
+	for i, w := range pauses {
+		pause = maxTime(pause, w.Slot)
+		latest = maxTime(latest, w.Sent)
+		if i == 0 || w.Sent.Before(earliest) {
+			earliest = w.Sent
+		}
+	}
+	if pause.Before(earliest.Add(time.Second)) {
+		t.Fatalf("paused until %s after the first answer, want a second", pause.Sub(earliest))
+	}
+	if pause.After(latest.Add(time.Second + LateTolerance)) {
+		t.Fatalf("paused until %s after the last answer, want a second: the answers added up", pause.Sub(latest))
+	}
+	stored := make([]int, len(recs))
+	for i, r := range recs {
+		stored[i] = len(r.Slots())
+	}
+
+	const want = qps
 	var mu sync.Mutex
 	var calls []time.Time
 	for _, l := range replicas {
 		for range 4 {
 			wg.Go(func() {
-				for l.Wait(ctx, key, qps, 4) == nil {
+				for l.Wait(ctx, key, qps, demand) == nil {
 					mu.Lock()
-					calls = append(calls, time.Now())
+					if calls = append(calls, time.Now()); len(calls) == want {
+						cancel()
+					}
 					mu.Unlock()
 				}
 			})
 		}
 	}
 	wg.Wait()
-	paused, after := 0, 0
+	var after []natstest.SlotWrite
+	for i, r := range recs {
+		after = append(after, r.Slots()[stored[i]:]...)
+	}
+	slices.SortFunc(after, func(a, b natstest.SlotWrite) int { return a.Slot.Compare(b.Slot) })
+	paused := 0
 	for _, c := range calls {
-		switch {
-		case c.Before(first.Add(time.Second)):
+		if c.Before(first.Add(time.Second)) {
 			paused++
-		case c.Before(first.Add(3 * time.Second)):
-			after++
 		}
 	}
-	pause := "none"
+	pauseFor := "none"
 	if len(calls) > 0 {
-		pause = slices.MinFunc(calls, time.Time.Compare).Sub(last).Round(time.Millisecond).String()
+		pauseFor = slices.MinFunc(calls, time.Time.Compare).Sub(last).Round(time.Millisecond).String()
 	}
-	t.Logf("figures: qps=%d rate_limit_answers=%d replicas=3 pause_after_last_answer=%s calls_in_1st_s=%d calls_in_2nd_3rd_s=%d max_per_window=%d",
-		qps, answers, pause, paused, after, MaxCallsPerWindow(calls, time.Second))
+	t.Logf("figures: qps=%d rate_limit_answers=%d replicas=3 pause_writes=%d pause_past_last_answer=%s first_call_after_last_answer=%s calls_in_1st_s=%d calls=%d max_per_window=%d",
+		qps, answers, len(pauses), pause.Sub(latest).Round(time.Millisecond), pauseFor, paused, len(calls), MaxCallsPerWindow(calls, time.Second))
 	if paused > 0 {
 		t.Fatalf("%d calls within a second of a rate-limit answer", paused)
 	}
-	if after < qps {
-		t.Fatalf("%d calls in the two seconds after a one-second pause, at a limit of %d/s", after, qps)
+	if len(calls) < want {
+		t.Fatalf("%d calls in %s after a one-second pause, at a limit of %d/s", len(calls), starveDeadline, qps)
 	}
 	if m := MaxCallsPerWindow(calls, time.Second); m > qps {
 		t.Fatalf("%d calls in one second, limit %d", m, qps)
 	}
+	checkSchedule(t, after, pause, Spacing(qps), min(demand, qps)) // right after the pause, then at the limit
 }
 
 // skewed is a wall clock off by d, as a replica's clock would be; without a monotonic reading,
@@ -180,6 +223,8 @@ func skewed(d time.Duration) func() time.Time {
 
 // Item 8: replicas whose clocks disagree by up to 500 ms hold the limit together, counted in
 // real time: slots are times of the NATS server's clock, which every replica reads the same.
+// The callers get 2*qps calls (once counted in a 3 s window; now before a deadline for a
+// limiter that starves them), on reservations checked by checkSchedule.
 func TestSkewedClocksHoldTheLimit(t *testing.T) {
 	const qps = 20
 	for _, tc := range []struct {
@@ -192,18 +237,23 @@ func TestSkewedClocksHoldTheLimit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			kv := bucket(t)
+			const demand, want = 4, 2 * qps
 			var mu sync.Mutex
 			var calls []time.Time
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), starveDeadline)
 			defer cancel()
 			var wg sync.WaitGroup
+			var recs []*natstest.SlotKV
 			for _, skew := range tc.skews {
-				l := New(kv, WithClock(skewed(skew)))
+				l, rec := recorded(kv, WithClock(skewed(skew)))
+				recs = append(recs, rec)
 				for range 4 {
 					wg.Go(func() {
-						for l.Wait(ctx, "kuaishou/app-1/query_order", qps, 4) == nil {
+						for l.Wait(ctx, "kuaishou/app-1/query_order", qps, demand) == nil {
 							mu.Lock()
-							calls = append(calls, time.Now())
+							if calls = append(calls, time.Now()); len(calls) == want {
+								cancel()
+							}
 							mu.Unlock()
 						}
 					})
@@ -215,9 +265,12 @@ func TestSkewedClocksHoldTheLimit(t *testing.T) {
 			if m > qps {
 				t.Fatalf("%d calls in one second, limit %d", m, qps)
 			}
-			if len(calls) < 2*qps {
-				t.Fatalf("%d calls in 3 s at a limit of %d/s", len(calls), qps)
+			if len(calls) < want {
+				t.Fatalf("%d calls in %s at a limit of %d/s", len(calls), starveDeadline, qps)
 			}
+			// The reservations, in server time, are a spacing apart and leave no gap nobody
+			// needed, whatever the replicas' clocks say.
+			checkSchedule(t, allSlots(recs...), time.Time{}, Spacing(qps), demand)
 		})
 	}
 }
@@ -242,36 +295,59 @@ func TestServerClockReading(t *testing.T) {
 
 // Item 8: writes slower than LateTolerance, with one call waiting at a time (a lookup): the
 // slot a write reserves is still on time when the write returns, so calls flow, and the limit
-// holds.
+// holds. What makes it so is the lead: every slot is reserved at least the recent write time
+// ahead of when its write is sent, checked on each slot stored; and the callers get qps/2
+// calls before a deadline for a limiter whose slots all come too late. (It once counted the
+// calls in 2 s, which a loaded machine makes fewer whatever the limiter does.)
 func TestSlowWritesStillGiveSlots(t *testing.T) {
 	const qps = 100
+	const want = qps / 2
 	for _, replicas := range []int{1, 3} {
 		t.Run(fmt.Sprintf("%d replicas", replicas), func(t *testing.T) {
 			kv := &natstest.SlowKV{KeyValue: bucket(t), Delay: 15 * time.Millisecond}
 			var mu sync.Mutex
 			var calls []time.Time
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), starveDeadline)
 			defer cancel()
+			start := time.Now()
 			var wg sync.WaitGroup
+			var recs []*natstest.SlotKV
 			for range replicas {
-				l := New(kv)
+				l, rec := recorded(kv)
+				recs = append(recs, rec)
 				wg.Go(func() {
 					for l.Wait(ctx, "kuaishou/app-1/query_order", qps, 1) == nil {
 						mu.Lock()
-						calls = append(calls, time.Now())
+						if calls = append(calls, time.Now()); len(calls) == want {
+							cancel()
+						}
 						mu.Unlock()
 					}
 				})
 			}
 			wg.Wait()
+			slots := allSlots(recs...)
+			leanest := time.Hour
+			for _, w := range slots {
+				leanest = min(leanest, w.Slot.Sub(w.Sent))
+			}
 			m := MaxCallsPerWindow(calls, time.Second)
-			t.Logf("figures: qps=%d replicas=%d demand=1 write_latency=%s writes=%d calls_in_2s=%d max_calls_per_window=%d",
-				qps, replicas, kv.Delay, kv.Writes.Load(), len(calls), m)
+			t.Logf("figures: qps=%d replicas=%d demand=1 write_latency=%s writes=%d slots=%d calls=%d took=%s least_slot_lead=%s max_calls_per_window=%d",
+				qps, replicas, kv.Delay, kv.Writes.Load(), len(slots), len(calls), time.Since(start).Round(time.Millisecond), leanest, m)
+			if len(slots) == 0 {
+				t.Fatal("no slot reserved")
+			}
+			// A slot on time when a write of Delay returns was reserved at least Delay less
+			// LateTolerance after the write was sent.
+			if least := kv.Delay - LateTolerance; leanest < least {
+				t.Fatalf("a slot reserved %s after its write was sent, on writes of %s: late when the write returns (at least %s wanted)", leanest, kv.Delay, least)
+			}
+			checkSchedule(t, slots, time.Time{}, Spacing(qps), 1)
 			if m > qps {
 				t.Fatalf("%d calls in one second, limit %d", m, qps)
 			}
-			if len(calls) < qps/2 {
-				t.Fatalf("%d calls in 2 s after %d writes, at a limit of %d/s", len(calls), kv.Writes.Load(), qps)
+			if len(calls) < want {
+				t.Fatalf("%d calls in %s after %d writes, at a limit of %d/s", len(calls), starveDeadline, kv.Writes.Load(), qps)
 			}
 		})
 	}
@@ -314,20 +390,37 @@ func TestServerNowDoesNotDelayCalls(t *testing.T) {
 	defer cancel()
 	var calls []time.Time
 	var worst time.Duration // longest ServerNow
+	var written int64       // KV writes made while ServerNow ran
+	var readAt []time.Time  // when the limiter read the server's clock, after each call
+	checked := func() time.Time {
+		l.clock.mu.Lock()
+		defer l.clock.mu.Unlock()
+		return l.clock.checked
+	}
 	for l.Wait(ctx, "kuaishou/app-1/query_order", qps, qps) == nil {
+		w := kv.Writes.Load()
 		start := time.Now()
 		l.ServerNow(ctx)
 		worst = max(worst, time.Since(start))
+		written += kv.Writes.Load() - w
 		calls = append(calls, time.Now())
+		if c := checked(); len(readAt) == 0 || !c.Equal(readAt[len(readAt)-1]) {
+			readAt = append(readAt, c)
+		}
 	}
 	m := MaxCallsPerWindow(calls, time.Second)
-	t.Logf("figures: qps=%d write_latency=%s run=%s calls=%d slowest_server_now=%s max_calls_per_window=%d",
-		qps, kv.Delay, clockRefresh+2*time.Second, len(calls), worst, m)
+	t.Logf("figures: qps=%d write_latency=%s run=%s calls=%d clock_readings=%d kv_writes_in_server_now=%d slowest_server_now=%s max_calls_per_window=%d",
+		qps, kv.Delay, clockRefresh+2*time.Second, len(calls), len(readAt), written, worst, m)
+	if len(readAt) < 2 {
+		t.Fatal("the server's clock was not read again during the run: the test does not test a refresh due")
+	}
+	// The mechanism, rather than how long ServerNow took (a loaded machine may hold any call
+	// up that long): it made no KV round trip, a refresh due or not.
+	if written != 0 {
+		t.Fatalf("ServerNow wrote to the KV %d times (took up to %s): it waited for a reading of the server's clock", written, worst)
+	}
 	if m > qps {
 		t.Fatalf("%d calls in one second, limit %d (ServerNow took up to %s)", m, qps, worst)
-	}
-	if worst > LateTolerance {
-		t.Fatalf("ServerNow took %s, more than LateTolerance (%s)", worst, LateTolerance)
 	}
 }
 

@@ -203,19 +203,30 @@ func TestRenewalInFlightMeetsAnotherReplica(t *testing.T) {
 	r, _ := b.clock.current()
 	slotB, nowB := r.serverTime(atB), b.ServerNow(ctx)
 	close(gated.open)
-	// a calls on past its horizon: the renewal has met b's write, so a reserves by demand.
-	for stop := time.Now().Add(aheadHorizon); time.Now().Before(stop); {
+	// a calls on past its horizon: the renewal has met b's write, so a reserves by demand. It
+	// calls until its horizon is spent and it reserves again (a fixed time, once, could end
+	// before that on a loaded machine); the renewal is done by then, as a's writes wait for it.
+	ks := a.state(key)
+	var aheadA bool
+	var untilA time.Time
+	for deadline := time.Now().Add(10 * time.Second); ; {
 		at, err := a.Next(ctx, key, qps, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
+		ks.mu.Lock()
+		aheadA, untilA = ks.run.ahead, ks.sharedUntil
+		past := ks.run.end.After(end) || !aheadA // a run after the horizon
+		ks.mu.Unlock()
+		if past {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first replica still spends its horizon 10 s on")
+		}
 		sleepTo(at)
 		time.Sleep(time.Millisecond)
 	}
-	ks := a.state(key)
-	ks.mu.Lock()
-	aheadA, untilA := ks.run.ahead, ks.sharedUntil
-	ks.mu.Unlock()
 	wait := slotB.Sub(nowB)
 	t.Logf("figures: horizon=%s second_replica_wait=%s renewals=%d renewals_meeting_another_write=%d first_replica_ahead_after=%v",
 		aheadHorizon, wait.Round(time.Millisecond), a.Stats().Renewals, a.Stats().RenewalConflicts, aheadA)
