@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,15 +43,28 @@ func NewHTTPClient(timeout time.Duration) *http.Client {
 }
 
 // traced wraps base in OpenTelemetry's HTTP client instrumentation, for the calls it makes a
-// span of (see untraced). The spans never see a query string, which carries credentials
-// (Kuaishou's access_token): it is taken off the URL before the instrumentation records it and
-// put back after. No trace header is sent: the provider is a third party, not part of our
-// traces.
+// span of (see untraced). A call's span is named by its method, as the HTTP semantic
+// conventions name a client span whose URL template is unknown ("POST"). The spans never see a
+// query string's values, which carry credentials (Kuaishou's access_token): the query is
+// redacted before the instrumentation records url.full and put back after. No trace header is
+// sent: the provider is a third party, not part of our traces.
 func traced(base http.RoundTripper) http.RoundTripper {
 	return tracedTransport{
-		plain:  base,
-		traced: hideQuery{otelhttp.NewTransport(restoreQuery{base}, otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator()))},
+		plain: base,
+		traced: hideQuery{otelhttp.NewTransport(restoreQuery{base},
+			otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator()), otelhttp.WithSpanNameFormatter(spanName))},
 	}
+}
+
+// spanName is an HTTP client span's name: its method when the conventions know it, else
+// "HTTP", as http.request.method is then "_OTHER".
+func spanName(_ string, r *http.Request) string {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return r.Method
+	}
+	return "HTTP"
 }
 
 // tracedTransport sends a call through the instrumentation (traced) or straight on (plain).
@@ -80,7 +95,8 @@ func untraced(ctx context.Context) bool {
 
 type hiddenQueryKey struct{}
 
-// hideQuery takes the query string off a request's URL, keeping it in the request's context.
+// hideQuery redacts the query string of a request's URL, keeping the whole one in the request's
+// context.
 type hideQuery struct{ next http.RoundTripper }
 
 func (t hideQuery) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -88,8 +104,40 @@ func (t hideQuery) RoundTrip(r *http.Request) (*http.Response, error) {
 		return t.next.RoundTrip(r)
 	}
 	r2 := r.Clone(context.WithValue(r.Context(), hiddenQueryKey{}, r.URL.RawQuery))
-	r2.URL.RawQuery = ""
+	r2.URL.RawQuery = redactQuery(r.URL.RawQuery)
 	return t.next.RoundTrip(r2)
+}
+
+// redacted stands for a query value a span must not show.
+const redacted = "REDACTED"
+
+// shownQueryKeys are the query keys whose values are not secret. Any other key's value may be
+// a credential or a signature, as access_token is Kuaishou's.
+var shownQueryKeys = map[string]bool{"app_id": true}
+
+// redactQuery is a raw query string with each value replaced by REDACTED, but those of
+// shownQueryKeys: keys and their order stay, as the semantic conventions ask of url.full
+// ("?access_token=REDACTED&app_id=ks1").
+func redactQuery(raw string) string {
+	var b strings.Builder
+	b.Grow(len(raw))
+	for i, part := range strings.Split(raw, "&") {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		key, _, hasValue := strings.Cut(part, "=")
+		b.WriteString(key)
+		if !hasValue {
+			continue
+		}
+		b.WriteByte('=')
+		if k, err := url.QueryUnescape(key); err == nil && shownQueryKeys[k] {
+			b.WriteString(part[len(key)+1:])
+		} else {
+			b.WriteString(redacted)
+		}
+	}
+	return b.String()
 }
 
 // restoreQuery puts back the query string hideQuery took off.

@@ -11,13 +11,16 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace/noop"
 )
 
-// A provider call is a client span, child of the caller's span; the access token in the
-// query string reaches the provider but never a span, and no trace header goes to the provider.
+// A provider call is a client span named by the HTTP conventions, child of the caller's span,
+// with the request's method, server, status and URL; the access token in the query string
+// reaches the provider but never a span (url.full shows it REDACTED), and no trace header goes
+// to the provider.
 func TestProviderCallSpan(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
@@ -46,20 +49,78 @@ func TestProviderCallSpan(t *testing.T) {
 		t.Fatalf("%d spans, want the call's and its caller's", len(spans))
 	}
 	call := spans[0]
-	if call.Parent.SpanID() != parent.SpanContext().SpanID() || call.SpanKind.String() != "client" {
-		t.Fatalf("call span %q: parent %s, kind %s", call.Name, call.Parent.SpanID(), call.SpanKind)
+	if call.Name != "POST" || call.Parent.SpanID() != parent.SpanContext().SpanID() || call.SpanKind.String() != "client" {
+		t.Fatalf("call span %q: parent %s, kind %s; want POST, client", call.Name, call.Parent.SpanID(), call.SpanKind)
 	}
-	url := ""
 	for _, a := range call.Attributes {
-		if a.Key == "url.full" {
-			url = a.Value.AsString()
-		}
 		if strings.Contains(a.Value.String(), "ChFvSecret") {
 			t.Fatalf("the access token reached the span: %s=%s", a.Key, a.Value.String())
 		}
 	}
-	if url != srv.URL+"/q" {
-		t.Fatalf("url.full %q, want %q", url, srv.URL+"/q")
+	want := map[string]string{
+		"url.full":                  srv.URL + "/q?app_id=a&access_token=REDACTED",
+		"http.request.method":       "POST",
+		"server.address":            "127.0.0.1",
+		"http.response.status_code": "200",
+	}
+	checkAttrs(t, call, want)
+	if _, ok := attrOf(call, "error.type"); ok {
+		t.Errorf("error.type on a call that succeeded")
+	}
+}
+
+// A call the provider fails is an error span whose error.type is the HTTP status, as the HTTP
+// conventions say.
+func TestProviderCallSpanFailed(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	ctx, parent := tp.Tracer("test").Start(context.Background(), "caller")
+	_, err := PostJSON(ctx, NewHTTPClient(2*time.Second), "p", srv.URL+"/q?access_token=ChFvSecret", []byte(`{}`))
+	parent.End()
+	if Classify(err) != Retryable {
+		t.Fatalf("err %v, want a retryable one", err)
+	}
+	call := exp.GetSpans()[0]
+	if call.Name != "POST" || call.Status.Code != codes.Error {
+		t.Fatalf("call span %q, status %v", call.Name, call.Status)
+	}
+	checkAttrs(t, call, map[string]string{"error.type": "503", "http.response.status_code": "503",
+		"url.full": srv.URL + "/q?access_token=REDACTED"})
+}
+
+// Only the values of keys known not to be secret stay in url.full.
+func TestRedactQuery(t *testing.T) {
+	for raw, want := range map[string]string{
+		"access_token=ChFvSecret&app_id=ks1": "access_token=REDACTED&app_id=ks1",
+		"app%5Fid=ks1&sign=abc&flag":         "app%5Fid=ks1&sign=REDACTED&flag",
+		"a=1&&b=":                            "a=REDACTED&&b=REDACTED",
+		"%zz=1":                              "%zz=REDACTED",
+	} {
+		if got := redactQuery(raw); got != want {
+			t.Errorf("redactQuery(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}
+
+func attrOf(s tracetest.SpanStub, key string) (string, bool) {
+	for _, a := range s.Attributes {
+		if string(a.Key) == key {
+			return a.Value.String(), true
+		}
+	}
+	return "", false
+}
+
+func checkAttrs(t *testing.T, s tracetest.SpanStub, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if got, ok := attrOf(s, k); !ok || got != v {
+			t.Errorf("span %q: %s = %q (set: %v), want %q", s.Name, k, got, ok, v)
+		}
 	}
 }
 
