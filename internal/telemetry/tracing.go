@@ -16,6 +16,8 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/paystatus/orderstatus/internal/buildinfo"
 )
 
 // A request's W3C trace context (traceparent, tracestate) carries over to every event, dead
@@ -166,8 +168,7 @@ func StartTracing(ctx context.Context, log *slog.Logger) (stop func(context.Cont
 		otel.SetTracerProvider(noop.NewTracerProvider())
 		return off, nil
 	}
-	res, err := resource.New(ctx, resource.WithAttributes(semconv.ServiceName("order-status-consumer")),
-		resource.WithFromEnv(), resource.WithTelemetrySDK())
+	res, err := Resource(ctx)
 	if err != nil {
 		log.Warn("tracing: some resource attributes are missing", "err", err)
 	}
@@ -176,4 +177,17 @@ func StartTracing(ctx context.Context, log *slog.Logger) (stop func(context.Cont
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("tracing", "err", err) }))
 	log.Info("tracing on", "exporter", fmt.Sprintf("%T", exp))
 	return tp.Shutdown, nil
+}
+
+// ServiceName is service.name on the spans' resource, unless OTEL_SERVICE_NAME or
+// OTEL_RESOURCE_ATTRIBUTES says otherwise.
+const ServiceName = "order-status-consumer"
+
+// Resource describes the process to the tracing backend: service.name and service.version
+// (the build's version, as `consumer version` and orders_build_info show it), then what
+// OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME say, which win, then the SDK's own. An error
+// comes with a resource that lacks only what failed.
+func Resource(ctx context.Context) (*resource.Resource, error) {
+	return resource.New(ctx, resource.WithAttributes(semconv.ServiceName(ServiceName), semconv.ServiceVersion(buildinfo.Read().Version)),
+		resource.WithFromEnv(), resource.WithTelemetrySDK())
 }
