@@ -159,9 +159,10 @@ func NewReplica(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []
 	}
 	h := handlers.NewHandler(handlers.Options{
 		JS: js, Store: pipelineStore, Limiter: lim, Subjects: subjects, Providers: provs,
-		DeadLetter: &dlq.Writer{JS: js, Subjects: subjects, Log: log, DeadLetters: metrics.DeadLetters},
+		DeadLetter: &dlq.Writer{JS: js, Subjects: subjects, Log: log, DeadLetters: metrics.DeadLetters, Tracer: tracer},
 		AckWait:    cfg.Consumer.AckWait, MaxDeliver: cfg.Consumer.MaxDeliver, Log: log,
 		FollowDelay: cfg.Consumer.FollowDelay, FollowMaxDelay: cfg.Consumer.FollowMaxDelay, Metrics: metrics, Tracer: tracer,
+		ConsumerName: cfg.Consumer.Name,
 	})
 	svc := &handlers.Service{Consumer: assets.Consumer, Handler: h, Concurrency: cfg.Consumer.Concurrency,
 		Grace: cfg.Consumer.AckWait * 2 / 3, Log: log,

@@ -12,8 +12,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/telemetry"
 )
 
@@ -24,12 +30,32 @@ type Writer struct {
 	Log      *slog.Logger
 	// DeadLetters counts the letters stored, by provider, kind and reason.
 	DeadLetters *prometheus.CounterVec
+	// Tracer makes the producer span of each letter; nil makes none, and the letter carries the
+	// trace context of Store's ctx.
+	Tracer trace.Tracer
 }
+
+var noTracer = noop.NewTracerProvider().Tracer("")
 
 // Store publishes msg's payload, byte for byte, with the reason, on the dead-letter subject of
 // provider and kind, then terminates msg. An error means the dead letter could not be stored,
-// and msg is still to be settled: nothing is dropped. The letter carries ctx's trace context.
-func (h *Writer) Store(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, provider, kind, reason, text string) error {
+// and msg is still to be settled: nothing is dropped. Storing it is a producer span "publish
+// ORDERS_DLQ", child of ctx's span, whose trace context the letter carries; the letter's
+// reason is its orders.dead_letter.reason, and error.type says why storing failed, if it did.
+func (h *Writer) Store(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, provider, kind, reason, text string) (err error) {
+	subject := h.Subjects.DeadLetter(provider, kind)
+	tracer := h.Tracer
+	if tracer == nil {
+		tracer = noTracer
+	}
+	ctx, span := tracer.Start(ctx, "publish "+natsinfra.DLQStream, trace.WithSpanKind(trace.SpanKindProducer))
+	defer func() {
+		if err != nil && span.IsRecording() {
+			span.SetAttributes(telemetry.ErrorType(err))
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	hdr := nats.Header{}
 	for k, vs := range msg.Headers() {
 		if !strings.HasPrefix(k, "Nats-") && !strings.HasPrefix(k, "Orders-") {
@@ -47,8 +73,13 @@ func (h *Writer) Store(ctx context.Context, msg jetstream.Msg, meta *jetstream.M
 	hdr.Set(events.HeaderDelivered, strconv.FormatUint(meta.NumDelivered, 10))
 	// One dead letter per request, however often this runs for it.
 	hdr.Set(events.HeaderMsgID, "dlq-"+meta.Stream+"-"+strconv.FormatUint(meta.Sequence.Stream, 10))
-	m := &nats.Msg{Subject: h.Subjects.DeadLetter(provider, kind), Data: msg.Data(), Header: hdr}
-	err := h.fitDeadLetter(ctx, m, meta)
+	if span.IsRecording() {
+		span.SetAttributes(telemetry.MessagingNATS, semconv.MessagingDestinationName(subject),
+			semconv.MessagingMessageID(hdr.Get(events.HeaderMsgID)), attribute.String("orders.dead_letter.reason", reason))
+		span.SetAttributes(telemetry.OperationPublish...)
+	}
+	m := &nats.Msg{Subject: subject, Data: msg.Data(), Header: hdr}
+	err = h.fitDeadLetter(ctx, m, meta)
 	if err == nil {
 		_, err = h.JS.PublishMsg(ctx, m)
 	}

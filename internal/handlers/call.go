@@ -36,7 +36,7 @@ func (h *Handler) query(ctx context.Context, p providers.Provider, req events.Re
 	sent = h.sentClock(ctx)
 	res, err = p.Query(ctx, queryOf(req))
 	if err != nil && span.IsRecording() {
-		span.SetAttributes(attribute.String("orders.error_class", providers.Classify(err).String()))
+		span.SetAttributes(attribute.String("orders.error_class", providers.Classify(err).String()), errorType(err))
 		span.SetStatus(codes.Error, err.Error())
 	}
 	h.metrics.CallDuration.WithLabelValues(provider, endpoint).Observe(time.Since(started).Seconds())

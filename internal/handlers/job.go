@@ -2,15 +2,18 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/providers"
 	"github.com/paystatus/orderstatus/internal/telemetry"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -38,10 +41,18 @@ type job struct {
 func (h *Handler) newJob(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, f *flow) *job {
 	j := &job{h: h, flow: f, msg: msg, meta: meta}
 	j.req.Provider, j.req.Kind = events.Unknown, events.Unknown
-	_, j.span = h.tracer.Start(telemetry.ReadTrace(ctx, msg.Headers()), "process ORDERS_QUERY", trace.WithSpanKind(trace.SpanKindConsumer))
+	_, j.span = h.tracer.Start(telemetry.ReadTrace(ctx, msg.Headers()), "process "+natsinfra.QueryStream, trace.WithSpanKind(trace.SpanKindConsumer))
 	if j.span.IsRecording() {
-		j.span.SetAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", msg.Subject()),
+		j.span.SetAttributes(telemetry.MessagingNATS, semconv.MessagingDestinationName(msg.Subject()),
+			semconv.MessagingMessageBodySize(len(msg.Data())),
 			attribute.Int64("messaging.nats.stream_sequence", int64(meta.Sequence.Stream)), attribute.Int64("messaging.nats.delivered", int64(meta.NumDelivered)))
+		j.span.SetAttributes(telemetry.OperationProcess...)
+		if h.consumerName != "" {
+			j.span.SetAttributes(semconv.MessagingConsumerGroupName(h.consumerName))
+		}
+		if id := msg.Headers().Get(events.HeaderMsgID); id != "" {
+			j.span.SetAttributes(semconv.MessagingMessageID(id))
+		}
 	}
 	h.metrics.InFlight.Inc()
 	h.alive.add(j) // the message stays ours while it waits for its limit or a slow provider
@@ -78,6 +89,12 @@ func (j *job) endSpan(o outcome) {
 	}
 	if j.span.IsRecording() {
 		j.span.SetAttributes(attribute.String("orders.outcome", o.verdict.String()))
+		switch {
+		case o.verdict == deadLetter: // the reason, also when an error led to it
+			j.span.SetAttributes(semconv.ErrorTypeKey.String(o.reason))
+		case o.err != nil:
+			j.span.SetAttributes(errorType(o.err))
+		}
 		if o.err != nil {
 			j.span.SetStatus(codes.Error, o.err.Error())
 		} else if o.verdict == deadLetter {
@@ -102,4 +119,19 @@ func (j *job) releaseBudget() {
 	if !j.released.Swap(true) {
 		j.flow.sched.Release()
 	}
+}
+
+// errorType is error.type of a failed request or call: the dead-letter reason of a request
+// that can never succeed, the class of a provider's failure ("retryable", "rate_limited",
+// "token_invalid", "permanent"), or telemetry.ErrorType's guess.
+func errorType(err error) attribute.KeyValue {
+	var rej *rejection
+	if errors.As(err, &rej) {
+		return semconv.ErrorTypeKey.String(rej.reason)
+	}
+	var pe *providers.Error
+	if errors.As(err, &pe) {
+		return semconv.ErrorTypeKey.String(pe.Class.String())
+	}
+	return telemetry.ErrorType(err)
 }

@@ -63,6 +63,7 @@ type Handler struct {
 	alive                       *keepAlive // the deliveries of the requests in flight
 	now                         func() time.Time
 	tracer                      trace.Tracer
+	consumerName                string // the durable consumer's, for the process spans
 }
 
 // Options configure a Handler.
@@ -80,6 +81,9 @@ type Options struct {
 	Log                         *slog.Logger
 	Metrics                     *telemetry.Metrics
 	Tracer                      trace.Tracer
+	// ConsumerName is the durable consumer's name (consumer.name), the
+	// messaging.consumer.group.name of the process spans.
+	ConsumerName string
 }
 
 // NewHandler builds a Handler.
@@ -89,6 +93,7 @@ func NewHandler(o Options) *Handler {
 		providers: map[string]providers.Provider{}, ackWait: o.AckWait, maxDeliver: o.MaxDeliver,
 		retryBudget: min(o.AckWait/3, 10*time.Second), followDelay: o.FollowDelay, followMaxDelay: o.FollowMaxDelay,
 		log: o.Log, metrics: o.Metrics, alive: newKeepAlive(o.AckWait / 3), now: time.Now, tracer: o.Tracer,
+		consumerName: o.ConsumerName,
 	}
 	for _, p := range o.Providers {
 		h.providers[p.Name()] = p

@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,13 +11,16 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/natstest"
+	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 )
 
 const (
@@ -101,6 +105,165 @@ func TestTraceContextReachesTheEvent(t *testing.T) {
 	}
 	if sid != publish.SpanContext.SpanID().String() {
 		t.Errorf("event traceparent span %s, want the publish span %s", sid, publish.SpanContext.SpanID())
+	}
+
+	// The messaging semantic conventions.
+	checkAttrs(t, consumer, map[string]string{
+		"messaging.system": "nats", "messaging.operation.type": "process", "messaging.operation.name": "process",
+		"messaging.consumer.group.name": e.cfg.Consumer.Name, "messaging.destination.name": subjectDemo,
+	})
+	checkAttrs(t, publish, map[string]string{
+		"messaging.system": "nats", "messaging.operation.type": "send", "messaging.operation.name": "publish",
+		"messaging.destination.name": msgs[0].Subject, "messaging.message.id": msgs[0].Header.Get("Nats-Msg-Id"),
+	})
+	if publish.SpanKind != trace.SpanKindProducer {
+		t.Errorf("publish span kind %s", publish.SpanKind)
+	}
+	for _, s := range []tracetest.SpanStub{consumer, publish, query} {
+		if v, ok := attrOf(s, "error.type"); ok {
+			t.Errorf("span %q: error.type %q on a success", s.Name, v)
+		}
+	}
+	// The provider call, by the HTTP conventions, its access token redacted.
+	if httpCall.Name != "POST" {
+		t.Errorf("HTTP call span %q, want POST", httpCall.Name)
+	}
+	checkAttrs(t, *httpCall, map[string]string{"http.request.method": "POST", "server.address": "127.0.0.1", "http.response.status_code": "200"})
+	if u, _ := attrOf(*httpCall, "url.full"); !strings.Contains(u, "access_token=REDACTED") || !strings.Contains(u, "app_id="+demoApp) {
+		t.Errorf("HTTP call url.full %q, want its access token redacted", u)
+	}
+}
+
+// A failed provider call, a request the provider rejects and one dead-lettered before any call
+// say why on their spans (error.type): the provider's error class on the query span and the
+// HTTP status on the HTTP span; the dead-letter reason on the process span; and the dead
+// letter's publish is a producer span "publish ORDERS_DLQ" whose context the letter carries.
+func TestSpanErrorTypes(t *testing.T) {
+	exp := traced(t)
+	e := newEnv(t, nil)
+	e.startReplica(nil)
+	parent := func(n int) (nats.Header, string) {
+		tid := fmt.Sprintf("%032x", 0xabc0+n)
+		return nats.Header{"traceparent": {"00-" + tid + "-b7ad6b7169203331-01"}}, tid
+	}
+	// Traced by trace id, each span by its name (an HTTP call by its kind and status).
+	spansOf := func(tid string) map[string]tracetest.SpanStub {
+		out := map[string]tracetest.SpanStub{}
+		for _, s := range exp.GetSpans() {
+			if s.SpanContext.TraceID().String() != tid {
+				continue
+			}
+			name := s.Name
+			if s.SpanKind == trace.SpanKindClient {
+				code, _ := attrOf(s, "http.response.status_code")
+				name += " " + code
+			}
+			out[name] = s
+		}
+		return out
+	}
+
+	// The provider fails once (HTTP 500), then answers: the request still ends in an event.
+	e.sb.SetFault(demoApp, sandboxkit.HTTP500, 1)
+	hdr, failedCall := parent(1)
+	e.publish(subjectDemo, []byte(queryDemo), hdr)
+	e.waitEvents(1)
+	// The provider rejects the order; the app is unknown.
+	hdr, rejectedTid := parent(2)
+	e.publish(subjectDemo, []byte(`{"app_id":"`+demoApp+`","order_no":"no-such-order"}`), hdr)
+	hdr, unknownTid := parent(3)
+	e.publish(subjectDemo, []byte(unknownApp), hdr)
+	e.waitDeadLetters(2)
+	e.waitIdle()
+
+	var failed, rejected, unknown map[string]tracetest.SpanStub
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		failed, rejected, unknown = spansOf(failedCall), spansOf(rejectedTid), spansOf(unknownTid)
+		for _, set := range []struct {
+			spans map[string]tracetest.SpanStub
+			names []string
+		}{
+			{failed, []string{"process ORDERS_QUERY", "query kuaishou query_order", "POST 500", "POST 200", "publish ORDERS_STATUS"}},
+			{rejected, []string{"process ORDERS_QUERY", "query kuaishou query_order", "POST 200", "publish ORDERS_DLQ"}},
+			{unknown, []string{"process ORDERS_QUERY", "publish ORDERS_DLQ"}},
+		} {
+			for _, n := range set.names {
+				if _, ok := set.spans[n]; !ok {
+					return fmt.Errorf("no span %q yet", n)
+				}
+			}
+		}
+		return nil
+	})
+
+	// The failed call: its HTTP span and the query span it ended; the request went on.
+	checkAttrs(t, failed["POST 500"], map[string]string{"error.type": "500"})
+	var queryErrors []string
+	for _, s := range exp.GetSpans() {
+		if s.SpanContext.TraceID().String() == failedCall && s.Name == "query kuaishou query_order" {
+			v, _ := attrOf(s, "error.type")
+			queryErrors = append(queryErrors, v)
+		}
+	}
+	if strings.Join(queryErrors, ",") != "retryable," {
+		t.Errorf("query spans' error.type %q, want retryable on the failed call, none on the next", queryErrors)
+	}
+	if v, ok := attrOf(failed["process ORDERS_QUERY"], "error.type"); ok {
+		t.Errorf("process span of a request that ended in an event: error.type %q", v)
+	}
+
+	// The rejected order: the provider's class on the query, the reason on the process span.
+	checkAttrs(t, rejected["query kuaishou query_order"], map[string]string{"error.type": "permanent"})
+	checkAttrs(t, rejected["process ORDERS_QUERY"], map[string]string{"error.type": events.ReasonProviderRejected,
+		"messaging.consumer.group.name": e.cfg.Consumer.Name})
+	checkAttrs(t, unknown["process ORDERS_QUERY"], map[string]string{"error.type": events.ReasonUnknownApp})
+	for _, s := range []tracetest.SpanStub{rejected["process ORDERS_QUERY"], unknown["process ORDERS_QUERY"]} {
+		if s.Status.Code != codes.Error {
+			t.Errorf("dead-lettered request's span status %v", s.Status)
+		}
+	}
+
+	// The dead letters' producer spans.
+	letters := map[string]nats.Header{}
+	for _, m := range e.streamMsgs(natsinfra.DLQStream) {
+		tid, _ := spanContextOf(t, m.Header)
+		letters[tid] = m.Header
+	}
+	for tid, spans := range map[string]map[string]tracetest.SpanStub{rejectedTid: rejected, unknownTid: unknown} {
+		dl, process := spans["publish ORDERS_DLQ"], spans["process ORDERS_QUERY"]
+		hdr := letters[tid]
+		if dl.SpanKind != trace.SpanKindProducer || dl.Parent.SpanID() != process.SpanContext.SpanID() {
+			t.Errorf("dead letter span: kind %s, parent %s, want a producer child of the process span", dl.SpanKind, dl.Parent.SpanID())
+		}
+		checkAttrs(t, dl, map[string]string{
+			"messaging.system": "nats", "messaging.operation.type": "send", "messaging.operation.name": "publish",
+			"messaging.destination.name": "orders.dlq.kuaishou.payment", "messaging.message.id": hdr.Get("Nats-Msg-Id"),
+			"orders.dead_letter.reason": hdr.Get("Orders-Error-Reason"),
+		})
+		if _, sid := spanContextOf(t, hdr); sid != dl.SpanContext.SpanID().String() {
+			t.Errorf("dead letter traceparent span %s, want its publish span %s", sid, dl.SpanContext.SpanID())
+		}
+		if v, ok := attrOf(dl, "error.type"); ok {
+			t.Errorf("dead letter stored, yet its span has error.type %q", v)
+		}
+	}
+}
+
+func attrOf(s tracetest.SpanStub, key string) (string, bool) {
+	for _, a := range s.Attributes {
+		if string(a.Key) == key {
+			return a.Value.String(), true
+		}
+	}
+	return "", false
+}
+
+func checkAttrs(t *testing.T, s tracetest.SpanStub, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if got, ok := attrOf(s, k); !ok || got != v {
+			t.Errorf("span %q: %s = %q (set: %v), want %q", s.Name, k, got, ok, v)
+		}
 	}
 }
 

@@ -10,11 +10,12 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/telemetry"
 )
 
@@ -42,12 +43,15 @@ func (s *Store) Publish(ctx context.Context, c *Claim) (*Publication, error) {
 			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: cur}))
 		}
 	}
-	pctx, span := s.tracer.Start(pctx, "publish ORDERS_STATUS", append(opts, trace.WithSpanKind(trace.SpanKindProducer))...)
+	subject := s.subjects.Status(ev.Provider, ev.Kind, ev.Status)
+	pctx, span := s.tracer.Start(pctx, "publish "+natsinfra.StatusStream, append(opts, trace.WithSpanKind(trace.SpanKindProducer))...)
 	if span.IsRecording() {
-		span.SetAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.message.id", ev.EventID))
+		span.SetAttributes(telemetry.MessagingNATS, semconv.MessagingDestinationName(subject), semconv.MessagingMessageID(ev.EventID))
+		span.SetAttributes(telemetry.OperationPublish...)
 	}
 	fail := func(err error) (*Publication, error) {
 		if span.IsRecording() {
+			span.SetAttributes(telemetry.ErrorType(err))
 			span.SetStatus(codes.Error, err.Error())
 		}
 		span.End()
@@ -57,8 +61,11 @@ func (s *Store) Publish(ctx context.Context, c *Claim) (*Publication, error) {
 	if err != nil {
 		return fail(fmt.Errorf("encode event: %w", err))
 	}
+	if span.IsRecording() {
+		span.SetAttributes(semconv.MessagingMessageBodySize(len(data)))
+	}
 	m := &nats.Msg{
-		Subject: s.subjects.Status(ev.Provider, ev.Kind, ev.Status),
+		Subject: subject,
 		Data:    data,
 		Header:  nats.Header{events.HeaderMsgID: {ev.EventID}, events.HeaderContentType: {s.encoding.ContentType()}},
 	}
@@ -90,6 +97,7 @@ func (s *Store) Confirm(ctx context.Context, p *Publication) error {
 		err = fmt.Errorf("publish event %s: %w", ev.EventID, ctx.Err())
 	}
 	if err != nil && p.span.IsRecording() {
+		p.span.SetAttributes(telemetry.ErrorType(err))
 		p.span.SetStatus(codes.Error, err.Error())
 	}
 	p.span.End()
