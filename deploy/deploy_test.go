@@ -367,6 +367,7 @@ type nackConsumer struct {
 	MaxDeliver    int    `yaml:"maxDeliver"`
 	MaxAckPending int    `yaml:"maxAckPending"`
 	ReplayPolicy  string `yaml:"replayPolicy"`
+	HeadersOnly   bool   `yaml:"headersOnly"`
 	Replicas      int    `yaml:"replicas"`
 }
 
@@ -426,19 +427,33 @@ func TestNACKResourcesMatchProvision(t *testing.T) {
 		t.Errorf("no NACK Stream for %s", name)
 	}
 
-	cons := find(t, ms, "Consumer")
-	if len(cons) != 1 {
-		t.Fatalf("%d NACK Consumers, want 1", len(cons))
+	wantCons := map[string]struct {
+		stream string
+		cc     jetstream.ConsumerConfig
+	}{
+		natsinfra.ConsumerConfig(cfg).Durable:      {natsinfra.QueryStream, natsinfra.ConsumerConfig(cfg)},
+		natsinfra.SweepConsumerConfig(cfg).Durable: {"KV_" + natsinfra.StateBucket, natsinfra.SweepConsumerConfig(cfg)},
 	}
-	var c nackConsumer
-	decodeSpec(t, cons[0], &c, true)
-	got := jetstream.ConsumerConfig{Durable: c.DurableName, Description: c.Description, FilterSubject: c.FilterSubject,
-		AckWait: duration(t, c.AckWait), MaxDeliver: c.MaxDeliver, MaxAckPending: c.MaxAckPending, Replicas: c.Replicas}
-	enum(t, c.DeliverPolicy, &got.DeliverPolicy)
-	enum(t, c.AckPolicy, &got.AckPolicy)
-	enum(t, c.ReplayPolicy, &got.ReplayPolicy)
-	if w := natsinfra.ConsumerConfig(cfg); !reflect.DeepEqual(got, w) || c.StreamName != natsinfra.QueryStream {
-		t.Errorf("Consumer on %s differs from what Provision creates:\n got %+v\nwant %+v", c.StreamName, got, w)
+	for _, m := range find(t, ms, "Consumer") {
+		var c nackConsumer
+		decodeSpec(t, m, &c, true)
+		got := jetstream.ConsumerConfig{Durable: c.DurableName, Description: c.Description, FilterSubject: c.FilterSubject,
+			AckWait: duration(t, c.AckWait), MaxDeliver: c.MaxDeliver, MaxAckPending: c.MaxAckPending, HeadersOnly: c.HeadersOnly, Replicas: c.Replicas}
+		enum(t, c.DeliverPolicy, &got.DeliverPolicy)
+		enum(t, c.AckPolicy, &got.AckPolicy)
+		enum(t, c.ReplayPolicy, &got.ReplayPolicy)
+		w, ok := wantCons[c.DurableName]
+		if !ok {
+			t.Errorf("Consumer %s: the consumer provisions no such consumer", c.DurableName)
+			continue
+		}
+		delete(wantCons, c.DurableName)
+		if !reflect.DeepEqual(got, w.cc) || c.StreamName != w.stream {
+			t.Errorf("Consumer %s on %s differs from what Provision creates on %s:\n got %+v\nwant %+v", c.DurableName, c.StreamName, w.stream, got, w.cc)
+		}
+	}
+	for name := range wantCons {
+		t.Errorf("no NACK Consumer for %s", name)
 	}
 
 	// The KV buckets as a real server holds them (one server: replicas 1 there).

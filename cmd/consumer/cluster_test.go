@@ -11,7 +11,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/natstest"
 )
 
@@ -50,6 +52,21 @@ func TestClusterFromDeployFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := js.CreateConsumer(ctx, "ORDERS_QUERY", cc); err != nil {
+		t.Fatal(err)
+	}
+	// The sweep's consumer, on the state bucket's stream, as deploy/nats/kv.sh makes it.
+	for _, kc := range natsinfra.KeyValueConfigs(&config.Config{NATS: config.NATS{Replicas: 3, StateMaxAge: 35 * 24 * time.Hour}}) {
+		natstest.CheckFor(t, 20*time.Second, 200*time.Millisecond, func() error {
+			_, err := js.CreateKeyValue(ctx, kc)
+			return err
+		})
+	}
+	var sc jetstream.ConsumerConfig
+	data, _ = os.ReadFile(filepath.Join(deploy, "consumers", "orders-sweep.json"))
+	if err := json.Unmarshal(data, &sc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateConsumer(ctx, "KV_ORDERS_STATE", sc); err != nil {
 		t.Fatal(err)
 	}
 

@@ -6,6 +6,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -46,22 +47,27 @@ func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []provi
 	reg := prometheus.NewRegistry()
 	metrics := telemetry.NewMetrics(reg)
 	reg.MustRegister(telemetry.BuildInfoCollector())
-	var running atomic.Pointer[handlers.Service]
+	var running atomic.Pointer[Replica]
 	if cfg.HTTP.Listen != "" {
 		js, err := jetstream.New(nc)
 		if err != nil {
 			return err
 		}
-		isReady := func(ctx context.Context) error {
+		readiness := telemetry.NewReadiness(func(ctx context.Context) error {
 			if err := natsinfra.Ready(ctx, nc, js, cfg.Consumer.Name); err != nil {
 				return err
 			}
-			if s := running.Load(); s == nil || !s.Consuming.Load() {
+			r := running.Load()
+			if r == nil || !r.Service.Consuming.Load() {
 				return errNotConsuming
 			}
+			if err := r.Store.SweepErr(); err != nil {
+				return fmt.Errorf("sweep: %w", err)
+			}
 			return nil
-		}
-		addr, _, err := telemetry.StartHTTP(ctx, cfg.HTTP.Listen, telemetry.Probes(isReady, reg))
+		}, readyEvery)
+		go readiness.Run(ctx)
+		addr, _, err := telemetry.StartHTTP(ctx, cfg.HTTP.Listen, telemetry.Probes(readiness.Err, reg))
 		if err != nil {
 			return err
 		}
@@ -74,7 +80,7 @@ func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []provi
 		}
 		return err
 	}
-	running.Store(r.Service)
+	running.Store(r)
 	reg.MustRegister(telemetry.NewConsumerCollector(r.Assets.Consumer))
 	log.Info("consuming requests", "subjects", cfg.NATS.SubjectPrefix+".query.>", "consumer", cfg.Consumer.Name,
 		"concurrency", cfg.Consumer.Concurrency, "providers", len(provs))
@@ -92,6 +98,10 @@ func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []provi
 }
 
 var errNotConsuming = errors.New("this replica is not taking requests yet")
+
+// readyEvery is how often readiness is checked in the background; /readyz serves the last
+// result.
+const readyEvery = time.Second
 
 // Options adjust what NewReplica builds; the zero value is what Serve runs.
 type Options struct {
@@ -151,7 +161,7 @@ func NewReplica(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []
 	}
 	store := orderstate.New(orderstate.Options{
 		JS: storeJS, Bucket: assets.State, Subjects: subjects, Encoding: events.Encoding(cfg.Events.Encoding),
-		SweepDelay: o.SweepDelay, Now: lim.ServerNow, Log: log, Metrics: metrics, Tracer: tracer,
+		SweepConsumer: assets.Sweep, SweepDelay: o.SweepDelay, Now: lim.ServerNow, Log: log, Metrics: metrics, Tracer: tracer,
 	})
 	var pipelineStore handlers.Store = store
 	if o.WrapStore != nil {

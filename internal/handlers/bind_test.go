@@ -104,8 +104,8 @@ func TestBindWithoutAdminRights(t *testing.T) {
 		}
 	}
 	natstest.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
-		if l := logs.String(); !strings.Contains(l, "an operator has not made consumer orders-query on ORDERS_QUERY (") {
-			return fmt.Errorf("log lacks the missing consumer alone:\n%s", l)
+		if l := logs.String(); !strings.Contains(l, "an operator has not made consumer orders-query on ORDERS_QUERY, consumer orders-sweep on KV_ORDERS_STATE (") {
+			return fmt.Errorf("log lacks the missing consumers alone:\n%s", l)
 		}
 		return nil
 	})
@@ -115,6 +115,9 @@ func TestBindWithoutAdminRights(t *testing.T) {
 	default:
 	}
 	if _, err := ajs.CreateConsumer(ctx, natsinfra.QueryStream, natsinfra.ConsumerConfig(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ajs.CreateConsumer(ctx, "KV_"+natsinfra.StateBucket, natsinfra.SweepConsumerConfig(cfg)); err != nil {
 		t.Fatal(err)
 	}
 	b := <-got

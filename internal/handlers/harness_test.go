@@ -188,9 +188,13 @@ func (e *env) startLookup(r *replica) {
 	e.t.Cleanup(func() { _ = svc.Stop() })
 }
 
+// publish stores a message, waiting up to 30 s for the server: a loaded machine may take longer
+// than the client's default 5 s to store a large one.
 func (e *env) publish(subject string, data []byte, hdr nats.Header) {
 	e.t.Helper()
-	if _, err := e.js.PublishMsg(context.Background(), &nats.Msg{Subject: subject, Data: data, Header: hdr}); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := e.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data, Header: hdr}); err != nil {
 		e.t.Fatal(err)
 	}
 }

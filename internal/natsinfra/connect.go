@@ -48,6 +48,19 @@ func Connect(cfg *config.Config, log *slog.Logger) (*nats.Conn, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		// Errors the server reports asynchronously (a permission missing, credentials refused
+		// on a reconnect, a slow consumer) go to the log, not to nats.go's default, stderr.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if refused(err) {
+				log.Error("NATS refuses this replica; trying again", "url", url, "err", err, "check", authKeys(cfg))
+				return
+			}
+			if sub != nil {
+				log.Warn("NATS error", "err", err, "subject", sub.Subject)
+				return
+			}
+			log.Warn("NATS error", "err", err)
+		}),
 	}, auth...)
 	// One attempt first, so that a refusal is returned rather than retried for ever; a server
 	// not reachable yet is then waited for.

@@ -24,13 +24,17 @@ const (
 	DLQStream    = "ORDERS_DLQ"
 	StateBucket  = "ORDERS_STATE"
 	RateBucket   = "ORDERS_RATE"
+	// SweepConsumer is the durable consumer of ORDERS_STATE's writes the sweep follows.
+	SweepConsumer = "orders-sweep"
 )
 
-// Assets are the provisioned streams, bucket and consumer.
+// Assets are the provisioned streams, buckets and consumers.
 type Assets struct {
 	State    jetstream.KeyValue
 	Rate     jetstream.KeyValue
 	Consumer jetstream.Consumer
+	// Sweep is the durable consumer of ORDERS_STATE's writes (SweepConsumerConfig).
+	Sweep jetstream.Consumer
 }
 
 // Provision creates or updates the streams, the KV bucket and the durable consumer. It is
@@ -63,7 +67,11 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 	if err != nil {
 		return nil, fmt.Errorf("provision consumer %s: %w", cfg.Consumer.Name, err)
 	}
-	return &Assets{State: kv, Rate: rate, Consumer: cons}, nil
+	sweep, err := js.CreateOrUpdateConsumer(ctx, "KV_"+StateBucket, SweepConsumerConfig(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("provision consumer %s: %w", SweepConsumer, err)
+	}
+	return &Assets{State: kv, Rate: rate, Consumer: cons, Sweep: sweep}, nil
 }
 
 // ProvisionRetrying provisions (or, with nats.provision false, binds) until it succeeds or ctx
@@ -125,6 +133,7 @@ func Bind(ctx context.Context, js jetstream.JetStream, cfg *config.Config, log *
 		queryFound = queryFound || sc.Name == QueryStream
 	}
 	buckets := make([]jetstream.KeyValue, 0, 2)
+	stateFound := false
 	for _, kc := range KeyValueConfigs(cfg) {
 		kv, err := js.KeyValue(ctx, kc.Bucket)
 		if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -135,6 +144,7 @@ func Bind(ctx context.Context, js jetstream.JetStream, cfg *config.Config, log *
 			return nil, fmt.Errorf("look up KV bucket %s: %w", kc.Bucket, err)
 		}
 		buckets = append(buckets, kv)
+		stateFound = stateFound || kc.Bucket == StateBucket
 	}
 	var cons jetstream.Consumer
 	if queryFound {
@@ -155,10 +165,24 @@ func Bind(ctx context.Context, js jetstream.JetStream, cfg *config.Config, log *
 	} else {
 		missing = append(missing, "consumer "+cfg.Consumer.Name+" on "+QueryStream)
 	}
+	var sweep jetstream.Consumer
+	if stateFound {
+		c, err := js.Consumer(ctx, "KV_"+StateBucket, SweepConsumer)
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			missing = append(missing, "consumer "+SweepConsumer+" on KV_"+StateBucket)
+		case err != nil:
+			return nil, fmt.Errorf("look up consumer %s: %w", SweepConsumer, err)
+		default:
+			sweep = c
+		}
+	} else {
+		missing = append(missing, "consumer "+SweepConsumer+" on KV_"+StateBucket)
+	}
 	if len(missing) > 0 {
 		return nil, &MissingError{Missing: missing}
 	}
-	return &Assets{State: buckets[0], Rate: buckets[1], Consumer: cons}, nil
+	return &Assets{State: buckets[0], Rate: buckets[1], Consumer: cons, Sweep: sweep}, nil
 }
 
 // KeyValueConfigs are the KV buckets the service needs (ORDERS_STATE, then ORDERS_RATE), as cfg
@@ -216,6 +240,25 @@ func ConsumerConfig(cfg *config.Config) jetstream.ConsumerConfig {
 		MaxDeliver:    -1,
 		MaxAckPending: cfg.Consumer.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Replicas:      cfg.NATS.Replicas,
+	}
+}
+
+// SweepConsumerConfig is the durable consumer of ORDERS_STATE's writes the sweep follows,
+// headers only. A claim's write stays unacknowledged until its mark is settled, for up to the
+// sweep's delay; AckWait well above it hands the claims of a holder that stopped to the next
+// one, and MaxAckPending leaves room for many marks left open at once (a NATS outage).
+func SweepConsumerConfig(cfg *config.Config) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       SweepConsumer,
+		Description:   "Order state writes followed by the sweep (headers only)",
+		FilterSubject: "$KV." + StateBucket + ".>",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxDeliver:    -1,
+		MaxAckPending: 100000,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		HeadersOnly:   true,
 		Replicas:      cfg.NATS.Replicas,
 	}
 }

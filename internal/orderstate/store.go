@@ -49,6 +49,9 @@ type Options struct {
 	Bucket   jetstream.KeyValue // ORDERS_STATE
 	Subjects events.Subjects
 	Encoding events.Encoding
+	// SweepConsumer is the durable consumer of Bucket's writes the sweep follows (headers
+	// only); nil: no sweep.
+	SweepConsumer jetstream.Consumer
 	// SweepDelay is how old a pending mark is when the sweep publishes its event; 0 means 10 s.
 	SweepDelay time.Duration
 	// Now is the server's clock (the limiter's reading of it); nil means the local clock.
@@ -82,7 +85,7 @@ func New(o Options) *Store {
 	if s.now == nil {
 		s.now = func(context.Context) time.Time { return time.Now() }
 	}
-	s.sweep = sweeper{id: nuid.Next(), delay: o.SweepDelay}
+	s.sweep = sweeper{id: nuid.Next(), delay: o.SweepDelay, cons: o.SweepConsumer, pending: map[string]pendingWrite{}}
 	if s.sweep.delay <= 0 {
 		s.sweep.delay = 10 * time.Second
 	}
@@ -138,8 +141,15 @@ func (s *Store) Claim(ctx context.Context, obs Observation) (events.StatusEvent,
 				return statusEvent(req, res, "", cur.Transition), nil, nil // nothing new
 			}
 		}
-		ev := statusEvent(req, res, cur.Status, cur.Transition+1)
-		next := Record{Status: res.Status, ProviderStatus: res.ProviderStatus, Transition: cur.Transition + 1,
+		n := cur.Transition + 1
+		if cur.Transition == 0 && rev > 0 {
+			// The record is lost (deleted, purged, damaged): its number is one above the
+			// revision it follows, above every transition the order had, since each took a
+			// write of its own and revisions only grow. Event ids never repeat for an order.
+			n = rev + 1
+		}
+		ev := statusEvent(req, res, cur.Status, n)
+		next := Record{Status: res.Status, ProviderStatus: res.ProviderStatus, Transition: n,
 			EventID: ev.EventID, SentAt: obs.Sent.UTC().Format(time.RFC3339Nano), ObservedAt: ev.ObservedAt, Pending: &ev,
 			Trace: telemetry.TraceOf(ctx)}
 		s.trips.claim.Inc()

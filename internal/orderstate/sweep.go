@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paystatus/orderstatus/internal/events"
@@ -17,15 +20,17 @@ import (
 // The sweep publishes, within the duplicate window, the event of a claim whose writer did not
 // publish it or did not clear its mark (a failed publish, a crash, a lost clear): without it
 // such an event would wait for the order's next answer, which for a terminal order never
-// comes. One replica at a time sweeps, under a lease kept in ORDERS_STATE with the watermark
-// it reads the bucket's writes from; docs/sweep.md tells the protocol.
+// comes. One replica at a time sweeps, under a lease kept in ORDERS_STATE. The holder follows
+// the bucket's writes, headers only, through the durable consumer an operator makes from
+// deploy/nats (or the service provisions): binding to it needs no JetStream admin right. A
+// claim's write stays unacknowledged until its mark is settled, so a replica that takes the
+// sweep over is handed every claim still open. docs/sweep.md tells the protocol.
 
-// sweepWatermark is the key of the sweep's lease and watermark in ORDERS_STATE: two tokens, so
-// never an order's (stateKey makes four).
-const sweepWatermark = "sweep.watermark"
+// sweepLeaseKey is the key of the sweep's lease in ORDERS_STATE: two tokens, so never an
+// order's (Key makes four).
+const sweepLeaseKey = "sweep.watermark"
 
-type watermark struct {
-	Seq    uint64    `json:"seq"`              // the first state write not settled yet
+type lease struct {
 	Holder string    `json:"holder,omitempty"` // the replica sweeping
 	Until  time.Time `json:"until,omitzero"`   // the holder's lease, on the server's clock
 }
@@ -35,41 +40,74 @@ type watermark struct {
 type sweeper struct {
 	id     string                   // this replica, as the lease's holder
 	delay  time.Duration            // how old an uncleared mark is when its event is published
+	cons   jetstream.Consumer       // the durable consumer of the bucket's writes; nil: no sweep
 	follow jetstream.ConsumeContext // nil: not following; only the sweep's goroutine touches it
+	up     atomic.Pointer[error]    // the last round's failure to run, nil when it ran
+	failed atomic.Pointer[error]    // the following's failure, reported by the client
 
 	mu      sync.Mutex
-	next    uint64                  // the first write not read yet
-	pending map[string]pendingWrite // marks read and not yet followed by another write of their key
+	pending map[string]pendingWrite // claims read and not yet followed by another write of their key
 }
 
-// stop stops following the writes.
+type pendingWrite struct {
+	rev uint64
+	at  time.Time     // when the server stored it
+	msg jetstream.Msg // acknowledged once the mark is settled
+}
+
+// stop stops following the writes, and hands the claims it holds back to the consumer at
+// once, for the next holder.
 func (sw *sweeper) stop() {
 	if sw.follow != nil {
 		sw.follow.Stop()
 		sw.follow = nil
 	}
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	for _, p := range sw.pending {
+		_ = p.msg.Nak()
+	}
+	sw.pending = map[string]pendingWrite{}
 }
 
-// read notes one state write: a claim's mark, or the end of one.
+// read notes one state write: a claim, or the end of one (a clear, a later state, a delete),
+// which settles the key's open claim.
 func (sw *sweeper) read(prefix string, msg jetstream.Msg) {
 	meta, err := msg.Metadata()
 	if err != nil {
+		_ = msg.Term()
 		return
 	}
 	key := strings.TrimPrefix(msg.Subject(), prefix)
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
-	if msg.Headers().Get(events.HeaderPending) != "" && isKey(key) {
-		sw.pending[key] = pendingWrite{rev: meta.Sequence.Stream, at: meta.Timestamp}
-	} else {
-		delete(sw.pending, key) // a clear, a later state, a delete: the mark is gone
+	old, had := sw.pending[key]
+	switch {
+	case had && old.rev > meta.Sequence.Stream: // a redelivery of a claim already superseded
+		_ = msg.Ack()
+		return
+	case had && old.rev == meta.Sequence.Stream: // the same claim delivered again: keep the newer handle
+		sw.pending[key] = pendingWrite{rev: old.rev, at: old.at, msg: msg}
+		return
+	case had:
+		_ = old.msg.Ack()
+		delete(sw.pending, key)
 	}
-	sw.next = meta.Sequence.Stream + 1
+	if msg.Headers().Get(events.HeaderPending) != "" && isKey(key) {
+		sw.pending[key] = pendingWrite{rev: meta.Sequence.Stream, at: meta.Timestamp, msg: msg}
+		return
+	}
+	_ = msg.Ack()
 }
 
-type pendingWrite struct {
-	rev uint64
-	at  time.Time // when the server stored it
+// settle acknowledges key's claim p, if it is still the one held.
+func (sw *sweeper) settle(key string, p pendingWrite) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if cur, ok := sw.pending[key]; ok && cur.rev == p.rev {
+		_ = cur.msg.Ack()
+		delete(sw.pending, key)
+	}
 }
 
 // sweepEvery is the time between sweep rounds.
@@ -80,8 +118,19 @@ func (s *Store) sweepEvery() time.Duration {
 // sweepLease is how long a replica that swept holds the sweep.
 func (s *Store) sweepLease() time.Duration { return max(4*s.sweepEvery(), 2*time.Second) }
 
-// Sweep runs sweep rounds until ctx ends.
+// SweepErr says why the sweep could not run in its last round, or nil.
+func (s *Store) SweepErr() error {
+	if p := s.sweep.up.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Sweep runs sweep rounds until ctx ends; without a sweep consumer it does nothing.
 func (s *Store) Sweep(ctx context.Context) {
+	if s.sweep.cons == nil {
+		return
+	}
 	t := time.NewTicker(s.sweepEvery())
 	defer t.Stop()
 	defer s.sweep.stop()
@@ -91,129 +140,109 @@ func (s *Store) Sweep(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := s.sweepRound(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("sweeping pending events; trying again next round", "err", err)
+		err := s.sweepRound(ctx)
+		if ctx.Err() != nil {
+			return
 		}
+		if err != nil {
+			s.sweep.up.Store(&err)
+			s.metrics.SweepUp.Set(0)
+			s.log.Warn("the sweep cannot run; trying again next round", "err", err)
+			continue
+		}
+		s.sweep.up.Store(nil)
+		s.metrics.SweepUp.Set(1)
 	}
 }
 
-// sweepRound takes or renews the sweep's lease, unless another replica holds it (and then
-// follows the state writes from the watermark); publishes the events of the marks sweepDelay
-// old; and moves the watermark on.
+// sweepRound takes or renews the sweep's lease, unless another replica holds it, and while it
+// holds it follows the state writes and publishes the events of the marks s.sweep.delay old.
+// Its error is the sweep unable to run (the lease or the writes out of reach); a mark whose
+// event cannot be published is logged and tried again next round, and the others go on.
 func (s *Store) sweepRound(ctx context.Context) error {
 	now := s.now(ctx)
-	var wm watermark
+	var l lease
 	var rev uint64
-	switch e, err := s.bucket.Get(ctx, sweepWatermark); {
+	switch e, err := s.bucket.Get(ctx, sweepLeaseKey); {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 	case err != nil:
-		return err
+		return fmt.Errorf("read the sweep's lease: %w", err)
 	default:
 		rev = e.Revision()
-		if json.Unmarshal(e.Value(), &wm) != nil {
-			wm = watermark{} // damaged: sweep from the start
+		if json.Unmarshal(e.Value(), &l) != nil {
+			l = lease{} // damaged: taken over
 		}
 	}
 	// Another replica sweeps while its lease runs; a lease running further ahead than a holder
 	// ever takes it (plus a second for the holders' readings of the server's clock) is forged
 	// or damaged, and not honoured: it would stop every replica sweeping until it ran out.
-	if wm.Holder != "" && wm.Holder != s.sweep.id && now.Before(wm.Until) && wm.Until.Sub(now) <= s.sweepLease()+time.Second {
+	if l.Holder != "" && l.Holder != s.sweep.id && now.Before(l.Until) && l.Until.Sub(now) <= s.sweepLease()+time.Second {
 		s.sweep.stop()
 		return nil
 	}
-	if wm.Holder != s.sweep.id || s.sweep.follow == nil { // taking the sweep over: from the watermark
+	b, _ := json.Marshal(lease{Holder: s.sweep.id, Until: now.Add(s.sweepLease())})
+	var err error
+	if rev == 0 {
+		_, err = s.bucket.Create(ctx, sweepLeaseKey, b)
+	} else {
+		_, err = s.bucket.Update(ctx, sweepLeaseKey, b, rev)
+	}
+	if kvcas.Conflict(err) { // another replica took the sweep
 		s.sweep.stop()
-		if err := s.sweepFrom(ctx, wm.Seq); err != nil {
-			return err
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("write the sweep's lease: %w", err)
+	}
+	if p := s.sweep.failed.Swap(nil); p != nil { // following failed since the last round: start again
+		s.sweep.stop()
+		return fmt.Errorf("follow the state writes: %w", *p)
+	}
+	if s.sweep.follow == nil {
+		prefix := s.subject("")
+		// A pull expires every 6 s with a heartbeat every 2 s: a pull that never reaches the
+		// server (a route down, a permission missing) is noticed within seconds.
+		s.sweep.follow, err = s.sweep.cons.Consume(func(msg jetstream.Msg) { s.sweep.read(prefix, msg) },
+			jetstream.PullMaxMessages(200), jetstream.PullExpiry(6*time.Second), jetstream.PullHeartbeat(2*time.Second),
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				if last := s.js.Conn().LastError(); errors.Is(err, jetstream.ErrNoHeartbeat) && errors.Is(last, nats.ErrPermissionViolation) {
+					err = fmt.Errorf("%w (%v)", err, last)
+				}
+				s.sweep.failed.Store(&err)
+			}))
+		if err != nil {
+			return fmt.Errorf("follow the state writes: %w", err)
 		}
 	}
-	err := s.sweepAged(ctx, now.Add(-s.sweep.delay))
-	s.sweep.mu.Lock()
-	wm = watermark{Seq: s.sweep.next, Holder: s.sweep.id, Until: now.Add(s.sweepLease())}
-	for _, p := range s.sweep.pending {
-		wm.Seq = min(wm.Seq, p.rev)
-	}
-	s.sweep.mu.Unlock()
-	b, _ := json.Marshal(wm)
-	var werr error
-	if rev == 0 {
-		_, werr = s.bucket.Create(ctx, sweepWatermark, b)
-	} else {
-		_, werr = s.bucket.Update(ctx, sweepWatermark, b, rev)
-	}
-	if kvcas.Conflict(werr) { // another replica took the sweep: it reads again from the watermark
-		s.sweep.stop()
-		werr = nil
-	}
-	return errors.Join(err, werr)
+	s.sweepAged(ctx, now.Add(-s.sweep.delay))
+	return nil
 }
 
-// sweepFrom starts following the state writes at seq (0, or a sequence the bucket no longer
-// has: its first).
-func (s *Store) sweepFrom(ctx context.Context, seq uint64) error {
-	stream, err := s.bucketStream(ctx)
-	if err != nil {
-		return err
-	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return err
-	}
-	if seq < info.State.FirstSeq || seq > info.State.LastSeq+1 {
-		seq = info.State.FirstSeq // the start, or a bucket made again
-	}
-	cons, err := s.js.OrderedConsumer(ctx, "KV_"+s.bucket.Bucket(), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{s.subject(">")}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq: max(seq, 1), HeadersOnly: true, InactiveThreshold: 2 * s.sweepLease()})
-	if err != nil {
-		return err
-	}
+// sweepAged publishes and clears the pending marks written before cutoff that are still their
+// order's state.
+func (s *Store) sweepAged(ctx context.Context, cutoff time.Time) {
 	s.sweep.mu.Lock()
-	s.sweep.next, s.sweep.pending = seq, map[string]pendingWrite{}
-	s.sweep.mu.Unlock()
-	prefix := s.subject("")
-	s.sweep.follow, err = cons.Consume(func(msg jetstream.Msg) { s.sweep.read(prefix, msg) }, jetstream.PullMaxMessages(200))
-	return err
-}
-
-// sweepAged publishes and clears the pending marks written before cutoff that are still
-// their order's state.
-func (s *Store) sweepAged(ctx context.Context, cutoff time.Time) error {
-	s.sweep.mu.Lock()
-	var aged []string
+	aged := map[string]pendingWrite{}
 	for key, p := range s.sweep.pending {
 		if !p.at.After(cutoff) {
-			aged = append(aged, key)
+			aged[key] = p
 		}
 	}
 	s.sweep.mu.Unlock()
-	var errs []error
-	for _, key := range aged {
-		s.sweep.mu.Lock()
-		p, ok := s.sweep.pending[key]
-		s.sweep.mu.Unlock()
-		if !ok {
-			continue // cleared meanwhile
-		}
+	for key, p := range aged {
 		rec, rev, err := s.load(ctx, key)
 		if err != nil {
-			errs = append(errs, err) // tried again next round; the other marks go on
+			s.log.Warn("pending mark not read by the sweep; trying again next round", "key", key, "err", err)
 			continue
 		}
 		if rev == p.rev && rec.Pending != nil {
 			if _, err := s.publishPending(ctx, &Claim{key: key, rec: rec, rev: rev}); err != nil && !errors.Is(err, ErrConflict) {
 				s.log.Warn("pending event not published by the sweep; trying again next round", "key", key, "event_id", rec.Pending.EventID, "err", err)
-				errs = append(errs, err)
 				continue
 			} // a conflict: moved on meanwhile, by a reader that published it first
 			s.metrics.Swept.Inc()
 			s.log.Info("pending event published by the sweep", "key", key, "event_id", rec.Pending.EventID)
 		}
-		s.sweep.mu.Lock()
-		if s.sweep.pending[key] == p {
-			delete(s.sweep.pending, key)
-		}
-		s.sweep.mu.Unlock()
+		s.sweep.settle(key, p)
 	}
-	return errors.Join(errs...)
 }

@@ -26,6 +26,8 @@ type Metrics struct {
 	Ignored       *prometheus.CounterVec
 	WriteRetries  prometheus.Counter
 	Swept         prometheus.Counter
+	// SweepUp is 1 while the sweep runs (it could take or follow its lease and the writes).
+	SweepUp prometheus.Gauge
 	// DamagedRecords counts order records read back that failed to decode or validate.
 	DamagedRecords prometheus.Counter
 	// RoundTrips counts the JetStream requests a goroutine waited for, by op.
@@ -77,6 +79,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "orders_events_swept_total",
 			Help: "Claimed events the sweep found unpublished (or their mark uncleared), and published.",
 		}),
+		SweepUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "orders_sweep_up",
+			Help: "1 while this replica's sweep runs: it reads its lease and, holding it, follows the state writes; 0 when it cannot (see /readyz for why).",
+		}),
 		DamagedRecords: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orders_state_records_damaged_total",
 			Help: "Order records in ORDERS_STATE that did not decode or broke their domain when read; each is written over by the order's next answer.",
@@ -90,7 +96,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Requests accepted by this process and not yet settled (waiting for a limit, a call or a retry).",
 		}),
 	}
-	reg.MustRegister(m.Requests, m.ProviderCalls, m.CallDuration, m.LimiterWait, m.Retries, m.Events, m.DeadLetters, m.InFlight, m.Ignored, m.WriteRetries, m.Swept, m.DamagedRecords, m.RoundTrips,
+	reg.MustRegister(m.Requests, m.ProviderCalls, m.CallDuration, m.LimiterWait, m.Retries, m.Events, m.DeadLetters, m.InFlight, m.Ignored, m.WriteRetries, m.Swept, m.SweepUp, m.DamagedRecords, m.RoundTrips,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
