@@ -58,22 +58,28 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
-# The FROM scratch image without a registry: the static binary from the host's Go and the
-# host's CA certificates, assembled by buildah from deploy/image/Containerfile (whose only FROM
-# is scratch). With a registry, `docker build .` runs the multi-stage Dockerfile instead.
+# The FROM scratch image without a registry: the static binary from the host's Go (VERSION and
+# REVISION in its -ldflags) and the host's CA certificates, assembled by buildah from
+# deploy/image/Containerfile (whose only FROM is scratch), with the OCI labels version, revision
+# and created from the build arguments. With a registry, `docker build .` runs the multi-stage
+# Dockerfile instead (its header says which --build-arg to pass).
 IMAGE         ?= localhost/orderstatus:dev
+CREATED       ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 BUILDAH       ?= buildah
 BUILDAH_FLAGS ?=
 image:
 	rm -rf bin/image && mkdir -p bin/image
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w $(LDFLAGS)" -o bin/image/consumer ./cmd/consumer
 	cp /etc/ssl/certs/ca-certificates.crt bin/image/
-	$(BUILDAH) $(BUILDAH_FLAGS) build --quiet --isolation chroot -f deploy/image/Containerfile -t $(IMAGE) bin/image
+	$(BUILDAH) $(BUILDAH_FLAGS) build --quiet --isolation chroot -f deploy/image/Containerfile \
+	  --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED) \
+	  -t $(IMAGE) bin/image
 
 # Builds the image and runs its binary inside it, as the image's user (--version where the
-# binary has it, else --help); prints the image's user, entrypoint and ports.
+# binary has it, else --help); prints the image's user, entrypoint, ports and OCI labels.
 image-check: image
 	@echo "image-check: $(IMAGE): $$($(BUILDAH) $(BUILDAH_FLAGS) inspect --format 'user {{.OCIv1.Config.User}}, entrypoint {{.OCIv1.Config.Entrypoint}}, ports {{.OCIv1.Config.ExposedPorts}}' $(IMAGE))"
+	@$(BUILDAH) $(BUILDAH_FLAGS) inspect --format '{{range $$k, $$v := .OCIv1.Config.Labels}}{{printf "image-check: label %s=%s\n" $$k $$v}}{{end}}' $(IMAGE)
 	@ctr=$$($(BUILDAH) $(BUILDAH_FLAGS) from --quiet $(IMAGE)) || exit 1; \
 	  run() { $(BUILDAH) $(BUILDAH_FLAGS) run --isolation chroot $$ctr -- /consumer "$$@"; }; \
 	  out=$$(run --version 2>&1) || out=$$(run --help 2>&1); status=$$?; \

@@ -5,14 +5,16 @@
 package deploy_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -22,17 +24,30 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.yaml.in/yaml/v3"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	sigsjson "sigs.k8s.io/json"
+	"sigs.k8s.io/kustomize/api/krusty"
+	kusttypes "sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/natstest"
 )
 
-// manifest is one YAML document of deploy/kubernetes, its spec kept raw until its kind is known.
+// manifest is one YAML document of deploy/kubernetes, its spec kept raw until its kind is
+// known, and the whole document kept for a strict decode into its type (strictDecode).
 type manifest struct {
 	APIVersion string `yaml:"apiVersion"`
 	Kind       string `yaml:"kind"`
@@ -43,36 +58,93 @@ type manifest struct {
 	Data map[string]string `yaml:"data"`
 	Spec yaml.Node         `yaml:"spec"`
 	file string
+	raw  []byte
 }
 
-// manifests reads every document of every YAML file in deploy/kubernetes.
-func manifests(t *testing.T) []manifest {
+// docs splits YAML into its documents; every one must name its apiVersion and kind.
+func docs(t *testing.T, name string, data []byte) []manifest {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join("kubernetes", "*.yaml"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no manifests: %v", err)
-	}
 	var out []manifest
-	for _, f := range files {
-		data, err := os.ReadFile(f)
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			break
+		}
 		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var m manifest
+		if err := n.Decode(&m); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if m.Kind == "" || m.APIVersion == "" {
+			t.Fatalf("%s: a document without kind or apiVersion", name)
+		}
+		if m.raw, err = yaml.Marshal(&n); err != nil {
 			t.Fatal(err)
 		}
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		for {
-			var m manifest
-			err := dec.Decode(&m)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			if m.Kind == "" || m.APIVersion == "" {
-				t.Fatalf("%s: a document without kind or apiVersion", f)
-			}
-			m.file = filepath.Base(f)
-			out = append(out, m)
+		m.file = name
+		out = append(out, m)
+	}
+	return out
+}
+
+func readDocs(t *testing.T, path string) []manifest {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, _ := filepath.Rel("kubernetes", path)
+	return docs(t, rel, data)
+}
+
+// kustomization reads dir's kustomization.yaml strictly, as kustomize's own type.
+func kustomization(t *testing.T, dir string) *kusttypes.Kustomization {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k kusttypes.Kustomization
+	if err := unmarshalStrict(data, &k); err != nil {
+		t.Fatalf("%s/kustomization.yaml: %v", dir, err)
+	}
+	return &k
+}
+
+// components are the optional kustomize components under deploy/kubernetes/components.
+func components(t *testing.T) []string {
+	t.Helper()
+	dirs, err := filepath.Glob(filepath.Join("kubernetes", "components", "*", "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, d := range dirs {
+		out = append(out, filepath.Dir(d))
+	}
+	slices.Sort(out)
+	if !slices.Equal(out, []string{filepath.Join("kubernetes", "components", "monitoring"), filepath.Join("kubernetes", "components", "nack")}) {
+		t.Fatalf("components %v, want monitoring and nack", out)
+	}
+	return out
+}
+
+// manifests reads the resources deploy/kubernetes deploys: the base kustomization's and every
+// component's (their patches are not resources of their own).
+func manifests(t *testing.T) []manifest {
+	t.Helper()
+	var out []manifest
+	for _, dir := range append([]string{"kubernetes"}, components(t)...) {
+		k := kustomization(t, dir)
+		if len(k.Resources) == 0 {
+			t.Fatalf("%s: no resources", dir)
+		}
+		for _, r := range k.Resources {
+			out = append(out, readDocs(t, filepath.Join(dir, r))...)
 		}
 	}
 	return out
@@ -107,128 +179,342 @@ func decodeSpec(t *testing.T, m manifest, v any, strict bool) {
 	}
 }
 
-type probe struct {
-	HTTPGet struct {
-		Path string `yaml:"path"`
-		Port string `yaml:"port"`
-	} `yaml:"httpGet"`
+// The Prometheus Operator's resources, as far as deploy/kubernetes uses them (its Go types are
+// not a dependency): a field they do not declare fails the strict decode.
+type serviceMonitor struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Selector  metav1.LabelSelector `json:"selector"`
+		Endpoints []struct {
+			Port     string `json:"port"`
+			Path     string `json:"path"`
+			Interval string `json:"interval"`
+		} `json:"endpoints"`
+	} `json:"spec"`
 }
 
-type deploymentSpec struct {
-	Replicas int `yaml:"replicas"`
-	Template struct {
-		Spec struct {
-			TerminationGracePeriodSeconds int `yaml:"terminationGracePeriodSeconds"`
-			Containers                    []struct {
-				Args  []string `yaml:"args"`
-				Ports []struct {
-					Name          string `yaml:"name"`
-					ContainerPort int    `yaml:"containerPort"`
-				} `yaml:"ports"`
-				Env []struct {
-					Name      string `yaml:"name"`
-					Value     string `yaml:"value"`
-					ValueFrom struct {
-						SecretKeyRef struct {
-							Name string `yaml:"name"`
-							Key  string `yaml:"key"`
-						} `yaml:"secretKeyRef"`
-					} `yaml:"valueFrom"`
-				} `yaml:"env"`
-				VolumeMounts []struct {
-					Name      string `yaml:"name"`
-					MountPath string `yaml:"mountPath"`
-					SubPath   string `yaml:"subPath"`
-				} `yaml:"volumeMounts"`
-				ReadinessProbe probe `yaml:"readinessProbe"`
-				LivenessProbe  probe `yaml:"livenessProbe"`
-				Resources      struct {
-					Requests map[string]string `yaml:"requests"`
-				} `yaml:"resources"`
-			} `yaml:"containers"`
-			Volumes []struct {
-				Name      string `yaml:"name"`
-				ConfigMap struct {
-					Name string `yaml:"name"`
-				} `yaml:"configMap"`
-				Secret struct {
-					SecretName string `yaml:"secretName"`
-					Items      []struct {
-						Key  string `yaml:"key"`
-						Path string `yaml:"path"`
-					} `yaml:"items"`
-				} `yaml:"secret"`
-			} `yaml:"volumes"`
-		} `yaml:"spec"`
-	} `yaml:"template"`
+// ruleGroups is a Prometheus rule file, and a PrometheusRule's spec.
+type ruleGroups struct {
+	Groups []struct {
+		Name  string `json:"name" yaml:"name"`
+		Rules []struct {
+			Alert       string            `json:"alert" yaml:"alert"`
+			Expr        string            `json:"expr" yaml:"expr"`
+			For         string            `json:"for" yaml:"for"`
+			Labels      map[string]string `json:"labels" yaml:"labels"`
+			Annotations map[string]string `json:"annotations" yaml:"annotations"`
+		} `json:"rules" yaml:"rules"`
+	} `json:"groups" yaml:"groups"`
 }
 
-var varRe = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)`)
+type prometheusRule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              ruleGroups `json:"spec"`
+}
 
-// The ConfigMap's consumer.yaml passes the service's own validation with the environment the
-// Deployment gives it; the probes, ports, mounts and grace period agree with that config.
-func TestKubernetesManifestsAgreeWithConfig(t *testing.T) {
-	ms := manifests(t)
-	cm := find(t, ms, "ConfigMap")[0]
+// nackResource is a NACK resource; its spec is decoded strictly into nackStream, nackKeyValue
+// or nackConsumer.
+type nackResource struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              json.RawMessage `json:"spec"`
+}
+
+// kinds are the resources deploy/kubernetes may hold: their apiVersion, and the type a strict
+// decode checks them against.
+var kinds = map[string]struct {
+	apiVersion string
+	new        func() any
+}{
+	"ConfigMap":           {"v1", func() any { return &corev1.ConfigMap{} }},
+	"Service":             {"v1", func() any { return &corev1.Service{} }},
+	"Deployment":          {"apps/v1", func() any { return &appsv1.Deployment{} }},
+	"PodDisruptionBudget": {"policy/v1", func() any { return &policyv1.PodDisruptionBudget{} }},
+	"NetworkPolicy":       {"networking.k8s.io/v1", func() any { return &networkingv1.NetworkPolicy{} }},
+	"ServiceMonitor":      {"monitoring.coreos.com/v1", func() any { return &serviceMonitor{} }},
+	"PrometheusRule":      {"monitoring.coreos.com/v1", func() any { return &prometheusRule{} }},
+	"Stream":              {"jetstream.nats.io/v1beta2", func() any { return &nackResource{} }},
+	"KeyValue":            {"jetstream.nats.io/v1beta2", func() any { return &nackResource{} }},
+	"Consumer":            {"jetstream.nats.io/v1beta2", func() any { return &nackResource{} }},
+	"Kustomization":       {"kustomize.config.k8s.io/v1beta1", func() any { return &kusttypes.Kustomization{} }},
+	"Component":           {"kustomize.config.k8s.io/v1alpha1", func() any { return &kusttypes.Kustomization{} }},
+}
+
+// unmarshalStrict decodes YAML as the API server decodes a request with fieldValidation=Strict:
+// field names match case-sensitively (encoding/json alone would take "newtag" for "newTag"),
+// and an unknown or duplicate field is an error, at any depth.
+func unmarshalStrict(data []byte, v any) error {
+	js, err := sigsyaml.YAMLToJSON(data)
+	if err != nil {
+		return err
+	}
+	strict, err := sigsjson.UnmarshalStrict(js, v)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strict...)
+}
+
+// strictDecode decodes a whole document into its kind's type, refusing any key the type does
+// not declare (unmarshalStrict).
+func strictDecode(m manifest) (any, error) {
+	k, ok := kinds[m.Kind]
+	if !ok {
+		return nil, fmt.Errorf("%s: kind %s has no type to check it against", m.file, m.Kind)
+	}
+	if m.APIVersion != k.apiVersion {
+		return nil, fmt.Errorf("%s: %s %s has apiVersion %s, want %s", m.file, m.Kind, m.Metadata.Name, m.APIVersion, k.apiVersion)
+	}
+	v := k.new()
+	if err := unmarshalStrict(m.raw, v); err != nil {
+		return nil, fmt.Errorf("%s: %s %s: %w", m.file, m.Kind, m.Metadata.Name, err)
+	}
+	if r, ok := v.(*nackResource); ok {
+		var spec any
+		switch m.Kind {
+		case "Stream":
+			spec = &nackStream{}
+		case "KeyValue":
+			spec = &nackKeyValue{}
+		case "Consumer":
+			spec = &nackConsumer{}
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(r.Spec))
+		dec.KnownFields(true)
+		if err := dec.Decode(spec); err != nil {
+			return nil, fmt.Errorf("%s: %s %s: %w", m.file, m.Kind, m.Metadata.Name, err)
+		}
+	}
+	return v, nil
+}
+
+func mustDecode[T any](t *testing.T, m manifest) T {
+	t.Helper()
+	v, err := strictDecode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, ok := v.(T)
+	if !ok {
+		t.Fatalf("%s: %s decodes to %T", m.file, m.Kind, v)
+	}
+	return out
+}
+
+// yamlFiles are every YAML file under deploy/kubernetes, relative to it.
+func yamlFiles(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir("kubernetes", func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && (strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
+			rel, _ := filepath.Rel("kubernetes", path)
+			out = append(out, rel)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Every document of every YAML file in deploy/kubernetes (resources, patches, kustomizations)
+// decodes strictly into its kind's type; every file is a kustomization, a resource or a patch
+// one of them names, so nothing lies there unchecked and undeployed.
+func TestKubernetesResourcesDecodeStrictly(t *testing.T) {
+	used := map[string]bool{}
+	for _, dir := range append([]string{"kubernetes"}, components(t)...) {
+		rel, _ := filepath.Rel("kubernetes", dir)
+		used[filepath.Join(rel, "kustomization.yaml")] = true
+		k := kustomization(t, dir)
+		for _, r := range k.Resources {
+			used[filepath.Join(rel, r)] = true
+		}
+		for _, p := range k.Patches {
+			if p.Path == "" {
+				t.Errorf("%s: an inline patch; keep patches in files, so this test decodes them", dir)
+			}
+			used[filepath.Join(rel, p.Path)] = true
+		}
+	}
+	for _, f := range yamlFiles(t) {
+		if !used[f] {
+			t.Errorf("%s: no kustomization names it", f)
+		}
+		for _, m := range readDocs(t, filepath.Join("kubernetes", f)) {
+			if _, err := strictDecode(m); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+}
+
+// A misspelled field, at the top, in a spec or deep inside one, fails the strict decode of
+// TestKubernetesResourcesDecodeStrictly: each misspelling below is made in its file's text.
+func TestKubernetesStrictDecodeRefusesMisspelledFields(t *testing.T) {
+	for _, c := range []struct{ file, field, typo string }{
+		{"deployment.yaml", "automountServiceAccountToken", "automountServiceAcountToken"},
+		{"deployment.yaml", "resourceFieldRef", "resourceFieldRf"},
+		{"deployment.yaml", "timeoutSeconds", "timeoutSecond"},
+		{"deployment.yaml", "configMapKeyRef", "configmapKeyRef"},
+		{"configmap.yaml", "data", "date"},
+		{"poddisruptionbudget.yaml", "maxUnavailable", "maxUnavailible"},
+		{"poddisruptionbudget.yaml", "matchLabels", "matchLabel"},
+		{"networkpolicy.yaml", "namespaceSelector", "namespaceSelecter"},
+		{"networkpolicy.yaml", "policyTypes", "policyType"},
+		{"networkpolicy.yaml", "protocol", "protocl"},
+		{"kustomization.yaml", "newTag", "newtag"},
+		{filepath.Join("components", "nack", "kustomization.yaml"), "patches", "patchs"},
+		{filepath.Join("components", "nack", "provision-false.yaml"), "metadata", "metdata"},
+		{filepath.Join("components", "nack", "nack.yaml"), "allowMsgSchedules", "allowMsgSchedule"},
+		{filepath.Join("components", "monitoring", "kustomization.yaml"), "resources", "resource"},
+		{filepath.Join("components", "monitoring", "servicemonitor.yaml"), "interval", "intervall"},
+		{filepath.Join("components", "monitoring", "prometheusrule.yaml"), "annotations", "anotations"},
+		{filepath.Join("components", "monitoring", "prometheusrule.yaml"), "groups", "group"},
+	} {
+		data, err := os.ReadFile(filepath.Join("kubernetes", c.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		re := regexp.MustCompile(`(?m)^(\s*(- )?)` + regexp.QuoteMeta(c.field) + `:`)
+		loc := re.FindSubmatchIndex(data)
+		if loc == nil {
+			t.Errorf("%s: no field %s to misspell", c.file, c.field)
+			continue
+		}
+		bad := slices.Concat(data[:loc[3]], []byte(c.typo+":"), data[loc[1]:])
+		failed := false
+		for _, m := range docs(t, c.file, bad) {
+			if _, err := strictDecode(m); err != nil {
+				failed = true
+			}
+		}
+		if !failed {
+			t.Errorf("%s with %s misspelled as %s decodes strictly", c.file, c.field, c.typo)
+		}
+	}
+}
+
+// readinessWait is how long natsinfra.Ready waits for JetStream's answers.
+const readinessWait = 2 * time.Second
+
+// env resolves a container's environment the way the kubelet would, from the ConfigMap and
+// the resources; Secret values are stand-ins.
+func podEnv(t *testing.T, c corev1.Container, cm *corev1.ConfigMap) map[string]string {
+	t.Helper()
+	env := map[string]string{}
+	for _, e := range c.Env {
+		switch vf := e.ValueFrom; {
+		case vf == nil:
+			env[e.Name] = e.Value
+		case vf.SecretKeyRef != nil:
+			env[e.Name] = "from-secret-" + vf.SecretKeyRef.Key
+		case vf.ConfigMapKeyRef != nil:
+			v, ok := cm.Data[vf.ConfigMapKeyRef.Key]
+			if vf.ConfigMapKeyRef.Name != cm.Name || !ok {
+				t.Errorf("env %s: ConfigMap %s has no key %s", e.Name, vf.ConfigMapKeyRef.Name, vf.ConfigMapKeyRef.Key)
+			}
+			env[e.Name] = v
+		case vf.ResourceFieldRef != nil:
+			r := vf.ResourceFieldRef
+			if r.ContainerName != "" && r.ContainerName != c.Name {
+				t.Errorf("env %s: resourceFieldRef names container %s, not %s", e.Name, r.ContainerName, c.Name)
+			}
+			if r.Resource != "limits.memory" {
+				t.Fatalf("env %s: resourceFieldRef %s: only limits.memory is expected", e.Name, r.Resource)
+			}
+			div := int64(1)
+			if !r.Divisor.IsZero() {
+				div = r.Divisor.Value()
+			}
+			env[e.Name] = strconv.FormatInt(c.Resources.Limits.Memory().Value()/div, 10)
+		default:
+			t.Errorf("env %s has neither a value nor a secretKeyRef, configMapKeyRef or resourceFieldRef", e.Name)
+		}
+	}
+	return env
+}
+
+// parseConfig parses the ConfigMap's consumer.yaml with the pod's environment.
+func parseConfig(t *testing.T, cm *corev1.ConfigMap, env map[string]string) *config.Config {
+	t.Helper()
 	file, ok := cm.Data["consumer.yaml"]
 	if !ok {
 		t.Fatal("ConfigMap has no consumer.yaml")
-	}
-	var d deploymentSpec
-	dep := find(t, ms, "Deployment")[0]
-	decodeSpec(t, dep, &d, false)
-	pod := d.Template.Spec
-	if len(pod.Containers) != 1 {
-		t.Fatalf("%d containers", len(pod.Containers))
-	}
-	c := pod.Containers[0]
-
-	// The environment the pod has: every ${VAR} of the config must be set by the Deployment.
-	env := map[string]string{}
-	for _, e := range c.Env {
-		switch {
-		case e.Value != "":
-			env[e.Name] = e.Value
-		case e.ValueFrom.SecretKeyRef.Name != "":
-			env[e.Name] = "from-secret-" + e.ValueFrom.SecretKeyRef.Key
-		default:
-			t.Errorf("env %s has neither a value nor a secretKeyRef", e.Name)
-		}
 	}
 	for _, m := range varRe.FindAllStringSubmatch(file, -1) {
 		if _, ok := env[m[1]]; !ok {
 			t.Errorf("consumer.yaml uses ${%s}, which the Deployment does not set", m[1])
 		}
 	}
-	if strings.HasPrefix(env["KUDIAN_BASE_URL"], "from-secret-") {
-		env["KUDIAN_BASE_URL"] = "https://kudian.invalid"
-	}
 	// NATS_CREDS names the mounted creds file; validation reads it, so give it a real one.
-	credsPath := env["NATS_CREDS"]
-	if credsPath == "" {
-		t.Fatal("the Deployment sets no NATS_CREDS")
-	}
 	localCreds := filepath.Join(t.TempDir(), "consumer.creds")
 	if err := os.WriteFile(localCreds, []byte("creds"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	lookup := func(k string) (string, bool) {
-		if k == "NATS_CREDS" {
-			return localCreds, true
-		}
 		v, ok := env[k]
+		switch {
+		case k == "NATS_CREDS" && ok:
+			return localCreds, true
+		case k == "KUDIAN_BASE_URL" && strings.HasPrefix(v, "from-secret-"):
+			return "https://kudian.invalid", true
+		}
 		return v, ok
 	}
 	cfg, err := config.Parse([]byte(file), lookup)
 	if err != nil {
 		t.Fatalf("ConfigMap consumer.yaml: %v", err)
 	}
+	return cfg
+}
+
+var varRe = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)`)
+
+// The ConfigMap's consumer.yaml passes the service's own validation with the environment the
+// Deployment gives it; the probes, ports, mounts, memory limit and grace period agree with that
+// config.
+func TestKubernetesManifestsAgreeWithConfig(t *testing.T) {
+	ms := manifests(t)
+	cm := mustDecode[*corev1.ConfigMap](t, find(t, ms, "ConfigMap")[0])
+	dep := mustDecode[*appsv1.Deployment](t, find(t, ms, "Deployment")[0])
+	pod := dep.Spec.Template.Spec
+	if len(pod.Containers) != 1 {
+		t.Fatalf("%d containers", len(pod.Containers))
+	}
+	c := pod.Containers[0]
+	env := podEnv(t, c, cm)
+	cfg := parseConfig(t, cm, env)
+	credsPath := env["NATS_CREDS"]
+	if credsPath == "" {
+		t.Fatal("the Deployment sets no NATS_CREDS")
+	}
+	if !cfg.NATS.Provision {
+		t.Error("the base ConfigMap has nats.provision false: without components/nack nothing makes the streams")
+	}
+
+	// GOMEMLIMIT is the memory limit in bytes (a plain number is bytes to the Go runtime).
+	limit := c.Resources.Limits.Memory()
+	if limit.IsZero() {
+		t.Fatal("no memory limit: GOMEMLIMIT would be the node's memory")
+	}
+	if got, want := env["GOMEMLIMIT"], strconv.FormatInt(limit.Value(), 10); got != want {
+		t.Errorf("GOMEMLIMIT %q, want the memory limit in bytes, %s (resourceFieldRef limits.memory, divisor 1)", got, want)
+	}
+	if tok := pod.AutomountServiceAccountToken; tok == nil || *tok {
+		t.Error("automountServiceAccountToken is not false")
+	}
+	if c.Image == "" || strings.ContainsAny(c.Image, ":@") {
+		t.Errorf("image %q: name it bare; kustomization.yaml's images: entry pins it", c.Image)
+	}
 
 	// The creds file is where a Secret volume puts it.
 	credsMounted := false
 	for _, vm := range c.VolumeMounts {
 		for _, v := range pod.Volumes {
-			if v.Name != vm.Name || v.Secret.SecretName == "" {
+			if v.Name != vm.Name || v.Secret == nil {
 				continue
 			}
 			for _, it := range v.Secret.Items {
@@ -245,7 +531,7 @@ func TestKubernetesManifestsAgreeWithConfig(t *testing.T) {
 	configMounted := false
 	for _, vm := range c.VolumeMounts {
 		for _, v := range pod.Volumes {
-			if v.Name == vm.Name && v.ConfigMap.Name == cm.Metadata.Name && vm.SubPath == "consumer.yaml" &&
+			if v.Name == vm.Name && v.ConfigMap != nil && v.ConfigMap.Name == cm.Name && vm.SubPath == "consumer.yaml" &&
 				slices.Equal(c.Args, []string{"--config", vm.MountPath}) {
 				configMounted = true
 			}
@@ -264,35 +550,41 @@ func TestKubernetesManifestsAgreeWithConfig(t *testing.T) {
 		t.Errorf("http.listen %q: in a pod it must listen on 0.0.0.0", cfg.HTTP.Listen)
 	}
 	port, _ := strconv.Atoi(portStr)
-	ports := map[string]int{}
-	for _, p := range c.Ports {
-		ports[p.Name] = p.ContainerPort
-	}
-	resolve := func(p string) int {
-		if n, err := strconv.Atoi(p); err == nil {
-			return n
-		}
-		return ports[p]
-	}
+	resolve := containerPort(c)
 	for _, pr := range []struct {
 		name string
-		p    probe
+		p    *corev1.Probe
 		path string
 	}{{"readiness", c.ReadinessProbe, "/readyz"}, {"liveness", c.LivenessProbe, "/healthz"}} {
+		if pr.p == nil || pr.p.HTTPGet == nil {
+			t.Errorf("no %s probe", pr.name)
+			continue
+		}
 		if pr.p.HTTPGet.Path != pr.path || resolve(pr.p.HTTPGet.Port) != port {
 			t.Errorf("%s probe %s on port %d, want %s on %d", pr.name, pr.p.HTTPGet.Path, resolve(pr.p.HTTPGet.Port), pr.path, port)
 		}
 	}
+	// The readiness probe waits longer than the check waits for JetStream, so a slow answer
+	// shows as "not ready" with its reason; it fails after a few checks, not on one.
+	if rp := c.ReadinessProbe; rp != nil {
+		if timeout := time.Duration(rp.TimeoutSeconds) * time.Second; timeout <= readinessWait {
+			t.Errorf("readiness timeoutSeconds %d: not above the check's own wait of %s", rp.TimeoutSeconds, readinessWait)
+		}
+		if rp.PeriodSeconds < rp.TimeoutSeconds || rp.FailureThreshold < 2 {
+			t.Errorf("readiness periodSeconds %d, failureThreshold %d: want a period of at least the timeout %d and 2 or more failures",
+				rp.PeriodSeconds, rp.FailureThreshold, rp.TimeoutSeconds)
+		}
+	}
 
 	// The pod outlives the consumer's shutdown: 2/3 of ack_wait, then a few seconds to exit.
-	grace := time.Duration(pod.TerminationGracePeriodSeconds) * time.Second
+	grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
 	if shutdown := cfg.Consumer.AckWait * 2 / 3; grace < shutdown+5*time.Second {
 		t.Errorf("terminationGracePeriodSeconds %s: the consumer may take %s to stop (2/3 of consumer.ack_wait) plus its exit", grace, shutdown)
 	}
-	if d.Replicas != 3 {
-		t.Errorf("replicas %d, want 3", d.Replicas)
+	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 3 {
+		t.Errorf("replicas %v, want 3", dep.Spec.Replicas)
 	}
-	if c.Resources.Requests["cpu"] == "" || c.Resources.Requests["memory"] == "" {
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() {
 		t.Errorf("resource requests %v: want cpu and memory", c.Resources.Requests)
 	}
 	if cfg.NATS.Replicas != 3 {
@@ -300,38 +592,286 @@ func TestKubernetesManifestsAgreeWithConfig(t *testing.T) {
 	}
 
 	// The Service sends its http port to the container's; the ServiceMonitor scrapes /metrics there.
-	var svc struct {
-		Selector map[string]string `yaml:"selector"`
-		Ports    []struct {
-			Name       string `yaml:"name"`
-			Port       int    `yaml:"port"`
-			TargetPort string `yaml:"targetPort"`
-		} `yaml:"ports"`
+	svcm := find(t, ms, "Service")[0]
+	svc := mustDecode[*corev1.Service](t, svcm)
+	if len(svc.Spec.Ports) != 1 || resolve(svc.Spec.Ports[0].TargetPort) != port {
+		t.Errorf("Service ports %+v do not reach http.listen's port %d", svc.Spec.Ports, port)
 	}
-	decodeSpec(t, find(t, ms, "Service")[0], &svc, false)
-	if len(svc.Ports) != 1 || resolve(svc.Ports[0].TargetPort) != port {
-		t.Errorf("Service ports %+v do not reach http.listen's port %d", svc.Ports, port)
+	sm := mustDecode[*serviceMonitor](t, find(t, ms, "ServiceMonitor")[0])
+	if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Path != "/metrics" || sm.Spec.Endpoints[0].Port != svc.Spec.Ports[0].Name {
+		t.Errorf("ServiceMonitor endpoints %+v: want /metrics on port %s", sm.Spec.Endpoints, svc.Spec.Ports[0].Name)
 	}
-	var sm struct {
-		Selector struct {
-			MatchLabels map[string]string `yaml:"matchLabels"`
-		} `yaml:"selector"`
-		Endpoints []struct {
-			Port     string `yaml:"port"`
-			Path     string `yaml:"path"`
-			Interval string `yaml:"interval"`
-		} `yaml:"endpoints"`
-	}
-	smm := find(t, ms, "ServiceMonitor")[0]
-	decodeSpec(t, smm, &sm, false)
-	if len(sm.Endpoints) != 1 || sm.Endpoints[0].Path != "/metrics" || sm.Endpoints[0].Port != svc.Ports[0].Name {
-		t.Errorf("ServiceMonitor endpoints %+v: want /metrics on port %s", sm.Endpoints, svc.Ports[0].Name)
-	}
-	for k, v := range sm.Selector.MatchLabels {
-		if find(t, ms, "Service")[0].Metadata.Labels[k] != v {
+	for k, v := range sm.Spec.Selector.MatchLabels {
+		if svc.Labels[k] != v {
 			t.Errorf("ServiceMonitor selects %s=%s, which the Service is not labelled with", k, v)
 		}
 	}
+}
+
+// containerPort resolves a port by number or by the container's port name.
+func containerPort(c corev1.Container) func(intstr.IntOrString) int {
+	return func(p intstr.IntOrString) int {
+		if p.Type == intstr.Int {
+			return p.IntValue()
+		}
+		for _, cp := range c.Ports {
+			if cp.Name == p.StrVal {
+				return int(cp.ContainerPort)
+			}
+		}
+		return 0
+	}
+}
+
+// selects reports whether a label selector of matchLabels only selects pods labelled podLabels.
+func selects(sel metav1.LabelSelector, podLabels map[string]string) bool {
+	if len(sel.MatchLabels) == 0 || len(sel.MatchExpressions) != 0 {
+		return false
+	}
+	for k, v := range sel.MatchLabels {
+		if podLabels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// The PodDisruptionBudget and the NetworkPolicy cover the Deployment's pods: a drain takes one
+// replica at a time; in, only the monitoring namespace reaches the metrics port; out, only
+// NATS (the ConfigMap's nats.url port), the providers (443) and DNS (53, UDP and TCP).
+func TestKubernetesDisruptionBudgetAndNetworkPolicy(t *testing.T) {
+	ms := manifests(t)
+	cm := mustDecode[*corev1.ConfigMap](t, find(t, ms, "ConfigMap")[0])
+	dep := mustDecode[*appsv1.Deployment](t, find(t, ms, "Deployment")[0])
+	c := dep.Spec.Template.Spec.Containers[0]
+	cfg := parseConfig(t, cm, podEnv(t, c, cm))
+	podLabels := dep.Spec.Template.Labels
+
+	pdb := mustDecode[*policyv1.PodDisruptionBudget](t, find(t, ms, "PodDisruptionBudget")[0])
+	if pdb.Spec.Selector == nil || !selects(*pdb.Spec.Selector, podLabels) {
+		t.Errorf("PodDisruptionBudget selector %v does not select the pods %v", pdb.Spec.Selector, podLabels)
+	}
+	if mu := pdb.Spec.MaxUnavailable; pdb.Spec.MinAvailable != nil || mu == nil || mu.Type != intstr.Int || mu.IntValue() != 1 {
+		t.Errorf("PodDisruptionBudget minAvailable %v maxUnavailable %v: want maxUnavailable 1", pdb.Spec.MinAvailable, mu)
+	}
+
+	np := mustDecode[*networkingv1.NetworkPolicy](t, find(t, ms, "NetworkPolicy")[0])
+	if !selects(np.Spec.PodSelector, podLabels) {
+		t.Errorf("NetworkPolicy podSelector %v does not select the pods %v", np.Spec.PodSelector, podLabels)
+	}
+	if !slices.Equal(np.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}) {
+		t.Errorf("policyTypes %v, want Ingress and Egress", np.Spec.PolicyTypes)
+	}
+	_, httpPort, _ := net.SplitHostPort(cfg.HTTP.Listen)
+	resolve := containerPort(c)
+	if len(np.Spec.Ingress) != 1 {
+		t.Fatalf("%d ingress rules, want 1", len(np.Spec.Ingress))
+	}
+	in := np.Spec.Ingress[0]
+	monitoring := metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"}}
+	if len(in.From) != 1 || in.From[0].PodSelector != nil || in.From[0].IPBlock != nil ||
+		in.From[0].NamespaceSelector == nil || !reflect.DeepEqual(*in.From[0].NamespaceSelector, monitoring) {
+		t.Errorf("ingress from %+v, want only the namespace monitoring", in.From)
+	}
+	if len(in.Ports) != 1 || in.Ports[0].Port == nil || strconv.Itoa(resolve(*in.Ports[0].Port)) != httpPort ||
+		in.Ports[0].Protocol == nil || *in.Ports[0].Protocol != corev1.ProtocolTCP {
+		t.Errorf("ingress ports %+v, want TCP to the metrics port %s only", in.Ports, httpPort)
+	}
+
+	u, err := url.Parse(strings.Split(cfg.NATS.URL, ",")[0])
+	if err != nil || u.Port() == "" {
+		t.Fatalf("nats.url %q: no port", cfg.NATS.URL)
+	}
+	var egress []string
+	for _, r := range np.Spec.Egress {
+		if len(r.To) != 0 {
+			t.Errorf("egress rule %+v: by port only (NATS may live outside the cluster; the providers' IPs are not fixed)", r)
+		}
+		for _, p := range r.Ports {
+			if p.Protocol == nil || p.Port == nil || p.EndPort != nil {
+				t.Errorf("egress port %+v: want a protocol and one port", p)
+				continue
+			}
+			egress = append(egress, string(*p.Protocol)+"/"+p.Port.String())
+		}
+	}
+	slices.Sort(egress)
+	if want := []string{"TCP/" + u.Port(), "TCP/443", "TCP/53", "UDP/53"}; !slices.Equal(egress, want) {
+		t.Errorf("egress %v, want %v (NATS, providers, DNS)", egress, want)
+	}
+}
+
+// build runs kustomize (its Go API, as `kubectl apply -k` would) on an overlay of the base and
+// the given components, and returns what it renders.
+func build(t *testing.T, comps ...string) []manifest {
+	t.Helper()
+	dir := t.TempDir()
+	rel := func(p string) string {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := filepath.Rel(dir, abs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - " + rel("kubernetes") + "\n"
+	if len(comps) > 0 {
+		k += "components:\n"
+		for _, c := range comps {
+			k += "  - " + rel(filepath.Join("kubernetes", "components", c)) + "\n"
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		t.Fatalf("kustomize build with components %v: %v", comps, err)
+	}
+	out, err := res.AsYaml()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return docs(t, "kustomize build "+strings.Join(append([]string{"base"}, comps...), "+"), out)
+}
+
+// kustomize builds the base alone and with each combination of the optional components: the
+// image is the pinned one, GOMEMLIMIT is set, nats.provision is false exactly when the NACK
+// resources are there, and each component brings its resources and nothing else does.
+func TestKustomizeBuilds(t *testing.T) {
+	img := kustomization(t, "kubernetes").Images
+	if len(img) != 1 || img[0].Name == "" || img[0].NewName == "" || (img[0].NewTag == "" && img[0].Digest == "") || img[0].NewTag == "latest" {
+		t.Fatalf("kustomization.yaml images %+v: want one entry pinning a name and a tag or digest (not latest)", img)
+	}
+	wantImage := img[0].NewName + ":" + img[0].NewTag
+	if img[0].Digest != "" {
+		wantImage = img[0].NewName + "@" + img[0].Digest
+	}
+	for _, comps := range [][]string{nil, {"nack"}, {"monitoring"}, {"monitoring", "nack"}} {
+		t.Run(strings.Join(append([]string{"base"}, comps...), "+"), func(t *testing.T) {
+			ms := build(t, comps...)
+			nack, monitoring := slices.Contains(comps, "nack"), slices.Contains(comps, "monitoring")
+			count := map[string]int{}
+			for _, m := range ms {
+				if _, err := strictDecode(m); err != nil {
+					t.Error(err)
+				}
+				count[m.Kind]++
+			}
+			want := map[string]int{"ConfigMap": 1, "Deployment": 1, "Service": 1, "PodDisruptionBudget": 1, "NetworkPolicy": 1}
+			if nack {
+				want["Stream"], want["KeyValue"], want["Consumer"] = 3, 2, 1
+			}
+			if monitoring {
+				want["ServiceMonitor"], want["PrometheusRule"] = 1, 1
+			}
+			if !maps.Equal(count, want) {
+				t.Errorf("kinds %v, want %v", count, want)
+			}
+			cm := mustDecode[*corev1.ConfigMap](t, find(t, ms, "ConfigMap")[0])
+			dep := mustDecode[*appsv1.Deployment](t, find(t, ms, "Deployment")[0])
+			c := dep.Spec.Template.Spec.Containers[0]
+			if c.Image != wantImage {
+				t.Errorf("image %q, want %q", c.Image, wantImage)
+			}
+			env := podEnv(t, c, cm)
+			if _, err := strconv.ParseInt(env["GOMEMLIMIT"], 10, 64); err != nil {
+				t.Errorf("GOMEMLIMIT %q: not a byte count", env["GOMEMLIMIT"])
+			}
+			if cfg := parseConfig(t, cm, env); cfg.NATS.Provision == nack {
+				t.Errorf("nats.provision %v with the NACK component %v: the service and NACK would both manage the streams, or neither", cfg.NATS.Provision, nack)
+			}
+		})
+	}
+}
+
+// The PrometheusRule of components/monitoring holds exactly the groups of
+// deploy/prometheus/orderstatus-rules.yaml (which `make rules` checks and tests with promtool),
+// and every alert's runbook_url is the README's Troubleshooting entry named after it.
+func TestPrometheusRuleMatchesRuleFile(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("prometheus", "orderstatus-rules.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file ruleGroups
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&file); err != nil {
+		t.Fatalf("orderstatus-rules.yaml: %v", err)
+	}
+	prm := find(t, manifests(t), "PrometheusRule")
+	if len(prm) != 1 {
+		t.Fatalf("%d PrometheusRules, want 1", len(prm))
+	}
+	pr := mustDecode[*prometheusRule](t, prm[0])
+	if !reflect.DeepEqual(pr.Spec, file) {
+		t.Errorf("PrometheusRule %s groups differ from orderstatus-rules.yaml:\n got %+v\nwant %+v", pr.Name, pr.Spec, file)
+	}
+	// And as plain YAML, so that no field the types above leave out can differ either.
+	var fileAny, prAny struct {
+		Groups any `yaml:"groups"`
+		Spec   struct {
+			Groups any `yaml:"groups"`
+		} `yaml:"spec"`
+	}
+	if err := yaml.Unmarshal(data, &fileAny); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(prm[0].raw, &prAny); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(fileAny.Groups, prAny.Spec.Groups) {
+		t.Error("PrometheusRule spec.groups differs from orderstatus-rules.yaml's groups")
+	}
+
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	troubleshooting := map[string]bool{}
+	section := ""
+	for _, line := range strings.Split(string(readme), "\n") {
+		switch {
+		case strings.HasPrefix(line, "## "):
+			section = strings.TrimPrefix(line, "## ")
+		case strings.HasPrefix(line, "### ") && section == "Troubleshooting":
+			troubleshooting[githubAnchor(strings.TrimPrefix(line, "### "))] = true
+		}
+	}
+	const readmeURL = "https://github.com/paystatus/orderstatus/blob/main/README.md#"
+	n := 0
+	for _, g := range file.Groups {
+		for _, r := range g.Rules {
+			n++
+			want := readmeURL + githubAnchor(r.Alert)
+			if got := r.Annotations["runbook_url"]; got != want {
+				t.Errorf("alert %s: runbook_url %q, want %q", r.Alert, got, want)
+			}
+			if !troubleshooting[githubAnchor(r.Alert)] {
+				t.Errorf("alert %s: README's Troubleshooting has no entry ### %s", r.Alert, r.Alert)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no alerts")
+	}
+}
+
+// githubAnchor is the fragment GitHub gives a Markdown heading.
+func githubAnchor(heading string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(heading)) {
+		switch {
+		case r == ' ':
+			b.WriteRune('-')
+		case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 type nackStream struct {
@@ -507,31 +1047,60 @@ func TestNACKResourcesMatchProvision(t *testing.T) {
 	}
 }
 
-// finalStage is the instructions after a Dockerfile's last FROM, with COPY sources left out
-// (one stage copies from the build stage, the other from its context).
-func finalStage(t *testing.T, path string) []string {
+// instructions are a Dockerfile's instructions, continuation lines joined, comments left out.
+func instructions(t *testing.T, path string) []string {
 	t.Helper()
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	var stage []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+	var out []string
+	cont := false
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		fields := strings.Fields(line)
-		switch strings.ToUpper(fields[0]) {
-		case "FROM":
-			stage = []string{line}
-		case "COPY":
-			stage = append(stage, "COPY "+fields[len(fields)-1])
-		default:
-			stage = append(stage, line)
+		next := strings.HasSuffix(line, `\`)
+		line = strings.TrimSpace(strings.TrimSuffix(line, `\`))
+		if cont {
+			out[len(out)-1] += " " + line
+		} else {
+			out = append(out, line)
 		}
+		cont = next
+	}
+	return out
+}
+
+// stages splits instructions at each FROM.
+func stages(ins []string) [][]string {
+	var out [][]string
+	for _, in := range ins {
+		if strings.HasPrefix(strings.ToUpper(in), "FROM ") {
+			out = append(out, nil)
+		}
+		if len(out) > 0 {
+			out[len(out)-1] = append(out[len(out)-1], in)
+		}
+	}
+	return out
+}
+
+// finalStage is the instructions of a Dockerfile's last stage, with COPY sources left out
+// (one stage copies from the build stage, the other from its context).
+func finalStage(t *testing.T, path string) []string {
+	t.Helper()
+	st := stages(instructions(t, path))
+	if len(st) == 0 {
+		t.Fatalf("%s: no FROM", path)
+	}
+	var stage []string
+	for _, in := range st[len(st)-1] {
+		if fields := strings.Fields(in); strings.ToUpper(fields[0]) == "COPY" {
+			in = "COPY " + fields[len(fields)-1]
+		}
+		stage = append(stage, in)
 	}
 	return stage
 }
@@ -547,6 +1116,111 @@ func TestImageDefinitionsAgree(t *testing.T) {
 	for _, want := range []string{"FROM scratch", "USER 65532:65532", "EXPOSE 8080", `ENTRYPOINT ["/consumer"]`, "COPY /consumer"} {
 		if !slices.Contains(docker, want) {
 			t.Errorf("final stage lacks %q: %q", want, docker)
+		}
+	}
+}
+
+var (
+	ldflagXRe   = regexp.MustCompile(`-X (\S+)=\$\((\w+)\)`)
+	labelPairRe = regexp.MustCompile(`([a-z.]+)=("[^"]*"|\S+)`)
+)
+
+// args are the names an ARG instruction declares (ARG A B=x C).
+func args(in string) []string {
+	var out []string
+	for _, f := range strings.Fields(in)[1:] {
+		out = append(out, strings.SplitN(f, "=", 2)[0])
+	}
+	return out
+}
+
+// The Dockerfile builds on the builder's platform for the target's (TARGETOS, TARGETARCH), stamps
+// VERSION and REVISION into internal/buildinfo with the Makefile's -X flags, and labels the
+// image with the OCI annotations; `make image` passes the same build arguments to the
+// Containerfile, whose final stage is the Dockerfile's (TestImageDefinitionsAgree).
+func TestDockerfileStampsBuildAndLabels(t *testing.T) {
+	st := stages(instructions(t, filepath.Join("..", "Dockerfile")))
+	if len(st) != 2 {
+		t.Fatalf("%d stages, want build and final", len(st))
+	}
+	build, final := st[0], st[1]
+	if from := build[0]; !strings.HasPrefix(from, "FROM --platform=$BUILDPLATFORM golang:") || !strings.HasSuffix(from, " AS build") {
+		t.Errorf("build stage %q: want FROM --platform=$BUILDPLATFORM golang:… AS build", from)
+	}
+	declared := func(stage []string, before string) []string {
+		var out []string
+		for _, in := range stage {
+			if strings.HasPrefix(in, before) {
+				break
+			}
+			if strings.HasPrefix(in, "ARG ") {
+				out = append(out, args(in)...)
+			}
+		}
+		return out
+	}
+
+	makefile, err := os.ReadFile(filepath.Join("..", "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	xs := ldflagXRe.FindAllStringSubmatch(string(makefile), -1)
+	if len(xs) != 2 {
+		t.Fatalf("Makefile LDFLAGS: %d -X flags, want version and revision", len(xs))
+	}
+	var run string
+	for _, in := range build {
+		if strings.HasPrefix(in, "RUN ") && strings.Contains(in, "go build") {
+			run = in
+		}
+	}
+	buildArgs := declared(build, "RUN "+strings.TrimPrefix(run, "RUN "))
+	for _, want := range []string{"GOOS=$TARGETOS", "GOARCH=$TARGETARCH", "CGO_ENABLED=0"} {
+		if !strings.Contains(run, want) {
+			t.Errorf("build %q: no %s", run, want)
+		}
+	}
+	for _, a := range []string{"TARGETOS", "TARGETARCH"} {
+		if !slices.Contains(buildArgs, a) {
+			t.Errorf("build stage declares no ARG %s before its go build", a)
+		}
+	}
+	for _, x := range xs {
+		if !strings.Contains(run, "-X "+x[1]+"=${"+x[2]+"}") {
+			t.Errorf("build %q: no -X %s=${%s} (the Makefile's LDFLAGS)", run, x[1], x[2])
+		}
+		if !slices.Contains(buildArgs, x[2]) {
+			t.Errorf("build stage declares no ARG %s before its go build", x[2])
+		}
+		if !regexp.MustCompile(`--build-arg ` + x[2] + `=\$\(` + x[2] + `\)`).Match(makefile) {
+			t.Errorf("Makefile image target passes no --build-arg %s=$(%s)", x[2], x[2])
+		}
+	}
+	if !regexp.MustCompile(`--build-arg CREATED=\$\(CREATED\)`).Match(makefile) {
+		t.Error("Makefile image target passes no --build-arg CREATED=$(CREATED)")
+	}
+
+	labels := map[string]string{}
+	for _, in := range final {
+		if strings.HasPrefix(in, "LABEL ") {
+			for _, m := range labelPairRe.FindAllStringSubmatch(in, -1) {
+				labels[m[1]] = strings.Trim(m[2], `"`)
+			}
+		}
+	}
+	finalArgs := declared(final, "LABEL ")
+	for key, want := range map[string]string{
+		"org.opencontainers.image.title":    "orderstatus",
+		"org.opencontainers.image.source":   "https://github.com/paystatus/orderstatus",
+		"org.opencontainers.image.version":  "${VERSION}",
+		"org.opencontainers.image.revision": "${REVISION}",
+		"org.opencontainers.image.created":  "${CREATED}",
+	} {
+		if labels[key] != want {
+			t.Errorf("final stage label %s=%q, want %q", key, labels[key], want)
+		}
+		if v, ok := strings.CutPrefix(want, "${"); ok && !slices.Contains(finalArgs, strings.TrimSuffix(v, "}")) {
+			t.Errorf("final stage uses %s in a LABEL without an ARG for it before", want)
 		}
 	}
 }
