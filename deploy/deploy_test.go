@@ -763,7 +763,7 @@ func TestKustomizeBuilds(t *testing.T) {
 			}
 			want := map[string]int{"ConfigMap": 1, "Deployment": 1, "Service": 1, "PodDisruptionBudget": 1, "NetworkPolicy": 1}
 			if nack {
-				want["Stream"], want["KeyValue"], want["Consumer"] = 3, 2, 1
+				want["Stream"], want["KeyValue"], want["Consumer"] = 3, 2, 2
 			}
 			if monitoring {
 				want["ServiceMonitor"], want["PrometheusRule"] = 1, 1
