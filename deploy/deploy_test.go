@@ -208,10 +208,7 @@ func TestKubernetesManifestsAgreeWithConfig(t *testing.T) {
 	if credsPath == "" {
 		t.Fatal("the Deployment sets no NATS_CREDS")
 	}
-	localCreds := filepath.Join(t.TempDir(), "consumer.creds")
-	if err := os.WriteFile(localCreds, []byte("creds"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	localCreds := natstest.WriteCreds(t)
 	lookup := func(k string) (string, bool) {
 		if k == "NATS_CREDS" {
 			return localCreds, true

@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/paystatus/orderstatus/internal/buildinfo"
+	"github.com/paystatus/orderstatus/internal/natstest"
 )
 
 func runCmd(args ...string) (code int, stdout, stderr string) {
@@ -93,5 +95,55 @@ func TestCheck(t *testing.T) {
 	}
 	if code, _, stderr := runCmd("check"); code != 2 || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("no --config: exit %d, %q", code, stderr)
+	}
+}
+
+// corruptCreds writes a creds file whose seed fails its checksum, and one that is no creds file.
+func corruptCreds(t *testing.T) (badChecksum, notCreds string) {
+	t.Helper()
+	good, err := os.ReadFile(natstest.WriteCreds(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := strings.Index(string(good), "\nSU") + 10
+	if good[at] == 'A' {
+		good[at] = 'B'
+	} else {
+		good[at] = 'A'
+	}
+	dir := t.TempDir()
+	badChecksum, notCreds = filepath.Join(dir, "bad.creds"), filepath.Join(dir, "not.creds")
+	if err := os.WriteFile(badChecksum, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(notCreds, []byte("user: orders\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return badChecksum, notCreds
+}
+
+// A damaged creds file stops `consumer check` and the service's start with one line naming
+// nats.creds, instead of a start that retries the connection for ever.
+func TestCorruptCredsStopsCheckAndStart(t *testing.T) {
+	bad, notCreds := corruptCreds(t)
+	for name, creds := range map[string]string{"bad checksum": bad, "not a creds file": notCreds} {
+		path := filepath.Join(t.TempDir(), "consumer.yaml")
+		if err := os.WriteFile(path, []byte("nats:\n  url: nats://127.0.0.1:1\n  creds: "+creds+"\nhttp:\n  listen: \"\"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{{"check", "--config", path}, {"--config", path}, {"run", "--config", path}} {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			var stdout, stderr bytes.Buffer
+			code := run(ctx, args, strings.NewReader(""), &stdout, &stderr)
+			timedOut := ctx.Err() != nil
+			cancel()
+			if timedOut {
+				t.Fatalf("%s %q: still running after 20 s (retrying the connection?)", name, args)
+			}
+			if code != 2 || stdout.Len() != 0 || strings.Count(stderr.String(), "\n") != 1 ||
+				!strings.HasPrefix(stderr.String(), "consumer: config: nats.creds: "+creds+" holds no user") {
+				t.Errorf("%s %q: exit %d, stdout %q, stderr %q; want 2 and one line naming nats.creds", name, args, code, stdout.String(), stderr.String())
+			}
+		}
 	}
 }

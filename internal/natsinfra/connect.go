@@ -72,11 +72,16 @@ func authOptions(cfg *config.Config) ([]nats.Option, error) {
 	var opts []nats.Option
 	switch {
 	case n.Creds != "":
+		// Parsed here as well as in validation: a damaged file is one line naming the key, never
+		// a connect that fails for ever.
+		if err := config.CheckCredsFile(n.Creds); err != nil {
+			return nil, err
+		}
 		opts = append(opts, nats.UserCredentials(n.Creds))
 	case n.NkeyFile != "":
 		o, err := nats.NkeyOptionFromSeed(n.NkeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("config: nats.nkey_file: %s holds no nkey seed: %v", n.NkeyFile, err)
+			return nil, &config.Error{Key: "nats.nkey_file", Msg: fmt.Sprintf("%s holds no nkey seed: %v", n.NkeyFile, err)}
 		}
 		opts = append(opts, o)
 	case n.User != "":
