@@ -386,7 +386,7 @@ func (r *Replayer) replayOne(ctx context.Context, s selected, limit sizeLimit) L
 	msg.Subject = s.target
 	l.Detail = dropped.note
 	pctx, cancel := context.WithTimeout(ctx, opTimeout)
-	ack, err := r.JS.PublishMsg(pctx, msg, jetstream.WithExpectStream(natsinfra.QueryStream))
+	ack, err := r.JS.PublishMsg(pctx, msg)
 	cancel()
 	if err != nil {
 		if errors.Is(err, nats.ErrMaxPayload) || strings.Contains(err.Error(), "maximum") {
@@ -420,7 +420,8 @@ type fitting struct {
 // fit builds the replay of a dead letter with header hdr and the request's payload data, within
 // limit. It keeps the request's own headers and adds Nats-Msg-Id; what does not fit drops, in
 // order, the headers a query does not need (all but Content-Type), then Nats-Msg-Id (the replay
-// is then not protected from being queued twice by a run that stops between store and delete).
+// is then not protected from being queued twice by a run that stops between store and delete),
+// then Nats-Expected-Stream.
 // A request of exactly max_payload bytes is replayed that way. nil: not even that fits.
 func fit(hdr nats.Header, data []byte, s selected, limit sizeLimit) (*nats.Msg, fitting) {
 	own := nats.Header{}
@@ -434,10 +435,16 @@ func fit(hdr nats.Header, data []byte, s selected, limit sizeLimit) (*nats.Msg, 
 	if ct := own.Values(events.HeaderContentType); len(ct) > 0 {
 		needed[events.HeaderContentType] = ct
 	}
-	withID := func(h nats.Header) nats.Header {
-		c := nats.Header{events.HeaderMsgID: {id}}
+	with := func(h nats.Header, id string, expect bool) nats.Header {
+		c := nats.Header{}
 		for k, vs := range h {
 			c[k] = vs
+		}
+		if id != "" {
+			c.Set(events.HeaderMsgID, id)
+		}
+		if expect { // as jetstream.WithExpectStream sets it
+			c.Set(jetstream.ExpectedStreamHeader, natsinfra.QueryStream)
 		}
 		return c
 	}
@@ -445,9 +452,12 @@ func fit(hdr nats.Header, data []byte, s selected, limit sizeLimit) (*nats.Msg, 
 		hdr  nats.Header
 		note string
 	}{
-		{withID(own), ""},
-		{withID(needed), "headers other than Content-Type dropped to fit " + limit.what},
-		{needed, "sent without Nats-Msg-Id to fit " + limit.what},
+		{with(own, id, true), ""},
+		{with(needed, id, true), "headers other than Content-Type dropped to fit " + limit.what},
+		{with(needed, "", true), "sent without Nats-Msg-Id to fit " + limit.what},
+		// The subject is a query subject, which ORDERS_QUERY captures: the expectation is a
+		// second guard, and the last thing to drop.
+		{with(needed, "", false), "sent without Nats-Msg-Id or Nats-Expected-Stream to fit " + limit.what},
 	}
 	size := 0
 	for _, t := range tries {
