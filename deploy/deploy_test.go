@@ -450,10 +450,7 @@ func parseConfig(t *testing.T, cm *corev1.ConfigMap, env map[string]string) *con
 		}
 	}
 	// NATS_CREDS names the mounted creds file; validation reads it, so give it a real one.
-	localCreds := filepath.Join(t.TempDir(), "consumer.creds")
-	if err := os.WriteFile(localCreds, []byte("creds"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	localCreds := natstest.WriteCreds(t)
 	lookup := func(k string) (string, bool) {
 		v, ok := env[k]
 		switch {

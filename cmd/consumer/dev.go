@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -20,22 +18,22 @@ import (
 	kdsandbox "github.com/paystatus/orderstatus/internal/providers/kudian/sandbox"
 )
 
-// runDev runs the whole system on this machine with no set-up: an embedded JetStream server,
+type devCmd struct {
+	Dir       string `default:".consumer-dev" placeholder:"DIR" help:"Folder for the embedded server's data."`
+	NATSPort  int    `name:"nats-port" default:"4222" placeholder:"N" help:"Port of the embedded NATS server on 127.0.0.1 (-1: any free port)."`
+	NATSURL   string `name:"nats-url" placeholder:"URL" help:"Use these NATS server(s) instead of an embedded one, e.g. the cluster of deploy/nats."`
+	Replicas  int    `default:"1" placeholder:"N" help:"Replicas of streams and KV buckets (3 on a three-node cluster)."`
+	Encoding  string `default:"json" enum:"json,msgpack" help:"Encoding of status events: json (readable in nats sub) or msgpack."`
+	Reset     bool   `help:"Delete the data folder first."`
+	LogFormat string `default:"auto" enum:"auto,text,json" help:"auto, text or json."`
+	HTTP      string `name:"http" default:"127.0.0.1:8080" placeholder:"ADDR" help:"Address of /healthz, /readyz and /metrics (\"\" turns them off)."`
+}
+
+// Run runs the whole system on this machine with no set-up: an embedded JetStream server,
 // the provider sandboxes with demo apps and orders, and the service; then it prints what to type.
-func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("consumer dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dir := fs.String("dir", ".consumer-dev", "folder for the embedded server's data")
-	port := fs.Int("nats-port", 4222, "port of the embedded NATS server on 127.0.0.1 (-1: any free port)")
-	natsURL := fs.String("nats-url", "", "use these NATS server(s) instead of an embedded one, e.g. the cluster of deploy/nats")
-	replicas := fs.Int("replicas", 1, "replicas of streams and KV buckets (3 on a three-node cluster)")
-	encoding := fs.String("encoding", "json", "encoding of status events: json (readable in nats sub) or msgpack")
-	reset := fs.Bool("reset", false, "delete the data folder first")
-	logFormat := fs.String("log-format", "auto", "auto, text or json")
-	httpAddr := fs.String("http", "127.0.0.1:8080", "address of /healthz, /readyz and /metrics (\"\" turns them off)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
+func (c *devCmd) Run(e *env) error {
+	ctx, stdout, stderr := e.ctx, e.stdout, e.stderr
+	dir, port, natsURL, replicas, encoding, reset, logFormat, httpAddr := &c.Dir, &c.NATSPort, &c.NATSURL, &c.Replicas, &c.Encoding, &c.Reset, &c.LogFormat, &c.HTTP
 	log, err := newLogger(stderr, *logFormat, "info")
 	if err != nil {
 		return err

@@ -8,12 +8,14 @@
 //	consumer check --config FILE  validate the configuration without connecting
 //	consumer dlq replay ...       republish dead letters to their query subjects
 //	consumer version              the build's version and VCS revision (also --version)
+//	consumer completion SHELL     a bash, zsh or fish completion script
+//
+// The command line is declared once, in cli.go, and parsed by kong.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,11 +23,9 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
-	"slices"
 	"syscall"
 
 	"github.com/paystatus/orderstatus/internal/app"
-	"github.com/paystatus/orderstatus/internal/buildinfo"
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/providers/registry"
@@ -47,139 +47,15 @@ func main() {
 	os.Exit(code)
 }
 
-const usage = `usage:
-  consumer [run] --config FILE [--log-format auto|text|json]
-                                run the service
-  consumer dev [--dir DIR] [--nats-port N] [--encoding json|msgpack] [--reset] [--log-format ...]
-                                NATS, provider sandboxes and the service on this machine
-  consumer check --config FILE  validate the configuration without connecting
-  consumer dlq replay --config FILE [--reason R,...] [--provider P] [--kind K]
-                      [--since T] [--until T] [--dry-run]
-                                republish dead letters to their query subjects
-  consumer decode < message-body
-                                one message body (msgpack or JSON) as JSON
-  consumer config               every configuration key, its default and meaning
-  consumer version              version and VCS revision of this build
-  consumer help                 this text
-
-Every command takes --version and --help.
-`
-
-// run is the whole command, with its inputs and outputs passed in so tests can drive it.
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		// As go and git do: a bare command is a usage error, so the help goes to stderr.
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	if wantsVersion(args) {
-		fmt.Fprintln(stdout, buildinfo.Read())
-		return 0
-	}
-	cmd := "run"
-	if len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
-	} else if args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
-		cmd = "help"
-	}
-	if (cmd == "decode" || cmd == "config" || cmd == "version") && slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "--help" || a == "-help" }) {
-		cmd = "help" // commands without flags of their own
-	}
-	var err error
-	switch cmd {
-	case "run":
-		err = runService(ctx, args, stderr)
-	case "dev":
-		err = runDev(ctx, args, stdout, stderr)
-	case "decode":
-		err = runDecode(stdin, stdout)
-	case "config":
-		err = runConfigReference(stdout)
-	case "check":
-		err = runCheck(args, stdout, stderr)
-	case "dlq":
-		err = runDLQ(ctx, args, stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, buildinfo.Read())
-		return 0
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "consumer: unknown command %q\n%s", cmd, usage)
-		return 2
-	}
-	var ce *config.Error
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &ce), errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "consumer: %v\n", err)
-		return 2
-	}
-	fmt.Fprintf(stderr, "consumer: %v\n", err)
-	return 1
+type serviceCmd struct {
+	Config     string `placeholder:"FILE" required:"" help:"Configuration file (YAML)."`
+	LogFormat  string `placeholder:"auto|text|json" help:"auto, text or json (default: log.format from the config)."`
+	CPUProfile string `name:"cpu-profile" placeholder:"FILE" help:"Write a pprof CPU profile of the whole run to this file."`
 }
 
-var errUsage = errors.New("usage")
-
-// wantsVersion says whether a --version flag comes before any "--": every command takes it.
-func wantsVersion(args []string) bool {
-	for _, a := range args {
-		switch a {
-		case "--":
-			return false
-		case "--version", "-version":
-			return true
-		}
-	}
-	return false
-}
-
-// runCheck does every check a start does before it connects: the file, every key, the
-// providers' own checks and the logger.
-func runCheck(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("consumer check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration file (YAML)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *path == "" || fs.NArg() > 0 {
-		return fmt.Errorf("%w: consumer check --config FILE", errUsage)
-	}
-	cfg, err := config.Load(*path, os.LookupEnv)
-	if err != nil {
-		return err
-	}
-	provs, err := registry.Build(cfg)
-	if err != nil {
-		return err
-	}
-	if _, err := newLogger(io.Discard, cfg.Log.Format, cfg.Log.Level); err != nil {
-		return &config.Error{Key: "log", Msg: err.Error()}
-	}
-	apps := 0
-	for _, p := range cfg.Providers {
-		apps += len(p.Apps)
-	}
-	fmt.Fprintf(stdout, "ok: %s (%d providers, %d apps, NATS %s)\n", *path, len(provs), apps, config.RedactURL(cfg.NATS.URL))
-	return nil
-}
-
-func runService(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("consumer run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration file (YAML)")
-	logFormat := fs.String("log-format", "", "auto, text or json (default: log.format from the config)")
-	cpuProfile := fs.String("cpu-profile", "", "write a pprof CPU profile of the whole run to this file")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+func (c *serviceCmd) Run(e *env) error {
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
 		if err != nil {
 			return err
 		}
@@ -189,25 +65,83 @@ func runService(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if *path == "" {
-		return fmt.Errorf("%w: --config FILE is required", errUsage)
-	}
-	cfg, err := config.Load(*path, os.LookupEnv)
+	cfg, err := config.Load(c.Config, os.LookupEnv)
 	if err != nil {
 		return err
 	}
-	if *logFormat != "" {
-		cfg.Log.Format = *logFormat
+	if c.LogFormat != "" {
+		cfg.Log.Format = c.LogFormat
 	}
-	log, err := newLogger(stderr, cfg.Log.Format, cfg.Log.Level)
+	log, err := newLogger(e.stderr, cfg.Log.Format, cfg.Log.Level)
 	if err != nil {
 		return err
 	}
-	if err := serve(ctx, cfg, log, nil); err != nil {
+	if err := serve(e.ctx, cfg, log, nil); err != nil {
 		return err
 	}
 	log.Info("stopped")
 	return nil
+}
+
+type checkCmd struct {
+	Config string `placeholder:"FILE" required:"" help:"Configuration file (YAML)."`
+	JSON   bool   `name:"json" help:"As a JSON object: {\"ok\":true,\"providers\":N,\"apps\":N,\"nats\":URL} or {\"ok\":false,\"key\":K,\"error\":E}."`
+}
+
+// checkResult is `consumer check --json`.
+type checkResult struct {
+	OK        bool   `json:"ok"`
+	Providers int    `json:"providers"`
+	Apps      int    `json:"apps"`
+	NATS      string `json:"nats,omitempty"` // credentials redacted
+	Key       string `json:"key,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// Run does every check a start does before it connects: the file, every key, the providers'
+// own checks and the logger.
+func (c *checkCmd) Run(e *env) error {
+	res, err := check(c.Config)
+	if !c.JSON {
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(e.stdout, "ok: %s (%d providers, %d apps, NATS %s)\n", c.Config, res.Providers, res.Apps, res.NATS)
+		return err
+	}
+	if err != nil {
+		res = checkResult{Error: err.Error()}
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			res.Key = ce.Key
+		}
+	}
+	if werr := writeJSON(e.stdout, res); werr != nil {
+		return werr
+	}
+	if err != nil {
+		return silentError{code: exitFor(err, io.Discard)}
+	}
+	return nil
+}
+
+func check(path string) (checkResult, error) {
+	cfg, err := config.Load(path, os.LookupEnv)
+	if err != nil {
+		return checkResult{}, err
+	}
+	provs, err := registry.Build(cfg)
+	if err != nil {
+		return checkResult{}, err
+	}
+	if _, err := newLogger(io.Discard, cfg.Log.Format, cfg.Log.Level); err != nil {
+		return checkResult{}, &config.Error{Key: "log", Msg: err.Error()}
+	}
+	apps := 0
+	for _, p := range cfg.Providers {
+		apps += len(p.Apps)
+	}
+	return checkResult{OK: true, Providers: len(provs), Apps: apps, NATS: config.RedactURL(cfg.NATS.URL)}, nil
 }
 
 // serve builds the configured providers, connects to NATS and runs the service until ctx

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/paystatus/orderstatus/internal/natstest"
 )
 
 func envOf(m map[string]string) func(string) (string, bool) {
@@ -256,7 +258,18 @@ func TestNATSAuthKeys(t *testing.T) {
 		return p
 	}
 	seed := file("user.nk", "SU-not-a-real-seed\n")
-	creds := file("user.creds", "creds")
+	creds := natstest.WriteCreds(t)
+	good, _ := os.ReadFile(creds)
+	// One character of the seed changed: the checksum no longer matches.
+	badSum := []byte(string(good))
+	seedAt := strings.Index(string(badSum), "\nSU") + 10
+	if badSum[seedAt] == 'A' {
+		badSum[seedAt] = 'B'
+	} else {
+		badSum[seedAt] = 'A'
+	}
+	corrupt := file("corrupt.creds", string(badSum))
+	notCreds := file("not.creds", "creds")
 	notPEM := file("ca.pem", "not a certificate")
 	missing := filepath.Join(dir, "missing.pem")
 
@@ -273,6 +286,9 @@ func TestNATSAuthKeys(t *testing.T) {
 	if !Default().NATS.Provision {
 		t.Fatal("provision is on by default")
 	}
+	if _, err := Parse([]byte("nats:\n  creds: "+creds+"\n"), envOf(nil)); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Parse([]byte("nats:\n  nkey_file: "+seed+"\n"), envOf(nil)); err != nil {
 		t.Fatal(err)
 	}
@@ -286,6 +302,9 @@ func TestNATSAuthKeys(t *testing.T) {
 		{"creds from env and user", "nats:\n  user: u\n  password: p\n", map[string]string{"NATS_CREDS": creds}, "config: nats.user: cannot be used with nats.creds"},
 		{"user without password", "nats:\n  user: u\n", nil, "config: nats.password: is required with nats.user"},
 		{"password without user", "nats:\n  password: p\n", nil, "config: nats.user: is required with nats.password"},
+		{"creds bad checksum", "nats:\n  creds: " + corrupt + "\n", nil, "config: nats.creds: " + corrupt + " holds no user nkey seed: nkeys: invalid checksum"},
+		{"not a creds file", "nats:\n  creds: " + notCreds + "\n", nil, "config: nats.creds: " + notCreds + " holds no user JWT"},
+		{"creds from env", "", map[string]string{"NATS_CREDS": notCreds}, "config: nats.creds: " + notCreds + " holds no user JWT"},
 		{"unreadable creds", "nats:\n  creds: " + missing + "\n", nil, "config: nats.creds: cannot read " + missing + ": no such file"},
 		{"unreadable nkey", "nats:\n  nkey_file: " + missing + "\n", nil, "config: nats.nkey_file: cannot read"},
 		{"unreadable ca", "nats:\n  tls:\n    ca_file: " + missing + "\n", nil, "config: nats.tls.ca_file: cannot read"},

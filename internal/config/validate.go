@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/nats-io/jwt/v2"
 )
 
 // Validate checks values the types alone do not.
@@ -139,8 +141,14 @@ func (n *NATS) validateAuth() error {
 		if f.path == "" {
 			continue
 		}
-		if _, err := readFile(f.key, f.path); err != nil {
+		data, err := readFile(f.key, f.path)
+		if err != nil {
 			return err
+		}
+		if f.key == "nats.creds" {
+			if err := checkCreds(f.key, f.path, data); err != nil {
+				return err
+			}
 		}
 	}
 	if n.TLS.CAFile != "" {
@@ -169,6 +177,32 @@ func (n *NATS) validateAuth() error {
 		}
 	}
 	return nil
+}
+
+// checkCreds parses a .creds file as the connection will, so a damaged one stops start-up and
+// `consumer check` with one line instead of failing every connect attempt for ever: it must
+// hold a user JWT and a user nkey seed.
+func checkCreds(key, path string, data []byte) error {
+	tok, err := jwt.ParseDecoratedJWT(data)
+	if err == nil {
+		_, err = jwt.DecodeUserClaims(tok)
+	}
+	if err != nil {
+		return keyErr(key, "%s holds no user JWT: %s", path, strings.Join(strings.Fields(err.Error()), " "))
+	}
+	if _, err := jwt.ParseDecoratedUserNKey(data); err != nil {
+		return keyErr(key, "%s holds no user nkey seed: %s", path, strings.Join(strings.Fields(err.Error()), " "))
+	}
+	return nil
+}
+
+// CheckCredsFile reads and parses the .creds file at path, as an error naming nats.creds.
+func CheckCredsFile(path string) error {
+	data, err := readFile("nats.creds", path)
+	if err != nil {
+		return err
+	}
+	return checkCreds("nats.creds", path, data)
 }
 
 // readFile reads the file a key names, as an error naming the key if it cannot.

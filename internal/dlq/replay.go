@@ -44,8 +44,110 @@ func (f Filter) matches(m *jetstream.RawStreamMsg) bool {
 type Replayer struct {
 	JS       jetstream.JetStream
 	Subjects events.Subjects
-	Out      io.Writer // the report, a line a dead letter
-	dlq      jetstream.Stream
+	// Known reports whether provider and kind are ones the service answers: a letter whose
+	// Orders-Subject names anything else is skipped, never stored where nothing consumes it.
+	Known func(provider, kind string) bool
+	Out   io.Writer // the report, a line a dead letter; nil for none
+	dlq   jetstream.Stream
+}
+
+// Why a dead letter is skipped: stable codes, as in the summary and its JSON.
+const (
+	SkipNoSubject     = "no_orders_subject"     // no Orders-Subject header
+	SkipNotQuery      = "not_a_query_subject"   // Orders-Subject is not <prefix>.query.<provider>.<kind>
+	SkipUnknown       = "unknown_provider_kind" // a query subject of a provider or kind not configured
+	SkipTooBig        = "too_big"               // does not fit the server's max_payload or the stream's max_msg_size
+	SkipPayload       = "payload_unreadable"    // its .payload message is missing or does not match
+	SkipPublish       = "publish_failed"        // JetStream did not store the replay
+	SkipNotDeleted    = "not_deleted"           // the replay is stored but the dead letter could not be deleted
+	ResultReplayed    = "replayed"
+	ResultDuplicate   = "duplicate" // stored by an earlier run: JetStream acked it as a duplicate
+	ResultSkipped     = "skipped"
+	ResultGone        = "gone"         // deleted since it was selected (another replay, or its max age)
+	ResultWouldReplay = "would_replay" // in a dry run
+)
+
+// Letter is one dead letter's outcome.
+type Letter struct {
+	Seq       uint64    `json:"seq"`
+	Stored    time.Time `json:"stored"`
+	Subject   string    `json:"subject"`
+	Reason    string    `json:"reason"` // its Orders-Error-Reason
+	Target    string    `json:"target,omitempty"`
+	Bytes     int       `json:"bytes"`
+	Result    string    `json:"result"`
+	Skip      string    `json:"skip,omitempty"` // why it was skipped: a Skip* code
+	Detail    string    `json:"detail,omitempty"`
+	StreamSeq uint64    `json:"stream_seq,omitempty"` // of the replay in ORDERS_QUERY
+}
+
+// Summary is what a replay did, letter by letter and in totals.
+type Summary struct {
+	DryRun     bool           `json:"dry_run,omitempty"`
+	Selected   int            `json:"selected"`
+	Replayed   int            `json:"replayed"`   // stored in ORDERS_QUERY, duplicates included
+	Duplicates int            `json:"duplicates"` // of Replayed, stored by an earlier run
+	Skipped    map[string]int `json:"skipped"`    // by code
+	Gone       int            `json:"gone"`
+	Stopped    string         `json:"stopped,omitempty"` // why the run ended before every letter's turn
+	Letters    []Letter       `json:"letters"`
+}
+
+// SkippedTotal is how many letters were skipped, whatever the reason.
+func (s *Summary) SkippedTotal() int {
+	n := 0
+	for _, c := range s.Skipped {
+		n += c
+	}
+	return n
+}
+
+// String is the summary's one line.
+func (s *Summary) String() string {
+	var b strings.Builder
+	if s.DryRun {
+		fmt.Fprintf(&b, "%d dead letters would be replayed, %d would be skipped", s.Replayed, s.SkippedTotal())
+	} else {
+		fmt.Fprintf(&b, "%d dead letters replayed (%d were already queued), %d skipped", s.Replayed, s.Duplicates, s.SkippedTotal())
+	}
+	if len(s.Skipped) > 0 {
+		codes := make([]string, 0, len(s.Skipped))
+		for c := range s.Skipped {
+			codes = append(codes, c)
+		}
+		slices.Sort(codes)
+		for i, c := range codes {
+			codes[i] = fmt.Sprintf("%s %d", c, s.Skipped[c])
+		}
+		b.WriteString(" (" + strings.Join(codes, ", ") + ")")
+	}
+	if s.DryRun {
+		b.WriteString(" (dry run: nothing changed)")
+	} else {
+		fmt.Fprintf(&b, ", %d gone before their turn", s.Gone)
+	}
+	if s.Stopped != "" {
+		fmt.Fprintf(&b, "; stopped: %s, %d not tried", s.Stopped, s.Selected-len(s.Letters))
+	}
+	return b.String()
+}
+
+func (s *Summary) add(l Letter) {
+	s.Letters = append(s.Letters, l)
+	switch l.Result {
+	case ResultReplayed, ResultWouldReplay:
+		s.Replayed++
+	case ResultDuplicate:
+		s.Replayed++
+		s.Duplicates++
+	case ResultSkipped:
+		if s.Skipped == nil {
+			s.Skipped = map[string]int{}
+		}
+		s.Skipped[l.Skip]++
+	case ResultGone:
+		s.Gone++
+	}
 }
 
 // selected is a dead letter the filter picked, as first read.
@@ -56,6 +158,26 @@ type selected struct {
 	reason  string
 	target  string // Orders-Subject
 	size    int    // the whole payload's size
+}
+
+func (s selected) letter() Letter {
+	return Letter{Seq: s.seq, Stored: s.time.UTC(), Subject: s.subject, Reason: s.reason, Target: s.target, Bytes: s.size}
+}
+
+// checkTarget says why s cannot be replayed where it names, or "" if it can: only a query
+// subject of a provider and kind the service answers is a place a replay is consumed.
+func (r *Replayer) checkTarget(s selected) (code, detail string) {
+	if s.target == "" {
+		return SkipNoSubject, "no " + events.HeaderSubject + " header"
+	}
+	p, k, ok := r.Subjects.ParseQuery(s.target)
+	if !ok {
+		return SkipNotQuery, fmt.Sprintf("%s is not %s.query.<provider>.<kind>", s.target, r.Subjects.Prefix)
+	}
+	if r.Known != nil && !r.Known(p, k) {
+		return SkipUnknown, fmt.Sprintf("no configured provider answers %s %s queries", p, k)
+	}
+	return "", ""
 }
 
 // selectDeadLetters reads ORDERS_DLQ up to its last message at the start (replays that are
@@ -112,130 +234,243 @@ func or(s, def string) string {
 	return s
 }
 
-// DryRun lists what Replay would replay, and changes nothing.
-func (r *Replayer) DryRun(ctx context.Context, f Filter) error {
+// DryRun lists what Replay would do, and changes nothing: the dead letters it would replay and
+// the ones it would skip for where they name.
+func (r *Replayer) DryRun(ctx context.Context, f Filter) (*Summary, error) {
 	list, err := r.selectDeadLetters(ctx, f)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	tw := tabwriter.NewWriter(r.Out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tSTORED\tDEAD LETTER\tREASON\tREPLAY TO\tBYTES")
+	sum := &Summary{DryRun: true, Selected: len(list), Letters: []Letter{}}
+	tw := tabwriter.NewWriter(or2(r.Out), 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tSTORED\tDEAD LETTER\tREASON\tREPLAY TO\tBYTES\tSKIP")
 	for _, s := range list {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\n", s.seq, s.time.UTC().Format(time.RFC3339), s.subject, s.reason, s.target, s.size)
+		l := s.letter()
+		l.Result = ResultWouldReplay
+		if l.Skip, l.Detail = r.checkTarget(s); l.Skip != "" {
+			l.Result = ResultSkipped
+		}
+		sum.add(l)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", s.seq, s.time.UTC().Format(time.RFC3339), s.subject, s.reason, or(s.target, "-"), s.size, l.Skip)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
+	return sum, tw.Flush()
+}
+
+// or2 is w, or a writer that discards.
+func or2(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
 	}
-	_, err = fmt.Fprintf(r.Out, "%d dead letters would be replayed (dry run: nothing changed)\n", len(list))
-	return err
+	return w
 }
 
 // Replay republishes each selected dead letter and deletes it only once JetStream has acked
-// its replay into ORDERS_QUERY; it stops at the first failure, so what it could not store stays
-// a dead letter. A replay carries Nats-Msg-Id "<original id or dlq>-replay-<dead letter seq>":
-// if a run stops between a stored replay and its delete, the next run within the duplicate
-// window is acked as a duplicate, not queued twice, and then deletes the dead letter.
-func (r *Replayer) Replay(ctx context.Context, f Filter, progress io.Writer) error {
+// its replay into ORDERS_QUERY. A letter that cannot be replayed is skipped with its reason
+// and stays a dead letter; the run goes on to the next. A replay carries Nats-Msg-Id
+// "<original id or dlq>-replay-<dead letter seq>": if a run stops between a stored replay and
+// its delete, the next run within the duplicate window is acked as a duplicate, not queued
+// twice, and then deletes the dead letter.
+//
+// ctx ending (a signal) stops the run between letters: a letter already begun is finished on
+// its own deadline and reported as it ended, never as cancelled half-way.
+func (r *Replayer) Replay(ctx context.Context, f Filter, progress io.Writer) (*Summary, error) {
 	list, err := r.selectDeadLetters(ctx, f)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	limit := r.limit(ctx)
+	sum := &Summary{Selected: len(list), Letters: []Letter{}}
 	var bar *progressbar.ProgressBar
 	if progress != nil && len(list) > 0 {
 		bar = progressbar.NewOptions(len(list), progressbar.OptionSetWriter(progress),
 			progressbar.OptionSetDescription("replaying"), progressbar.OptionShowCount(),
 			progressbar.OptionClearOnFinish(), progressbar.OptionSetPredictTime(true))
 	}
-	done, dup, gone := 0, 0, 0
-	for i, s := range list {
+	out := or2(r.Out)
+	for _, s := range list {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("stopped after %d of %d replays: %w", done, len(list), err)
+			sum.Stopped = err.Error()
+			break
 		}
-		stored, err := r.replayOne(ctx, s)
+		// Not ctx: a letter begun is finished, so its result is the true one.
+		l := r.replayOne(context.WithoutCancel(ctx), s, limit)
+		sum.add(l)
 		if bar != nil {
 			_ = bar.Add(1)
 		}
-		switch {
-		case errors.Is(err, errGone):
-			gone++ // deleted since it was selected (another replay, or its max age)
-			continue
-		case err != nil:
-			if bar != nil {
-				_ = bar.Clear()
-			}
-			return fmt.Errorf("replayed %d of %d; stopped at dead letter %d (%s): %w; it and the %d after it are still in %s",
-				done, len(list), s.seq, s.target, err, len(list)-i-1, natsinfra.DLQStream)
+		switch l.Result {
+		case ResultReplayed, ResultDuplicate:
+			fmt.Fprintf(out, "replayed %d %s -> %s (%s seq %d)%s\n", s.seq, s.reason, s.target, natsinfra.QueryStream, l.StreamSeq, note(l.Detail))
+		case ResultSkipped:
+			fmt.Fprintf(out, "skipped %d %s: %s: %s\n", s.seq, s.reason, l.Skip, l.Detail)
+		case ResultGone:
+			fmt.Fprintf(out, "gone %d %s: deleted since it was selected\n", s.seq, s.reason)
 		}
-		if stored.Duplicate {
-			dup++
+		if l.Result == ResultSkipped && l.Skip == SkipPublish && !r.JS.Conn().IsConnected() {
+			sum.Stopped = "NATS connection lost"
+			break
 		}
-		done++
-		fmt.Fprintf(r.Out, "replayed %d %s -> %s (%s seq %d)\n", s.seq, s.reason, s.target, stored.Stream, stored.Sequence)
 	}
 	if bar != nil {
 		_ = bar.Finish()
 	}
-	_, err = fmt.Fprintf(r.Out, "%d dead letters replayed (%d were already queued), %d gone before their turn\n", done, dup, gone)
-	return err
+	return sum, nil
+}
+
+func note(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "; " + s
+}
+
+// sizeLimit is the largest message a replay may be: the server's max_payload, or ORDERS_QUERY's
+// max_msg_size when that is smaller.
+type sizeLimit struct {
+	n    int
+	what string
+}
+
+func (r *Replayer) limit(ctx context.Context) sizeLimit {
+	l := sizeLimit{n: int(r.JS.Conn().MaxPayload()), what: "max_payload"}
+	cctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	// A user without the right to read ORDERS_QUERY's info still replays: the server's limit holds.
+	if s, err := r.JS.Stream(cctx, natsinfra.QueryStream); err == nil {
+		if m := int(s.CachedInfo().Config.MaxMsgSize); m > 0 && (l.n <= 0 || m < l.n) {
+			l = sizeLimit{n: m, what: natsinfra.QueryStream + " max_msg_size"}
+		}
+	}
+	return l
 }
 
 // replayOne stores one dead letter's request in ORDERS_QUERY, then deletes the dead letter and
-// its .payload message. A delete that fails leaves a dead letter whose replay is stored: the
-// error says so, and a new run deletes it without queueing it twice.
-func (r *Replayer) replayOne(ctx context.Context, s selected) (*jetstream.PubAck, error) {
+// its .payload message, and says how it went.
+func (r *Replayer) replayOne(ctx context.Context, s selected, limit sizeLimit) Letter {
+	l := s.letter()
+	skip := func(code, format string, args ...any) Letter {
+		l.Result, l.Skip, l.Detail = ResultSkipped, code, fmt.Sprintf(format, args...)
+		return l
+	}
+	if code, detail := r.checkTarget(s); code != "" {
+		return skip(code, "%s", detail)
+	}
 	m, err := r.get(ctx, s.seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, errGone
+		l.Result = ResultGone
+		return l
 	}
 	if err != nil {
-		return nil, err
+		return skip(SkipPublish, "read it: %v", err)
 	}
 	data := m.Data
 	var payloadSeq uint64
 	if ps := m.Header.Get(events.HeaderPayloadSeq); ps != "" {
 		if payloadSeq, err = strconv.ParseUint(ps, 10, 64); err != nil {
-			return nil, fmt.Errorf("%s %q: %w", events.HeaderPayloadSeq, ps, err)
+			return skip(SkipPayload, "%s %q: %v", events.HeaderPayloadSeq, ps, err)
 		}
 		pm, err := r.get(ctx, payloadSeq)
 		if err != nil {
-			return nil, fmt.Errorf("its whole payload (seq %d): %w", payloadSeq, err)
+			return skip(SkipPayload, "its whole payload (seq %d): %v", payloadSeq, err)
 		}
 		if pm.Subject != m.Subject+".payload" || strconv.Itoa(len(pm.Data)) != m.Header.Get(events.HeaderOriginalSize) {
-			return nil, fmt.Errorf("its whole payload (seq %d) is %d bytes on %s, not %s bytes on %s.payload",
+			return skip(SkipPayload, "its whole payload (seq %d) is %d bytes on %s, not %s bytes on %s.payload",
 				payloadSeq, len(pm.Data), pm.Subject, m.Header.Get(events.HeaderOriginalSize), m.Subject)
 		}
 		data = pm.Data
 	}
-	if s.target == "" {
-		return nil, fmt.Errorf("no %s header", events.HeaderSubject)
+	msg, dropped := fit(m.Header, data, s, limit)
+	if msg == nil {
+		return skip(SkipTooBig, "%d bytes with headers, %s %d", dropped.size, limit.what, limit.n)
 	}
-	hdr := nats.Header{}
-	for k, vs := range m.Header {
-		if !strings.HasPrefix(k, "Orders-") && !strings.HasPrefix(k, "Nats-") {
-			hdr[k] = vs
-		}
-	}
-	hdr.Set(events.HeaderMsgID, or(m.Header.Get(events.HeaderOriginalMsgID), "dlq")+"-replay-"+strconv.FormatUint(s.seq, 10))
-	cctx, cancel := context.WithTimeout(ctx, opTimeout)
-	ack, err := r.JS.PublishMsg(cctx, &nats.Msg{Subject: s.target, Data: data, Header: hdr}, jetstream.WithExpectStream(natsinfra.QueryStream))
+	msg.Subject = s.target
+	l.Detail = dropped.note
+	pctx, cancel := context.WithTimeout(ctx, opTimeout)
+	ack, err := r.JS.PublishMsg(pctx, msg)
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("publish: %w", err)
+		if errors.Is(err, nats.ErrMaxPayload) || strings.Contains(err.Error(), "maximum") {
+			return skip(SkipTooBig, "%d bytes with headers: %v", len(msg.Data)+headerSize(msg.Header), err)
+		}
+		return skip(SkipPublish, "%v", err)
 	}
 	// Stored: only now may the dead letter go.
+	l.StreamSeq = ack.Sequence
 	if err := r.delete(ctx, s.seq); err != nil {
-		return nil, fmt.Errorf("replay stored (%s seq %d) but the dead letter is not deleted: %w", ack.Stream, ack.Sequence, err)
+		return skip(SkipNotDeleted, "replay stored (%s seq %d) but the dead letter is not deleted: %v; a new run deletes it without queueing it twice", ack.Stream, ack.Sequence, err)
 	}
 	if payloadSeq != 0 {
 		if err := r.delete(ctx, payloadSeq); err != nil {
-			return nil, fmt.Errorf("replay stored and dead letter deleted, but not its payload message %d: %w", payloadSeq, err)
+			return skip(SkipNotDeleted, "replay stored (%s seq %d) and dead letter deleted, but not its payload message %d: %v", ack.Stream, ack.Sequence, payloadSeq, err)
 		}
 	}
-	return ack, nil
+	l.Result = ResultReplayed
+	if ack.Duplicate {
+		l.Result = ResultDuplicate
+	}
+	return l
 }
 
-// errGone: the dead letter was deleted since it was selected.
-var errGone = errors.New("dead letter gone")
+// fitting says what fit left out, or how big the smallest try was.
+type fitting struct {
+	note string
+	size int
+}
+
+// fit builds the replay of a dead letter with header hdr and the request's payload data, within
+// limit. It keeps the request's own headers and adds Nats-Msg-Id; what does not fit drops, in
+// order, the headers a query does not need (all but Content-Type), then Nats-Msg-Id (the replay
+// is then not protected from being queued twice by a run that stops between store and delete),
+// then Nats-Expected-Stream.
+// A request of exactly max_payload bytes is replayed that way. nil: not even that fits.
+func fit(hdr nats.Header, data []byte, s selected, limit sizeLimit) (*nats.Msg, fitting) {
+	own := nats.Header{}
+	for k, vs := range hdr {
+		if !strings.HasPrefix(k, "Orders-") && !strings.HasPrefix(k, "Nats-") {
+			own[k] = vs
+		}
+	}
+	id := or(hdr.Get(events.HeaderOriginalMsgID), "dlq") + "-replay-" + strconv.FormatUint(s.seq, 10)
+	needed := nats.Header{}
+	if ct := own.Values(events.HeaderContentType); len(ct) > 0 {
+		needed[events.HeaderContentType] = ct
+	}
+	with := func(h nats.Header, id string, expect bool) nats.Header {
+		c := nats.Header{}
+		for k, vs := range h {
+			c[k] = vs
+		}
+		if id != "" {
+			c.Set(events.HeaderMsgID, id)
+		}
+		if expect { // as jetstream.WithExpectStream sets it
+			c.Set(jetstream.ExpectedStreamHeader, natsinfra.QueryStream)
+		}
+		return c
+	}
+	tries := []struct {
+		hdr  nats.Header
+		note string
+	}{
+		{with(own, id, true), ""},
+		{with(needed, id, true), "headers other than Content-Type dropped to fit " + limit.what},
+		{with(needed, "", true), "sent without Nats-Msg-Id to fit " + limit.what},
+		// The subject is a query subject, which ORDERS_QUERY captures: the expectation is a
+		// second guard, and the last thing to drop.
+		{with(needed, "", false), "sent without Nats-Msg-Id or Nats-Expected-Stream to fit " + limit.what},
+	}
+	size := 0
+	for _, t := range tries {
+		size = len(data) + headerSize(t.hdr)
+		if limit.n <= 0 || size <= limit.n {
+			if len(t.hdr) == 0 {
+				t.hdr = nil
+			}
+			return &nats.Msg{Data: data, Header: t.hdr}, fitting{note: t.note}
+		}
+	}
+	return nil, fitting{size: size}
+}
 
 func (r *Replayer) delete(ctx context.Context, seq uint64) error {
 	cctx, cancel := context.WithTimeout(ctx, opTimeout)

@@ -23,7 +23,7 @@ import (
 // at once, as one line naming the keys to check, instead of waiting for ever.
 func Connect(cfg *config.Config, log *slog.Logger) (*nats.Conn, error) {
 	url := config.RedactURL(cfg.NATS.URL)
-	auth, err := authOptions(cfg)
+	auth, err := AuthOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -78,18 +78,23 @@ func Connect(cfg *config.Config, log *slog.Logger) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// authOptions are the nats.go options for the configured authentication and TLS, as the nats
+// AuthOptions are the nats.go options for the configured authentication and TLS, as the nats
 // CLI's --creds, --nkey, --user/--password, --token, --tlsca, --tlscert and --tlskey.
-func authOptions(cfg *config.Config) ([]nats.Option, error) {
+func AuthOptions(cfg *config.Config) ([]nats.Option, error) {
 	n := cfg.NATS
 	var opts []nats.Option
 	switch {
 	case n.Creds != "":
+		// Parsed here as well as in validation: a damaged file is one line naming the key, never
+		// a connect that fails for ever.
+		if err := config.CheckCredsFile(n.Creds); err != nil {
+			return nil, err
+		}
 		opts = append(opts, nats.UserCredentials(n.Creds))
 	case n.NkeyFile != "":
 		o, err := nats.NkeyOptionFromSeed(n.NkeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("config: nats.nkey_file: %s holds no nkey seed: %v", n.NkeyFile, err)
+			return nil, &config.Error{Key: "nats.nkey_file", Msg: fmt.Sprintf("%s holds no nkey seed: %v", n.NkeyFile, err)}
 		}
 		opts = append(opts, o)
 	case n.User != "":
@@ -107,6 +112,20 @@ func authOptions(cfg *config.Config) ([]nats.Option, error) {
 		opts = append(opts, nats.Secure())
 	}
 	return opts, nil
+}
+
+// Dial makes one connection attempt, for a tool that runs once (dlq replay) rather than a
+// service that waits: a server that does not answer is "NATS unreachable at <url>", one that
+// refuses the credentials or TLS says so. The URL in the error is redacted.
+func Dial(url, name string, opts ...nats.Option) (*nats.Conn, error) {
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Name(name), nats.Timeout(5 * time.Second)}, opts...)...)
+	if err == nil {
+		return nc, nil
+	}
+	if refused(err) {
+		return nil, fmt.Errorf("NATS at %s refuses the connection: %v", config.RedactURL(url), err)
+	}
+	return nil, fmt.Errorf("NATS unreachable at %s: %v", config.RedactURL(url), err)
 }
 
 // refused reports whether err is the server answering no (credentials or TLS), as opposed to

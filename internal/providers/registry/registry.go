@@ -56,3 +56,13 @@ func Build(cfg *config.Config) ([]providers.Provider, error) {
 	}
 	return out, nil
 }
+
+// Supports reports whether a provider package answers queries of kind, configured or not.
+func Supports(provider, kind string) bool {
+	f, ok := factories[provider]
+	if !ok {
+		return false
+	}
+	p, err := f(config.Provider{}, config.Default())
+	return err == nil && p.SupportsKind(kind)
+}
