@@ -57,6 +57,7 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
+	cd internal/bench/watermill && $(GO) vet ./...  # the bench's peer, a module of its own
 
 # The FROM scratch image without a registry: the static binary from the host's Go (VERSION and
 # REVISION in its -ldflags) and the host's CA certificates, assembled by buildah from
