@@ -86,6 +86,25 @@ func (s *Scheduler) Take() bool {
 	}
 }
 
+// TakeUpTo waits for a fetch budget token, then takes more of those free at that moment, up
+// to n in all: a pull sized by it asks for no message the budget cannot hold. It returns how
+// many it took; 0 when the scheduler stops first.
+func (s *Scheduler) TakeUpTo(n int) int {
+	if n < 1 || !s.Take() {
+		return 0
+	}
+	took := 1
+	for took < n {
+		select {
+		case s.budget <- struct{}{}:
+			took++
+		default:
+			return took
+		}
+	}
+	return took
+}
+
 // Release gives a fetch budget token back.
 func (s *Scheduler) Release() { <-s.budget }
 
