@@ -57,7 +57,8 @@ func (c *eventClock) subscribe(t *testing.T, nc *nats.Conn, subject string) *nat
 	return sub
 }
 
-// wait waits until n events have arrived, then measures the run from start.
+// wait waits until n events have arrived, then measures the run from start; the gaps are
+// those between consecutive events, while requests wait.
 func (c *eventClock) wait(t *testing.T, n int, start time.Time) burst {
 	natstest.CheckFor(t, 120*time.Second, 2*time.Millisecond, func() error {
 		c.mu.Lock()
@@ -70,7 +71,7 @@ func (c *eventClock) wait(t *testing.T, n int, start time.Time) burst {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var gap time.Duration
-	prev := start
+	prev := c.times[0]
 	for _, at := range c.times[:n] {
 		gap = max(gap, at.Sub(prev))
 		prev = at
