@@ -157,6 +157,9 @@ func (s *Service) pull(pulling, ctx context.Context, f *flow) error {
 			f.sched.Release()
 		}
 	}()
+	if pulling.Err() != nil { // the consumer was lost while this waited for room
+		return nil
+	}
 	// The context's deadline sets the pull's expiry: nats.go asks the server for nine tenths
 	// of the time left, so the pull expires after pullExpiry.
 	pctx, cancel := context.WithTimeout(pulling, pullExpiry*10/9)
