@@ -101,13 +101,14 @@ func (s *Service) consume(ctx context.Context, f *flow) (lost error, err error) 
 	pulling, stopPulls := context.WithCancel(ctx) // ends with ctx, or when the consumer is lost
 	defer stopPulls()
 	gone := make(chan error, fetchers+1)
+	var gathering sync.Mutex // one fetcher at a time takes room for its pull
 	var wg sync.WaitGroup
 	for range fetchers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for pulling.Err() == nil {
-				err := s.pull(pulling, ctx, f)
+				err := s.pull(pulling, ctx, f, &gathering)
 				switch {
 				case err == nil || pulling.Err() != nil:
 				case errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
@@ -142,12 +143,15 @@ func (s *Service) consume(ctx context.Context, f *flow) (lost error, err error) 
 // pullRetryPause spaces pulls that fail outright, which they do at once.
 const pullRetryPause = 250 * time.Millisecond
 
+// budgetRefill is how long a pull that found little room in the fetch budget waits for more.
+const budgetRefill = 2 * time.Millisecond
+
 // pull takes room for up to pullBatch requests from the fetch budget (waiting for room for
 // one), asks the consumer for that many, and accepts each on ctx as it comes, each with one
 // token; the tokens of requests that did not come go back. Pulling ends with pulling;
 // requests that come after are handed back.
-func (s *Service) pull(pulling, ctx context.Context, f *flow) error {
-	room := f.sched.TakeUpTo(pullBatch)
+func (s *Service) pull(pulling, ctx context.Context, f *flow, gathering *sync.Mutex) error {
+	room := s.room(pulling, f, gathering)
 	if room == 0 {
 		return nil // stopping
 	}
@@ -181,6 +185,21 @@ func (s *Service) pull(pulling, ctx context.Context, f *flow) error {
 		return err
 	}
 	return nil
+}
+
+// room takes room for a pull from the fetch budget: up to pullBatch, at least one (0 when the
+// scheduler stops). One fetcher at a time takes room (gathering): when the budget is nearly
+// spent it comes back as requests settle, one by one, and fetchers all waiting for it would
+// share it out one pull per request. A moment (budgetRefill) lets a few more come back.
+func (s *Service) room(pulling context.Context, f *flow, gathering *sync.Mutex) int {
+	gathering.Lock()
+	defer gathering.Unlock()
+	room := f.sched.TakeUpTo(pullBatch)
+	if room > 0 && room < pullBatch/4 {
+		pause(pulling, budgetRefill)
+		room += f.sched.TakeFree(pullBatch - room)
+	}
+	return room
 }
 
 // pause waits for d; it ends early when ctx does.

@@ -93,7 +93,13 @@ func (s *Scheduler) TakeUpTo(n int) int {
 	if n < 1 || !s.Take() {
 		return 0
 	}
-	took := 1
+	return 1 + s.TakeFree(n-1)
+}
+
+// TakeFree takes the fetch budget tokens free now, up to n, without waiting, and returns how
+// many it took.
+func (s *Scheduler) TakeFree(n int) int {
+	took := 0
 	for took < n {
 		select {
 		case s.budget <- struct{}{}:

@@ -134,7 +134,7 @@ func (j testJob) Waiting() func(error)    { return func(error) {} }
 func (j testJob) Parked()                 {}
 
 // TakeUpTo takes what is free, up to its n, waits while nothing is, and takes nothing once
-// the scheduler stops.
+// the scheduler stops; TakeFree never waits.
 func TestTakeUpTo(t *testing.T) {
 	stop, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -153,8 +153,12 @@ func TestTakeUpTo(t *testing.T) {
 	}
 	s.Release()
 	s.Release()
-	if n := <-took; n < 1 || n > 2 {
+	n := <-took
+	if n < 1 || n > 2 {
 		t.Fatalf("TakeUpTo(4) took %d with 2 freed", n)
+	}
+	if free := s.TakeFree(4); free != 2-n {
+		t.Fatalf("TakeFree(4) took %d, want the %d left", free, 2-n)
 	}
 	cancel()
 	for s.TakeUpTo(1) != 0 { // a free token may still win the race with stop
