@@ -97,5 +97,5 @@ clean:
 # The performance table (throughput, ratio to a bare loop, latency, QPS fidelity, peak RSS, CPU
 # per request, throughput on a three-process R3 cluster), then the Go micro-benchmarks.
 bench: nats-server
-	ORDERS_BENCH=1 $(GO) test -count=1 -run TestBench -v -timeout 5m ./internal/bench | grep -v -E '^(=== RUN|--- PASS|PASS|ok )'
+	ORDERS_BENCH=1 $(GO) test -count=1 -run TestBench -v -timeout 10m ./internal/bench | grep -v -E '^(=== RUN|--- PASS|PASS|ok )'
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2000x ./internal/events ./internal/providers/... ./internal/handlers

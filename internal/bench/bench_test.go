@@ -268,6 +268,16 @@ func TestBench(t *testing.T) {
 		return
 	}
 
+	// k: the cold burst, apps x requests each (ORDERS_BENCH_COLD, default 200x25), in rounds.
+	coldApps, coldPer := 200, 25
+	fmt.Sscanf(os.Getenv("ORDERS_BENCH_COLD"), "%dx%d", &coldApps, &coldPer)
+	coldRounds := envInt("ORDERS_BENCH_COLD_ROUNDS", 3)
+	if os.Getenv("ORDERS_BENCH_ONLY") == "k" { // the cold burst alone, for investigating it
+		rows = append(rows, coldBurst(t, r.bin, r.watermillBin(), coldApps, coldPer, coldRounds)...)
+		printRows(rows)
+		return
+	}
+
 	if os.Getenv("ORDERS_BENCH_ONLY") == "g" { // the Watermill peer alone (~5 s), for investigating it
 		rate := r.watermillPeer(20000, 0)
 		rows = append(rows, row{"g. Watermill peer", fmt.Sprintf("%.0f req/s", rate), ""})
@@ -333,6 +343,8 @@ func TestBench(t *testing.T) {
 	// c: latency at a steady 1,000 requests/s.
 	rows = append(rows, r.latencyRow())
 	c.stop()
+
+	rows = append(rows, coldBurst(t, r.bin, r.watermillBin(), coldApps, coldPer, coldRounds)...)
 
 	rows = append(rows, r.fidelity()...)
 

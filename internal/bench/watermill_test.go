@@ -17,14 +17,7 @@ import (
 // module in ./watermill, built and run here as a process, as the service is. It returns its row
 // its rate; round names its orders.
 func (r *rig) watermillPeer(n, round int) float64 {
-	bin := filepath.Join(r.dir, "watermill-peer")
-	if _, err := os.Stat(bin); err != nil {
-		build := exec.Command("go", "build", "-o", bin, ".")
-		build.Dir = "watermill"
-		if out, err := build.CombinedOutput(); err != nil {
-			r.t.Fatalf("go build (watermill peer): %v\n%s", err, out)
-		}
-	}
+	bin := r.watermillBin()
 	cmd := exec.Command(bin, "-nats", r.ns.ClientURL(), "-provider-url", r.sb.URL(), "-apps", "200",
 		"-concurrency", fmt.Sprint(concurrency), "-subject-in", "wm.query.>", "-stream-in", "WM_QUERY",
 		"-status-prefix", "wm.status", "-stream-out", "WM_STATUS")
@@ -88,4 +81,17 @@ func (r *rig) watermillPeer(n, round int) float64 {
 	}
 	end := time.Now()
 	return float64(n) / end.Sub(start).Seconds()
+}
+
+// watermillBin builds the Watermill peer once and returns its path.
+func (r *rig) watermillBin() string {
+	bin := filepath.Join(r.dir, "watermill-peer")
+	if _, err := os.Stat(bin); err != nil {
+		build := exec.Command("go", "build", "-o", bin, ".")
+		build.Dir = "watermill"
+		if out, err := build.CombinedOutput(); err != nil {
+			r.t.Fatalf("go build (watermill peer): %v\n%s", err, out)
+		}
+	}
+	return bin
 }

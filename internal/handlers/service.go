@@ -10,13 +10,25 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/paystatus/orderstatus/internal/scheduler"
 )
 
-// fetchers is how many goroutines take messages from the consumer; accepting a request is
+// fetchers is how many goroutines pull requests from the consumer; accepting a request is
 // quick, so a few keep any number of calls fed.
 const fetchers = 4
+
+// A pull asks for at most pullBatch requests, and only for as many as the fetch budget has
+// room for at that moment: every request it brings is read and accepted at once, so none
+// waits in the client unread. The server sends a heartbeat every pullHeartbeat while a pull
+// waits, and ends it after pullExpiry; a dead route (a node gone, a partition) is noticed
+// after two missed heartbeats, 4 s, and the pull made again.
+const (
+	pullBatch     = 64
+	pullExpiry    = 6 * time.Second
+	pullHeartbeat = 2 * time.Second
+)
 
 // Service pulls requests from the durable consumer, accepts them, and runs them through a
 // scheduler with at most Concurrency provider calls at a time.
@@ -84,46 +96,32 @@ func (s *Service) consumerName() string {
 
 // consume fetches and accepts requests until ctx ends (lost is nil) or the consumer is lost.
 func (s *Service) consume(ctx context.Context, f *flow) (lost error, err error) {
-	// 64 messages of prefetch keep pulling off the critical path. A prefetched message has no
-	// keep-alive yet; it waits at most until a budget token frees, which in-process retries
-	// bound to about 10 s, well inside the ack wait. A pull expires every 6 s with a heartbeat
-	// every 2 s, so a dead route (a node gone, a partition) is noticed after two missed
-	// heartbeats, 4 s, and the pull is made again.
-	it, err := s.Consumer.Messages(jetstream.PullMaxMessages(64), jetstream.PullExpiry(6*time.Second), jetstream.PullHeartbeat(2*time.Second))
-	if err != nil {
-		return nil, err
-	}
 	s.Consuming.Store(true)
 	defer s.Consuming.Store(false)
+	pulling, stopPulls := context.WithCancel(ctx) // ends with ctx, or when the consumer is lost
+	defer stopPulls()
 	gone := make(chan error, fetchers+1)
+	var gathering sync.Mutex // one fetcher at a time takes room for its pull
 	var wg sync.WaitGroup
 	for range fetchers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				taken := f.sched.Take()
-				msg, err := it.Next()
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
-					errors.Is(err, jetstream.ErrConsumerNotFound) {
-					if taken {
-						f.sched.Release()
-					}
+			for pulling.Err() == nil {
+				err := s.pull(pulling, ctx, f, &gathering)
+				switch {
+				case err == nil || pulling.Err() != nil:
+				case errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+					errors.Is(err, nats.ErrConnectionClosed):
 					gone <- err
 					return
+				case errors.Is(err, jetstream.ErrNoHeartbeat):
+					s.Handler.metrics.PullsRemade.Inc()
+					s.Log.Warn("fetching requests", "err", err)
+				default: // no responders, a server going away: the next pull may do better
+					s.Log.Warn("fetching requests", "err", err)
+					pause(pulling, pullRetryPause)
 				}
-				if err != nil || !taken || ctx.Err() != nil {
-					if taken {
-						f.sched.Release()
-					}
-					if err != nil {
-						s.Log.Warn("fetching requests", "err", err)
-					} else { // fetched as shutdown began: hand it back
-						_ = msg.NakWithDelay(handBackDelay)
-					}
-					continue
-				}
-				s.Handler.accept(ctx, msg, f) // the request gives the token back
 			}
 		}()
 	}
@@ -132,15 +130,86 @@ func (s *Service) consume(ctx context.Context, f *flow) (lost error, err error) 
 	go s.watch(watch, gone)
 	select {
 	case <-ctx.Done():
-		it.Drain() // fetch no more; what was already fetched comes out of Next and is handed back
 	case lost = <-gone:
-		if ctx.Err() != nil { // the iterator closed because we are stopping
+		if ctx.Err() != nil { // the pull failed because we are stopping
 			lost = nil
 		}
-		it.Stop()
 	}
+	stopPulls()
 	wg.Wait()
 	return lost, nil
+}
+
+// pullRetryPause spaces pulls that fail outright, which they do at once.
+const pullRetryPause = 250 * time.Millisecond
+
+// budgetRefill is how long a pull that found little room in the fetch budget waits for more.
+const budgetRefill = 2 * time.Millisecond
+
+// pull takes room for up to pullBatch requests from the fetch budget (waiting for room for
+// one), asks the consumer for that many, and accepts each on ctx as it comes, each with one
+// token; the tokens of requests that did not come go back. Pulling ends with pulling;
+// requests that come after are handed back.
+func (s *Service) pull(pulling, ctx context.Context, f *flow, gathering *sync.Mutex) error {
+	room := s.room(pulling, f, gathering)
+	if room == 0 {
+		return nil // stopping
+	}
+	came := 0
+	defer func() {
+		for range room - came {
+			f.sched.Release()
+		}
+	}()
+	if pulling.Err() != nil { // the consumer was lost while this waited for room
+		return nil
+	}
+	// The context's deadline sets the pull's expiry: nats.go asks the server for nine tenths
+	// of the time left, so the pull expires after pullExpiry.
+	pctx, cancel := context.WithTimeout(pulling, pullExpiry*10/9)
+	defer cancel()
+	batch, err := s.Consumer.Fetch(room, jetstream.FetchContext(pctx), jetstream.FetchHeartbeat(pullHeartbeat))
+	if err != nil {
+		return err
+	}
+	for msg := range batch.Messages() {
+		came++
+		if pulling.Err() != nil { // fetched as shutdown began: hand it back
+			_ = msg.NakWithDelay(handBackDelay)
+			f.sched.Release()
+			continue
+		}
+		s.Handler.accept(ctx, msg, f) // the request gives the token back
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// room takes room for a pull from the fetch budget: up to pullBatch, at least one (0 when the
+// scheduler stops). One fetcher at a time takes room (gathering): when the budget is nearly
+// spent it comes back as requests settle, one by one, and fetchers all waiting for it would
+// share it out one pull per request. A moment (budgetRefill) lets a few more come back.
+func (s *Service) room(pulling context.Context, f *flow, gathering *sync.Mutex) int {
+	gathering.Lock()
+	defer gathering.Unlock()
+	room := f.sched.TakeUpTo(pullBatch)
+	if room > 0 && room < pullBatch/4 {
+		pause(pulling, budgetRefill)
+		room += f.sched.TakeFree(pullBatch - room)
+	}
+	return room
+}
+
+// pause waits for d; it ends early when ctx does.
+func pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // watch looks the consumer up now and then, and reports on gone when it no longer exists.

@@ -86,6 +86,31 @@ func (s *Scheduler) Take() bool {
 	}
 }
 
+// TakeUpTo waits for a fetch budget token, then takes more of those free at that moment, up
+// to n in all: a pull sized by it asks for no message the budget cannot hold. It returns how
+// many it took; 0 when the scheduler stops first.
+func (s *Scheduler) TakeUpTo(n int) int {
+	if n < 1 || !s.Take() {
+		return 0
+	}
+	return 1 + s.TakeFree(n-1)
+}
+
+// TakeFree takes the fetch budget tokens free now, up to n, without waiting, and returns how
+// many it took.
+func (s *Scheduler) TakeFree(n int) int {
+	took := 0
+	for took < n {
+		select {
+		case s.budget <- struct{}{}:
+			took++
+		default:
+			return took
+		}
+	}
+	return took
+}
+
 // Release gives a fetch budget token back.
 func (s *Scheduler) Release() { <-s.budget }
 

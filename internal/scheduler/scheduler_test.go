@@ -132,3 +132,35 @@ func (j testJob) Endpoint() (string, int) { return j.key, j.qps }
 func (j testJob) Prepare(context.Context) {}
 func (j testJob) Waiting() func(error)    { return func(error) {} }
 func (j testJob) Parked()                 {}
+
+// TakeUpTo takes what is free, up to its n, waits while nothing is, and takes nothing once
+// the scheduler stops; TakeFree never waits.
+func TestTakeUpTo(t *testing.T) {
+	stop, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := New(stop, nil, 1, slog.New(slog.NewTextHandler(io.Discard, nil)), nil) // a budget of 16
+	for _, tc := range []struct{ n, want int }{{5, 5}, {0, 0}, {8, 8}, {10, 3}} {
+		if got := s.TakeUpTo(tc.n); got != tc.want {
+			t.Fatalf("TakeUpTo(%d) = %d, want %d", tc.n, got, tc.want)
+		}
+	}
+	took := make(chan int)
+	go func() { took <- s.TakeUpTo(4) }()
+	select {
+	case n := <-took:
+		t.Fatalf("TakeUpTo(4) took %d of a spent budget", n)
+	case <-time.After(20 * time.Millisecond):
+	}
+	s.Release()
+	s.Release()
+	n := <-took
+	if n < 1 || n > 2 {
+		t.Fatalf("TakeUpTo(4) took %d with 2 freed", n)
+	}
+	if free := s.TakeFree(4); free != 2-n {
+		t.Fatalf("TakeFree(4) took %d, want the %d left", free, 2-n)
+	}
+	cancel()
+	for s.TakeUpTo(1) != 0 { // a free token may still win the race with stop
+	}
+}

@@ -32,6 +32,8 @@ type Metrics struct {
 	DamagedRecords prometheus.Counter
 	// RoundTrips counts the JetStream requests a goroutine waited for, by op.
 	RoundTrips *prometheus.CounterVec
+	// PullsRemade counts pulls made again because their heartbeats stopped.
+	PullsRemade prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them, with the Go and process collectors, on reg.
@@ -71,6 +73,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "orders_answers_ignored_total",
 			Help: "Provider answers that would have moved an order backwards, by reason: stale (a query sent later set the status) or after_terminal (a non-terminal answer for a terminal order).",
 		}, []string{"provider", "kind", "reason"}),
+		PullsRemade: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orders_pulls_remade_total",
+			Help: "Pulls of requests made again because two of their heartbeats went missing: a lost route to NATS, or requests stuck on their way.",
+		}),
 		WriteRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orders_write_retries_total",
 			Help: "State writes and event publishes tried again with the provider's answer in hand.",
@@ -96,7 +102,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Requests accepted by this process and not yet settled (waiting for a limit, a call or a retry).",
 		}),
 	}
-	reg.MustRegister(m.Requests, m.ProviderCalls, m.CallDuration, m.LimiterWait, m.Retries, m.Events, m.DeadLetters, m.InFlight, m.Ignored, m.WriteRetries, m.Swept, m.SweepUp, m.DamagedRecords, m.RoundTrips,
+	reg.MustRegister(m.Requests, m.ProviderCalls, m.CallDuration, m.LimiterWait, m.Retries, m.Events, m.DeadLetters, m.InFlight, m.Ignored, m.WriteRetries, m.Swept, m.SweepUp, m.DamagedRecords, m.RoundTrips, m.PullsRemade,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
