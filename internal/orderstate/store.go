@@ -36,12 +36,20 @@ import (
 var ErrConflict = errors.New("order state changed concurrently")
 
 // Observation is one answer about an order: a provider's answer to a query sent at Sent, for
-// the request Request.
+// the request Request, or a verified notification (Source events.SourceCallback) sent at Sent,
+// its timestamp. Both are ordered by Sent, whichever came first.
 type Observation struct {
 	Request events.Request
 	Result  providers.Result
 	Sent    time.Time
+	// Source is events.SourceQuery ("" reads as it) or events.SourceCallback. A callback is
+	// checked against the order's recorded amount (ErrAmountMismatch).
+	Source string
 }
+
+// ErrAmountMismatch is a notification whose amount differs from the one recorded for its
+// order: it is not applied, and the order is to be queried instead.
+var ErrAmountMismatch = errors.New("amount differs from the recorded one")
 
 // Options configure a Store.
 type Options struct {
@@ -131,14 +139,17 @@ func (s *Store) Claim(ctx context.Context, obs Observation) (events.StatusEvent,
 			}
 			cur.Pending, cur.Trace = nil, telemetry.TraceContext{}
 		}
+		if obs.Source == events.SourceCallback && cur.Transition > 0 && cur.Amount != 0 && cur.Amount != res.Amount {
+			return statusEvent(obs, "", cur.Transition), nil, fmt.Errorf("order %s: %w", key, ErrAmountMismatch)
+		}
 		if cur.Transition > 0 {
 			if why := Ignored(cur, res.Status, obs.Sent); why != "" {
 				s.metrics.Ignored.WithLabelValues(req.Provider, req.Kind, why).Inc()
 				s.log.Debug("answer ignored", "reason", why, "key", key, "status", string(res.Status), "recorded", string(cur.Status))
-				return statusEvent(req, res, "", cur.Transition), nil, nil
+				return statusEvent(obs, "", cur.Transition), nil, nil
 			}
 			if cur.Status == res.Status && cur.ProviderStatus == res.ProviderStatus {
-				return statusEvent(req, res, "", cur.Transition), nil, nil // nothing new
+				return statusEvent(obs, "", cur.Transition), nil, nil // nothing new
 			}
 		}
 		n := cur.Transition + 1
@@ -148,8 +159,8 @@ func (s *Store) Claim(ctx context.Context, obs Observation) (events.StatusEvent,
 			// write of its own and revisions only grow. Event ids never repeat for an order.
 			n = rev + 1
 		}
-		ev := statusEvent(req, res, cur.Status, n)
-		next := Record{Status: res.Status, ProviderStatus: res.ProviderStatus, Transition: n,
+		ev := statusEvent(obs, cur.Status, n)
+		next := Record{Status: res.Status, ProviderStatus: res.ProviderStatus, Transition: n, Amount: res.Amount,
 			EventID: ev.EventID, SentAt: obs.Sent.UTC().Format(time.RFC3339Nano), ObservedAt: ev.ObservedAt, Pending: &ev,
 			Trace: telemetry.TraceOf(ctx)}
 		s.trips.claim.Inc()
@@ -242,9 +253,14 @@ func (s *Store) writeMsg(key string, rec Record, rev uint64) *nats.Msg {
 	return m
 }
 
-// statusEvent is the event of the order's transition number transition to res, from previous
+// statusEvent is the event of the order's transition number transition to obs, from previous
 // ("" on the first observation).
-func statusEvent(req events.Request, res providers.Result, previous events.Status, transition uint64) events.StatusEvent {
+func statusEvent(obs Observation, previous events.Status, transition uint64) events.StatusEvent {
+	req, res := obs.Request, obs.Result
+	source := obs.Source
+	if source == "" {
+		source = events.SourceQuery
+	}
 	attrs := req.Attributes
 	if attrs == nil {
 		attrs = map[string]string{}
@@ -277,5 +293,6 @@ func statusEvent(req events.Request, res providers.Result, previous events.Statu
 		Details:         details,
 		ObservedAt:      events.FormatTime(res.ObservedAt),
 		Attributes:      attrs,
+		Source:          source,
 	}
 }
