@@ -119,6 +119,22 @@ func (c *Claim) Event() events.StatusEvent { return *c.rec.Pending }
 // A pending event left by an earlier writer is published first, so an order's events go out in
 // the order of its transitions.
 func (s *Store) Claim(ctx context.Context, obs Observation) (events.StatusEvent, *Claim, error) {
+	o, err := s.Observe(ctx, obs)
+	return o.Event, o.Claim, err
+}
+
+// Observed is what Observe made of an observation.
+type Observed struct {
+	// Event is the order's current status as an event.
+	Event events.StatusEvent
+	// Claim is the transition claimed, nil when the observation is no change.
+	Claim *Claim
+	// Ignored says why the observation was ignored (Ignored's reasons), or "".
+	Ignored string
+}
+
+// Observe is Claim, saying also why an observation was ignored.
+func (s *Store) Observe(ctx context.Context, obs Observation) (Observed, error) {
 	req, res := obs.Request, obs.Result
 	key := Key(req.Provider, req.Kind, req.AppID, res.OrderKey)
 	for range 8 {
@@ -127,7 +143,7 @@ func (s *Store) Claim(ctx context.Context, obs Observation) (events.StatusEvent,
 		var err error
 		if s.seen.has(key) {
 			if cur, rev, err = s.load(ctx, key); err != nil {
-				return events.StatusEvent{}, nil, err
+				return Observed{}, err
 			}
 		} // else never seen here: most likely new, and the create below fails if it is not
 		s.seen.add(key)
@@ -135,21 +151,21 @@ func (s *Store) Claim(ctx context.Context, obs Observation) (events.StatusEvent,
 			if rev, err = s.publishPending(ctx, &Claim{key: key, rec: cur, rev: rev}); errors.Is(err, ErrConflict) {
 				continue
 			} else if err != nil {
-				return events.StatusEvent{}, nil, err
+				return Observed{}, err
 			}
 			cur.Pending, cur.Trace = nil, telemetry.TraceContext{}
 		}
 		if obs.Source == events.SourceCallback && cur.Transition > 0 && cur.Amount != 0 && cur.Amount != res.Amount {
-			return statusEvent(obs, "", cur.Transition), nil, fmt.Errorf("order %s: %w", key, ErrAmountMismatch)
+			return Observed{Event: statusEvent(obs, "", cur.Transition)}, fmt.Errorf("order %s: %w", key, ErrAmountMismatch)
 		}
 		if cur.Transition > 0 {
 			if why := Ignored(cur, res.Status, obs.Sent); why != "" {
 				s.metrics.Ignored.WithLabelValues(req.Provider, req.Kind, why).Inc()
 				s.log.Debug("answer ignored", "reason", why, "key", key, "status", string(res.Status), "recorded", string(cur.Status))
-				return statusEvent(obs, "", cur.Transition), nil, nil
+				return Observed{Event: statusEvent(obs, "", cur.Transition), Ignored: why}, nil
 			}
 			if cur.Status == res.Status && cur.ProviderStatus == res.ProviderStatus {
-				return statusEvent(obs, "", cur.Transition), nil, nil // nothing new
+				return Observed{Event: statusEvent(obs, "", cur.Transition)}, nil // nothing new
 			}
 		}
 		n := cur.Transition + 1
@@ -169,11 +185,11 @@ func (s *Store) Claim(ctx context.Context, obs Observation) (events.StatusEvent,
 			continue // another writer moved this order on: look again (seen now, so read first)
 		}
 		if err != nil {
-			return events.StatusEvent{}, nil, err
+			return Observed{}, err
 		}
-		return ev, &Claim{key: key, rec: next, rev: newRev}, nil
+		return Observed{Event: ev, Claim: &Claim{key: key, rec: next, rev: newRev}}, nil
 	}
-	return events.StatusEvent{}, nil, fmt.Errorf("order %s: too many concurrent updates", key)
+	return Observed{}, fmt.Errorf("order %s: too many concurrent updates", key)
 }
 
 // load reads key's record and its revision (0: never written). A delete marker (`nats kv del`)

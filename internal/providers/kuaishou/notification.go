@@ -19,27 +19,12 @@ const MaxNotificationSize = 64 << 10
 // maxMessageID bounds message_id, which becomes a KV key and a Nats-Msg-Id.
 const maxMessageID = 128
 
-// Errors of a notification, told apart with errors.Is. ErrUnknownApp is an ErrBadSignature
-// too: a body whose app has no secret here cannot be verified.
+// Errors of a notification (providers.Notifier's).
 var (
-	ErrMalformed    = errors.New("not a kuaishou notification")
-	ErrBadSignature = errors.New("kwaisign does not match")
-	ErrUnknownApp   = fmt.Errorf("%w: unknown app_id", ErrBadSignature)
+	ErrMalformed    = providers.ErrNotNotification
+	ErrBadSignature = providers.ErrBadSignature
+	ErrUnknownApp   = providers.ErrUnknownApp
 )
-
-// Notification is a push notification of Kuaishou's epay
-// (providers/kuaishou-epay-callback.md), read from its body.
-type Notification struct {
-	MessageID string
-	AppID     string
-	BizType   string // PAYMENT, SETTLE or REFUND
-	Kind      string // payment, settlement or refund
-	// Timestamp is when Kuaishou sent it: the time of the observation it is.
-	Timestamp time.Time
-	// Result is the order as the notification tells it, normalized as a query's answer is;
-	// its ObservedAt is Timestamp.
-	Result providers.Result
-}
 
 // notificationFields names, per biz_type, the data fields that become event fields.
 type notificationFields struct {
@@ -56,10 +41,12 @@ func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
 }
 
-// ParseNotification reads a notification body. It checks the form only; whether Kuaishou sent
-// it is Verify's to say, and nothing of an unverified body may be acted on.
-func ParseNotification(body []byte) (Notification, error) {
-	var n Notification
+// ParseNotification reads a notification body of Kuaishou's epay
+// (providers/kuaishou-epay-callback.md): biz_type gives the kind, data.out_*_no the order,
+// timestamp the time it was sent. It checks the form only; whether Kuaishou sent it is
+// Client.Notification's to say, and nothing of an unverified body may be acted on.
+func ParseNotification(body []byte) (providers.Notification, error) {
+	var n providers.Notification
 	if len(body) > MaxNotificationSize {
 		return n, malformed("%d bytes, at most %d", len(body), MaxNotificationSize)
 	}
@@ -79,12 +66,13 @@ func ParseNotification(body []byte) (Notification, error) {
 	if n.AppID == "" || len(n.AppID) > 64 || !printable(n.AppID) {
 		return n, malformed("app_id must be 1 to 64 printable ASCII characters")
 	}
-	if n.BizType, err = top.String("biz_type"); err != nil {
+	bizType, err := top.String("biz_type")
+	if err != nil {
 		return n, malformed("%v", err)
 	}
-	spec, ok := bizTypes[n.BizType]
+	spec, ok := bizTypes[bizType]
 	if !ok {
-		return n, malformed("biz_type %.32q is not PAYMENT, SETTLE or REFUND", n.BizType)
+		return n, malformed("biz_type %.32q is not PAYMENT, SETTLE or REFUND", bizType)
 	}
 	n.Kind = spec.kind
 	ms, err := top.Int("timestamp")
@@ -94,7 +82,7 @@ func ParseNotification(body []byte) (Notification, error) {
 	if ms <= 0 || ms > 1<<50 {
 		return n, malformed("timestamp %d is not a time in milliseconds", ms)
 	}
-	n.Timestamp = time.UnixMilli(ms).UTC()
+	n.Sent = time.UnixMilli(ms).UTC()
 	data, err := providers.RecordOf(top["data"])
 	if err != nil {
 		return n, malformed("data: %v", err)
@@ -102,7 +90,7 @@ func ParseNotification(body []byte) (Notification, error) {
 	if n.Result, err = transformNotification(spec, data); err != nil {
 		return n, malformed("data: %v", err)
 	}
-	n.Result.ObservedAt = n.Timestamp
+	n.Result.ObservedAt = n.Sent
 	return n, nil
 }
 
@@ -179,20 +167,19 @@ func VerifySign(body []byte, kwaisign, secret string) bool {
 	return subtle.ConstantTimeCompare([]byte(want), []byte(kwaisign)) == 1
 }
 
-// Notification reads and verifies a notification body with its kwaisign header, against the
-// secret of the body's app_id. Its errors are ErrMalformed, ErrUnknownApp or ErrBadSignature;
-// none of them carries a secret or a computed signature.
-func (c *Client) Notification(body []byte, kwaisign string) (Notification, error) {
+// Notification implements providers.Notifier: it reads a notification body and verifies its
+// kwaisign header against the secret of the body's app_id.
+func (c *Client) Notification(body []byte, kwaisign string) (providers.Notification, error) {
 	n, err := ParseNotification(body)
 	if err != nil {
-		return Notification{}, err
+		return providers.Notification{}, err
 	}
 	a, ok := c.apps[n.AppID]
 	if !ok {
-		return Notification{}, ErrUnknownApp
+		return providers.Notification{}, ErrUnknownApp
 	}
 	if !VerifySign(body, kwaisign, a.secret) {
-		return Notification{}, ErrBadSignature
+		return providers.Notification{}, ErrBadSignature
 	}
 	return n, nil
 }

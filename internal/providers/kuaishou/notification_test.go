@@ -58,7 +58,7 @@ func TestParseNotificationKinds(t *testing.T) {
 				r.Status != tc.status || r.Amount != tc.amount || r.Channel != tc.channel || r.ProviderOrderNo != "121112500031787702250" && tc.kind == "payment" {
 				t.Fatalf("got %+v %+v", n, r)
 			}
-			if n.AppID != demoApp || n.Timestamp.IsZero() || !r.ObservedAt.Equal(n.Timestamp) || n.Timestamp.Location() != time.UTC {
+			if n.AppID != demoApp || n.Sent.IsZero() || !r.ObservedAt.Equal(n.Sent) || n.Sent.Location() != time.UTC {
 				t.Fatalf("got %+v", n)
 			}
 			if _, ok := r.Details["status"]; ok {
@@ -67,7 +67,7 @@ func TestParseNotificationKinds(t *testing.T) {
 		})
 	}
 	n, _ := ParseNotification([]byte(docNotification))
-	if n.Timestamp.UnixMilli() != 1627293368719 || n.MessageID != "fa578923-6a3e-4b1c-9d2e-7f0a1b2c3d4e" {
+	if n.Sent.UnixMilli() != 1627293368719 || n.MessageID != "fa578923-6a3e-4b1c-9d2e-7f0a1b2c3d4e" {
 		t.Fatalf("got %+v", n)
 	}
 	if obj, ok := n.Result.Details["extra_info"].(map[string]any); !ok || obj["item_type"] != "VIDEO" {
@@ -168,7 +168,7 @@ func FuzzParseNotification(f *testing.F) {
 			return
 		}
 		if len(body) > MaxNotificationSize || n.MessageID == "" || len(n.MessageID) > maxMessageID || n.Kind == "" ||
-			!validOrderNo(n.Result.OrderNo) || n.Result.Amount < 0 || n.Timestamp.IsZero() || n.Result.Details == nil {
+			!validOrderNo(n.Result.OrderNo) || n.Result.Amount < 0 || n.Sent.IsZero() || n.Result.Details == nil {
 			t.Fatalf("accepted out of its domain: %+v", n)
 		}
 		if !n.Result.Status.Terminal() && n.Result.Status != events.StatusPending && n.Result.Status != events.StatusUnknown {
