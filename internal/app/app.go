@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/paystatus/orderstatus/internal/callbacks"
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/dlq"
 	"github.com/paystatus/orderstatus/internal/events"
@@ -84,6 +85,20 @@ func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []provi
 	reg.MustRegister(telemetry.NewConsumerCollector(r.Assets.Consumer))
 	log.Info("consuming requests", "subjects", cfg.NATS.SubjectPrefix+".query.>", "consumer", cfg.Consumer.Name,
 		"concurrency", cfg.Consumer.Concurrency, "providers", len(provs))
+	if cfg.Callbacks.Listen != "" {
+		cbjs, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		addr, err := callbacks.Start(ctx, cfg.Callbacks.Listen, callbacks.Options{
+			JS: cbjs, Subjects: events.Subjects{Prefix: cfg.NATS.SubjectPrefix}, Notifiers: callbacks.NotifiersOf(provs),
+			MaxConcurrent: cfg.Callbacks.MaxConcurrent, Log: log, Metrics: metrics,
+		})
+		if err != nil {
+			return err
+		}
+		log.Info("serving provider notifications", "addr", addr.String(), "path", "/callbacks/kuaishou")
+	}
 	lookups, err := handlers.StartLookup(ctx, nc, r.Handler, cfg.Consumer.LookupTimeout)
 	if err != nil {
 		return err
