@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/natsinfra"
@@ -190,5 +191,42 @@ func TestStoredNotificationOutlivesTheReplica(t *testing.T) {
 	}
 	if _, err := kv.Get(ctx, "kuaishou."+demoApp+".m-crash"); err != nil {
 		t.Fatalf("message id not kept: %v", err)
+	}
+}
+
+// A follow round whose order is already terminal in the store (a notification saw it end)
+// ends without calling the provider; the notification's latency to its event is measured.
+func TestFollowRoundEndsWithoutACallOnceTerminal(t *testing.T) {
+	e := newEnv(t, fastFollow)
+	e.metrics = telemetry.NewMetrics(prometheus.NewRegistry())
+	e.startReplica(nil)
+	order := "cb-follow-0001"
+	e.sb.PutOrder(kssandbox.Order{AppID: demoApp, Kind: events.KindPayment, OrderNo: order, Amount: 1200,
+		KsOrderNo: "121112500031787702250", Steps: []kssandbox.Step{{Status: "PROCESSING"}}})
+	e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+order+`","follow":true}`), nil)
+	e.waitEvents(1)
+	paid := notice("m-follow", demoApp, order, "SUCCESS", 1200, time.Now())
+	e.publishNotice(paid, kwaisign(paid, kssandbox.DemoAppSecret))
+	if evs := e.waitEvents(2); evs[1].Source != events.SourceCallback || evs[1].Status != events.StatusSucceeded {
+		t.Fatalf("event %+v", evs[1])
+	}
+	natstest.CheckFor(t, 15*time.Second, 50*time.Millisecond, func() error {
+		if n := testutil.ToFloat64(e.metrics.FollowsEnded.WithLabelValues("kuaishou", "payment")); n != 1 {
+			return fmt.Errorf("follow rounds ended early: %v", n)
+		}
+		if n := len(e.queued()); n != 0 {
+			return fmt.Errorf("%d messages left in %s", n, natsinfra.QueryStream)
+		}
+		return nil
+	})
+	if n := len(e.sb.Calls(demoApp, events.KindPayment)); n != 1 {
+		t.Fatalf("%d provider calls, want 1: the follow round asked about an order that had ended", n)
+	}
+	var m dto.Metric
+	if err := e.metrics.NotificationLatency.WithLabelValues("kuaishou", "callback").(prometheus.Histogram).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.GetHistogram().GetSampleCount(); n != 1 {
+		t.Fatalf("latency samples %d, want 1", n)
 	}
 }

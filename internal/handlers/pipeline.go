@@ -47,6 +47,8 @@ type Store interface {
 	Republish(ctx context.Context, c *orderstate.Claim) error
 	// Observe is Claim, saying also why an observation was ignored (a notification's outcome).
 	Observe(ctx context.Context, obs orderstate.Observation) (orderstate.Observed, error)
+	// Terminal reports whether the order's recorded status is terminal.
+	Terminal(ctx context.Context, provider, kind, appID, orderKey string) bool
 }
 
 // Handler processes query requests.
@@ -125,6 +127,11 @@ func (h *Handler) accept(ctx context.Context, msg jetstream.Msg, f *flow) {
 	j := h.newJob(ctx, msg, meta, f)
 	if err := h.route(msg, meta, j); err != nil {
 		h.settle(ctx, j, rejected(err))
+		return
+	}
+	if h.followEnded(ctx, j) { // a notification saw the order end: no call is needed
+		h.metrics.FollowsEnded.WithLabelValues(j.req.Provider, j.req.Kind).Inc()
+		h.settle(ctx, j, outcome{verdict: ack})
 		return
 	}
 	j.key, j.qps = j.p.RateLimit(queryOf(j.req))

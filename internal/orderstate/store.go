@@ -192,6 +192,13 @@ func (s *Store) Observe(ctx context.Context, obs Observation) (Observed, error) 
 	return Observed{}, fmt.Errorf("order %s: too many concurrent updates", key)
 }
 
+// Terminal reports whether the order's recorded status is terminal: a follow round for it has
+// nothing left to learn. An order never recorded, or a read that fails, is not terminal.
+func (s *Store) Terminal(ctx context.Context, provider, kind, appID, orderKey string) bool {
+	rec, _, err := s.load(ctx, Key(provider, kind, appID, orderKey))
+	return err == nil && rec.Transition > 0 && rec.Status.Terminal()
+}
+
 // load reads key's record and its revision (0: never written). A delete marker (`nats kv del`)
 // comes back as no record with its revision, so the next write goes over it; so does a
 // damaged record, counted and logged.
