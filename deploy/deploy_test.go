@@ -760,7 +760,7 @@ func TestKustomizeBuilds(t *testing.T) {
 			}
 			want := map[string]int{"ConfigMap": 1, "Deployment": 1, "Service": 1, "PodDisruptionBudget": 1, "NetworkPolicy": 1}
 			if nack {
-				want["Stream"], want["KeyValue"], want["Consumer"] = 3, 2, 2
+				want["Stream"], want["KeyValue"], want["Consumer"] = 4, 3, 3
 			}
 			if monitoring {
 				want["ServiceMonitor"], want["PrometheusRule"] = 1, 1
@@ -970,6 +970,7 @@ func TestNACKResourcesMatchProvision(t *testing.T) {
 	}{
 		natsinfra.ConsumerConfig(cfg).Durable:      {natsinfra.QueryStream, natsinfra.ConsumerConfig(cfg)},
 		natsinfra.SweepConsumerConfig(cfg).Durable: {"KV_" + natsinfra.StateBucket, natsinfra.SweepConsumerConfig(cfg)},
+		natsinfra.CallbackConsumer:                 {natsinfra.CallbackStream, natsinfra.CallbackConsumerConfig(cfg)},
 	}
 	for _, m := range find(t, ms, "Consumer") {
 		var c nackConsumer

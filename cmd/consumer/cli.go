@@ -42,6 +42,7 @@ const usage = `usage:
   consumer [run] --config FILE [--log-format auto|text|json] [--cpu-profile FILE]
                                 run the service
   consumer dev [--dir DIR] [--nats-port N] [--nats-url URL] [--replicas N] [--http ADDR]
+               [--callbacks ADDR] [--notify-duplicates]
                [--encoding json|msgpack] [--reset] [--log-format ...]
                                 NATS, provider sandboxes and the service on this machine
   consumer check --config FILE [--json]

@@ -27,6 +27,9 @@ type devCmd struct {
 	Reset     bool   `help:"Delete the data folder first."`
 	LogFormat string `default:"auto" enum:"auto,text,json" help:"auto, text or json."`
 	HTTP      string `name:"http" default:"127.0.0.1:8080" placeholder:"ADDR" help:"Address of /healthz, /readyz and /metrics (\"\" turns them off)."`
+	Callbacks string `name:"callbacks" default:"127.0.0.1:0" placeholder:"ADDR" help:"Address of POST /callbacks/kuaishou, where the Kuaishou sandbox sends its notifications when a demo order changes (port 0: any free port; \"\" turns them off)."`
+	// NotifyDuplicates has the sandbox send each notification twice.
+	NotifyDuplicates bool `name:"notify-duplicates" help:"The Kuaishou sandbox sends each notification twice, as a provider's retries sometimes do."`
 }
 
 // Run runs the whole system on this machine with no set-up: an embedded JetStream server,
@@ -80,6 +83,11 @@ func (c *devCmd) Run(e *env) error {
 	cfg.NATS.Replicas = *replicas
 	cfg.Events.Encoding = *encoding
 	cfg.HTTP.Listen = *httpAddr
+	if c.Callbacks != "" {
+		if cfg.Callbacks.Listen, err = pickPort(c.Callbacks); err != nil {
+			return err
+		}
+	}
 	cfg.Providers = map[string]config.Provider{
 		kuaishou.Name: {BaseURL: ks.URL(), QPS: 30, Timeout: 5 * time.Second, Apps: kssandbox.DemoApps()},
 		kudian.Name:   {BaseURL: kd.URL(), QPS: 30, Timeout: 5 * time.Second, Apps: kdsandbox.DemoApps()},
@@ -95,10 +103,30 @@ func (c *devCmd) Run(e *env) error {
 	case err := <-errc:
 		return err
 	}
+	if cfg.Callbacks.Listen != "" { // the sandbox tells the service of changes, as Kuaishou would
+		notifyURL := "http://" + cfg.Callbacks.Listen + "/callbacks/kuaishou"
+		go ks.Notify(ctx, kssandbox.NotifyOptions{URL: notifyURL, Duplicates: c.NotifyDuplicates})
+		log.Info("the Kuaishou sandbox notifies changes of its orders", "notify_url", notifyURL)
+	}
 	printDevGuide(stdout, url, *dir, ks.URL(), kd.URL(), *encoding)
 	err = <-errc
 	log.Info("dev environment stopped")
 	return err
+}
+
+// pickPort is addr with a port the system chose when its port is 0, so the sandbox knows
+// where to send notifications.
+func pickPort(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port != "0" {
+		return addr, err
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", fmt.Errorf("--callbacks %s: %w", addr, err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
 // startEmbedded runs a JetStream server on 127.0.0.1:port with its data in store.
@@ -152,8 +180,11 @@ Watch events and dead letters, in one terminal each:
   %[5]s sub 'orders.status.>'%[8]s
   %[5]s sub 'orders.dlq.>'
 
-Query the documents' example payment (it turns SUCCESS 30 s after its first query; publish it
-again after that to see the change, with previous_status):
+The Kuaishou sandbox notifies the service of every change of its orders, as Kuaishou would
+(unless --callbacks ""): events with "source":"callback" arrive before any query.
+
+Query the documents' example payment (it turns SUCCESS 30 s after its first query; the sandbox
+notifies that change, or publish the query again after that to see it, with previous_status):
   %[5]s pub orders.query.kuaishou.payment '{"app_id":"%[6]s","order_no":"%[9]s"}'
 
 More demo orders:

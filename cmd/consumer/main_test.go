@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -77,7 +78,7 @@ func receiveEvent(t *testing.T, sub *nats.Subscription) events.StatusEvent {
 
 // `consumer dev` prints nats CLI lines; the printed pub line, sent as printed, gives an event.
 func TestDevPrintedCommandsWork(t *testing.T) {
-	stdout, stderr, _ := startCommand(t, "dev", "--dir", t.TempDir(), "--nats-port", "-1", "--http", "127.0.0.1:0", "--log-format", "json")
+	stdout, stderr, _ := startCommand(t, "dev", "--dir", t.TempDir(), "--nats-port", "-1", "--http", "127.0.0.1:0", "--callbacks", "", "--log-format", "json")
 	pubRe := regexp.MustCompile(`nats -s (\S+) pub (orders\.query\.kuaishou\.payment) '([^']+)'`)
 	var m []string
 	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
@@ -105,6 +106,52 @@ func TestDevPrintedCommandsWork(t *testing.T) {
 	if ev.AppID != kssandbox.DemoAppID || ev.OrderNo != kssandbox.DemoOrderNo || ev.Status != events.StatusPending || ev.Amount != 1200 {
 		t.Fatalf("event %+v", ev)
 	}
+	if strings.Contains(stderr.String(), kssandbox.DemoAppSecret) {
+		t.Fatal("the app secret reached the log")
+	}
+}
+
+// In `consumer dev` the Kuaishou sandbox sends signed notifications to the service's callback
+// endpoint: events with source callback arrive before any query is made.
+func TestDevSandboxNotifiesTheService(t *testing.T) {
+	stdout, stderr, _ := startCommand(t, "dev", "--dir", t.TempDir(), "--nats-port", "-1", "--http", "", "--log-format", "json")
+	urlRe := regexp.MustCompile(`nats -s (\S+) sub`)
+	var m []string
+	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if m = urlRe.FindStringSubmatch(stdout.String()); m == nil {
+			return os.ErrNotExist
+		}
+		return nil
+	})
+	nc, err := nats.Connect(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st, err := js.Stream(ctx, "ORDERS_STATUS")
+		if err != nil {
+			return err
+		}
+		msg, err := st.GetMsg(ctx, 1)
+		if err != nil {
+			return err
+		}
+		ev, err := events.DecodeEvent(msg.Header.Get("Content-Type"), msg.Data)
+		if err != nil {
+			return err
+		}
+		if ev.Source != events.SourceCallback || ev.AppID != kssandbox.DemoAppID {
+			return fmt.Errorf("first event %+v", ev)
+		}
+		return nil
+	})
 	if strings.Contains(stderr.String(), kssandbox.DemoAppSecret) {
 		t.Fatal("the app secret reached the log")
 	}

@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/paystatus/orderstatus/internal/callbacks"
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/dlq"
 	"github.com/paystatus/orderstatus/internal/events"
@@ -84,6 +85,20 @@ func Serve(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []provi
 	reg.MustRegister(telemetry.NewConsumerCollector(r.Assets.Consumer))
 	log.Info("consuming requests", "subjects", cfg.NATS.SubjectPrefix+".query.>", "consumer", cfg.Consumer.Name,
 		"concurrency", cfg.Consumer.Concurrency, "providers", len(provs))
+	if cfg.Callbacks.Listen != "" {
+		cbjs, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		addr, err := callbacks.Start(ctx, cfg.Callbacks.Listen, callbacks.Options{
+			JS: cbjs, Subjects: events.Subjects{Prefix: cfg.NATS.SubjectPrefix}, Notifiers: callbacks.NotifiersOf(provs),
+			MaxConcurrent: cfg.Callbacks.MaxConcurrent, Log: log, Metrics: metrics,
+		})
+		if err != nil {
+			return err
+		}
+		log.Info("serving provider notifications", "addr", addr.String(), "path", "/callbacks/kuaishou")
+	}
 	lookups, err := handlers.StartLookup(ctx, nc, r.Handler, cfg.Consumer.LookupTimeout)
 	if err != nil {
 		return err
@@ -126,6 +141,9 @@ type Replica struct {
 	Store   *orderstate.Store
 	Handler *handlers.Handler
 	Service *handlers.Service
+	// Callbacks processes provider notifications from ORDERS_CALLBACK (CONTRACT.md section
+	// 8): the same pipeline on a consumer of its own, writing through the same store.
+	Callbacks *handlers.Service
 }
 
 // NewReplica provisions JetStream on nc (or binds to what an operator made, with
@@ -167,13 +185,23 @@ func NewReplica(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []
 	if o.WrapStore != nil {
 		pipelineStore = o.WrapStore(store)
 	}
-	h := handlers.NewHandler(handlers.Options{
+	hopts := handlers.Options{
 		JS: js, Store: pipelineStore, Limiter: lim, Subjects: subjects, Providers: provs,
 		DeadLetter: &dlq.Writer{JS: js, Subjects: subjects, Log: log, DeadLetters: metrics.DeadLetters, Tracer: tracer},
 		AckWait:    cfg.Consumer.AckWait, MaxDeliver: cfg.Consumer.MaxDeliver, Log: log,
 		FollowDelay: cfg.Consumer.FollowDelay, FollowMaxDelay: cfg.Consumer.FollowMaxDelay, Metrics: metrics, Tracer: tracer,
 		ConsumerName: cfg.Consumer.Name,
-	})
+	}
+	h := handlers.NewHandler(hopts)
+	hopts.ConsumerName, hopts.Seen = natsinfra.CallbackConsumer, assets.Seen
+	callbacks := &handlers.Service{Consumer: assets.Callback, Handler: handlers.NewHandler(hopts),
+		Concurrency: cfg.Consumer.Concurrency, Grace: cfg.Consumer.AckWait * 2 / 3, Log: log,
+		Rebind: func(ctx context.Context) (jetstream.Consumer, error) {
+			if !cfg.NATS.Provision {
+				return js.Consumer(ctx, natsinfra.CallbackStream, natsinfra.CallbackConsumer)
+			}
+			return js.CreateOrUpdateConsumer(ctx, natsinfra.CallbackStream, natsinfra.CallbackConsumerConfig(cfg))
+		}}
 	svc := &handlers.Service{Consumer: assets.Consumer, Handler: h, Concurrency: cfg.Consumer.Concurrency,
 		Grace: cfg.Consumer.AckWait * 2 / 3, Log: log,
 		Rebind: func(ctx context.Context) (jetstream.Consumer, error) {
@@ -182,14 +210,30 @@ func NewReplica(ctx context.Context, cfg *config.Config, nc *nats.Conn, provs []
 			}
 			return js.CreateOrUpdateConsumer(ctx, natsinfra.QueryStream, natsinfra.ConsumerConfig(cfg))
 		}}
-	return &Replica{Assets: assets, Store: store, Handler: h, Service: svc}, nil
+	return &Replica{Assets: assets, Store: store, Handler: h, Service: svc, Callbacks: callbacks}, nil
 }
 
-// Run runs the sweep and the service until ctx ends.
+// Run runs the sweep, the service and the callback service until ctx ends. Either service
+// ending with an error stops the other.
 func (r *Replica) Run(ctx context.Context) error {
 	sweeping, stopSweep := context.WithCancel(ctx)
 	swept := make(chan struct{})
 	go func() { defer close(swept); r.Store.Sweep(sweeping) }()
 	defer func() { stopSweep(); <-swept }()
-	return r.Service.Run(ctx)
+	if r.Callbacks == nil {
+		return r.Service.Run(ctx)
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	cbErr := make(chan error, 1)
+	go func() {
+		err := r.Callbacks.Run(ctx)
+		if err != nil {
+			stop()
+		}
+		cbErr <- err
+	}()
+	err := r.Service.Run(ctx)
+	stop()
+	return errors.Join(err, <-cbErr)
 }

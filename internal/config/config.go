@@ -24,6 +24,7 @@ type Config struct {
 	Consumer  Consumer            `yaml:"consumer"`
 	Events    Events              `yaml:"events"`
 	HTTP      HTTP                `yaml:"http"`
+	Callbacks Callbacks           `yaml:"callbacks"`
 	Log       Log                 `yaml:"log"`
 	Providers map[string]Provider `yaml:"providers" doc:"Providers by name (kuaishou, kudian); a provider with no apps may be left out."`
 }
@@ -77,6 +78,13 @@ type Events struct {
 // HTTP is the operational HTTP endpoint.
 type HTTP struct {
 	Listen string `yaml:"listen" default:"127.0.0.1:8080" doc:"Address of /healthz, /readyz and /metrics; empty turns HTTP off."`
+}
+
+// Callbacks is the internet-facing endpoint provider notifications arrive on (CONTRACT.md
+// section 8), apart from the operational one.
+type Callbacks struct {
+	Listen        string `yaml:"listen" doc:"Address of POST /callbacks/kuaishou, the endpoint Kuaishou's notifications are sent to (behind TLS termination), e.g. 0.0.0.0:8443; empty turns it off. A gateway may instead publish them on <prefix>.callback.kuaishou."`
+	MaxConcurrent int    `yaml:"max_concurrent" default:"256" doc:"Notifications handled at once on callbacks.listen; one more is answered 503 and sent again by the provider."`
 }
 
 // Log shapes the process log.

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -42,6 +43,17 @@ func (c *Config) Validate() error {
 	}
 	if c.NATS.DLQMaxAge < 0 {
 		return keyErr("nats.dlq_max_age", "must not be negative")
+	}
+	if c.Callbacks.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Callbacks.Listen); err != nil {
+			return keyErr("callbacks.listen", "%q is not host:port", c.Callbacks.Listen)
+		}
+		if c.Callbacks.Listen == c.HTTP.Listen {
+			return keyErr("callbacks.listen", "must differ from http.listen: the probes and metrics stay off the internet-facing port")
+		}
+	}
+	if c.Callbacks.MaxConcurrent < 1 || c.Callbacks.MaxConcurrent > 100000 {
+		return keyErr("callbacks.max_concurrent", "must be 1 to 100000, got %d", c.Callbacks.MaxConcurrent)
 	}
 	if !tokenRe.MatchString(c.Consumer.Name) {
 		return keyErr("consumer.name", "%q may hold only letters, digits, - and _", c.Consumer.Name)

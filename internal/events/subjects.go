@@ -29,6 +29,15 @@ func (s Subjects) Follow(provider, kind, id string) string {
 	return s.FollowPrefix() + provider + "." + kind + "." + id
 }
 
+// CallbackFilter is the wildcard the ORDERS_CALLBACK stream captures: provider notifications.
+func (s Subjects) CallbackFilter() string { return s.Prefix + ".callback.>" }
+
+// CallbackPrefix starts every notification subject: <prefix>.callback.<provider>.
+func (s Subjects) CallbackPrefix() string { return s.Prefix + ".callback." }
+
+// Callback is the subject a notification of provider is stored on.
+func (s Subjects) Callback(provider string) string { return s.CallbackPrefix() + provider }
+
 // StatusFilter is the wildcard the ORDERS_STATUS stream captures.
 func (s Subjects) StatusFilter() string { return s.Prefix + ".status.>" }
 

@@ -42,7 +42,15 @@ type StatusEvent struct {
 	Details         map[string]any    `json:"details" msgpack:"details"`
 	ObservedAt      string            `json:"observed_at" msgpack:"observed_at"`
 	Attributes      map[string]string `json:"attributes" msgpack:"attributes"`
+	// Source says what observed the change: SourceQuery or SourceCallback.
+	Source string `json:"source" msgpack:"source"`
 }
+
+// Sources of an observation (an event's source).
+const (
+	SourceQuery    = "query"    // a provider query answered
+	SourceCallback = "callback" // a verified provider notification (CONTRACT.md section 8)
+)
 
 // FormatTime renders t as the contract's RFC 3339 UTC text; the zero time renders as "".
 func FormatTime(t time.Time) string {
@@ -61,6 +69,7 @@ const (
 	ReasonUnknownApp       = "unknown_app"       // app_id is not configured for the provider
 	ReasonProviderRejected = "provider_rejected" // the provider says the request itself is wrong
 	ReasonRetriesExhausted = "retries_exhausted" // every allowed delivery failed
+	ReasonInvalidSignature = "invalid_signature" // a provider notification failed its signature check
 )
 
 // Headers the consumer reads and writes.

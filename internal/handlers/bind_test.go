@@ -77,7 +77,7 @@ func TestBindWithoutAdminRights(t *testing.T) {
 	if !errors.As(err, &missing) || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("bind on an empty server: %v", err)
 	}
-	if want := "nats.provision is false and an operator has not made stream ORDERS_QUERY, stream ORDERS_STATUS, stream ORDERS_DLQ, KV bucket ORDERS_STATE, KV bucket ORDERS_RATE, consumer orders-query on ORDERS_QUERY"; !strings.HasPrefix(err.Error(), want) {
+	if want := "nats.provision is false and an operator has not made stream ORDERS_QUERY, stream ORDERS_STATUS, stream ORDERS_DLQ, stream ORDERS_CALLBACK, KV bucket ORDERS_STATE, KV bucket ORDERS_RATE, KV bucket ORDERS_CALLBACK_SEEN, consumer orders-query on ORDERS_QUERY"; !strings.HasPrefix(err.Error(), want) {
 		t.Fatalf("got %q\nwant %q", err, want)
 	}
 
@@ -104,7 +104,7 @@ func TestBindWithoutAdminRights(t *testing.T) {
 		}
 	}
 	natstest.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
-		if l := logs.String(); !strings.Contains(l, "an operator has not made consumer orders-query on ORDERS_QUERY, consumer orders-sweep on KV_ORDERS_STATE (") {
+		if l := logs.String(); !strings.Contains(l, "an operator has not made consumer orders-query on ORDERS_QUERY, consumer orders-sweep on KV_ORDERS_STATE, consumer orders-callback on ORDERS_CALLBACK (") {
 			return fmt.Errorf("log lacks the missing consumers alone:\n%s", l)
 		}
 		return nil
@@ -118,6 +118,9 @@ func TestBindWithoutAdminRights(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := ajs.CreateConsumer(ctx, "KV_"+natsinfra.StateBucket, natsinfra.SweepConsumerConfig(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ajs.CreateConsumer(ctx, natsinfra.CallbackStream, natsinfra.CallbackConsumerConfig(cfg)); err != nil {
 		t.Fatal(err)
 	}
 	b := <-got

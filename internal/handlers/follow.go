@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/providers"
 	"github.com/paystatus/orderstatus/internal/telemetry"
 )
 
@@ -89,4 +90,20 @@ func (h *Handler) followState(j *job) (round int, until time.Time) {
 		until = latest
 	}
 	return round, until
+}
+
+// followEnded reports whether j is a follow round (a follow-up this service scheduled) for an
+// order whose recorded status is already terminal: the round ends without calling the
+// provider. A provider that cannot name the order's key before asking always gets its call.
+func (h *Handler) followEnded(ctx context.Context, j *job) bool {
+	keyer, ok := j.p.(providers.OrderKeyer)
+	if !ok || !j.req.Follow || !h.scheduled(j.msg.Headers()) {
+		return false
+	}
+	q := queryOf(j.req)
+	if h.store.Terminal(ctx, j.req.Provider, j.req.Kind, j.req.AppID, keyer.OrderKey(q)) {
+		h.log.Debug("follow ended: the order is terminal in the store", "app_id", j.req.AppID, "order_no", j.req.OrderNo)
+		return true
+	}
+	return false
 }

@@ -161,6 +161,7 @@ func (e *env) build(tweak func(*app.Options)) *replica {
 	}
 	r.Service.Grace = time.Second
 	r.Service.CheckEvery = 250 * time.Millisecond
+	r.Callbacks.Grace, r.Callbacks.CheckEvery = time.Second, 250*time.Millisecond
 	return &replica{nc: nc, r: r, h: r.Handler, svc: r.Service, cons: r.Assets.Consumer, close: nc.Close}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync/atomic"
+	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
@@ -31,6 +32,7 @@ type job struct {
 	released  atomic.Bool     // the fetch budget token was given back
 	retries   backoff.BackOff // in-process retries, made on the first failure
 	refreshed bool            // the provider's credential was replaced once already
+	notified  time.Time       // a notification's timestamp, once it claimed a transition
 	// span is the request's consumer span, child of the request's trace context; with
 	// tracing off, a no-op span holding that context.
 	span  trace.Span

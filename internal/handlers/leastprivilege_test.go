@@ -23,6 +23,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/natstest"
 	"github.com/paystatus/orderstatus/internal/orderstate"
+	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 	"github.com/paystatus/orderstatus/internal/providers/registry"
 	"github.com/paystatus/orderstatus/internal/telemetry"
 )
@@ -164,6 +165,18 @@ func TestLeastPrivilegeUserSweepsAStrandedClaim(t *testing.T) {
 	if up := testutil.ToFloat64(metrics.SweepUp); up != 1 {
 		t.Fatalf("orders_sweep_up %v", up)
 	}
+	// The callback way in works as this user too: stored, verified, deduplicated, recorded.
+	body := notice("m-least-privilege", demoApp, "cb-least-priv-01", "SUCCESS", 1200, time.Now())
+	if _, err := ajs.PublishMsg(context.Background(), &nats.Msg{Subject: "orders.callback.kuaishou", Data: body,
+		Header: nats.Header{"Kwaisign": {kwaisign(body, kssandbox.DemoAppSecret)}}}); err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if n := testutil.ToFloat64(metrics.Notifications.WithLabelValues("kuaishou", "nats", "applied")); n != 1 {
+			return fmt.Errorf("notification not applied (%v)", n)
+		}
+		return nil
+	})
 	if l := logs.String(); strings.Contains(l, "Permissions Violation") || strings.Contains(l, "permissions violation") {
 		t.Fatalf("a permission the user lacks was used:\n%s", l)
 	}

@@ -3,7 +3,9 @@
 //
 //   - accept: the subject and payload are read and checked (request.go). A request that can
 //     never succeed is settled at once as a dead letter; the rest joins its endpoint's queue in
-//     the scheduler (internal/scheduler), where it waits for a call slot and its QPS slot.
+//     the scheduler (internal/scheduler), where it waits for a call slot and its QPS slot. A
+//     provider notification, from the callback consumer, is verified and recorded at once
+//     instead (callback.go: no provider call), and settled below like a request.
 //   - execute: in its slots, the provider is called (call.go); the answer goes to the order
 //     store (internal/orderstate), which claims a change and sends its event; a follow request
 //     is scheduled again (follow.go). A failure becomes what to do next through the retry
@@ -20,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -42,6 +45,10 @@ type Store interface {
 	Confirm(ctx context.Context, p *orderstate.Publication) error
 	Clear(p *orderstate.Publication)
 	Republish(ctx context.Context, c *orderstate.Claim) error
+	// Observe is Claim, saying also why an observation was ignored (a notification's outcome).
+	Observe(ctx context.Context, obs orderstate.Observation) (orderstate.Observed, error)
+	// Terminal reports whether the order's recorded status is terminal.
+	Terminal(ctx context.Context, provider, kind, appID, orderKey string) bool
 }
 
 // Handler processes query requests.
@@ -64,6 +71,7 @@ type Handler struct {
 	now                         func() time.Time
 	tracer                      trace.Tracer
 	consumerName                string // the durable consumer's, for the process spans
+	seen                        jetstream.KeyValue
 }
 
 // Options configure a Handler.
@@ -84,6 +92,8 @@ type Options struct {
 	// ConsumerName is the durable consumer's name (consumer.name), the
 	// messaging.consumer.group.name of the process spans.
 	ConsumerName string
+	// Seen is ORDERS_CALLBACK_SEEN, for a handler of provider notifications (callback.go).
+	Seen jetstream.KeyValue
 }
 
 // NewHandler builds a Handler.
@@ -93,7 +103,7 @@ func NewHandler(o Options) *Handler {
 		providers: map[string]providers.Provider{}, ackWait: o.AckWait, maxDeliver: o.MaxDeliver,
 		retryBudget: min(o.AckWait/3, 10*time.Second), followDelay: o.FollowDelay, followMaxDelay: o.FollowMaxDelay,
 		log: o.Log, metrics: o.Metrics, alive: newKeepAlive(o.AckWait / 3), now: time.Now, tracer: o.Tracer,
-		consumerName: o.ConsumerName,
+		consumerName: o.ConsumerName, seen: o.Seen,
 	}
 	for _, p := range o.Providers {
 		h.providers[p.Name()] = p
@@ -110,9 +120,18 @@ func (h *Handler) accept(ctx context.Context, msg jetstream.Msg, f *flow) {
 		f.sched.Release()
 		return
 	}
+	if strings.HasPrefix(msg.Subject(), h.subjects.CallbackPrefix()) { // a provider notification
+		h.acceptCallback(ctx, msg, meta, f)
+		return
+	}
 	j := h.newJob(ctx, msg, meta, f)
 	if err := h.route(msg, meta, j); err != nil {
 		h.settle(ctx, j, rejected(err))
+		return
+	}
+	if h.followEnded(ctx, j) { // a notification saw the order end: no call is needed
+		h.metrics.FollowsEnded.WithLabelValues(j.req.Provider, j.req.Kind).Inc()
+		h.settle(ctx, j, outcome{verdict: ack})
 		return
 	}
 	j.key, j.qps = j.p.RateLimit(queryOf(j.req))
@@ -267,6 +286,9 @@ func (h *Handler) confirm(ctx context.Context, j *job, o outcome) {
 	}
 	h.store.Clear(o.pub)
 	o.pub = nil
+	if !j.notified.IsZero() {
+		h.metrics.NotificationLatency.WithLabelValues(j.req.Provider, KindCallback).Observe(time.Since(j.notified).Seconds())
+	}
 	h.settle(ctx, j, o)
 }
 

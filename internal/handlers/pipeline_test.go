@@ -62,7 +62,7 @@ func TestEachKindGivesItsEvent(t *testing.T) {
 			"extra_info":       map[string]any{"url": "", "item_type": "VIDEO", "item_id": "5239375269605736845", "author_id": "123"},
 			"enable_promotion": true, "promotion_amount": int64(1), "open_id": "5b748c61ef280130c0656638ebd4eaa6", "order_status": int64(2),
 		},
-		Attributes: map[string]string{"tenant": "t-1"},
+		Attributes: map[string]string{"tenant": "t-1"}, Source: events.SourceQuery,
 	}
 	if !reflect.DeepEqual(pay, want) {
 		t.Errorf("payment event\n got %#v\nwant %#v", pay, want)

@@ -109,6 +109,17 @@ func TestDeployDefinitionsMatchProvision(t *testing.T) {
 	if want := natsinfra.SweepConsumerConfig(cfg); !reflect.DeepEqual(got, want) {
 		t.Errorf("deploy/nats/consumers/orders-sweep.json differs:\n got %+v\nwant %+v", got, want)
 	}
+	got = jetstream.ConsumerConfig{}
+	data, err = os.ReadFile(filepath.Join("..", "..", "deploy", "nats", "consumers", "orders-callback.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if want := natsinfra.CallbackConsumerConfig(cfg); !reflect.DeepEqual(got, want) {
+		t.Errorf("deploy/nats/consumers/orders-callback.json differs:\n got %+v\nwant %+v", got, want)
+	}
 }
 
 // ORDERS_STATE keeps an order for nats.state_max_age after its last change, and a changed

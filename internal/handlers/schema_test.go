@@ -119,13 +119,15 @@ func TestOutputMatchesSchemas(t *testing.T) {
 			t.Errorf("request schema accepts %s", bad)
 		}
 	}
-	good := `{"event_id":"0123456789abcdef0123456789abcdef","request_id":"r","provider":"kuaishou","kind":"payment","app_id":"a","order_no":"o","provider_order_no":"p","provider_ref_no":"","status":"succeeded","previous_status":"","provider_status":"SUCCESS","terminal":true,"amount":1,"currency":"CNY","channel":"wechat","details":{},"observed_at":"2026-01-01T00:00:00Z","attributes":{}}`
+	good := `{"event_id":"0123456789abcdef0123456789abcdef","request_id":"r","provider":"kuaishou","kind":"payment","app_id":"a","order_no":"o","provider_order_no":"p","provider_ref_no":"","status":"succeeded","previous_status":"","provider_status":"SUCCESS","terminal":true,"amount":1,"currency":"CNY","channel":"wechat","details":{},"observed_at":"2026-01-01T00:00:00Z","attributes":{},"source":"query"}`
 	if err := eventSchema.Validate(asJSONValue(t, json.RawMessage(good))); err != nil {
 		t.Fatalf("hand-written good event: %v", err)
 	}
 	for _, bad := range []string{
 		strings.Replace(good, `"terminal":true`, `"terminal":false`, 1),
 		strings.Replace(good, `"amount":1`, `"amount":1.5`, 1),
+		strings.Replace(good, `"source":"query"`, `"source":"webhook"`, 1),
+		strings.Replace(good, `,"source":"query"`, ``, 1),
 		strings.Replace(good, `"status":"succeeded"`, `"status":"done"`, 1),
 		strings.Replace(good, `"observed_at":"2026-01-01T00:00:00Z"`, `"observed_at":"yesterday"`, 1),
 	} {

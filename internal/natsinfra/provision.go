@@ -26,6 +26,15 @@ const (
 	RateBucket   = "ORDERS_RATE"
 	// SweepConsumer is the durable consumer of ORDERS_STATE's writes the sweep follows.
 	SweepConsumer = "orders-sweep"
+	// CallbackStream holds provider notifications (CONTRACT.md section 8) until processed.
+	CallbackStream = "ORDERS_CALLBACK"
+	// CallbackConsumer is the durable consumer of CallbackStream every replica shares.
+	CallbackConsumer = "orders-callback"
+	// SeenBucket keeps the message_id of every notification processed, for CallbackSeenFor.
+	SeenBucket = "ORDERS_CALLBACK_SEEN"
+	// CallbackSeenFor is how long a notification's message_id is remembered: a resend within
+	// it changes nothing.
+	CallbackSeenFor = 7 * 24 * time.Hour
 )
 
 // Assets are the provisioned streams, buckets and consumers.
@@ -35,6 +44,10 @@ type Assets struct {
 	Consumer jetstream.Consumer
 	// Sweep is the durable consumer of ORDERS_STATE's writes (SweepConsumerConfig).
 	Sweep jetstream.Consumer
+	// Callback is the durable consumer of ORDERS_CALLBACK (CallbackConsumerConfig).
+	Callback jetstream.Consumer
+	// Seen is ORDERS_CALLBACK_SEEN, the message ids of the notifications processed.
+	Seen jetstream.KeyValue
 }
 
 // Provision creates or updates the streams, the KV bucket and the durable consumer. It is
@@ -44,14 +57,17 @@ type Assets struct {
 // reported in the log.
 func Provision(ctx context.Context, js jetstream.JetStream, cfg *config.Config, log *slog.Logger) (*Assets, error) {
 	streams := StreamConfigs(cfg)
-	var query jetstream.Stream
+	var query, callback jetstream.Stream
 	for _, sc := range streams {
 		s, err := ensureStream(ctx, js, sc, log)
 		if err != nil {
 			return nil, err
 		}
-		if sc.Name == QueryStream {
+		switch sc.Name {
+		case QueryStream:
 			query = s
+		case CallbackStream:
+			callback = s
 		}
 	}
 	kvs := KeyValueConfigs(cfg)
@@ -63,6 +79,10 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 	if err != nil {
 		return nil, fmt.Errorf("provision KV %s: %w", RateBucket, err)
 	}
+	seen, err := js.CreateOrUpdateKeyValue(ctx, kvs[2])
+	if err != nil {
+		return nil, fmt.Errorf("provision KV %s: %w", SeenBucket, err)
+	}
 	cons, err := query.CreateOrUpdateConsumer(ctx, ConsumerConfig(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("provision consumer %s: %w", cfg.Consumer.Name, err)
@@ -71,7 +91,11 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg *config.Config, 
 	if err != nil {
 		return nil, fmt.Errorf("provision consumer %s: %w", SweepConsumer, err)
 	}
-	return &Assets{State: kv, Rate: rate, Consumer: cons, Sweep: sweep}, nil
+	cb, err := callback.CreateOrUpdateConsumer(ctx, CallbackConsumerConfig(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("provision consumer %s: %w", CallbackConsumer, err)
+	}
+	return &Assets{State: kv, Rate: rate, Seen: seen, Consumer: cons, Sweep: sweep, Callback: cb}, nil
 }
 
 // ProvisionRetrying provisions (or, with nats.provision false, binds) until it succeeds or ctx
@@ -120,7 +144,7 @@ func (e *MissingError) Error() string {
 // reported at once as a *MissingError.
 func Bind(ctx context.Context, js jetstream.JetStream, cfg *config.Config, log *slog.Logger) (*Assets, error) {
 	var missing []string
-	queryFound := false
+	queryFound, callbackFound := false, false
 	for _, sc := range StreamConfigs(cfg) {
 		_, err := js.Stream(ctx, sc.Name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -131,8 +155,9 @@ func Bind(ctx context.Context, js jetstream.JetStream, cfg *config.Config, log *
 			return nil, fmt.Errorf("look up stream %s: %w", sc.Name, err)
 		}
 		queryFound = queryFound || sc.Name == QueryStream
+		callbackFound = callbackFound || sc.Name == CallbackStream
 	}
-	buckets := make([]jetstream.KeyValue, 0, 2)
+	buckets := make([]jetstream.KeyValue, 0, 3)
 	stateFound := false
 	for _, kc := range KeyValueConfigs(cfg) {
 		kv, err := js.KeyValue(ctx, kc.Bucket)
@@ -179,13 +204,28 @@ func Bind(ctx context.Context, js jetstream.JetStream, cfg *config.Config, log *
 	} else {
 		missing = append(missing, "consumer "+SweepConsumer+" on KV_"+StateBucket)
 	}
+	var callback jetstream.Consumer
+	if callbackFound {
+		c, err := js.Consumer(ctx, CallbackStream, CallbackConsumer)
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			missing = append(missing, "consumer "+CallbackConsumer+" on "+CallbackStream)
+		case err != nil:
+			return nil, fmt.Errorf("look up consumer %s: %w", CallbackConsumer, err)
+		default:
+			callback = c
+		}
+	} else {
+		missing = append(missing, "consumer "+CallbackConsumer+" on "+CallbackStream)
+	}
 	if len(missing) > 0 {
 		return nil, &MissingError{Missing: missing}
 	}
-	return &Assets{State: buckets[0], Rate: buckets[1], Consumer: cons, Sweep: sweep}, nil
+	return &Assets{State: buckets[0], Rate: buckets[1], Seen: buckets[2], Consumer: cons, Sweep: sweep, Callback: callback}, nil
 }
 
-// KeyValueConfigs are the KV buckets the service needs (ORDERS_STATE, then ORDERS_RATE), as cfg
+// KeyValueConfigs are the KV buckets the service needs (ORDERS_STATE, ORDERS_RATE, then
+// ORDERS_CALLBACK_SEEN), as cfg
 // shapes them. deploy/nats/kv holds the same definitions (a test keeps them equal).
 func KeyValueConfigs(cfg *config.Config) []jetstream.KeyValueConfig {
 	r := cfg.NATS.Replicas
@@ -197,6 +237,10 @@ func KeyValueConfigs(cfg *config.Config) []jetstream.KeyValueConfig {
 		{
 			Bucket: RateBucket, Description: "QPS slots per provider endpoint, shared by all replicas",
 			History: 1, Storage: jetstream.FileStorage, Replicas: r,
+		},
+		{
+			Bucket: SeenBucket, Description: "Provider notifications processed, by message_id",
+			History: 1, Storage: jetstream.FileStorage, Replicas: r, TTL: CallbackSeenFor,
 		},
 	}
 }
@@ -223,6 +267,11 @@ func StreamConfigs(cfg *config.Config) []jetstream.StreamConfig {
 			Subjects: []string{subj.DeadLetterFilter()}, Retention: jetstream.LimitsPolicy,
 			Storage: jetstream.FileStorage, Replicas: r, Duplicates: cfg.NATS.DuplicateWindow, MaxAge: cfg.NATS.DLQMaxAge,
 		},
+		{
+			Name: CallbackStream, Description: "Provider notifications, stored before they are processed (work queue)",
+			Subjects: []string{subj.CallbackFilter()}, Retention: jetstream.WorkQueuePolicy,
+			Storage: jetstream.FileStorage, Replicas: r, Duplicates: cfg.NATS.DuplicateWindow,
+		},
 	}
 }
 
@@ -235,6 +284,22 @@ func ConsumerConfig(cfg *config.Config) jetstream.ConsumerConfig {
 		Durable:       cfg.Consumer.Name,
 		Description:   "Order status query workers",
 		FilterSubject: events.Subjects{Prefix: cfg.NATS.SubjectPrefix}.QueryFilter(),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.Consumer.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: cfg.Consumer.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Replicas:      cfg.NATS.Replicas,
+	}
+}
+
+// CallbackConsumerConfig is the durable pull consumer of ORDERS_CALLBACK every replica
+// shares; like ConsumerConfig, its deliveries are counted by the handler.
+func CallbackConsumerConfig(cfg *config.Config) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       CallbackConsumer,
+		Description:   "Provider notification workers",
+		FilterSubject: events.Subjects{Prefix: cfg.NATS.SubjectPrefix}.CallbackFilter(),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cfg.Consumer.AckWait,
 		MaxDeliver:    -1,
@@ -330,7 +395,7 @@ func Ready(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, consumer 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	for _, name := range []string{QueryStream, StatusStream, DLQStream} {
+	for _, name := range []string{QueryStream, StatusStream, DLQStream, CallbackStream} {
 		if _, err := js.Stream(ctx, name); err != nil {
 			return fmt.Errorf("stream %s: %w", name, err)
 		}

@@ -24,6 +24,9 @@ import (
 // is made of it, so every replica, after every crash, gives a transition the same id. SentAt is
 // when the query that set Status was sent: it orders observations (Ignored).
 //
+// Amount is the amount (fen) of the observation that set Status, 0 when unknown: a
+// notification with another amount is checked by a query before it is believed.
+//
 // Trace is the W3C trace context of the request that caused Pending, kept beside it and not in
 // the event's payload: whoever publishes the event puts it on as headers.
 type Record struct {
@@ -32,6 +35,7 @@ type Record struct {
 	Transition     uint64                 `json:"transition"`
 	EventID        string                 `json:"event_id"`
 	SentAt         string                 `json:"sent_at,omitempty"`
+	Amount         int64                  `json:"amount,omitempty"`
 	ObservedAt     string                 `json:"observed_at"`
 	Pending        *events.StatusEvent    `json:"pending,omitempty"`
 	Trace          telemetry.TraceContext `json:"trace,omitzero"`
@@ -102,6 +106,9 @@ func (r Record) validate() error {
 	if p := r.Pending; p != nil {
 		if p.EventID != r.EventID || p.Status != r.Status || p.ProviderStatus != r.ProviderStatus {
 			return errors.New("pending event is not the recorded transition's")
+		}
+		if p.Source != "" && p.Source != events.SourceQuery && p.Source != events.SourceCallback {
+			return fmt.Errorf("pending source %q is not query or callback", truncate(p.Source))
 		}
 		if p.PreviousStatus != "" && !knownStatus(p.PreviousStatus) {
 			return fmt.Errorf("pending previous_status %q is not a normalized status", truncate(string(p.PreviousStatus)))

@@ -36,12 +36,20 @@ import (
 var ErrConflict = errors.New("order state changed concurrently")
 
 // Observation is one answer about an order: a provider's answer to a query sent at Sent, for
-// the request Request.
+// the request Request, or a verified notification (Source events.SourceCallback) sent at Sent,
+// its timestamp. Both are ordered by Sent, whichever came first.
 type Observation struct {
 	Request events.Request
 	Result  providers.Result
 	Sent    time.Time
+	// Source is events.SourceQuery ("" reads as it) or events.SourceCallback. A callback is
+	// checked against the order's recorded amount (ErrAmountMismatch).
+	Source string
 }
+
+// ErrAmountMismatch is a notification whose amount differs from the one recorded for its
+// order: it is not applied, and the order is to be queried instead.
+var ErrAmountMismatch = errors.New("amount differs from the recorded one")
 
 // Options configure a Store.
 type Options struct {
@@ -111,6 +119,22 @@ func (c *Claim) Event() events.StatusEvent { return *c.rec.Pending }
 // A pending event left by an earlier writer is published first, so an order's events go out in
 // the order of its transitions.
 func (s *Store) Claim(ctx context.Context, obs Observation) (events.StatusEvent, *Claim, error) {
+	o, err := s.Observe(ctx, obs)
+	return o.Event, o.Claim, err
+}
+
+// Observed is what Observe made of an observation.
+type Observed struct {
+	// Event is the order's current status as an event.
+	Event events.StatusEvent
+	// Claim is the transition claimed, nil when the observation is no change.
+	Claim *Claim
+	// Ignored says why the observation was ignored (Ignored's reasons), or "".
+	Ignored string
+}
+
+// Observe is Claim, saying also why an observation was ignored.
+func (s *Store) Observe(ctx context.Context, obs Observation) (Observed, error) {
 	req, res := obs.Request, obs.Result
 	key := Key(req.Provider, req.Kind, req.AppID, res.OrderKey)
 	for range 8 {
@@ -119,7 +143,7 @@ func (s *Store) Claim(ctx context.Context, obs Observation) (events.StatusEvent,
 		var err error
 		if s.seen.has(key) {
 			if cur, rev, err = s.load(ctx, key); err != nil {
-				return events.StatusEvent{}, nil, err
+				return Observed{}, err
 			}
 		} // else never seen here: most likely new, and the create below fails if it is not
 		s.seen.add(key)
@@ -127,18 +151,21 @@ func (s *Store) Claim(ctx context.Context, obs Observation) (events.StatusEvent,
 			if rev, err = s.publishPending(ctx, &Claim{key: key, rec: cur, rev: rev}); errors.Is(err, ErrConflict) {
 				continue
 			} else if err != nil {
-				return events.StatusEvent{}, nil, err
+				return Observed{}, err
 			}
 			cur.Pending, cur.Trace = nil, telemetry.TraceContext{}
+		}
+		if obs.Source == events.SourceCallback && cur.Transition > 0 && cur.Amount != 0 && cur.Amount != res.Amount {
+			return Observed{Event: statusEvent(obs, "", cur.Transition)}, fmt.Errorf("order %s: %w", key, ErrAmountMismatch)
 		}
 		if cur.Transition > 0 {
 			if why := Ignored(cur, res.Status, obs.Sent); why != "" {
 				s.metrics.Ignored.WithLabelValues(req.Provider, req.Kind, why).Inc()
 				s.log.Debug("answer ignored", "reason", why, "key", key, "status", string(res.Status), "recorded", string(cur.Status))
-				return statusEvent(req, res, "", cur.Transition), nil, nil
+				return Observed{Event: statusEvent(obs, "", cur.Transition), Ignored: why}, nil
 			}
 			if cur.Status == res.Status && cur.ProviderStatus == res.ProviderStatus {
-				return statusEvent(req, res, "", cur.Transition), nil, nil // nothing new
+				return Observed{Event: statusEvent(obs, "", cur.Transition)}, nil // nothing new
 			}
 		}
 		n := cur.Transition + 1
@@ -148,8 +175,8 @@ func (s *Store) Claim(ctx context.Context, obs Observation) (events.StatusEvent,
 			// write of its own and revisions only grow. Event ids never repeat for an order.
 			n = rev + 1
 		}
-		ev := statusEvent(req, res, cur.Status, n)
-		next := Record{Status: res.Status, ProviderStatus: res.ProviderStatus, Transition: n,
+		ev := statusEvent(obs, cur.Status, n)
+		next := Record{Status: res.Status, ProviderStatus: res.ProviderStatus, Transition: n, Amount: res.Amount,
 			EventID: ev.EventID, SentAt: obs.Sent.UTC().Format(time.RFC3339Nano), ObservedAt: ev.ObservedAt, Pending: &ev,
 			Trace: telemetry.TraceOf(ctx)}
 		s.trips.claim.Inc()
@@ -158,11 +185,18 @@ func (s *Store) Claim(ctx context.Context, obs Observation) (events.StatusEvent,
 			continue // another writer moved this order on: look again (seen now, so read first)
 		}
 		if err != nil {
-			return events.StatusEvent{}, nil, err
+			return Observed{}, err
 		}
-		return ev, &Claim{key: key, rec: next, rev: newRev}, nil
+		return Observed{Event: ev, Claim: &Claim{key: key, rec: next, rev: newRev}}, nil
 	}
-	return events.StatusEvent{}, nil, fmt.Errorf("order %s: too many concurrent updates", key)
+	return Observed{}, fmt.Errorf("order %s: too many concurrent updates", key)
+}
+
+// Terminal reports whether the order's recorded status is terminal: a follow round for it has
+// nothing left to learn. An order never recorded, or a read that fails, is not terminal.
+func (s *Store) Terminal(ctx context.Context, provider, kind, appID, orderKey string) bool {
+	rec, _, err := s.load(ctx, Key(provider, kind, appID, orderKey))
+	return err == nil && rec.Transition > 0 && rec.Status.Terminal()
 }
 
 // load reads key's record and its revision (0: never written). A delete marker (`nats kv del`)
@@ -242,9 +276,14 @@ func (s *Store) writeMsg(key string, rec Record, rev uint64) *nats.Msg {
 	return m
 }
 
-// statusEvent is the event of the order's transition number transition to res, from previous
+// statusEvent is the event of the order's transition number transition to obs, from previous
 // ("" on the first observation).
-func statusEvent(req events.Request, res providers.Result, previous events.Status, transition uint64) events.StatusEvent {
+func statusEvent(obs Observation, previous events.Status, transition uint64) events.StatusEvent {
+	req, res := obs.Request, obs.Result
+	source := obs.Source
+	if source == "" {
+		source = events.SourceQuery
+	}
 	attrs := req.Attributes
 	if attrs == nil {
 		attrs = map[string]string{}
@@ -277,5 +316,6 @@ func statusEvent(req events.Request, res providers.Result, previous events.Statu
 		Details:         details,
 		ObservedAt:      events.FormatTime(res.ObservedAt),
 		Attributes:      attrs,
+		Source:          source,
 	}
 }

@@ -59,7 +59,14 @@ type pendingWrite struct {
 // once, for the next holder.
 func (sw *sweeper) stop() {
 	if sw.follow != nil {
-		sw.follow.Stop()
+		// Drained, not stopped: a claim already fetched is noted (read) and so handed back
+		// below, rather than left to its ack wait.
+		sw.follow.Drain()
+		select {
+		case <-sw.follow.Closed():
+		case <-time.After(2 * time.Second):
+			sw.follow.Stop()
+		}
 		sw.follow = nil
 	}
 	sw.mu.Lock()

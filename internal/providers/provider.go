@@ -59,6 +59,12 @@ type Provider interface {
 	Query(ctx context.Context, q Query) (Result, error)
 }
 
+// OrderKeyer is a Provider that knows an order's key (Result.OrderKey) from the query alone,
+// before asking: a follow round can then see in the store that the order already ended.
+type OrderKeyer interface {
+	OrderKey(q Query) string
+}
+
 // Preparer is a Provider with work to do before a query can be sent, such as fetching an access
 // token. The pipeline calls Prepare before it takes the query's rate slot, so that the slot is
 // spent on the call and never held while the credential is fetched: calls that waited for it

@@ -34,6 +34,12 @@ type Metrics struct {
 	RoundTrips *prometheus.CounterVec
 	// PullsRemade counts pulls made again because their heartbeats stopped.
 	PullsRemade prometheus.Counter
+	// Notifications counts provider notifications by outcome (CONTRACT.md section 8).
+	Notifications *prometheus.CounterVec
+	// NotificationLatency is the time from a notification's timestamp to its event stored.
+	NotificationLatency *prometheus.HistogramVec
+	// FollowsEnded counts follow rounds ended without a provider call, the order being terminal.
+	FollowsEnded *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them, with the Go and process collectors, on reg.
@@ -97,12 +103,26 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "orders_jetstream_round_trips_total",
 			Help: "JetStream requests a goroutine waited for the answer to, by op: state_read (an order's state), claim (a transition), event and clear (an event published, and its pending mark cleared, by a reader of a state with one or by the sweep), limiter (the rate limiter's reads and writes that a request waits for); limiter_background counts the limiter's renewals of a key's horizon, which no request waits for (their goroutine does). Events and clears in a request's own path are not waited for.",
 		}, []string{"op"}),
+		Notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orders_notifications_total",
+			Help: "Provider notifications received, by way in (http, nats) and outcome: applied (a change, its event stored), unchanged (already known), duplicate (message_id processed before), stale (older than the recorded status, or after its end), bad_signature, amount_mismatch (not applied; the order is queried instead), malformed, stored (over HTTP: in JetStream, answered 200), store_failed (over HTTP: answered 5xx), busy (over HTTP: answered 503).",
+		}, []string{"provider", "via", "outcome"}),
+		NotificationLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "orders_notification_to_event_seconds",
+			Help:    "Time from a notification's timestamp (the provider's clock) to the event it caused being stored.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"provider", "kind"}),
+		FollowsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orders_follow_rounds_skipped_total",
+			Help: "Follow rounds that ended without calling the provider, the order's recorded status being terminal (a notification saw its end first).",
+		}, []string{"provider", "kind"}),
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "orders_requests_in_flight",
 			Help: "Requests accepted by this process and not yet settled (waiting for a limit, a call or a retry).",
 		}),
 	}
 	reg.MustRegister(m.Requests, m.ProviderCalls, m.CallDuration, m.LimiterWait, m.Retries, m.Events, m.DeadLetters, m.InFlight, m.Ignored, m.WriteRetries, m.Swept, m.SweepUp, m.DamagedRecords, m.RoundTrips, m.PullsRemade,
+		m.Notifications, m.NotificationLatency, m.FollowsEnded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

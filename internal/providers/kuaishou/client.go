@@ -116,6 +116,10 @@ func (c *Client) Validate(q providers.Query) error {
 	return nil
 }
 
+// OrderKey implements providers.OrderKeyer: Kuaishou's orders are keyed by the merchant's
+// number, which every query carries.
+func (c *Client) OrderKey(q providers.Query) string { return q.OrderNo }
+
 // RateLimit implements providers.Provider: Kuaishou limits each app on each endpoint.
 func (c *Client) RateLimit(q providers.Query) (string, int) {
 	return Name + "/" + q.AppID + "/" + path.Base(endpoints[q.Kind].path), c.qps
