@@ -6,15 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
-	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/paystatus/orderstatus/internal/config"
-	"github.com/paystatus/orderstatus/internal/events"
 )
 
 // Names of the JetStream assets (CONTRACT.md section 1).
@@ -128,206 +125,6 @@ func ProvisionRetrying(ctx context.Context, js jetstream.JetStream, cfg *config.
 	return assets, err
 }
 
-// MissingError lists the JetStream assets Bind did not find.
-type MissingError struct {
-	Missing []string // such as "stream ORDERS_DLQ", "KV bucket ORDERS_RATE", "consumer orders-query on ORDERS_QUERY"
-}
-
-func (e *MissingError) Error() string {
-	return "nats.provision is false and an operator has not made " + strings.Join(e.Missing, ", ") +
-		" (see deploy/nats and the README's NATS connection and security)"
-}
-
-// Bind looks up the streams, KV buckets and durable consumer an operator made, for
-// nats.provision false. It creates and changes nothing, so it needs no JetStream admin rights:
-// only the info API ($JS.API.STREAM.INFO.*, $JS.API.CONSUMER.INFO.*). Everything missing is
-// reported at once as a *MissingError.
-func Bind(ctx context.Context, js jetstream.JetStream, cfg *config.Config, log *slog.Logger) (*Assets, error) {
-	var missing []string
-	queryFound, callbackFound := false, false
-	for _, sc := range StreamConfigs(cfg) {
-		_, err := js.Stream(ctx, sc.Name)
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			missing = append(missing, "stream "+sc.Name)
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("look up stream %s: %w", sc.Name, err)
-		}
-		queryFound = queryFound || sc.Name == QueryStream
-		callbackFound = callbackFound || sc.Name == CallbackStream
-	}
-	buckets := make([]jetstream.KeyValue, 0, 3)
-	stateFound := false
-	for _, kc := range KeyValueConfigs(cfg) {
-		kv, err := js.KeyValue(ctx, kc.Bucket)
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			missing = append(missing, "KV bucket "+kc.Bucket)
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("look up KV bucket %s: %w", kc.Bucket, err)
-		}
-		buckets = append(buckets, kv)
-		stateFound = stateFound || kc.Bucket == StateBucket
-	}
-	var cons jetstream.Consumer
-	if queryFound {
-		c, err := js.Consumer(ctx, QueryStream, cfg.Consumer.Name)
-		switch {
-		case errors.Is(err, jetstream.ErrConsumerNotFound):
-			missing = append(missing, "consumer "+cfg.Consumer.Name+" on "+QueryStream)
-		case err != nil:
-			return nil, fmt.Errorf("look up consumer %s: %w", cfg.Consumer.Name, err)
-		default:
-			cons = c
-			want, got := ConsumerConfig(cfg), c.CachedInfo().Config
-			if got.FilterSubject != want.FilterSubject || got.AckPolicy != want.AckPolicy || got.MaxDeliver != want.MaxDeliver {
-				log.Warn("consumer differs from deploy/nats/consumers (filter subject, ack policy or max deliver); used as it is",
-					"consumer", cfg.Consumer.Name, "filter_subject", got.FilterSubject, "ack_policy", got.AckPolicy.String(), "max_deliver", got.MaxDeliver)
-			}
-		}
-	} else {
-		missing = append(missing, "consumer "+cfg.Consumer.Name+" on "+QueryStream)
-	}
-	var sweep jetstream.Consumer
-	if stateFound {
-		c, err := js.Consumer(ctx, "KV_"+StateBucket, SweepConsumer)
-		switch {
-		case errors.Is(err, jetstream.ErrConsumerNotFound):
-			missing = append(missing, "consumer "+SweepConsumer+" on KV_"+StateBucket)
-		case err != nil:
-			return nil, fmt.Errorf("look up consumer %s: %w", SweepConsumer, err)
-		default:
-			sweep = c
-		}
-	} else {
-		missing = append(missing, "consumer "+SweepConsumer+" on KV_"+StateBucket)
-	}
-	var callback jetstream.Consumer
-	if callbackFound {
-		c, err := js.Consumer(ctx, CallbackStream, CallbackConsumer)
-		switch {
-		case errors.Is(err, jetstream.ErrConsumerNotFound):
-			missing = append(missing, "consumer "+CallbackConsumer+" on "+CallbackStream)
-		case err != nil:
-			return nil, fmt.Errorf("look up consumer %s: %w", CallbackConsumer, err)
-		default:
-			callback = c
-		}
-	} else {
-		missing = append(missing, "consumer "+CallbackConsumer+" on "+CallbackStream)
-	}
-	if len(missing) > 0 {
-		return nil, &MissingError{Missing: missing}
-	}
-	return &Assets{State: buckets[0], Rate: buckets[1], Seen: buckets[2], Consumer: cons, Sweep: sweep, Callback: callback}, nil
-}
-
-// KeyValueConfigs are the KV buckets the service needs (ORDERS_STATE, ORDERS_RATE, then
-// ORDERS_CALLBACK_SEEN), as cfg
-// shapes them. deploy/nats/kv holds the same definitions (a test keeps them equal).
-func KeyValueConfigs(cfg *config.Config) []jetstream.KeyValueConfig {
-	r := cfg.NATS.Replicas
-	return []jetstream.KeyValueConfig{
-		{
-			Bucket: StateBucket, Description: "Last known status per order",
-			History: 1, Storage: jetstream.FileStorage, Replicas: r, TTL: cfg.NATS.StateMaxAge,
-		},
-		{
-			Bucket: RateBucket, Description: "QPS slots per provider endpoint, shared by all replicas",
-			History: 1, Storage: jetstream.FileStorage, Replicas: r,
-		},
-		{
-			Bucket: SeenBucket, Description: "Provider notifications processed, by message_id",
-			History: 1, Storage: jetstream.FileStorage, Replicas: r, TTL: CallbackSeenFor,
-		},
-	}
-}
-
-// StreamConfigs are the streams the service needs, as cfg shapes them. deploy/nats holds the
-// same definitions as files for `nats stream add --config` (a test keeps them equal).
-func StreamConfigs(cfg *config.Config) []jetstream.StreamConfig {
-	subj := events.Subjects{Prefix: cfg.NATS.SubjectPrefix}
-	r := cfg.NATS.Replicas
-	return []jetstream.StreamConfig{
-		{
-			Name: QueryStream, Description: "Order status query requests (work queue), and follow-ups scheduled for later",
-			Subjects: []string{subj.QueryFilter(), subj.FollowFilter()}, Retention: jetstream.WorkQueuePolicy,
-			Storage: jetstream.FileStorage, Replicas: r, Duplicates: cfg.NATS.DuplicateWindow,
-			AllowMsgSchedules: true,
-		},
-		{
-			Name: StatusStream, Description: "Order status-changed events",
-			Subjects: []string{subj.StatusFilter()}, Retention: jetstream.LimitsPolicy,
-			Storage: jetstream.FileStorage, Replicas: r, Duplicates: cfg.NATS.DuplicateWindow, MaxAge: cfg.NATS.StatusMaxAge,
-		},
-		{
-			Name: DLQStream, Description: "Order status requests that can never succeed",
-			Subjects: []string{subj.DeadLetterFilter()}, Retention: jetstream.LimitsPolicy,
-			Storage: jetstream.FileStorage, Replicas: r, Duplicates: cfg.NATS.DuplicateWindow, MaxAge: cfg.NATS.DLQMaxAge,
-		},
-		{
-			Name: CallbackStream, Description: "Provider notifications, stored before they are processed (work queue)",
-			Subjects: []string{subj.CallbackFilter()}, Retention: jetstream.WorkQueuePolicy,
-			Storage: jetstream.FileStorage, Replicas: r, Duplicates: cfg.NATS.DuplicateWindow,
-		},
-	}
-}
-
-// ConsumerConfig is the durable pull consumer every replica shares. Its MaxDeliver is
-// unlimited on purpose: the handler counts deliveries itself and dead-letters a request on its
-// last allowed one (consumer.max_deliver). A server-side limit would strand in the stream a
-// request handed back on that delivery (by a shutdown, or a dead letter that could not be stored).
-func ConsumerConfig(cfg *config.Config) jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:       cfg.Consumer.Name,
-		Description:   "Order status query workers",
-		FilterSubject: events.Subjects{Prefix: cfg.NATS.SubjectPrefix}.QueryFilter(),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cfg.Consumer.AckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: cfg.Consumer.MaxAckPending,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		Replicas:      cfg.NATS.Replicas,
-	}
-}
-
-// CallbackConsumerConfig is the durable pull consumer of ORDERS_CALLBACK every replica
-// shares; like ConsumerConfig, its deliveries are counted by the handler.
-func CallbackConsumerConfig(cfg *config.Config) jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:       CallbackConsumer,
-		Description:   "Provider notification workers",
-		FilterSubject: events.Subjects{Prefix: cfg.NATS.SubjectPrefix}.CallbackFilter(),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cfg.Consumer.AckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: cfg.Consumer.MaxAckPending,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		Replicas:      cfg.NATS.Replicas,
-	}
-}
-
-// SweepConsumerConfig is the durable consumer of ORDERS_STATE's writes the sweep follows,
-// headers only. A claim's write stays unacknowledged until its mark is settled, for up to the
-// sweep's delay; AckWait well above it hands the claims of a holder that stopped to the next
-// one, and MaxAckPending leaves room for many marks left open at once (a NATS outage).
-func SweepConsumerConfig(cfg *config.Config) jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:       SweepConsumer,
-		Description:   "Order state writes followed by the sweep (headers only)",
-		FilterSubject: "$KV." + StateBucket + ".>",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
-		MaxDeliver:    -1,
-		MaxAckPending: 100000,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		HeadersOnly:   true,
-		Replicas:      cfg.NATS.Replicas,
-	}
-}
-
 func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, log *slog.Logger) (jetstream.Stream, error) {
 	s, err := js.Stream(ctx, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -385,23 +182,4 @@ func keepsLonger(a, b time.Duration) bool {
 		return false
 	}
 	return a >= b
-}
-
-// Ready reports whether the service can run on nc: connected, with its streams and consumer
-// present.
-func Ready(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, consumer string) error {
-	if st := nc.Status(); st != nats.CONNECTED {
-		return fmt.Errorf("NATS connection is %s", st)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	for _, name := range []string{QueryStream, StatusStream, DLQStream, CallbackStream} {
-		if _, err := js.Stream(ctx, name); err != nil {
-			return fmt.Errorf("stream %s: %w", name, err)
-		}
-	}
-	if _, err := js.Consumer(ctx, QueryStream, consumer); err != nil {
-		return fmt.Errorf("consumer %s: %w", consumer, err)
-	}
-	return nil
 }

@@ -1,0 +1,88 @@
+package handlers
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/paystatus/orderstatus/internal/scheduler"
+)
+
+// flow is one Run's moving parts: the scheduler the requests wait in, the workers that run
+// them, and the confirmations of their events, in the order the events were sent.
+type flow struct {
+	h         *Handler
+	sched     *scheduler.Scheduler
+	workers   sync.WaitGroup
+	confirms  chan confirmation
+	confirmed chan struct{}  // closed when the confirming goroutine has ended
+	asides    sync.WaitGroup // work set aside from confirming (aside)
+}
+
+type confirmation struct {
+	j *job
+	o outcome
+}
+
+// newFlow starts concurrency workers, which run the jobs the scheduler hands out on work
+// (which outlives stop, for calls in flight at shutdown), and the confirming goroutine.
+func (h *Handler) newFlow(stop, work context.Context, concurrency int) *flow {
+	f := &flow{h: h, sched: scheduler.New(stop, h.lim, concurrency, h.log, h.metrics.LimiterWait),
+		confirms: make(chan confirmation, 4*concurrency), confirmed: make(chan struct{})}
+	for range concurrency {
+		f.workers.Add(1)
+		go func() {
+			defer f.workers.Done()
+			for sj := range f.sched.Ready() {
+				j := sj.(*job)
+				h.settle(work, j, h.execute(work, j))
+				f.sched.Done()
+			}
+		}()
+	}
+	go func() {
+		defer close(f.confirmed)
+		for c := range f.confirms {
+			h.confirm(work, c.j, c.o)
+		}
+	}()
+	return f
+}
+
+// confirmLater has j settled once the event its request sent is stored. The worker is not
+// held meanwhile: it takes the next request at once.
+func (f *flow) confirmLater(j *job, o outcome) { f.confirms <- confirmation{j, o} }
+
+// aside runs fn on a goroutine of its own, which close waits for.
+func (f *flow) aside(fn func()) {
+	f.asides.Add(1)
+	go func() {
+		defer f.asides.Done()
+		fn()
+	}()
+}
+
+// close, once stop has ended, hands back what waits in the scheduler, and waits for calls in
+// flight and their confirmations, for at most grace; then it abandons them (their requests
+// are handed back too).
+func (f *flow) close(grace time.Duration, abandon context.CancelFunc) {
+	for _, j := range f.sched.Close() {
+		f.h.settle(context.Background(), j.(*job), outcome{verdict: handBack})
+	}
+	done := make(chan struct{})
+	go func() {
+		f.workers.Wait() // no call in flight: nothing more to confirm
+		close(f.confirms)
+		<-f.confirmed
+		f.asides.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		abandon()
+		<-done
+	}
+}
