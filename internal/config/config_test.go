@@ -274,6 +274,15 @@ func TestNATSAuthKeys(t *testing.T) {
 	corrupt := file("corrupt.creds", string(badSum))
 	notCreds := file("not.creds", "creds")
 	notPEM := file("ca.pem", "not a certificate")
+	// A key pointing at a large file by mistake (a log, a disk image): refused without reading it all.
+	huge := filepath.Join(dir, "huge.log")
+	if f, err := os.Create(huge); err != nil {
+		t.Fatal(err)
+	} else if err := f.Truncate(64 << 20); err != nil {
+		t.Fatal(err)
+	} else {
+		f.Close()
+	}
 	missing := filepath.Join(dir, "missing.pem")
 
 	cfg, err := Parse([]byte("nats:\n  user: orders\n  password: ${NATS_PASSWORD}\n  provision: false\n"), envOf(map[string]string{"NATS_PASSWORD": "hunter2-x"}))
@@ -309,6 +318,8 @@ func TestNATSAuthKeys(t *testing.T) {
 		{"not a creds file", "nats:\n  creds: " + notCreds + "\n", nil, "config: nats.creds: " + notCreds + " holds no user JWT"},
 		{"creds from env", "", map[string]string{"NATS_CREDS": notCreds}, "config: nats.creds: " + notCreds + " holds no user JWT"},
 		{"unreadable creds", "nats:\n  creds: " + missing + "\n", nil, "config: nats.creds: cannot read " + missing + ": no such file"},
+		{"creds a huge file", "nats:\n  creds: " + huge + "\n", nil, "config: nats.creds: " + huge + " is larger than 1048576 bytes"},
+		{"ca a huge file", "nats:\n  tls:\n    ca_file: " + huge + "\n", nil, "config: nats.tls.ca_file: " + huge + " is larger than 1048576 bytes"},
 		{"unreadable nkey", "nats:\n  nkey_file: " + missing + "\n", nil, "config: nats.nkey_file: cannot read"},
 		{"unreadable ca", "nats:\n  tls:\n    ca_file: " + missing + "\n", nil, "config: nats.tls.ca_file: cannot read"},
 		{"ca not pem", "nats:\n  tls:\n    ca_file: " + notPEM + "\n", nil, "config: nats.tls.ca_file: " + notPEM + " holds no PEM certificate"},

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -218,14 +219,26 @@ func CheckCredsFile(path string) error {
 }
 
 // readFile reads the file a key names, as an error naming the key if it cannot.
+// maxKeyFile bounds what is read of a credentials, key or certificate file (a few KB each): a
+// key pointing at a large file by mistake fails at once instead of filling memory.
+const maxKeyFile = 1 << 20
+
 func readFile(key, path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
+	f, err := os.Open(path)
+	if err == nil {
+		defer f.Close()
+		var data []byte
+		data, err = io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+		if err == nil && len(data) > maxKeyFile {
+			return nil, keyErr(key, "%s is larger than %d bytes: not a key, certificate or credentials file", path, maxKeyFile)
 		}
-		return nil, keyErr(key, "cannot read %s: %v", path, err)
+		if err == nil {
+			return data, nil
+		}
 	}
-	return data, nil
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return nil, keyErr(key, "cannot read %s: %v", path, err)
 }

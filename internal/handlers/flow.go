@@ -86,3 +86,15 @@ func (f *flow) close(grace time.Duration, abandon context.CancelFunc) {
 		<-done
 	}
 }
+
+// sleep waits for d; false when ctx ends first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

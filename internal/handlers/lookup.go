@@ -196,15 +196,3 @@ func (h *Handler) recordNow(ctx context.Context, obs orderstate.Observation) (ev
 	h.store.Clear(pub)
 	return ev, true, nil
 }
-
-// sleep waits for d; false when ctx ends first.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

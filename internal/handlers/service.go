@@ -119,7 +119,7 @@ func (s *Service) consume(ctx context.Context, f *flow) (lost error, err error) 
 					s.Log.Warn("fetching requests", "err", err)
 				default: // no responders, a server going away: the next pull may do better
 					s.Log.Warn("fetching requests", "err", err)
-					pause(pulling, pullRetryPause)
+					sleep(pulling, pullRetryPause)
 				}
 			}
 		}()
@@ -195,20 +195,10 @@ func (s *Service) room(pulling context.Context, f *flow, gathering *sync.Mutex) 
 	defer gathering.Unlock()
 	room := f.sched.TakeUpTo(pullBatch)
 	if room > 0 && room < pullBatch/4 {
-		pause(pulling, budgetRefill)
+		sleep(pulling, budgetRefill)
 		room += f.sched.TakeFree(pullBatch - room)
 	}
 	return room
-}
-
-// pause waits for d; it ends early when ctx does.
-func pause(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }
 
 // watch looks the consumer up now and then, and reports on gone when it no longer exists.

@@ -80,17 +80,10 @@ func ConsumerConfig(cfg *config.Config) jetstream.ConsumerConfig {
 // CallbackConsumerConfig is the durable pull consumer of ORDERS_CALLBACK every replica
 // shares; like ConsumerConfig, its deliveries are counted by the handler.
 func CallbackConsumerConfig(cfg *config.Config) jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:       CallbackConsumer,
-		Description:   "Provider notification workers",
-		FilterSubject: events.Subjects{Prefix: cfg.NATS.SubjectPrefix}.CallbackFilter(),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cfg.Consumer.AckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: cfg.Consumer.MaxAckPending,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		Replicas:      cfg.NATS.Replicas,
-	}
+	cc := ConsumerConfig(cfg)
+	cc.Durable, cc.Description = CallbackConsumer, "Provider notification workers"
+	cc.FilterSubject = events.Subjects{Prefix: cfg.NATS.SubjectPrefix}.CallbackFilter()
+	return cc
 }
 
 // SweepConsumerConfig is the durable consumer of ORDERS_STATE's writes the sweep follows,
