@@ -892,7 +892,7 @@ func checkCallbacks(t *testing.T, ms []manifest, cfg *config.Config, dep *appsv1
 	}
 	host, portStr, err := net.SplitHostPort(cfg.Callbacks.Listen)
 	if err != nil {
-		t.Fatalf("callbacks.listen %q: %v", cfg.Callbacks.Listen, err)
+		t.Fatalf("with components/callbacks, callbacks.listen %q: %v", cfg.Callbacks.Listen, err)
 	}
 	if host != "0.0.0.0" && host != "" {
 		t.Errorf("callbacks.listen %q: in a pod it must listen on 0.0.0.0", cfg.Callbacks.Listen)
@@ -1459,8 +1459,12 @@ func TestCallbacksComponent(t *testing.T) {
 		}
 		for _, p := range r.HTTP.Paths {
 			paths = append(paths, p.Path)
-			if p.PathType == nil || *p.PathType != networkingv1.PathTypeExact {
-				t.Errorf("Ingress path %s: pathType %v, want Exact", p.Path, p.PathType)
+			var pt networkingv1.PathType
+			if p.PathType != nil {
+				pt = *p.PathType
+			}
+			if pt != networkingv1.PathTypeExact {
+				t.Errorf("Ingress path %s: pathType %q, want Exact", p.Path, pt)
 			}
 			b := p.Backend.Service
 			if b == nil || b.Name != svc.Name {
