@@ -41,9 +41,11 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/paystatus/orderstatus/internal/callbacks"
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/natstest"
+	"github.com/paystatus/orderstatus/internal/providers/registry"
 )
 
 // manifest is one YAML document of deploy/kubernetes, its spec kept raw until its kind is
@@ -127,8 +129,13 @@ func components(t *testing.T) []string {
 		out = append(out, filepath.Dir(d))
 	}
 	slices.Sort(out)
-	if !slices.Equal(out, []string{filepath.Join("kubernetes", "components", "monitoring"), filepath.Join("kubernetes", "components", "nack")}) {
-		t.Fatalf("components %v, want monitoring and nack", out)
+	want := []string{
+		filepath.Join("kubernetes", "components", "callbacks"),
+		filepath.Join("kubernetes", "components", "monitoring"),
+		filepath.Join("kubernetes", "components", "nack"),
+	}
+	if !slices.Equal(out, want) {
+		t.Fatalf("components %v, want callbacks, monitoring and nack", out)
 	}
 	return out
 }
@@ -162,6 +169,21 @@ func find(t *testing.T, ms []manifest, kind string) []manifest {
 		t.Fatalf("no %s in deploy/kubernetes", kind)
 	}
 	return out
+}
+
+// named is the one resource of kind and name in ms.
+func named(t *testing.T, ms []manifest, kind, name string) manifest {
+	t.Helper()
+	var out []manifest
+	for _, m := range find(t, ms, kind) {
+		if m.Metadata.Name == name {
+			out = append(out, m)
+		}
+	}
+	if len(out) != 1 {
+		t.Fatalf("%d %s named %s, want 1", len(out), kind, name)
+	}
+	return out[0]
 }
 
 // decodeSpec decodes a spec into v. A strict decode refuses keys v does not declare: a field
@@ -233,6 +255,7 @@ var kinds = map[string]struct {
 	"Deployment":          {"apps/v1", func() any { return &appsv1.Deployment{} }},
 	"PodDisruptionBudget": {"policy/v1", func() any { return &policyv1.PodDisruptionBudget{} }},
 	"NetworkPolicy":       {"networking.k8s.io/v1", func() any { return &networkingv1.NetworkPolicy{} }},
+	"Ingress":             {"networking.k8s.io/v1", func() any { return &networkingv1.Ingress{} }},
 	"ServiceMonitor":      {"monitoring.coreos.com/v1", func() any { return &serviceMonitor{} }},
 	"PrometheusRule":      {"monitoring.coreos.com/v1", func() any { return &prometheusRule{} }},
 	"Stream":              {"jetstream.nats.io/v1beta2", func() any { return &nackResource{} }},
@@ -320,11 +343,16 @@ func yamlFiles(t *testing.T) []string {
 	return out
 }
 
-// Every document of every YAML file in deploy/kubernetes (resources, patches, kustomizations)
-// decodes strictly into its kind's type; every file is a kustomization, a resource or a patch
-// one of them names, so nothing lies there unchecked and undeployed.
+// ingressExample is the Ingress an operator copies into an overlay: components/callbacks does
+// not deploy it (its host, TLS Secret and class are the operator's); TestCallbacksComponent
+// builds it as an overlay's resource.
+var ingressExample = filepath.Join("components", "callbacks", "ingress.example.yaml")
+
+// Every document of every YAML file in deploy/kubernetes (resources, patches, kustomizations,
+// examples) decodes strictly into its kind's type; every file is a kustomization, a resource or
+// a patch one of them names, or an example a test builds, so nothing lies there unchecked.
 func TestKubernetesResourcesDecodeStrictly(t *testing.T) {
-	used := map[string]bool{}
+	used := map[string]bool{ingressExample: true}
 	for _, dir := range append([]string{"kubernetes"}, components(t)...) {
 		rel, _ := filepath.Rel("kubernetes", dir)
 		used[filepath.Join(rel, "kustomization.yaml")] = true
@@ -373,6 +401,13 @@ func TestKubernetesStrictDecodeRefusesMisspelledFields(t *testing.T) {
 		{filepath.Join("components", "monitoring", "servicemonitor.yaml"), "interval", "intervall"},
 		{filepath.Join("components", "monitoring", "prometheusrule.yaml"), "annotations", "anotations"},
 		{filepath.Join("components", "monitoring", "prometheusrule.yaml"), "groups", "group"},
+		{filepath.Join("components", "callbacks", "kustomization.yaml"), "patches", "patch"},
+		{filepath.Join("components", "callbacks", "listen.yaml"), "data", "dat"},
+		{filepath.Join("components", "callbacks", "container-port.yaml"), "containerPort", "containerport"},
+		{filepath.Join("components", "callbacks", "service.yaml"), "appProtocol", "appProtocoll"},
+		{filepath.Join("components", "callbacks", "networkpolicy.yaml"), "namespaceSelector", "namespaceSelectors"},
+		{ingressExample, "pathType", "pathtype"},
+		{ingressExample, "secretName", "secret"},
 	} {
 		data, err := os.ReadFile(filepath.Join("kubernetes", c.file))
 		if err != nil {
@@ -444,6 +479,17 @@ func parseConfig(t *testing.T, cm *corev1.ConfigMap, env map[string]string) *con
 	if !ok {
 		t.Fatal("ConfigMap has no consumer.yaml")
 	}
+	cfg, err := parseConsumerYAML(t, file, env)
+	if err != nil {
+		t.Fatalf("ConfigMap consumer.yaml: %v", err)
+	}
+	return cfg
+}
+
+// parseConsumerYAML parses a consumer.yaml as the service does (config.Parse: unknown keys and
+// bad values are errors) with the pod's environment.
+func parseConsumerYAML(t *testing.T, file string, env map[string]string) (*config.Config, error) {
+	t.Helper()
 	for _, m := range varRe.FindAllStringSubmatch(file, -1) {
 		if _, ok := env[m[1]]; !ok {
 			t.Errorf("consumer.yaml uses ${%s}, which the Deployment does not set", m[1])
@@ -461,11 +507,7 @@ func parseConfig(t *testing.T, cm *corev1.ConfigMap, env map[string]string) *con
 		}
 		return v, ok
 	}
-	cfg, err := config.Parse([]byte(file), lookup)
-	if err != nil {
-		t.Fatalf("ConfigMap consumer.yaml: %v", err)
-	}
-	return cfg
+	return config.Parse([]byte(file), lookup)
 }
 
 var varRe = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)`)
@@ -490,6 +532,9 @@ func TestKubernetesManifestsAgreeWithConfig(t *testing.T) {
 	}
 	if !cfg.NATS.Provision {
 		t.Error("the base ConfigMap has nats.provision false: without components/nack nothing makes the streams")
+	}
+	if cfg.Callbacks.Listen != "" {
+		t.Errorf("the base ConfigMap has callbacks.listen %q: without components/callbacks no port, Service or NetworkPolicy rule reaches it", cfg.Callbacks.Listen)
 	}
 
 	// GOMEMLIMIT is the memory limit in bytes (a plain number is bytes to the Go runtime).
@@ -589,8 +634,7 @@ func TestKubernetesManifestsAgreeWithConfig(t *testing.T) {
 	}
 
 	// The Service sends its http port to the container's; the ServiceMonitor scrapes /metrics there.
-	svcm := find(t, ms, "Service")[0]
-	svc := mustDecode[*corev1.Service](t, svcm)
+	svc := mustDecode[*corev1.Service](t, named(t, ms, "Service", "orderstatus"))
 	if len(svc.Spec.Ports) != 1 || resolve(svc.Spec.Ports[0].TargetPort) != port {
 		t.Errorf("Service ports %+v do not reach http.listen's port %d", svc.Spec.Ports, port)
 	}
@@ -652,7 +696,7 @@ func TestKubernetesDisruptionBudgetAndNetworkPolicy(t *testing.T) {
 		t.Errorf("PodDisruptionBudget minAvailable %v maxUnavailable %v: want maxUnavailable 1", pdb.Spec.MinAvailable, mu)
 	}
 
-	np := mustDecode[*networkingv1.NetworkPolicy](t, find(t, ms, "NetworkPolicy")[0])
+	np := mustDecode[*networkingv1.NetworkPolicy](t, named(t, ms, "NetworkPolicy", "orderstatus"))
 	if !selects(np.Spec.PodSelector, podLabels) {
 		t.Errorf("NetworkPolicy podSelector %v does not select the pods %v", np.Spec.PodSelector, podLabels)
 	}
@@ -702,6 +746,13 @@ func TestKubernetesDisruptionBudgetAndNetworkPolicy(t *testing.T) {
 // the given components, and returns what it renders.
 func build(t *testing.T, comps ...string) []manifest {
 	t.Helper()
+	return buildOverlay(t, nil, comps...)
+}
+
+// buildOverlay is build with files of deploy/kubernetes copied into the overlay and listed
+// under its resources, as an operator adds an example to an overlay of theirs.
+func buildOverlay(t *testing.T, files []string, comps ...string) []manifest {
+	t.Helper()
 	dir := t.TempDir()
 	rel := func(p string) string {
 		abs, err := filepath.Abs(p)
@@ -715,6 +766,16 @@ func build(t *testing.T, comps ...string) []manifest {
 		return r
 	}
 	k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - " + rel("kubernetes") + "\n"
+	for _, f := range files {
+		data, err := os.ReadFile(filepath.Join("kubernetes", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		k += "  - " + filepath.Base(f) + "\n"
+	}
 	if len(comps) > 0 {
 		k += "components:\n"
 		for _, c := range comps {
@@ -732,12 +793,14 @@ func build(t *testing.T, comps ...string) []manifest {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return docs(t, "kustomize build "+strings.Join(append([]string{"base"}, comps...), "+"), out)
+	return docs(t, "kustomize build "+strings.Join(slices.Concat([]string{"base"}, comps, files), "+"), out)
 }
 
 // kustomize builds the base alone and with each combination of the optional components: the
 // image is the pinned one, GOMEMLIMIT is set, nats.provision is false exactly when the NACK
-// resources are there, and each component brings its resources and nothing else does.
+// resources are there, callbacks.listen is on exactly with components/callbacks (checkCallbacks),
+// the ServiceMonitor selects the metrics Service alone, and each component brings its resources
+// and nothing else does.
 func TestKustomizeBuilds(t *testing.T) {
 	img := kustomization(t, "kubernetes").Images
 	if len(img) != 1 || img[0].Name == "" || img[0].NewName == "" || (img[0].NewTag == "" && img[0].Digest == "") || img[0].NewTag == "latest" {
@@ -747,10 +810,20 @@ func TestKustomizeBuilds(t *testing.T) {
 	if img[0].Digest != "" {
 		wantImage = img[0].NewName + "@" + img[0].Digest
 	}
-	for _, comps := range [][]string{nil, {"nack"}, {"monitoring"}, {"monitoring", "nack"}} {
+	var names []string
+	for _, dir := range components(t) {
+		names = append(names, filepath.Base(dir))
+	}
+	combos := [][]string{nil}
+	for _, n := range names {
+		for _, c := range combos {
+			combos = append(combos, append(slices.Clone(c), n))
+		}
+	}
+	for _, comps := range combos {
 		t.Run(strings.Join(append([]string{"base"}, comps...), "+"), func(t *testing.T) {
 			ms := build(t, comps...)
-			nack, monitoring := slices.Contains(comps, "nack"), slices.Contains(comps, "monitoring")
+			nack, monitoring, cb := slices.Contains(comps, "nack"), slices.Contains(comps, "monitoring"), slices.Contains(comps, "callbacks")
 			count := map[string]int{}
 			for _, m := range ms {
 				if _, err := strictDecode(m); err != nil {
@@ -765,6 +838,9 @@ func TestKustomizeBuilds(t *testing.T) {
 			if monitoring {
 				want["ServiceMonitor"], want["PrometheusRule"] = 1, 1
 			}
+			if cb {
+				want["Service"], want["NetworkPolicy"] = 2, 2
+			}
 			if !maps.Equal(count, want) {
 				t.Errorf("kinds %v, want %v", count, want)
 			}
@@ -778,10 +854,102 @@ func TestKustomizeBuilds(t *testing.T) {
 			if _, err := strconv.ParseInt(env["GOMEMLIMIT"], 10, 64); err != nil {
 				t.Errorf("GOMEMLIMIT %q: not a byte count", env["GOMEMLIMIT"])
 			}
-			if cfg := parseConfig(t, cm, env); cfg.NATS.Provision == nack {
+			cfg := parseConfig(t, cm, env)
+			if cfg.NATS.Provision == nack {
 				t.Errorf("nats.provision %v with the NACK component %v: the service and NACK would both manage the streams, or neither", cfg.NATS.Provision, nack)
 			}
+			checkCallbacks(t, ms, cfg, dep, cb)
+			if monitoring {
+				sm := mustDecode[*serviceMonitor](t, find(t, ms, "ServiceMonitor")[0])
+				for _, m := range find(t, ms, "Service") {
+					svc := mustDecode[*corev1.Service](t, m)
+					if sel := selects(sm.Spec.Selector, svc.Labels); sel != (svc.Name == "orderstatus") {
+						t.Errorf("ServiceMonitor selects Service %s: %v; want only the metrics Service orderstatus", svc.Name, sel)
+					}
+				}
+			}
 		})
+	}
+}
+
+// checkCallbacks checks a build's callback endpoint. Without components/callbacks
+// callbacks.listen is off and the pod has no port for it. With it, callbacks.listen is on every
+// interface, on the container port callbacks; the Service orderstatus-callbacks reaches that
+// port alone and no other Service reaches it; the NetworkPolicy orderstatus-callbacks lets one
+// namespace in to that port alone and governs no egress; and no rule but the base's monitoring
+// one reaches the metrics port.
+func checkCallbacks(t *testing.T, ms []manifest, cfg *config.Config, dep *appsv1.Deployment, on bool) {
+	t.Helper()
+	c := dep.Spec.Template.Spec.Containers[0]
+	podLabels := dep.Spec.Template.Labels
+	resolve := containerPort(c)
+	cbPort := resolve(intstr.FromString("callbacks"))
+	if !on {
+		if cfg.Callbacks.Listen != "" || cbPort != 0 {
+			t.Errorf("without components/callbacks: callbacks.listen %q, container port callbacks %d; want off", cfg.Callbacks.Listen, cbPort)
+		}
+		return
+	}
+	host, portStr, err := net.SplitHostPort(cfg.Callbacks.Listen)
+	if err != nil {
+		t.Fatalf("with components/callbacks, callbacks.listen %q: %v", cfg.Callbacks.Listen, err)
+	}
+	if host != "0.0.0.0" && host != "" {
+		t.Errorf("callbacks.listen %q: in a pod it must listen on 0.0.0.0", cfg.Callbacks.Listen)
+	}
+	if port, _ := strconv.Atoi(portStr); port == 0 || port != cbPort {
+		t.Errorf("callbacks.listen %q, container port callbacks %d: want the same port", cfg.Callbacks.Listen, cbPort)
+	}
+	_, httpStr, _ := net.SplitHostPort(cfg.HTTP.Listen)
+	httpPort, _ := strconv.Atoi(httpStr)
+
+	for _, m := range find(t, ms, "Service") {
+		svc := mustDecode[*corev1.Service](t, m)
+		if !selects(metav1.LabelSelector{MatchLabels: svc.Spec.Selector}, podLabels) {
+			continue
+		}
+		var reached []int
+		for _, p := range svc.Spec.Ports {
+			reached = append(reached, resolve(p.TargetPort))
+		}
+		if (svc.Name == "orderstatus-callbacks") != slices.Contains(reached, cbPort) ||
+			svc.Name == "orderstatus-callbacks" && !slices.Equal(reached, []int{cbPort}) {
+			t.Errorf("Service %s reaches ports %v: only orderstatus-callbacks may reach the callbacks port %d, and nothing else", svc.Name, reached, cbPort)
+		}
+	}
+
+	np := mustDecode[*networkingv1.NetworkPolicy](t, named(t, ms, "NetworkPolicy", "orderstatus-callbacks"))
+	if !selects(np.Spec.PodSelector, podLabels) {
+		t.Errorf("NetworkPolicy %s podSelector %v does not select the pods %v", np.Name, np.Spec.PodSelector, podLabels)
+	}
+	if !slices.Equal(np.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}) || len(np.Spec.Egress) != 0 {
+		t.Errorf("NetworkPolicy %s policyTypes %v, egress %v: want Ingress alone (the base's egress rules stay the only ones)", np.Name, np.Spec.PolicyTypes, np.Spec.Egress)
+	}
+	if len(np.Spec.Ingress) != 1 {
+		t.Fatalf("NetworkPolicy %s: %d ingress rules, want 1", np.Name, len(np.Spec.Ingress))
+	}
+	in := np.Spec.Ingress[0]
+	if len(in.From) != 1 || in.From[0].PodSelector != nil || in.From[0].IPBlock != nil || in.From[0].NamespaceSelector == nil ||
+		len(in.From[0].NamespaceSelector.MatchExpressions) != 0 || len(in.From[0].NamespaceSelector.MatchLabels) != 1 ||
+		in.From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] == "" {
+		t.Errorf("NetworkPolicy %s from %+v: want one namespace, by kubernetes.io/metadata.name", np.Name, in.From)
+	}
+	if len(in.Ports) != 1 || in.Ports[0].Port == nil || resolve(*in.Ports[0].Port) != cbPort || in.Ports[0].EndPort != nil ||
+		in.Ports[0].Protocol == nil || *in.Ports[0].Protocol != corev1.ProtocolTCP {
+		t.Errorf("NetworkPolicy %s ports %+v, want TCP to the callbacks port %d only", np.Name, in.Ports, cbPort)
+	}
+	for _, m := range find(t, ms, "NetworkPolicy") {
+		p := mustDecode[*networkingv1.NetworkPolicy](t, m)
+		for _, r := range p.Spec.Ingress {
+			for _, port := range r.Ports {
+				if p.Name != "orderstatus" && port.Port != nil && resolve(*port.Port) == httpPort {
+					t.Errorf("NetworkPolicy %s lets %+v in to the metrics port %d", p.Name, r.From, httpPort)
+				}
+			}
+			if len(r.Ports) == 0 {
+				t.Errorf("NetworkPolicy %s: an ingress rule for every port", p.Name)
+			}
+		}
 	}
 }
 
@@ -1220,5 +1388,130 @@ func TestDockerfileStampsBuildAndLabels(t *testing.T) {
 		if v, ok := strings.CutPrefix(want, "${"); ok && !slices.Contains(finalArgs, strings.TrimSuffix(v, "}")) {
 			t.Errorf("final stage uses %s in a LABEL without an ARG for it before", want)
 		}
+	}
+}
+
+// nginxSize reads an nginx size ("64k", "1m", "512"): k and m are binary, as nginx reads them.
+func nginxSize(s string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(strings.ToLower(s), "k"):
+		mult, s = 1<<10, s[:len(s)-1]
+	case strings.HasSuffix(strings.ToLower(s), "m"):
+		mult, s = 1<<20, s[:len(s)-1]
+	case strings.HasSuffix(strings.ToLower(s), "g"):
+		mult, s = 1<<30, s[:len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n * mult, err
+}
+
+// components/callbacks with the Ingress example in an overlay, as an operator deploys them: the
+// Ingress routes exactly the path of each provider the service takes notifications from, to
+// the callbacks Service's port, over TLS; ingress-nginx refuses what the service would (bodies
+// over callbacks.MaxBody) and waits for the service's answer. And the ConfigMap the component
+// patches goes through the service's own validation: a wrong key or value stops the test.
+func TestCallbacksComponent(t *testing.T) {
+	ms := buildOverlay(t, []string{ingressExample}, "callbacks")
+	for _, m := range ms {
+		if _, err := strictDecode(m); err != nil {
+			t.Error(err)
+		}
+	}
+	cm := mustDecode[*corev1.ConfigMap](t, named(t, ms, "ConfigMap", "orderstatus-config"))
+	dep := mustDecode[*appsv1.Deployment](t, named(t, ms, "Deployment", "orderstatus"))
+	c := dep.Spec.Template.Spec.Containers[0]
+	env := podEnv(t, c, cm)
+	cfg := parseConfig(t, cm, env)
+	checkCallbacks(t, ms, cfg, dep, true)
+
+	provs, err := registry.Build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantPaths []string
+	for name := range callbacks.NotifiersOf(provs) {
+		wantPaths = append(wantPaths, "/callbacks/"+name)
+	}
+	slices.Sort(wantPaths)
+	if len(wantPaths) == 0 {
+		t.Fatal("no configured provider sends notifications")
+	}
+
+	svc := mustDecode[*corev1.Service](t, named(t, ms, "Service", "orderstatus-callbacks"))
+	ing := mustDecode[*networkingv1.Ingress](t, named(t, ms, "Ingress", "orderstatus-callbacks"))
+	if ing.Spec.IngressClassName == nil || *ing.Spec.IngressClassName == "" || ing.Spec.DefaultBackend != nil {
+		t.Errorf("Ingress ingressClassName %v, defaultBackend %v: want a class and no default backend", ing.Spec.IngressClassName, ing.Spec.DefaultBackend)
+	}
+	tlsHosts := map[string]bool{}
+	for _, tls := range ing.Spec.TLS {
+		for _, h := range tls.Hosts {
+			tlsHosts[h] = tls.SecretName != ""
+		}
+	}
+	var paths []string
+	for _, r := range ing.Spec.Rules {
+		if r.Host == "" || !tlsHosts[r.Host] {
+			t.Errorf("Ingress rule for host %q: want a host with a TLS Secret", r.Host)
+		}
+		if r.HTTP == nil {
+			continue
+		}
+		for _, p := range r.HTTP.Paths {
+			paths = append(paths, p.Path)
+			var pt networkingv1.PathType
+			if p.PathType != nil {
+				pt = *p.PathType
+			}
+			if pt != networkingv1.PathTypeExact {
+				t.Errorf("Ingress path %s: pathType %q, want Exact", p.Path, pt)
+			}
+			b := p.Backend.Service
+			if b == nil || b.Name != svc.Name {
+				t.Errorf("Ingress path %s: backend %+v, want the Service %s", p.Path, p.Backend, svc.Name)
+				continue
+			}
+			found := false
+			for _, sp := range svc.Spec.Ports {
+				found = found || b.Port.Name != "" && b.Port.Name == sp.Name || b.Port.Number != 0 && b.Port.Number == sp.Port
+			}
+			if !found {
+				t.Errorf("Ingress path %s: port %+v is not a port of the Service %s", p.Path, b.Port, svc.Name)
+			}
+		}
+	}
+	slices.Sort(paths)
+	if !slices.Equal(paths, wantPaths) {
+		t.Errorf("Ingress paths %v, want %v: the providers the service takes notifications from", paths, wantPaths)
+	}
+
+	const nginx = "nginx.ingress.kubernetes.io/"
+	if size, err := nginxSize(ing.Annotations[nginx+"proxy-body-size"]); err != nil || size != callbacks.MaxBody {
+		t.Errorf("Ingress %sproxy-body-size %q: want the service's bound, %d bytes", nginx, ing.Annotations[nginx+"proxy-body-size"], callbacks.MaxBody)
+	}
+	for _, a := range []string{"proxy-connect-timeout", "proxy-send-timeout", "proxy-read-timeout"} {
+		secs, err := strconv.Atoi(ing.Annotations[nginx+a])
+		if err != nil || secs <= 0 {
+			t.Errorf("Ingress %s%s %q: want seconds", nginx, a, ing.Annotations[nginx+a])
+		}
+		if a == "proxy-read-timeout" && time.Duration(secs)*time.Second <= callbacks.DefaultWriteTimeout {
+			t.Errorf("Ingress %s%s %d s: not above the service's write timeout %s, nginx may give up before the answer", nginx, a, secs, callbacks.DefaultWriteTimeout)
+		}
+	}
+
+	// The service's validation holds the component's config to account: a misspelled key, or a
+	// value that is no address, stops the start-up, and so this test.
+	file := cm.Data["consumer.yaml"]
+	re := regexp.MustCompile(`(?m)^(callbacks:\n\s+)listen:`)
+	if !re.MatchString(file) {
+		t.Fatal("consumer.yaml has no callbacks.listen")
+	}
+	if _, err := parseConsumerYAML(t, re.ReplaceAllString(file, "${1}listn:"), env); err == nil || !strings.Contains(err.Error(), "callbacks.listn") {
+		t.Errorf("callbacks.listen misspelled: %v, want an error naming callbacks.listn", err)
+	}
+	bad := maps.Clone(env)
+	bad["CALLBACKS_LISTEN"] = "8443"
+	if _, err := parseConsumerYAML(t, file, bad); err == nil || !strings.Contains(err.Error(), "callbacks.listen") {
+		t.Errorf("callbacks-listen 8443: %v, want an error naming callbacks.listen", err)
 	}
 }
