@@ -14,6 +14,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/natsinfra"
+	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 	"github.com/paystatus/orderstatus/schemas"
 )
 
@@ -81,19 +82,34 @@ func TestOutputMatchesSchemas(t *testing.T) {
 			}
 			e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`"}`), nil)
 			e.publish("orders.query.nope.payment", []byte(`garbage`), nil)
-			e.waitEvents(len(requests))
+			// A verified notification (an event with source callback) and a forged one (a
+			// dead letter on orders.dlq.kuaishou.callback).
+			paid := notice("m-schema", demoApp, "cb-schema-0001", "SUCCESS", 1200, time.Now())
+			e.publishNotice(paid, kwaisign(paid, kssandbox.DemoAppSecret))
+			e.publishNotice(paid, kwaisign(paid, "a-guessed-secret"))
+			e.waitEvents(len(requests) + 1)
+			e.waitCallbacksIdle()
 			e.waitIdle()
+			sources := map[string]int{}
 			for _, m := range e.streamMsgs(natsinfra.StatusStream) {
 				v, err := events.DecodeAny(m.Header.Get("Content-Type"), m.Data)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := eventSchema.Validate(asJSONValue(t, v)); err != nil {
+				jv := asJSONValue(t, v)
+				if err := eventSchema.Validate(jv); err != nil {
 					t.Errorf("event %s does not match the schema: %v", m.Data, err)
 				}
+				if ev, ok := jv.(map[string]any); ok {
+					source, _ := ev["source"].(string)
+					sources[source]++
+				}
+			}
+			if sources[events.SourceQuery] != len(requests) || sources[events.SourceCallback] != 1 {
+				t.Errorf("events by source %v, want %d query and 1 callback", sources, len(requests))
 			}
 			dlq := e.streamMsgs(natsinfra.DLQStream)
-			if len(dlq) != 2 {
+			if len(dlq) != 3 {
 				t.Fatalf("%d dead letters", len(dlq))
 			}
 			for _, m := range dlq {

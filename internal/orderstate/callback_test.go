@@ -6,22 +6,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/providers"
 )
 
 // A notification is an observation made at its timestamp, through the same Claim as a query's
 // answer: observations are ordered by their times whichever source they come from, a change
-// seen by both gives one event, each event says its source, and a notification whose amount
-// differs from the recorded one changes nothing.
+// seen by both, in either order, gives one event with the source of the first, and a
+// notification whose amount differs from the recorded one changes nothing.
 func TestCallbacksAndQueriesShareTheRules(t *testing.T) {
 	js, kv := testBucket(t)
 	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ORDERS_STATUS", Subjects: []string{"orders.status.>"}, Duplicates: 2 * time.Minute}); err != nil {
-		t.Fatal(err)
-	}
+	testStatusStream(t, js)
 	st := newTestStore(js, kv)
 	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	req := events.Request{Provider: "kuaishou", Kind: "payment", AppID: "app", OrderNo: "order-cb-1"}
@@ -60,6 +56,7 @@ func TestCallbacksAndQueriesShareTheRules(t *testing.T) {
 		{"query sees succeeded too", obs(events.SourceQuery, events.StatusSucceeded, 6*time.Second, 1200), nil},
 		{"callback with another amount", obs(events.SourceCallback, events.StatusReversed, 7*time.Second, 1), ErrAmountMismatch},
 		{"the query decides", obs(events.SourceQuery, events.StatusReversed, 8*time.Second, 1200), nil},
+		{"callback sees what the query saw", obs(events.SourceCallback, events.StatusReversed, 9*time.Second, 1200), nil},
 	} {
 		if err := step(tc.o); !errors.Is(err, tc.want) {
 			t.Fatalf("step %d (%s): %v, want %v", i, tc.name, err, tc.want)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/natstest"
+	"github.com/paystatus/orderstatus/internal/providers"
 	"github.com/paystatus/orderstatus/internal/telemetry"
 )
 
@@ -73,12 +74,45 @@ func TestIgnored(t *testing.T) {
 		{"recorded an hour ahead", rec(events.StatusPending, t0.Add(time.Hour)), res(events.StatusSucceeded), t0, ""},
 		{"recorded in 9999", rec(events.StatusPending, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)), res(events.StatusSucceeded), t0, ""},
 		{"older by the longest a call may take", rec(events.StatusSucceeded, t0), res(events.StatusPending), t0.Add(-maxAnswerDelay), "stale"},
+		// A terminal status is never left for a non-terminal one, whatever the clocks say: a
+		// notification's timestamp far ahead, or a record's time not trusted.
+		{"pending a year after succeeded", rec(events.StatusSucceeded, t0), res(events.StatusPending), t0.AddDate(1, 0, 0), "after_terminal"},
+		{"pending, succeeded recorded an hour ahead", rec(events.StatusSucceeded, t0.Add(time.Hour)), res(events.StatusPending), t0, "after_terminal"},
+		{"unknown, failed recorded in 9999", rec(events.StatusFailed, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)), res(events.StatusUnknown), t0, "after_terminal"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := Ignored(tc.cur, tc.res, tc.sent); got != tc.want {
 				t.Fatalf("ignored = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// A change of the provider's raw status alone is a transition: its event's status equals its
+// previous_status (Kuaishou's UNKNOW, then UNKNOWN: unknown both). The same pair again is none.
+func TestProviderStatusAloneIsAChange(t *testing.T) {
+	js, kv := testBucket(t)
+	testStatusStream(t, js)
+	st := newTestStore(js, kv)
+	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	req := events.Request{Provider: "kuaishou", Kind: "payment", AppID: "app", OrderNo: "order-raw-1"}
+	var got []string
+	for i, raw := range []string{"PROCESSING", "UNKNOW", "UNKNOWN", "UNKNOWN"} {
+		res := providers.Result{OrderKey: "order-raw-1", Status: events.StatusUnknown, ProviderStatus: raw}
+		if raw == "PROCESSING" {
+			res.Status = events.StatusPending
+		}
+		_, c, err := st.Claim(context.Background(), Observation{Request: req, Result: res, Sent: t0.Add(time.Duration(i) * time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c != nil { // published by the next Claim, which finds it pending
+			ev := c.Event()
+			got = append(got, string(ev.PreviousStatus)+">"+string(ev.Status)+"("+ev.ProviderStatus+")")
+		}
+	}
+	if want := ">pending(PROCESSING) pending>unknown(UNKNOW) unknown>unknown(UNKNOWN)"; strings.Join(got, " ") != want {
+		t.Fatalf("events %v, want %s", got, want)
 	}
 }
 
@@ -225,6 +259,14 @@ func testBucket(t *testing.T) (jetstream.JetStream, jetstream.KeyValue) {
 		t.Fatal(err)
 	}
 	return js, kv
+}
+
+// testStatusStream creates ORDERS_STATUS, for tests that publish events.
+func testStatusStream(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "ORDERS_STATUS", Subjects: []string{"orders.status.>"}, Duplicates: 2 * time.Minute}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func newTestStore(js jetstream.JetStream, kv jetstream.KeyValue) *Store {
