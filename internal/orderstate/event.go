@@ -45,3 +45,14 @@ func statusEvent(obs Observation, previous events.Status, transition uint64) eve
 		Source:          source,
 	}
 }
+
+// recordedEvent is the order as cur records it, for an observation that changed nothing because
+// it was ignored: the status, provider status, amount and time recorded, none of the ignored
+// answer's own fields (channel, paid_at, details).
+func recordedEvent(obs Observation, cur Record) events.StatusEvent {
+	ev := statusEvent(obs, "", cur.Transition)
+	ev.Status, ev.ProviderStatus, ev.Terminal = cur.Status, cur.ProviderStatus, cur.Status.Terminal()
+	ev.Amount, ev.ObservedAt = cur.Amount, cur.ObservedAt
+	ev.Channel, ev.PaidAt, ev.Details = events.ChannelUnknown, "", map[string]any{}
+	return ev
+}

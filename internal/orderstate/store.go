@@ -162,7 +162,7 @@ func (s *Store) Observe(ctx context.Context, obs Observation) (Observed, error) 
 			if why := Ignored(cur, res.Status, obs.Sent); why != "" {
 				s.metrics.Ignored.WithLabelValues(req.Provider, req.Kind, why).Inc()
 				s.log.Debug("answer ignored", "reason", why, "key", key, "status", string(res.Status), "recorded", string(cur.Status))
-				return Observed{Event: statusEvent(obs, "", cur.Transition), Ignored: why}, nil
+				return Observed{Event: recordedEvent(obs, cur), Ignored: why}, nil
 			}
 			if cur.Status == res.Status && cur.ProviderStatus == res.ProviderStatus {
 				return Observed{Event: statusEvent(obs, "", cur.Transition)}, nil // nothing new

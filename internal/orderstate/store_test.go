@@ -273,3 +273,55 @@ func newTestStore(js jetstream.JetStream, kv jetstream.KeyValue) *Store {
 	return New(Options{JS: js, Bucket: kv, Subjects: events.Subjects{Prefix: "orders"}, Encoding: events.JSON,
 		Log: slog.New(slog.DiscardHandler), Metrics: telemetry.NewMetrics(prometheus.NewRegistry()), Tracer: noop.NewTracerProvider().Tracer("")})
 }
+
+// An ignored observation reports the order as recorded, never the answer it ignored: a lookup's
+// reply is that report, and a slow "pending" must not show a paid order as unpaid.
+func TestIgnoredObservationReportsTheRecordedStatus(t *testing.T) {
+	js, kv := testBucket(t)
+	testStatusStream(t, js)
+	st := newTestStore(js, kv)
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	obs := func(order string, status events.Status, provider string, at time.Duration, amount int64) Observation {
+		return Observation{Request: events.Request{Provider: "kuaishou", Kind: "payment", AppID: "app", OrderNo: order}, Sent: t0.Add(at),
+			Result: providers.Result{OrderKey: order, OrderNo: order, Status: status, ProviderStatus: provider, Amount: amount,
+				Channel: events.ChannelWechat, ObservedAt: t0.Add(at), Details: map[string]any{"from": provider}}}
+	}
+	record := func(o Observation) {
+		t.Helper()
+		got, err := st.Observe(ctx, o)
+		if err != nil || got.Claim == nil {
+			t.Fatalf("observe %+v: %v, claim %v", o.Result, err, got.Claim)
+		}
+		p, err := st.Publish(ctx, got.Claim)
+		if err == nil {
+			err = st.Confirm(ctx, p)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Clear(p)
+	}
+	for _, tc := range []struct {
+		name       string
+		first, now Observation
+		why        string
+	}{
+		{"after its end", obs("o-paid", events.StatusSucceeded, "SUCCESS", time.Second, 1200), obs("o-paid", events.StatusPending, "PROCESSING", 2*time.Second, 1200), "after_terminal"},
+		{"stale", obs("o-open", events.StatusPending, "PROCESSING", 2*time.Second, 1200), obs("o-open", events.StatusFailed, "FAILED", time.Second, 0), "stale"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			record(tc.first)
+			got, err := st.Observe(ctx, tc.now)
+			if err != nil || got.Claim != nil || got.Ignored != tc.why {
+				t.Fatalf("observe: %v, claim %v, ignored %q, want %q", err, got.Claim, got.Ignored, tc.why)
+			}
+			want, ev := tc.first.Result, got.Event
+			if ev.Status != want.Status || ev.ProviderStatus != want.ProviderStatus || ev.Terminal != want.Status.Terminal() ||
+				ev.Amount != want.Amount || ev.ObservedAt != events.FormatTime(want.ObservedAt) || ev.PreviousStatus != "" ||
+				ev.EventID != events.EventID("kuaishou", "payment", "app", want.OrderKey, 1) || len(ev.Details) != 0 {
+				t.Fatalf("reported %+v, want the recorded %s (%s, %d fen, observed %s, transition 1)", ev, want.Status, want.ProviderStatus, want.Amount, want.ObservedAt)
+			}
+		})
+	}
+}
