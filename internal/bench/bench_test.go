@@ -126,11 +126,25 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func (r *rig) startConsumer(qps int) *consumer {
-	cfg := filepath.Join(r.dir, fmt.Sprintf("consumer-%d.yaml", qps))
+// startConsumer starts the consumer with its providers.kuaishou.qps at qps and the defaults.
+func (r *rig) startConsumer(qps int) *consumer { return r.startConsumerWith(consumerConfig{qps: qps}) }
+
+// consumerConfig is what a phase sets in the consumer's config beyond the rig's.
+type consumerConfig struct {
+	qps       int           // providers.kuaishou.qps
+	follow    time.Duration // consumer.follow_delay, and twice it consumer.follow_max_delay; 0: the defaults
+	callbacks string        // callbacks.listen; "": off
+}
+
+func (r *rig) startConsumerWith(cc consumerConfig) *consumer {
+	cfg := filepath.Join(r.dir, fmt.Sprintf("consumer-%d.yaml", cc.qps))
 	var apps strings.Builder
 	for i := range 200 {
 		fmt.Fprintf(&apps, "      - app_id: %s\n        app_secret: secret\n", appID(i))
+	}
+	follow := ""
+	if cc.follow > 0 {
+		follow = fmt.Sprintf("  follow_delay: %s\n  follow_max_delay: %s\n", cc.follow, 2*cc.follow)
 	}
 	port := freePort(r.t)
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`
@@ -139,8 +153,10 @@ nats:
   replicas: %d
 consumer:
   concurrency: %d
-http:
+%shttp:
   listen: 127.0.0.1:%d
+callbacks:
+  listen: %q
 log:
   level: warn
 providers:
@@ -148,9 +164,9 @@ providers:
     base_url: %s
     qps: %d
     apps:
-%s`, r.url, r.replicas, concurrency, port, r.sb.URL(), qps, apps.String())), 0o600)
+%s`, r.url, r.replicas, concurrency, follow, port, cc.callbacks, r.sb.URL(), cc.qps, apps.String())), 0o600)
 	args := []string{"--config", cfg, "--log-format", "json"}
-	if prof := os.Getenv("ORDERS_BENCH_PROFILE"); prof != "" && qps == 100000 && !r.profiled {
+	if prof := os.Getenv("ORDERS_BENCH_PROFILE"); prof != "" && cc.qps == 100000 && !r.profiled {
 		args = append(args, "--cpu-profile", prof) // the throughput phase
 		r.profiled = true
 	}
@@ -261,6 +277,16 @@ func TestBench(t *testing.T) {
 		printRows(rows)
 		return
 	}
+	if only := os.Getenv("ORDERS_BENCH_ONLY"); only == "l" || only == "m" || only == "lm" { // the notification rows alone
+		if only != "m" {
+			rows = append(rows, r.callsPerSettledOrder())
+		}
+		if only != "l" {
+			rows = append(rows, r.notificationToEvent())
+		}
+		printRows(rows)
+		return
+	}
 	if os.Getenv("ORDERS_BENCH_ONLY") == "d" { // the QPS fidelity phase alone (~10 s), for investigating it
 		r.startConsumer(100000).stop() // provisions the streams
 		rows = append(rows, r.fidelity()...)
@@ -354,6 +380,9 @@ func TestBench(t *testing.T) {
 
 	// h: throughput on a real three-process R3 cluster.
 	rows = append(rows, r.cluster())
+
+	// l, m: provider notifications, each run on a fresh server.
+	rows = append(rows, r.callsPerSettledOrder(), r.notificationToEvent())
 	printRows(rows)
 }
 
@@ -481,6 +510,18 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // publish to event receipt.
 func (r *rig) latency(total, rate int) []time.Duration {
 	orders := r.orders("lat", total, 200)
+	return r.toEvent(orders, rate, func(i int) {
+		o := orders[i]
+		if _, err := r.js.PublishAsync("orders.query.kuaishou.payment", []byte(`{"app_id":"`+o[0]+`","order_no":"`+o[1]+`"}`)); err != nil {
+			r.t.Fatal(err)
+		}
+	})
+}
+
+// toEvent calls send(i) for each of orders, at rate per second, and returns the sorted times
+// from each call to its order's event arriving on orders.status.>.
+func (r *rig) toEvent(orders [][2]string, rate int, send func(i int)) []time.Duration {
+	total := len(orders)
 	sent := make([]atomic.Int64, total)
 	got := make([]time.Duration, 0, total)
 	var mu sync.Mutex
@@ -505,14 +546,15 @@ func (r *rig) latency(total, rate int) []time.Duration {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	defer sub.Unsubscribe()
+	defer sub.Unsubscribe() // on a failure
+	if err := r.nc.Flush(); err != nil {
+		r.t.Fatal(err)
+	}
 	tick := time.NewTicker(time.Second / time.Duration(rate))
-	for i, o := range orders {
+	for i := range orders {
 		<-tick.C
 		sent[i].Store(time.Now().UnixNano())
-		if _, err := r.js.PublishAsync("orders.query.kuaishou.payment", []byte(`{"app_id":"`+o[0]+`","order_no":"`+o[1]+`"}`)); err != nil {
-			r.t.Fatal(err)
-		}
+		send(i)
 	}
 	tick.Stop()
 	natstest.CheckFor(r.t, 30*time.Second, 10*time.Millisecond, func() error {
@@ -523,6 +565,9 @@ func (r *rig) latency(total, rate int) []time.Duration {
 		}
 		return nil
 	})
+	_ = sub.Unsubscribe()
+	mu.Lock()
+	defer mu.Unlock()
 	sort.Slice(got, func(a, b int) bool { return got[a] < got[b] })
 	return got
 }

@@ -79,8 +79,9 @@ func (c *eventClock) wait(t *testing.T, n int, start time.Time) burst {
 	return burst{rate: float64(n) / c.times[n-1].Sub(start).Seconds(), gap: gap}
 }
 
-// coldRig is a fresh server and sandbox for one cold-burst run of one contender.
-func coldRig(t *testing.T, apps int) *rig {
+// freshRig is a fresh server, and a sandbox with apps apps, for a run that must see no other
+// run's streams or orders (a cold-burst run of one contender, a run of row l or m).
+func freshRig(t *testing.T, apps int) *rig {
 	ns := natstest.RunServer(t)
 	sb := kssandbox.New(0)
 	for i := range apps {
@@ -97,7 +98,7 @@ func coldRig(t *testing.T, apps int) *rig {
 	return &rig{t: t, ns: ns, sb: sb, nc: nc, js: js, url: ns.ClientURL(), replicas: 1}
 }
 
-func (r *rig) closeCold() {
+func (r *rig) closeFresh() {
 	r.nc.Close()
 	r.sb.Close()
 	r.ns.Shutdown()
@@ -275,9 +276,9 @@ func coldBurst(t *testing.T, consumerBin, watermillBin string, apps, per, rounds
 			func(r *rig) { bare = append(bare, r.coldBareLoop(apps, per, i)) },
 			func(r *rig) { wm = append(wm, r.coldWatermill(watermillBin, apps, per, i)) },
 		} {
-			r := coldRig(t, apps)
+			r := freshRig(t, apps)
 			run(r)
-			r.closeCold()
+			r.closeFresh()
 		}
 	}
 	show := func(bs []burst) string {

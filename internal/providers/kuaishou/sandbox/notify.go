@@ -65,11 +65,26 @@ func (s *Sandbox) Notify(ctx context.Context, o NotifyOptions) {
 	}
 }
 
-// notification is one notification, ready to send.
-type notification struct {
-	messageID string
-	body      []byte
-	kwaisign  string
+// Notification is one notification, signed and ready to send.
+type Notification struct {
+	MessageID string
+	Body      []byte // the HTTP body
+	Kwaisign  string // the kwaisign header
+}
+
+// NotificationOf is the notification Notify sends for o at status (an order's status, such as
+// SUCCESS or REFUND_SUCCESS) at now, signed with the secret of o's app; false for a status no
+// notification carries or an app the sandbox does not have. o need not be an order the
+// sandbox holds.
+func (s *Sandbox) NotificationOf(o Order, status string, now time.Time) (Notification, bool) {
+	s.mu.Lock()
+	a := s.apps[o.AppID]
+	s.mu.Unlock()
+	status, ok := notifiedStatus(status)
+	if a == nil || !ok {
+		return Notification{}, false
+	}
+	return o.notification(status, a.secret, now), true
 }
 
 // notifiedStatus is the status a notification carries for an order's status: the document
@@ -84,10 +99,10 @@ func notifiedStatus(st string) (string, bool) {
 }
 
 // changes makes the notifications of the orders whose status changed since sent says.
-func (s *Sandbox) changes(now time.Time, sent map[string]string) []notification {
+func (s *Sandbox) changes(now time.Time, sent map[string]string) []Notification {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []notification
+	var out []Notification
 	for key, o := range s.orders {
 		st, _ := o.status(now)
 		status, ok := notifiedStatus(st)
@@ -104,7 +119,7 @@ func (s *Sandbox) changes(now time.Time, sent map[string]string) []notification 
 	return out
 }
 
-func (o *Order) notification(status, secret string, now time.Time) notification {
+func (o *Order) notification(status, secret string, now time.Time) Notification {
 	data := map[string]any{"status": status, "ks_order_no": o.KsOrderNo, "attach": ""}
 	var bizType string
 	switch o.Kind {
@@ -131,13 +146,13 @@ func (o *Order) notification(status, secret string, now time.Time) notification 
 	body, _ := json.Marshal(map[string]any{"data": data, "biz_type": bizType, "message_id": messageID,
 		"app_id": o.AppID, "timestamp": now.UnixMilli()})
 	sum := md5.Sum(append(append([]byte{}, body...), secret...))
-	return notification{messageID: messageID, body: body, kwaisign: hex.EncodeToString(sum[:])}
+	return Notification{MessageID: messageID, Body: body, Kwaisign: hex.EncodeToString(sum[:])}
 }
 
 // deliver sends n, and again on o.Resends while the answer is not result 1 for its id.
-func deliver(ctx context.Context, client *http.Client, o NotifyOptions, n notification) {
+func deliver(ctx context.Context, client *http.Client, o NotifyOptions, n Notification) {
 	for try := 0; ; try++ {
-		if postNotification(ctx, client, o.URL, n) || try >= len(o.Resends) {
+		if n.Post(ctx, client, o.URL) || try >= len(o.Resends) {
 			return
 		}
 		select {
@@ -148,14 +163,14 @@ func deliver(ctx context.Context, client *http.Client, o NotifyOptions, n notifi
 	}
 }
 
-// postNotification sends n once and reports whether the merchant answered it as received.
-func postNotification(ctx context.Context, client *http.Client, url string, n notification) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(n.body))
+// Post sends n to url once and reports whether the merchant answered it as received.
+func (n Notification) Post(ctx context.Context, client *http.Client, url string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(n.Body))
 	if err != nil {
 		return false
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("kwaisign", n.kwaisign)
+	req.Header.Set("kwaisign", n.Kwaisign)
 	res, err := client.Do(req)
 	if err != nil {
 		return false
@@ -166,5 +181,5 @@ func postNotification(ctx context.Context, client *http.Client, url string, n no
 		MessageID string `json:"message_id"`
 	}
 	raw, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
-	return json.Unmarshal(raw, &ans) == nil && ans.Result == 1 && ans.MessageID == n.messageID
+	return json.Unmarshal(raw, &ans) == nil && ans.Result == 1 && ans.MessageID == n.MessageID
 }

@@ -30,19 +30,8 @@ func TestNotifySignsAndResends(t *testing.T) {
 	var seen []got
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		sum := md5.Sum(append(body, DemoAppSecret...))
-		var n struct {
-			BizType   string `json:"biz_type"`
-			MessageID string `json:"message_id"`
-			AppID     string `json:"app_id"`
-			Timestamp int64  `json:"timestamp"`
-			Data      struct {
-				OutOrderNo  string `json:"out_order_no"`
-				Status      string `json:"status"`
-				OrderAmount int64  `json:"order_amount"`
-			} `json:"data"`
-		}
-		ok := json.Unmarshal(body, &n) == nil && r.Header.Get("kwaisign") == hex.EncodeToString(sum[:]) &&
+		n, signed := demoNotice(body, r.Header.Get("kwaisign"))
+		ok := signed &&
 			n.BizType == "PAYMENT" && n.AppID == DemoAppID && n.Timestamp > 0 && n.Data.OutOrderNo == "notify-0001" && n.Data.OrderAmount == 700
 		mu.Lock()
 		first := len(seen) == 0
@@ -92,4 +81,51 @@ func TestNotifySignsAndResends(t *testing.T) {
 	if len(seen) != 3 {
 		t.Fatalf("%d notifications, want 3 (nothing resent once answered)", len(seen))
 	}
+}
+
+// NotificationOf signs a notification for any order of an app the sandbox has, as Notify does,
+// and makes none for another app or a status notifications do not carry.
+func TestNotificationOfSigns(t *testing.T) {
+	s := New(0)
+	s.AddApp(DemoAppID, DemoAppSecret)
+	o := Order{AppID: DemoAppID, Kind: events.KindPayment, OrderNo: "not-held-0001", Amount: 900, KsOrderNo: "k9", PayChannel: "WECHAT"}
+	at := time.UnixMilli(1700000000123)
+	n, ok := s.NotificationOf(o, "SUCCESS", at)
+	body, signed := demoNotice(n.Body, n.Kwaisign)
+	if !ok || !signed || body.MessageID != n.MessageID ||
+		body.AppID != DemoAppID || body.Timestamp != at.UnixMilli() || body.Data.OutOrderNo != o.OrderNo ||
+		body.Data.Status != "SUCCESS" || body.Data.Channel != "WECHAT" {
+		t.Fatalf("ok %v, kwaisign %s, body %s", ok, n.Kwaisign, n.Body)
+	}
+	if _, ok := s.NotificationOf(Order{AppID: "ks-nobody", Kind: events.KindPayment, OrderNo: "x"}, "SUCCESS", at); ok {
+		t.Fatal("a notification for an app the sandbox does not have")
+	}
+	if _, ok := s.NotificationOf(o, "CLOSED", at); ok {
+		t.Fatal("a notification for a status notifications do not carry")
+	}
+}
+
+// notice is what the tests read of a notification's body.
+type notice struct {
+	BizType   string `json:"biz_type"`
+	MessageID string `json:"message_id"`
+	AppID     string `json:"app_id"`
+	Timestamp int64  `json:"timestamp"`
+	Data      struct {
+		OutOrderNo  string `json:"out_order_no"`
+		Status      string `json:"status"`
+		OrderAmount int64  `json:"order_amount"`
+		Channel     string `json:"channel"`
+	} `json:"data"`
+}
+
+// demoNotice decodes a notification's body and reports whether it is a notification signed,
+// as the document says, with the demo app's secret in kwaisign.
+func demoNotice(body []byte, kwaisign string) (notice, bool) {
+	sum := md5.Sum(append(append([]byte{}, body...), DemoAppSecret...))
+	var n notice
+	if json.Unmarshal(body, &n) != nil {
+		return n, false
+	}
+	return n, kwaisign == hex.EncodeToString(sum[:])
 }
