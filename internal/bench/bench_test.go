@@ -294,8 +294,8 @@ func TestBench(t *testing.T) {
 		return
 	}
 
-	// k: the cold burst, apps x requests each (ORDERS_BENCH_COLD, default 200x25), in rounds.
-	coldApps, coldPer := 200, 25
+	// k: the cold burst, apps x requests each (ORDERS_BENCH_COLD, default 200x100: 20,000 requests), in rounds.
+	coldApps, coldPer := 200, 100
 	fmt.Sscanf(os.Getenv("ORDERS_BENCH_COLD"), "%dx%d", &coldApps, &coldPer)
 	coldRounds := envInt("ORDERS_BENCH_COLD_ROUNDS", 3)
 	if os.Getenv("ORDERS_BENCH_ONLY") == "k" { // the cold burst alone, for investigating it
