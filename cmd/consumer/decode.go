@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,12 @@ func runDecode(stdin io.Reader, stdout io.Writer) error {
 		return err
 	}
 	v, err := events.DecodeAny("", data)
+	if trimmed, ok := bytes.CutSuffix(data, []byte("\n")); err != nil && ok {
+		// `nats consumer next --raw` and `nats kv get --raw` end the body with a newline.
+		if w, werr := events.DecodeAny("", trimmed); werr == nil {
+			v, err = w, nil
+		}
+	}
 	if err != nil {
 		// Not a payload of ours: show it as it is rather than hide it.
 		_, werr := stdout.Write(data)

@@ -253,6 +253,11 @@ func TestDecode(t *testing.T) {
 	if got["event_id"] != "e1" || got["status"] != "succeeded" || got["amount"] != float64(1200) {
 		t.Fatalf("%v", got)
 	}
+	// `nats consumer next --raw` ends the body with a newline.
+	out.Reset()
+	if code := run(context.Background(), []string{"decode"}, bytes.NewReader(append(body, '\n')), &out, &bytes.Buffer{}); code != 0 || !strings.Contains(out.String(), `"event_id": "e1"`) {
+		t.Fatalf("with the CLI's newline: exit %d, %s", code, out.String())
+	}
 	var stderr bytes.Buffer
 	if code := run(context.Background(), []string{"decode"}, strings.NewReader("plain text"), &out, &stderr); code != 1 || !strings.Contains(stderr.String(), "decode") {
 		t.Fatalf("garbage: %d %q", code, stderr.String())
