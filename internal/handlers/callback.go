@@ -123,7 +123,7 @@ func (h *Handler) notified(ctx context.Context, j *job) outcome {
 	switch {
 	case pub != nil:
 		h.metrics.Notifications.WithLabelValues(name, "nats", NotifyApplied).Inc()
-		j.notified = n.Sent
+		j.notified, j.notice = n.Sent, n.Kind
 	case observed.Ignored != "":
 		h.metrics.Notifications.WithLabelValues(name, "nats", NotifyStale).Inc()
 	default:

@@ -230,7 +230,7 @@ func TestFollowRoundEndsWithoutACallOnceTerminal(t *testing.T) {
 		t.Fatalf("%d provider calls, want 1: the follow round asked about an order that had ended", n)
 	}
 	var m dto.Metric
-	if err := e.metrics.NotificationLatency.WithLabelValues("kuaishou", "callback").(prometheus.Histogram).Write(&m); err != nil {
+	if err := e.metrics.NotificationLatency.WithLabelValues("kuaishou", events.KindPayment).(prometheus.Histogram).Write(&m); err != nil {
 		t.Fatal(err)
 	}
 	if n := m.GetHistogram().GetSampleCount(); n != 1 {

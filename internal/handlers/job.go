@@ -33,6 +33,7 @@ type job struct {
 	retries   backoff.BackOff // in-process retries, made on the first failure
 	refreshed bool            // the provider's credential was replaced once already
 	notified  time.Time       // a notification's timestamp, once it claimed a transition
+	notice    string          // that notification's order kind (payment, settlement, refund)
 	// span is the request's consumer span, child of the request's trace context; with
 	// tracing off, a no-op span holding that context.
 	span  trace.Span

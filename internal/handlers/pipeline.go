@@ -287,7 +287,7 @@ func (h *Handler) confirm(ctx context.Context, j *job, o outcome) {
 	h.store.Clear(o.pub)
 	o.pub = nil
 	if !j.notified.IsZero() {
-		h.metrics.NotificationLatency.WithLabelValues(j.req.Provider, KindCallback).Observe(time.Since(j.notified).Seconds())
+		h.metrics.NotificationLatency.WithLabelValues(j.req.Provider, j.notice).Observe(time.Since(j.notified).Seconds())
 	}
 	h.settle(ctx, j, o)
 }

@@ -109,7 +109,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"provider", "via", "outcome"}),
 		NotificationLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "orders_notification_to_event_seconds",
-			Help:    "Time from a notification's timestamp (the provider's clock) to the event it caused being stored.",
+			Help:    "Time from a notification's timestamp (the provider's clock) to the event it caused being stored, by the order's kind (payment, settlement, refund).",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"provider", "kind"}),
 		FollowsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
