@@ -42,7 +42,7 @@ const usage = `usage:
   consumer [run] --config FILE [--log-format auto|text|json] [--cpu-profile FILE]
                                 run the service
   consumer dev [--dir DIR] [--nats-port N] [--nats-url URL] [--replicas N] [--http ADDR]
-               [--callbacks ADDR] [--notify-duplicates]
+               [--callbacks ADDR] [--notify-duplicate-rate P] [--notify-reorder-rate P]
                [--encoding json|msgpack] [--reset] [--log-format ...]
                                 NATS, provider sandboxes and the service on this machine
   consumer check --config FILE [--json]

@@ -28,8 +28,22 @@ type devCmd struct {
 	LogFormat string `default:"auto" enum:"auto,text,json" help:"auto, text or json."`
 	HTTP      string `name:"http" default:"127.0.0.1:8080" placeholder:"ADDR" help:"Address of /healthz, /readyz and /metrics (\"\" turns them off)."`
 	Callbacks string `name:"callbacks" default:"127.0.0.1:0" placeholder:"ADDR" help:"Address of POST /callbacks/kuaishou, where the Kuaishou sandbox sends its notifications when a demo order changes (port 0: any free port; \"\" turns them off)."`
-	// NotifyDuplicates has the sandbox send each notification twice.
-	NotifyDuplicates bool `name:"notify-duplicates" help:"The Kuaishou sandbox sends each notification twice, as a provider's retries sometimes do."`
+	// The sandbox's disorder, off by default: duplicates and notifications out of order.
+	NotifyDuplicateRate float64 `name:"notify-duplicate-rate" default:"0" placeholder:"P" help:"Chance (0 to 1) that the Kuaishou sandbox sends a notification twice, same message_id, within half a second, as a provider's retries sometimes do."`
+	NotifyReorderRate   float64 `name:"notify-reorder-rate" default:"0" placeholder:"P" help:"Chance (0 to 1) that the Kuaishou sandbox holds a notification back until the order's next one is delivered (a PROCESSING after its SUCCESS), or for a minute when none comes."`
+}
+
+// Validate stops the command at once on a rate outside 0 to 1.
+func (c *devCmd) Validate() error {
+	for _, r := range []struct {
+		flag string
+		v    float64
+	}{{"--notify-duplicate-rate", c.NotifyDuplicateRate}, {"--notify-reorder-rate", c.NotifyReorderRate}} {
+		if !(r.v >= 0 && r.v <= 1) {
+			return fmt.Errorf("%s: %v is not between 0 and 1", r.flag, r.v)
+		}
+	}
+	return nil
 }
 
 // Run runs the whole system on this machine with no set-up: an embedded JetStream server,
@@ -105,8 +119,9 @@ func (c *devCmd) Run(e *env) error {
 	}
 	if cfg.Callbacks.Listen != "" { // the sandbox tells the service of changes, as Kuaishou would
 		notifyURL := "http://" + cfg.Callbacks.Listen + "/callbacks/kuaishou"
-		go ks.Notify(ctx, kssandbox.NotifyOptions{URL: notifyURL, Duplicates: c.NotifyDuplicates})
-		log.Info("the Kuaishou sandbox notifies changes of its orders", "notify_url", notifyURL)
+		go ks.Notify(ctx, kssandbox.NotifyOptions{URL: notifyURL, DuplicateRate: c.NotifyDuplicateRate, ReorderRate: c.NotifyReorderRate})
+		log.Info("the Kuaishou sandbox notifies changes of its orders", "notify_url", notifyURL,
+			"duplicate_rate", c.NotifyDuplicateRate, "reorder_rate", c.NotifyReorderRate)
 	}
 	printDevGuide(stdout, url, *dir, ks.URL(), kd.URL(), *encoding)
 	err = <-errc
@@ -181,7 +196,9 @@ Watch events and dead letters, in one terminal each:
   %[5]s sub 'orders.dlq.>'
 
 The Kuaishou sandbox notifies the service of every change of its orders, as Kuaishou would
-(unless --callbacks ""): events with "source":"callback" arrive before any query.
+(unless --callbacks ""): events with "source":"callback" arrive before any query. With
+--notify-duplicate-rate 0.3 --notify-reorder-rate 0.3 some come twice and some after the
+order's next one: still one event per change, never backwards.
 
 Query the documents' example payment (it turns SUCCESS 30 s after its first query; the sandbox
 notifies that change, or publish the query again after that to see it, with previous_status):

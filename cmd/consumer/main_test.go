@@ -112,9 +112,11 @@ func TestDevPrintedCommandsWork(t *testing.T) {
 }
 
 // In `consumer dev` the Kuaishou sandbox sends signed notifications to the service's callback
-// endpoint: events with source callback arrive before any query is made.
+// endpoint, duplicates too when asked: events with source callback arrive before any query is
+// made.
 func TestDevSandboxNotifiesTheService(t *testing.T) {
-	stdout, stderr, _ := startCommand(t, "dev", "--dir", t.TempDir(), "--nats-port", "-1", "--http", "", "--log-format", "json")
+	stdout, stderr, _ := startCommand(t, "dev", "--dir", t.TempDir(), "--nats-port", "-1", "--http", "", "--log-format", "json",
+		"--notify-duplicate-rate", "1")
 	urlRe := regexp.MustCompile(`nats -s (\S+) sub`)
 	var m []string
 	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
@@ -152,6 +154,9 @@ func TestDevSandboxNotifiesTheService(t *testing.T) {
 		}
 		return nil
 	})
+	if !strings.Contains(stderr.String(), `"duplicate_rate":1,"reorder_rate":0`) {
+		t.Fatalf("the sandbox's rates are not in the log:\n%s", stderr.String())
+	}
 	if strings.Contains(stderr.String(), kssandbox.DemoAppSecret) {
 		t.Fatal("the app secret reached the log")
 	}

@@ -136,7 +136,8 @@ func TestCommandHelp(t *testing.T) {
 		{[]string{"config", "-h"}, []string{"consumer config", "configuration key"}},
 		{[]string{"check", "--help"}, []string{"consumer check", "--config", "--json"}},
 		{[]string{"run", "--help"}, []string{"consumer run", "--config", "--log-format", "--cpu-profile"}},
-		{[]string{"dev", "--help"}, []string{"consumer dev", "--dir", "--nats-port", "--nats-url", "--replicas", "--http", "--encoding", "--reset", "--log-format"}},
+		{[]string{"dev", "--help"}, []string{"consumer dev", "--dir", "--nats-port", "--nats-url", "--replicas", "--http", "--encoding", "--reset", "--log-format",
+			"--callbacks", "--notify-duplicate-rate", "--notify-reorder-rate"}},
 		{[]string{"version", "--help"}, []string{"consumer version", "--json"}},
 		{[]string{"completion", "--help"}, []string{"consumer completion", "bash"}},
 	} {
@@ -175,6 +176,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"dlq", "replay", "--provider", "a.b"}, "not a subject token"},
 		{[]string{"no-such-command"}, "no-such-command"},
 		{[]string{"dev", "--encoding", "xml"}, "--encoding"},
+		{[]string{"dev", "--notify-reorder-rate", "1.5"}, "--notify-reorder-rate: 1.5 is not between 0 and 1"},
+		{[]string{"dev", "--notify-duplicate-rate=-0.1"}, "--notify-duplicate-rate: -0.1 is not between 0 and 1"},
+		{[]string{"dev", "--notify-duplicate-rate", "often"}, "--notify-duplicate-rate"},
 		{[]string{"completion", "tcsh"}, "tcsh"},
 		{[]string{"help", "nope"}, "nope"},
 	} {

@@ -127,14 +127,19 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not a notification", http.StatusBadRequest)
 		return
 	}
-	if err := h.store(r.Context(), name, body, sign, n.MessageID); err != nil {
+	dup, err := h.store(r.Context(), name, body, sign, n.MessageID)
+	if err != nil {
 		h.count(name, "store_failed")
 		h.o.Log.Error("notification not stored; answered 503, the provider sends it again", "provider", name,
 			"app_id", n.AppID, "message_id", n.MessageID, "err", err)
 		http.Error(w, "not stored", http.StatusServiceUnavailable)
 		return
 	}
-	h.count(name, "stored")
+	if dup {
+		h.count(name, handlers.NotifyDuplicate)
+	} else {
+		h.count(name, "stored")
+	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(struct {
 		Result    int    `json:"result"`
@@ -144,14 +149,18 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // store publishes the notification as the NATS way in takes it (the body byte for byte, its
 // signature in handlers.HeaderSignature) and waits until JetStream has it. Nats-Msg-Id is the
-// message_id, so a resend inside the duplicate window is stored once.
-func (h *handler) store(ctx context.Context, provider string, body []byte, sign, messageID string) error {
+// message_id, so a resend inside the duplicate window is stored once: dup says the stream
+// held it already.
+func (h *handler) store(ctx context.Context, provider string, body []byte, sign, messageID string) (dup bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, h.o.StoreTimeout)
 	defer cancel()
 	m := &nats.Msg{Subject: h.o.Subjects.Callback(provider), Data: body,
 		Header: nats.Header{handlers.HeaderSignature: {sign}, events.HeaderMsgID: {messageID}}}
-	_, err := h.o.JS.PublishMsg(ctx, m)
-	return err
+	ack, err := h.o.JS.PublishMsg(ctx, m)
+	if err != nil {
+		return false, err
+	}
+	return ack.Duplicate, nil
 }
 
 // Start serves the endpoint on addr until ctx ends.

@@ -116,7 +116,8 @@ func (f *fixture) stored(t *testing.T) uint64 {
 }
 
 // A verified notification is stored, byte for byte with its signature and message_id, before
-// it is answered {"result":1,"message_id":...}; a resend is answered the same and stored once.
+// it is answered {"result":1,"message_id":...}; a resend is answered the same, stored once and
+// counted a duplicate.
 // Forged, tampered, unknown-app, malformed and oversized bodies are refused and not stored.
 func TestEndpointStoresOnlyVerifiedNotifications(t *testing.T) {
 	f := start(t, nil)
@@ -168,8 +169,11 @@ func TestEndpointStoresOnlyVerifiedNotifications(t *testing.T) {
 	if n := f.stored(t); n != 1 {
 		t.Fatalf("%d notifications stored, want 1", n)
 	}
-	if n := testutil.ToFloat64(f.metrics.Notifications.WithLabelValues("kuaishou", "http", "bad_signature")); n != 4 {
-		t.Fatalf("bad_signature %v, want 4", n)
+	count := func(outcome string) float64 {
+		return testutil.ToFloat64(f.metrics.Notifications.WithLabelValues("kuaishou", "http", outcome))
+	}
+	if b, s, d := count("bad_signature"), count("stored"), count("duplicate"); b != 4 || s != 1 || d != 1 {
+		t.Fatalf("bad_signature %v, stored %v, duplicate %v; want 4, 1 (the first) and 1 (the resend)", b, s, d)
 	}
 }
 

@@ -66,7 +66,7 @@ func TestDamagedRecordLosesNoEvent(t *testing.T) {
 			if next.Status != events.StatusSucceeded || next.PreviousStatus != "" {
 				t.Fatalf("event %s > %s, want a first observation of succeeded", next.PreviousStatus, next.Status)
 			}
-			if st, _ := e.storedState(no); st != string(events.StatusSucceeded) {
+			if st := e.storedState(events.KindPayment, no).Status; st != string(events.StatusSucceeded) {
 				t.Fatalf("ORDERS_STATE at %q, want succeeded", st)
 			}
 		})

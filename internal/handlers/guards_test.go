@@ -29,25 +29,29 @@ import (
 	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 )
 
-// storedState is an order's state as ORDERS_STATE holds it.
-func (e *env) storedState(orderNo string) (status string, transition uint64) {
+// storedRecord is a Kuaishou order's record as ORDERS_STATE holds it.
+type storedRecord struct {
+	Status     string `json:"status"`
+	Transition uint64 `json:"transition"`
+	SentAt     string `json:"sent_at"` // when the observation that set it was made
+}
+
+// storedState is a Kuaishou order's record as ORDERS_STATE holds it.
+func (e *env) storedState(kind, orderNo string) storedRecord {
 	e.t.Helper()
 	kv, err := e.js.KeyValue(context.Background(), natsinfra.StateBucket)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	entry, err := kv.Get(context.Background(), "kuaishou.payment."+demoApp+"."+orderNo)
+	entry, err := kv.Get(context.Background(), "kuaishou."+kind+"."+demoApp+"."+orderNo)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var st struct {
-		Status     string `json:"status"`
-		Transition uint64 `json:"transition"`
-	}
-	if err := json.Unmarshal(entry.Value(), &st); err != nil {
+	var rec storedRecord
+	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
 		e.t.Fatal(err)
 	}
-	return st.Status, st.Transition
+	return rec
 }
 
 // Two queries of one order overlap: the first is sent and answered 1.5 s later (pending); the
@@ -94,7 +98,7 @@ func TestLaterSentQueryWinsWhenAnsweredLast(t *testing.T) {
 			t.Fatalf("events %v: the order moved back", got)
 		}
 	}
-	if st, _ := e.storedState(no); st != string(events.StatusSucceeded) {
+	if st := e.storedState(events.KindPayment, no).Status; st != string(events.StatusSucceeded) {
 		t.Fatalf("ORDERS_STATE at %s (events %v), want succeeded", st, got)
 	}
 	t.Logf("events %v", got)
@@ -133,8 +137,8 @@ func TestClaimAtAStaleRevisionIsAConflict(t *testing.T) {
 	if evs[1].Status != events.StatusSucceeded || evs[1].PreviousStatus != events.StatusPending {
 		t.Errorf("second event %s > %s, want pending > succeeded", evs[1].PreviousStatus, evs[1].Status)
 	}
-	if st, tr := e.storedState(no); st != string(events.StatusSucceeded) || tr != 2 {
-		t.Fatalf("ORDERS_STATE at %s, transition %d; want succeeded, transition 2", st, tr)
+	if rec := e.storedState(events.KindPayment, no); rec.Status != string(events.StatusSucceeded) || rec.Transition != 2 {
+		t.Fatalf("ORDERS_STATE at %s, transition %d; want succeeded, transition 2", rec.Status, rec.Transition)
 	}
 }
 

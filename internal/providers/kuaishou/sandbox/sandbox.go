@@ -33,6 +33,7 @@ type Sandbox struct {
 	// it is closed; tokenHeld is told each token held (see HoldTokenAnswers).
 	tokenHold chan struct{}
 	tokenHeld chan string
+	notices   []Notice // the notifications Notify made, in order
 }
 
 type app struct {
