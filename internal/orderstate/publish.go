@@ -57,7 +57,7 @@ func (s *Store) Publish(ctx context.Context, c *Claim) (*Publication, error) {
 		span.End()
 		return nil, err
 	}
-	data, err := s.encoding.Marshal(*ev)
+	data, err := s.encoding.Marshal(ev)
 	if err != nil {
 		return fail(fmt.Errorf("encode event: %w", err))
 	}
