@@ -139,10 +139,12 @@ func DecodeAny(contentType string, data []byte) (any, error) {
 		// Checked with the request decoder's bounds first: msgpack.Unmarshal allocates what a
 		// header declares, and a few bytes can declare gigabytes.
 		r := newMsgpackReader(data)
-		if err := r.skip(1); err != nil {
-			return nil, err
+		err := r.skip(1)
+		if err == nil {
+			err = r.end()
 		}
-		if err := r.end(); err != nil {
+		r.release()
+		if err != nil {
 			return nil, err
 		}
 		err = msgpack.Unmarshal(data, &v)

@@ -69,7 +69,7 @@ func TestRecordEncodingIsEncodingJSONs(t *testing.T) {
 // sampleRecord is a claim as a Kuaishou payment's first answer writes it.
 func sampleRecord() Record {
 	ev := events.StatusEvent{
-		EventID: events.EventID("kuaishou", "payment", "ks707065143182458884", "1711619867139contractDemo", 1),
+		EventID:   events.EventID("kuaishou", "payment", "ks707065143182458884", "1711619867139contractDemo", 1),
 		RequestID: "r-1", Provider: "kuaishou", Kind: "payment", AppID: "ks707065143182458884", OrderNo: "1711619867139contractDemo",
 		ProviderOrderNo: "121112500031787702250", Status: events.StatusSucceeded, ProviderStatus: "SUCCESS",
 		Terminal: true, Amount: 1200, Currency: "CNY", PaidAt: "2024-04-10T12:46:42.906Z", Channel: events.ChannelWechat,
