@@ -157,7 +157,7 @@ func (r *Record) encode() []byte {
 		defer encodeScratch.Put(sp)
 	}
 	if !ok {
-		b, _ = json.Marshal(r) // plain data: cannot fail
+		b, _ = json.Marshal(*r) // plain data: cannot fail
 		return b
 	}
 	return bytes.Clone(b)
