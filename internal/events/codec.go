@@ -139,7 +139,7 @@ func DecodeAny(contentType string, data []byte) (any, error) {
 		// Checked with the request decoder's bounds first: msgpack.Unmarshal allocates what a
 		// header declares, and a few bytes can declare gigabytes.
 		r := newMsgpackReader(data)
-		err := r.skip(1)
+		err = r.skip(1)
 		if err == nil {
 			err = r.end()
 		}

@@ -173,4 +173,8 @@ func TestDecodeAnyRefusesLengthBombs(t *testing.T) {
 	if err != nil || v == nil {
 		t.Fatalf("a plain message: %v", err)
 	}
+	// Within the bounds, but not what the library decodes (an integer key): its error stands.
+	if v, err := DecodeAny("", []byte{0x81, 0x01, 0xa1, 'a'}); err == nil {
+		t.Fatalf("an integer key decoded as %#v", v)
+	}
 }
