@@ -122,35 +122,23 @@ func AppendJSONString(b []byte, s string) []byte {
 
 // appendJSONStrings appends m with its keys in order, null when m is nil.
 func appendJSONStrings(b []byte, m map[string]string) []byte {
-	if m == nil {
-		return append(b, "null"...)
-	}
-	var buf [16]string
-	keys := buf[:0]
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	b = append(b, '{')
-	for i, k := range keys {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = AppendJSONString(b, k)
-		b = append(b, ':')
-		b = AppendJSONString(b, m[k])
-	}
-	return append(b, '}')
+	b, _ = appendJSONMap(b, m, func(b []byte, v string) ([]byte, bool) { return AppendJSONString(b, v), true })
+	return b
 }
 
 // appendJSONObject appends m, at nesting level depth, with its keys in order, null when m is
 // nil.
 func appendJSONObject(b []byte, m map[string]any, depth int) ([]byte, bool) {
+	if m != nil && depth > maxDetailDepth {
+		return b, false
+	}
+	return appendJSONMap(b, m, func(b []byte, v any) ([]byte, bool) { return appendJSONValue(b, v, depth) })
+}
+
+// appendJSONMap appends m with its keys in order, each value by value, null when m is nil.
+func appendJSONMap[V any](b []byte, m map[string]V, value func([]byte, V) ([]byte, bool)) ([]byte, bool) {
 	if m == nil {
 		return append(b, "null"...), true
-	}
-	if depth > maxDetailDepth {
-		return b, false
 	}
 	var buf [16]string
 	keys := buf[:0]
@@ -166,7 +154,7 @@ func appendJSONObject(b []byte, m map[string]any, depth int) ([]byte, bool) {
 		b = AppendJSONString(b, k)
 		b = append(b, ':')
 		var ok bool
-		if b, ok = appendJSONValue(b, m[k], depth); !ok {
+		if b, ok = value(b, m[k]); !ok {
 			return b, false
 		}
 	}

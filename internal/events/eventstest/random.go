@@ -83,30 +83,25 @@ func Value(r *rand.Rand, depth int) any {
 // Details is a random details map (sometimes nil or empty), its values nesting up to depth
 // more levels.
 func Details(r *rand.Rand, depth int) map[string]any {
-	switch r.IntN(8) {
-	case 0:
-		return nil
-	case 1:
-		return map[string]any{}
-	}
-	m := map[string]any{}
-	for range r.IntN(20) {
-		m[Text(r)] = Value(r, depth)
-	}
-	return m
+	return randomMap(r, func() any { return Value(r, depth) })
 }
 
 // Attributes is a random attributes map (sometimes nil or empty).
 func Attributes(r *rand.Rand) map[string]string {
-	switch r.IntN(6) {
+	return randomMap(r, func() string { return Text(r) })
+}
+
+// randomMap is nil, empty, or up to 19 random keys with values made by value.
+func randomMap[V any](r *rand.Rand, value func() V) map[string]V {
+	switch r.IntN(8) {
 	case 0:
 		return nil
 	case 1:
-		return map[string]string{}
+		return map[string]V{}
 	}
-	m := map[string]string{}
+	m := map[string]V{}
 	for range r.IntN(20) {
-		m[Text(r)] = Text(r)
+		m[Text(r)] = value()
 	}
 	return m
 }
