@@ -16,7 +16,7 @@ import (
 // allows comparing bytes (every map of one entry at most), and the same values everywhere.
 func TestEventMsgpackIsTheLibrarys(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	for i := range 20000 {
+	for i := range 5000 {
 		ev := eventstest.Event(r)
 		if i%2 == 0 {
 			ev.Details, _ = oneEntry(ev.Details).(map[string]any)
