@@ -99,4 +99,4 @@ clean:
 # and their latency to an event), then the Go micro-benchmarks.
 bench: nats-server
 	ORDERS_BENCH=1 $(GO) test -count=1 -run TestBench -v -timeout 10m ./internal/bench | grep -v -E '^(=== RUN|--- PASS|PASS|ok )'
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2000x ./internal/events ./internal/providers/... ./internal/handlers
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2000x ./internal/events ./internal/orderstate ./internal/providers/... ./internal/handlers

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"mime"
+	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -32,16 +33,51 @@ func (e Encoding) ContentType() string {
 	return ContentTypeMsgpack
 }
 
-// Marshal encodes v (a StatusEvent, usually) in e.
+// Marshal encodes v (a StatusEvent or a pointer to one, usually) in e. The bytes returned are
+// the caller's alone: they may be held by a publish until the server answers.
 func (e Encoding) Marshal(v any) ([]byte, error) {
-	switch e {
-	case JSON:
-		return json.Marshal(v)
-	case Msgpack:
-		return msgpack.Marshal(v)
+	if e != JSON && e != Msgpack {
+		return nil, fmt.Errorf("events: unknown encoding %q", string(e))
 	}
-	return nil, fmt.Errorf("events: unknown encoding %q", string(e))
+	ev, _ := v.(*StatusEvent)
+	if t, ok := v.(StatusEvent); ok {
+		ev = &t
+	}
+	if e == JSON && ev == nil {
+		return json.Marshal(v)
+	}
+	buf := scratch.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= MaxRequestSize { // a rare large event's buffer is not kept
+			scratch.Put(buf)
+		}
+	}()
+	buf.Reset()
+	if e == JSON {
+		b, ok := ev.AppendJSON(buf.AvailableBuffer())
+		if !ok {
+			return json.Marshal(v)
+		}
+		buf.Write(b) // keeps the space for the next event when b outgrew it
+		return bytes.Clone(b), nil
+	}
+	enc := msgpack.GetEncoder()
+	enc.Reset(buf)
+	var err error
+	if ev != nil {
+		err = encodeMsgpack(enc, ev)
+	} else {
+		err = enc.Encode(v)
+	}
+	msgpack.PutEncoder(enc)
+	if err != nil {
+		return nil, err
+	}
+	return bytes.Clone(buf.Bytes()), nil
 }
+
+// scratch holds the buffers encodings are written into before being copied out at their size.
+var scratch = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // Detect tells the encoding of a payload from its Content-Type header or, when that is empty,
 // from its first byte: '{' (after white space) is JSON, a msgpack map header is msgpack.
@@ -103,10 +139,12 @@ func DecodeAny(contentType string, data []byte) (any, error) {
 		// Checked with the request decoder's bounds first: msgpack.Unmarshal allocates what a
 		// header declares, and a few bytes can declare gigabytes.
 		r := newMsgpackReader(data)
-		if err := r.skip(1); err != nil {
-			return nil, err
+		err = r.skip(1)
+		if err == nil {
+			err = r.end()
 		}
-		if err := r.end(); err != nil {
+		r.release()
+		if err != nil {
 			return nil, err
 		}
 		err = msgpack.Unmarshal(data, &v)

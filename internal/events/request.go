@@ -99,20 +99,35 @@ type tokenReader interface {
 // are ignored; null counts as absent; a field given twice keeps its last value. Provider and
 // Kind are left for the caller, who reads them from the subject.
 func DecodeRequest(contentType string, data []byte) (Request, error) {
-	var req Request
+	enc, err := requestEncoding(contentType, data)
+	if err != nil {
+		return Request{}, err
+	}
+	if enc == JSON {
+		r := newJSONReader(data)
+		defer r.release()
+		return decodeRequest(r)
+	}
+	r := newMsgpackReader(data)
+	defer r.release()
+	return decodeRequest(r)
+}
+
+// requestEncoding checks a request payload's size and tells its encoding.
+func requestEncoding(contentType string, data []byte) (Encoding, error) {
 	if len(data) > MaxRequestSize {
-		return req, invalidPayload("payload is %d bytes, more than the %d allowed", len(data), MaxRequestSize)
+		return "", invalidPayload("payload is %d bytes, more than the %d allowed", len(data), MaxRequestSize)
 	}
 	enc, err := Detect(contentType, data)
 	if err != nil {
-		return req, invalidPayload("%v", err)
+		return "", invalidPayload("%v", err)
 	}
-	var r tokenReader
-	if enc == JSON {
-		r = newJSONReader(data)
-	} else {
-		r = newMsgpackReader(data)
-	}
+	return enc, nil
+}
+
+// decodeRequest reads a request with r and checks its ids.
+func decodeRequest(r tokenReader) (Request, error) {
+	var req Request
 	if err := readRequest(r, &req); err != nil {
 		return Request{}, err
 	}
@@ -123,6 +138,29 @@ func DecodeRequest(contentType string, data []byte) (Request, error) {
 		return req, invalidField("order_no", "is required unless provider_order_no is given")
 	}
 	return req, nil
+}
+
+// fieldName is name as a string, the request's own field names without an allocation.
+func fieldName(name []byte) string {
+	switch string(name) {
+	case "app_id":
+		return "app_id"
+	case "order_no":
+		return "order_no"
+	case "provider_order_no":
+		return "provider_order_no"
+	case "request_id":
+		return "request_id"
+	case "refresh":
+		return "refresh"
+	case "follow":
+		return "follow"
+	case "follow_until":
+		return "follow_until"
+	case "attributes":
+		return "attributes"
+	}
+	return string(name)
 }
 
 func readRequest(r tokenReader, req *Request) error {
@@ -272,20 +310,23 @@ func attributesField(r tokenReader, name string) (map[string]string, error) {
 		if !more {
 			return out, nil
 		}
-		field := name + "." + truncate(key, 64)
+		field := func() string { return name + "." + truncate(key, 64) } // made for a refusal only
 		vk, err := r.peek()
 		if err != nil {
 			return nil, err
 		}
 		if vk != kindString {
-			return nil, invalidField(field, "must be a string, got %s", vk)
+			return nil, invalidField(field(), "must be a string, got %s", vk)
 		}
-		v, err := readString(r, field)
+		v, err := r.str()
+		if errors.Is(err, errNotUTF8) {
+			return nil, invalidField(field(), "is not valid UTF-8")
+		}
 		if err != nil {
 			return nil, err
 		}
 		if len(v) > maxAttributeLen || len(key) > maxAttributeLen {
-			return nil, invalidField(field, "is longer than %d bytes", maxAttributeLen)
+			return nil, invalidField(field(), "is longer than %d bytes", maxAttributeLen)
 		}
 		out[key] = v
 	}

@@ -1,60 +1,323 @@
 package events
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
-	"io"
+	"strconv"
+	"sync"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
 // jsonReader reads a JSON payload token by token, so that nesting and counts are checked as
 // they come and a string's own bytes can be checked for UTF-8 (encoding/json would quietly
-// put U+FFFD in place of invalid bytes and of lone surrogate escapes).
+// put U+FFFD in place of invalid bytes and of lone surrogate escapes). It takes the payload's
+// tokens as encoding/json's Decoder.Token does, refusing what it refuses, but reads them in
+// place: a string costs one allocation when kept and none when it is a field's name.
 type jsonReader struct {
-	data []byte
-	d    *json.Decoder
-	tok  json.Token // the token peeked at, if has
-	raw  []byte     // its text, with any separator before it
-	has  bool
-	maps []jsonMap
+	data  []byte
+	pos   int       // the next byte to read
+	tok   jsonToken // the token peeked at, if has
+	has   bool
+	state jsonState
+	// outer holds the states to go back to at the end of each array or object open; maps the
+	// objects entered with mapStart. Nesting is bounded (MaxDepth) before either grows.
+	outer  [MaxDepth + 1]jsonState
+	nouter int
+	maps   [MaxDepth]jsonMap
+	nmaps  int
 }
 
 type jsonMap struct{ depth, n, max int }
 
-func newJSONReader(data []byte) *jsonReader {
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.UseNumber()
-	return &jsonReader{data: data, d: d}
+// jsonState is what the next token may be, as encoding/json's Decoder tracks it.
+type jsonState uint8
+
+const (
+	jsonTopValue jsonState = iota
+	jsonArrayStart
+	jsonArrayValue
+	jsonArrayComma
+	jsonObjectStart
+	jsonObjectKey
+	jsonObjectColon
+	jsonObjectValue
+	jsonObjectComma
+)
+
+// jsonToken is one token: a delimiter ({ } [ ]), a string ("), a number (0) or a literal
+// (t, f, n), and its text data[start:end]. escaped says a string holds a backslash.
+type jsonToken struct {
+	t          byte
+	start, end int
+	escaped    bool
 }
 
-func (j *jsonReader) next() (json.Token, error) {
+var jsonReaders = sync.Pool{New: func() any { return new(jsonReader) }}
+
+func newJSONReader(data []byte) *jsonReader {
+	j := jsonReaders.Get().(*jsonReader)
+	*j = jsonReader{data: data}
+	return j
+}
+
+// release gives j back for another payload.
+func (j *jsonReader) release() {
+	j.data = nil
+	jsonReaders.Put(j)
+}
+
+func (j *jsonReader) next() (jsonToken, error) {
 	if j.has {
 		j.has = false
 		return j.tok, nil
 	}
-	before := j.d.InputOffset()
-	t, err := j.d.Token()
-	if err == io.EOF {
-		return nil, invalidPayload("not valid JSON: unexpected end of data")
-	}
-	if err != nil {
-		return nil, invalidPayload("not valid JSON: %v", err)
-	}
-	j.raw = j.data[before:j.d.InputOffset()]
-	return t, nil
+	return j.token()
 }
 
-func (j *jsonReader) peekToken() (json.Token, error) {
+func (j *jsonReader) peekToken() (jsonToken, error) {
 	if !j.has {
-		t, err := j.next()
+		t, err := j.token()
 		if err != nil {
-			return nil, err
+			return t, err
 		}
 		j.tok, j.has = t, true
 	}
 	return j.tok, nil
+}
+
+// skipSpace moves past white space and reports whether a byte follows.
+func (j *jsonReader) skipSpace() bool {
+	for ; j.pos < len(j.data); j.pos++ {
+		switch j.data[j.pos] {
+		case ' ', '\t', '\r', '\n':
+		default:
+			return true
+		}
+	}
+	return false
+}
+
+// token reads the next token, checking it may come where it does.
+func (j *jsonReader) token() (jsonToken, error) {
+	for {
+		if !j.skipSpace() {
+			return jsonToken{}, invalidPayload("not valid JSON: unexpected end of data")
+		}
+		c := j.data[j.pos]
+		switch c {
+		case '[', '{':
+			if !j.valueAllowed() {
+				return jsonToken{}, j.unexpected(c)
+			}
+			if j.nouter == len(j.outer) {
+				return jsonToken{}, depthError()
+			}
+			j.outer[j.nouter] = j.state
+			j.nouter++
+			j.state = jsonArrayStart
+			if c == '{' {
+				j.state = jsonObjectStart
+			}
+			j.pos++
+			return jsonToken{t: c, start: j.pos - 1, end: j.pos}, nil
+		case ']', '}':
+			if c == ']' && j.state != jsonArrayStart && j.state != jsonArrayComma ||
+				c == '}' && j.state != jsonObjectStart && j.state != jsonObjectComma {
+				return jsonToken{}, j.unexpected(c)
+			}
+			j.nouter--
+			j.state = j.outer[j.nouter]
+			j.valueEnd()
+			j.pos++
+			return jsonToken{t: c, start: j.pos - 1, end: j.pos}, nil
+		case ':':
+			if j.state != jsonObjectColon {
+				return jsonToken{}, j.unexpected(c)
+			}
+			j.state = jsonObjectValue
+			j.pos++
+			continue
+		case ',':
+			switch j.state {
+			case jsonArrayComma:
+				j.state = jsonArrayValue
+			case jsonObjectComma:
+				j.state = jsonObjectKey
+			default:
+				return jsonToken{}, j.unexpected(c)
+			}
+			j.pos++
+			continue
+		case '"':
+			if j.state == jsonObjectStart || j.state == jsonObjectKey {
+				t, err := j.scalar()
+				j.state = jsonObjectColon
+				return t, err
+			}
+		}
+		if !j.valueAllowed() {
+			return jsonToken{}, j.unexpected(c)
+		}
+		t, err := j.scalar()
+		j.valueEnd()
+		return t, err
+	}
+}
+
+func (j *jsonReader) valueAllowed() bool {
+	switch j.state {
+	case jsonTopValue, jsonArrayStart, jsonArrayValue, jsonObjectValue:
+		return true
+	}
+	return false
+}
+
+func (j *jsonReader) valueEnd() {
+	switch j.state {
+	case jsonArrayStart, jsonArrayValue:
+		j.state = jsonArrayComma
+	case jsonObjectValue:
+		j.state = jsonObjectComma
+	}
+}
+
+// unexpected is the refusal of c where it stands.
+func (j *jsonReader) unexpected(c byte) error {
+	where := "looking for beginning of value"
+	switch j.state {
+	case jsonArrayComma:
+		where = "after array element"
+	case jsonObjectKey:
+		where = "looking for beginning of object key string"
+	case jsonObjectColon:
+		where = "after object key"
+	case jsonObjectComma:
+		where = "after object key:value pair"
+	}
+	return invalidPayload("not valid JSON: invalid character %s %s", quoteChar(c), where)
+}
+
+// quoteChar is c as encoding/json's errors show it.
+func quoteChar(c byte) string {
+	switch c {
+	case '\'':
+		return `'\''`
+	case '"':
+		return `'"'`
+	}
+	q := strconv.Quote(string(rune(c)))
+	return "'" + q[1:len(q)-1] + "'"
+}
+
+// scalar reads the string, number or literal at j.pos, whole.
+func (j *jsonReader) scalar() (jsonToken, error) {
+	d, start := j.data, j.pos
+	t := jsonToken{t: d[start], start: start}
+	i := start
+	switch c := d[i]; {
+	case c == '"':
+		for i++; ; i++ {
+			if i >= len(d) {
+				return t, invalidPayload("not valid JSON: unexpected end of data in a string")
+			}
+			c := d[i]
+			if c == '"' {
+				i++
+				break
+			}
+			if c < 0x20 {
+				return t, invalidPayload("not valid JSON: invalid character %s in string literal", quoteChar(c))
+			}
+			if c != '\\' {
+				continue
+			}
+			t.escaped = true
+			if i++; i >= len(d) {
+				return t, invalidPayload("not valid JSON: unexpected end of data in a string")
+			}
+			switch d[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				for k := 1; k <= 4; k++ {
+					if i+k >= len(d) {
+						return t, invalidPayload("not valid JSON: unexpected end of data in a string")
+					}
+					if c := d[i+k]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+						return t, invalidPayload("not valid JSON: invalid character %s in \\u hexadecimal character escape", quoteChar(d[i+k]))
+					}
+				}
+				i += 4
+			default:
+				return t, invalidPayload("not valid JSON: invalid character %s in string escape code", quoteChar(d[i]))
+			}
+		}
+	case c == '-' || c >= '0' && c <= '9':
+		t.t = '0'
+		if c == '-' {
+			i++
+		}
+		switch {
+		case i < len(d) && d[i] == '0':
+			i++
+		case i < len(d) && d[i] >= '1' && d[i] <= '9':
+			i = digits(d, i)
+		default:
+			return t, j.badNumber(i, "in numeric literal")
+		}
+		if i < len(d) && d[i] == '.' {
+			if i++; i >= len(d) || d[i] < '0' || d[i] > '9' {
+				return t, j.badNumber(i, "after decimal point in numeric literal")
+			}
+			i = digits(d, i)
+		}
+		if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
+			if i++; i < len(d) && (d[i] == '+' || d[i] == '-') {
+				i++
+			}
+			if i >= len(d) || d[i] < '0' || d[i] > '9' {
+				return t, j.badNumber(i, "in exponent of numeric literal")
+			}
+			i = digits(d, i)
+		}
+	default:
+		var lit string
+		switch c {
+		case 't':
+			lit = "true"
+		case 'f':
+			lit = "false"
+		case 'n':
+			lit = "null"
+		default:
+			return t, invalidPayload("not valid JSON: invalid character %s looking for beginning of value", quoteChar(c))
+		}
+		for k := 1; k < len(lit); k++ {
+			if start+k >= len(d) {
+				return t, invalidPayload("not valid JSON: unexpected end of data")
+			}
+			if d[start+k] != lit[k] {
+				return t, invalidPayload("not valid JSON: invalid character %s in literal %s (expecting %s)", quoteChar(d[start+k]), lit, quoteChar(lit[k]))
+			}
+		}
+		i = start + len(lit)
+	}
+	t.end = i
+	j.pos = i
+	return t, nil
+}
+
+func digits(d []byte, i int) int {
+	for i < len(d) && d[i] >= '0' && d[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+func (j *jsonReader) badNumber(i int, where string) error {
+	if i >= len(j.data) {
+		return invalidPayload("not valid JSON: unexpected end of data")
+	}
+	return invalidPayload("not valid JSON: invalid character %s %s", quoteChar(j.data[i]), where)
 }
 
 func (j *jsonReader) peek() (kind, error) {
@@ -62,24 +325,33 @@ func (j *jsonReader) peek() (kind, error) {
 	if err != nil {
 		return 0, err
 	}
-	switch v := t.(type) {
-	case nil:
+	switch t.t {
+	case 'n':
 		return kindNull, nil
-	case string:
+	case '"':
 		return kindString, nil
-	case bool:
+	case 't', 'f':
 		return kindBool, nil
-	case json.Number:
+	case '0':
 		return kindNumber, nil
-	case json.Delim:
-		switch v {
-		case '{':
-			return kindObject, nil
-		case '[':
-			return kindArray, nil
-		}
+	case '{':
+		return kindObject, nil
+	case '[':
+		return kindArray, nil
 	}
-	return 0, invalidPayload("not valid JSON: unexpected %v", t)
+	return 0, invalidPayload("not valid JSON: unexpected %c", t.t)
+}
+
+// text is the string token t's text, checked for UTF-8 and lone surrogate escapes.
+func (j *jsonReader) text(t jsonToken) ([]byte, error) {
+	if t.t != '"' {
+		return nil, invalidPayload("not valid JSON: expected a string")
+	}
+	raw := j.data[t.start:t.end]
+	if !validJSONText(raw) {
+		return nil, errNotUTF8
+	}
+	return raw[1 : len(raw)-1], nil
 }
 
 func (j *jsonReader) str() (string, error) {
@@ -87,14 +359,14 @@ func (j *jsonReader) str() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s, ok := t.(string)
-	if !ok {
-		return "", invalidPayload("not valid JSON: expected a string")
+	s, err := j.text(t)
+	if err != nil {
+		return "", err
 	}
-	if !validJSONText(j.raw) {
-		return "", errNotUTF8
+	if t.escaped {
+		return unquote(s), nil
 	}
-	return s, nil
+	return string(s), nil
 }
 
 func (j *jsonReader) boolean() (bool, error) {
@@ -102,11 +374,10 @@ func (j *jsonReader) boolean() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	b, ok := t.(bool)
-	if !ok {
+	if t.t != 't' && t.t != 'f' {
 		return false, invalidPayload("not valid JSON: expected a boolean")
 	}
-	return b, nil
+	return t.t == 't', nil
 }
 
 func (j *jsonReader) null() error {
@@ -125,7 +396,8 @@ func (j *jsonReader) mapStart(depth, max int) error {
 	if _, err := j.next(); err != nil { // the '{' peek saw
 		return err
 	}
-	j.maps = append(j.maps, jsonMap{depth: depth, max: max})
+	j.maps[j.nmaps] = jsonMap{depth: depth, max: max}
+	j.nmaps++
 	return nil
 }
 
@@ -134,17 +406,24 @@ func (j *jsonReader) mapKey() (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
-	top := &j.maps[len(j.maps)-1]
-	if t == json.Delim('}') {
+	top := &j.maps[j.nmaps-1]
+	if t.t == '}' {
 		j.has = false
-		j.maps = j.maps[:len(j.maps)-1]
+		j.nmaps--
 		return "", false, nil
 	}
 	if top.n++; top.n > top.max {
 		return "", false, fieldLimitError(top.depth, top.n, top.max)
 	}
-	s, err := j.str()
-	return s, err == nil, err
+	j.has = false
+	s, err := j.text(t)
+	if err != nil {
+		return "", false, err
+	}
+	if t.escaped {
+		return unquote(s), true, nil
+	}
+	return fieldName(s), true, nil
 }
 
 func (j *jsonReader) skip(depth int) error {
@@ -176,7 +455,7 @@ func (j *jsonReader) skip(depth int) error {
 			if err != nil {
 				return err
 			}
-			if t == json.Delim(']') {
+			if t.t == ']' {
 				j.has = false
 				return nil
 			}
@@ -188,7 +467,8 @@ func (j *jsonReader) skip(depth int) error {
 			}
 		}
 	case kindString:
-		_, err := j.str()
+		t, _ := j.next()
+		_, err := j.text(t)
 		return err
 	}
 	_, err = j.next()
@@ -196,10 +476,47 @@ func (j *jsonReader) skip(depth int) error {
 }
 
 func (j *jsonReader) end() error {
-	if _, err := j.d.Token(); !errors.Is(err, io.EOF) {
+	if j.skipSpace() {
 		return invalidPayload("not valid JSON: data after the top-level object")
 	}
 	return nil
+}
+
+// unquote is the text of a JSON string holding escapes, checked already by validJSONText.
+func unquote(s []byte) string {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' {
+			b = append(b, c)
+			continue
+		}
+		i++
+		switch s[i] {
+		case 'b':
+			b = append(b, '\b')
+		case 'f':
+			b = append(b, '\f')
+		case 'n':
+			b = append(b, '\n')
+		case 'r':
+			b = append(b, '\r')
+		case 't':
+			b = append(b, '\t')
+		case 'u':
+			r, _ := hex4(s[i+1:])
+			i += 4
+			if utf16.IsSurrogate(r) { // a high one, followed by its low one
+				lo, _ := hex4(s[i+3:])
+				r = utf16.DecodeRune(r, lo)
+				i += 6
+			}
+			b = utf8.AppendRune(b, r)
+		default: // " \ /
+			b = append(b, s[i])
+		}
+	}
+	return string(b)
 }
 
 // validJSONText reports whether the text of a JSON string token is valid UTF-8 and escapes

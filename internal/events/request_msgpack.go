@@ -1,60 +1,100 @@
 package events
 
 import (
-	"bytes"
-	"io"
+	"encoding/binary"
+	"sync"
 	"time"
 	"unicode/utf8"
-
-	"github.com/vmihailenco/msgpack/v5"
-	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
-// msgpackReader reads a msgpack payload with the library's decoder, but never lets it
-// allocate what a header declares: every length is checked against the bytes that remain,
-// strings are sliced from the payload itself, and nothing is skipped by the library's own
-// recursive Skip.
+// msgpackReader reads a msgpack payload header by header, in place: every length is checked
+// against the bytes that remain before anything is made for it, strings are copied out of the
+// payload only when kept (a field's name is not), and nothing is skipped recursively without
+// the nesting bound.
 type msgpackReader struct {
 	data []byte
-	r    *bytes.Reader // the decoder reads it directly (it is an io.ByteScanner), so r.Len() is exact
-	d    *msgpack.Decoder
-	maps []int // entries left in each map entered
+	pos  int // the next byte to read
+	// maps holds the entries left in each map entered; nesting is bounded (MaxDepth) before it
+	// grows.
+	maps  [MaxDepth]int
+	nmaps int
 }
+
+var msgpackReaders = sync.Pool{New: func() any { return new(msgpackReader) }}
 
 func newMsgpackReader(data []byte) *msgpackReader {
-	r := bytes.NewReader(data)
-	return &msgpackReader{data: data, r: r, d: msgpack.NewDecoder(r)}
+	m := msgpackReaders.Get().(*msgpackReader)
+	*m = msgpackReader{data: data}
+	return m
 }
 
-func notMsgpack(err error) error {
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		return invalidPayload("not valid msgpack: unexpected end of data")
+// release gives m back for another payload.
+func (m *msgpackReader) release() {
+	m.data = nil
+	msgpackReaders.Put(m)
+}
+
+func msgpackEnd() error { return invalidPayload("not valid msgpack: unexpected end of data") }
+
+// Msgpack's type codes (the format's specification).
+const (
+	mpNil      = 0xc0
+	mpFalse    = 0xc2
+	mpTrue     = 0xc3
+	mpBin8     = 0xc4
+	mpBin16    = 0xc5
+	mpBin32    = 0xc6
+	mpExt8     = 0xc7
+	mpExt16    = 0xc8
+	mpExt32    = 0xc9
+	mpFloat    = 0xca
+	mpInt64    = 0xd3
+	mpFixExt1  = 0xd4
+	mpFixExt16 = 0xd8
+	mpStr8     = 0xd9
+	mpStr16    = 0xda
+	mpStr32    = 0xdb
+	mpArray16  = 0xdc
+	mpArray32  = 0xdd
+	mpMap16    = 0xde
+	mpMap32    = 0xdf
+)
+
+// timestampExt is the extension type of msgpack's timestamps.
+const timestampExt = -1
+
+func (m *msgpackReader) peekCode() (byte, error) {
+	if m.pos >= len(m.data) {
+		return 0, msgpackEnd()
 	}
-	return invalidPayload("not valid msgpack: %v", err)
+	return m.data[m.pos], nil
 }
 
 func (m *msgpackReader) peek() (kind, error) {
-	c, err := m.d.PeekCode()
+	c, err := m.peekCode()
 	if err != nil {
-		return 0, notMsgpack(err)
+		return 0, err
 	}
 	switch {
-	case c == msgpcode.Nil:
+	case c == mpNil:
 		return kindNull, nil
-	case c == msgpcode.True || c == msgpcode.False:
+	case c == mpTrue || c == mpFalse:
 		return kindBool, nil
-	case msgpcode.IsFixedNum(c), c >= msgpcode.Float && c <= msgpcode.Int64:
+	case c <= 0x7f || c >= 0xe0, c >= mpFloat && c <= mpInt64:
 		return kindNumber, nil
-	case msgpcode.IsString(c):
+	case c >= 0xa0 && c <= 0xbf, c >= mpStr8 && c <= mpStr32:
 		return kindString, nil
-	case msgpcode.IsBin(c):
+	case c >= mpBin8 && c <= mpBin32:
 		return kindBinary, nil
-	case msgpcode.IsFixedMap(c), c == msgpcode.Map16, c == msgpcode.Map32:
+	case c >= 0x80 && c <= 0x8f, c == mpMap16, c == mpMap32:
 		return kindObject, nil
-	case msgpcode.IsFixedArray(c), c == msgpcode.Array16, c == msgpcode.Array32:
+	case c >= 0x90 && c <= 0x9f, c == mpArray16, c == mpArray32:
 		return kindArray, nil
-	case msgpcode.IsExt(c):
-		if id, _, err := m.extHeader(); err == nil && id == -1 {
+	case c >= mpExt8 && c <= mpExt32, c >= mpFixExt1 && c <= mpFixExt16:
+		at := m.pos
+		id, _, err := m.extHeader()
+		m.pos = at
+		if err == nil && id == timestampExt {
 			return kindTime, nil
 		}
 		return kindOther, nil
@@ -62,65 +102,115 @@ func (m *msgpackReader) peek() (kind, error) {
 	return 0, invalidPayload("not valid msgpack: unknown code 0x%02x", c)
 }
 
-// extHeader reads the header of the extension value that comes next, then goes back to it.
+// uint reads a big-endian unsigned integer of n bytes (1, 2 or 4).
+func (m *msgpackReader) uint(n int) (int, error) {
+	if n > len(m.data)-m.pos {
+		return 0, msgpackEnd()
+	}
+	b := m.data[m.pos : m.pos+n]
+	m.pos += n
+	switch n {
+	case 1:
+		return int(b[0]), nil
+	case 2:
+		return int(binary.BigEndian.Uint16(b)), nil
+	}
+	return int(binary.BigEndian.Uint32(b)), nil
+}
+
+// extHeader reads an extension's header: its type and the length of its data.
 func (m *msgpackReader) extHeader() (id int8, n int, err error) {
-	at := m.r.Len()
-	id, n, err = m.d.DecodeExtHeader()
-	_, _ = m.r.Seek(int64(len(m.data)-at), io.SeekStart)
-	return id, n, err
+	c := m.data[m.pos]
+	m.pos++
+	switch {
+	case c >= mpFixExt1 && c <= mpFixExt16:
+		n = 1 << (c - mpFixExt1)
+	default:
+		n, err = m.uint(1 << (c - mpExt8))
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	if m.pos >= len(m.data) {
+		return 0, 0, msgpackEnd()
+	}
+	id = int8(m.data[m.pos])
+	m.pos++
+	return id, n, nil
 }
 
 // take returns the next n bytes of the payload, refusing a length the payload cannot hold.
 func (m *msgpackReader) take(n int) ([]byte, error) {
-	if n < 0 || n > m.r.Len() {
-		return nil, invalidPayload("not valid msgpack: a length of %d bytes is more than the %d that remain", n, m.r.Len())
+	if left := len(m.data) - m.pos; n > left {
+		return nil, invalidPayload("not valid msgpack: a length of %d bytes is more than the %d that remain", n, left)
 	}
-	at := len(m.data) - m.r.Len()
-	_, _ = m.r.Seek(int64(n), io.SeekCurrent)
-	return m.data[at : at+n], nil
+	m.pos += n
+	return m.data[m.pos-n : m.pos], nil
 }
 
-func (m *msgpackReader) str() (string, error) {
-	n, err := m.d.DecodeBytesLen()
-	if err != nil {
-		return "", notMsgpack(err)
+// bytesLen reads the header of a string or binary value: the length of its data.
+func (m *msgpackReader) bytesLen() (int, error) {
+	c := m.data[m.pos]
+	m.pos++
+	switch {
+	case c >= 0xa0 && c <= 0xbf:
+		return int(c & 0x1f), nil
+	case c >= mpStr8 && c <= mpStr32:
+		return m.uint(1 << (c - mpStr8))
 	}
-	b, err := m.take(max(n, 0))
+	return m.uint(1 << (c - mpBin8)) // bin8, bin16, bin32: peek told it
+}
+
+// text reads the string that comes next, checked for UTF-8.
+func (m *msgpackReader) text() ([]byte, error) {
+	n, err := m.bytesLen()
 	if err != nil {
-		return "", err
+		return nil, err
+	}
+	b, err := m.take(n)
+	if err != nil {
+		return nil, err
 	}
 	if !utf8.Valid(b) {
-		return "", errNotUTF8
-	}
-	return string(b), nil
-}
-
-func (m *msgpackReader) boolean() (bool, error) {
-	b, err := m.d.DecodeBool()
-	if err != nil {
-		return false, notMsgpack(err)
+		return nil, errNotUTF8
 	}
 	return b, nil
 }
 
+func (m *msgpackReader) str() (string, error) {
+	b, err := m.text()
+	return string(b), err
+}
+
+func (m *msgpackReader) boolean() (bool, error) {
+	c := m.data[m.pos] // peek told it
+	m.pos++
+	return c == mpTrue, nil
+}
+
 func (m *msgpackReader) null() error {
-	if err := m.d.DecodeNil(); err != nil {
-		return notMsgpack(err)
-	}
+	m.pos++ // peek told it
 	return nil
 }
 
 func (m *msgpackReader) timestamp() (time.Time, error) {
 	_, n, err := m.extHeader()
 	if err != nil {
-		return time.Time{}, notMsgpack(err)
+		return time.Time{}, err
 	}
-	if n != 4 && n != 8 && n != 12 || n > m.r.Len() {
+	if n != 4 && n != 8 && n != 12 || n > len(m.data)-m.pos {
 		return time.Time{}, invalidPayload("not valid msgpack: a timestamp of %d bytes", n)
 	}
-	t, err := m.d.DecodeTime()
-	if err != nil {
-		return time.Time{}, notMsgpack(err)
+	b, _ := m.take(n)
+	var t time.Time
+	switch n {
+	case 4:
+		t = time.Unix(int64(binary.BigEndian.Uint32(b)), 0)
+	case 8:
+		v := binary.BigEndian.Uint64(b)
+		t = time.Unix(int64(v&(1<<34-1)), int64(v>>34))
+	default:
+		t = time.Unix(int64(binary.BigEndian.Uint64(b[4:])), int64(binary.BigEndian.Uint32(b)))
 	}
 	return t, nil
 }
@@ -132,25 +222,28 @@ func (m *msgpackReader) container(depth, max int) (n int, isMap bool, err error)
 	if depth > MaxDepth {
 		return 0, false, depthError()
 	}
-	c, err := m.d.PeekCode()
-	if err != nil {
-		return 0, false, notMsgpack(err)
+	c := m.data[m.pos] // peek told it
+	m.pos++
+	switch {
+	case c >= 0x80 && c <= 0x8f:
+		n, isMap = int(c&0x0f), true
+	case c >= 0x90 && c <= 0x9f:
+		n = int(c & 0x0f)
+	case c == mpMap16 || c == mpMap32:
+		n, err = m.uint(2 << (c - mpMap16))
+		isMap = true
+	default: // array16, array32
+		n, err = m.uint(2 << (c - mpArray16))
 	}
-	isMap = msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32
-	if isMap {
-		n, err = m.d.DecodeMapLen()
-	} else {
-		n, err = m.d.DecodeArrayLen()
-	}
 	if err != nil {
-		return 0, false, notMsgpack(err)
+		return 0, false, err
 	}
 	per := 1
 	if isMap {
 		per = 2
 	}
-	if n > m.r.Len()/per {
-		return 0, false, invalidPayload("not valid msgpack: %d entries declared, but only %d bytes remain", n, m.r.Len())
+	if left := len(m.data) - m.pos; n > left/per {
+		return 0, false, invalidPayload("not valid msgpack: %d entries declared, but only %d bytes remain", n, left)
 	}
 	if n > max {
 		return 0, false, fieldLimitError(depth, n, max)
@@ -163,14 +256,15 @@ func (m *msgpackReader) mapStart(depth, max int) error {
 	if err != nil {
 		return err
 	}
-	m.maps = append(m.maps, n)
+	m.maps[m.nmaps] = n
+	m.nmaps++
 	return nil
 }
 
 func (m *msgpackReader) mapKey() (string, bool, error) {
-	top := len(m.maps) - 1
+	top := m.nmaps - 1
 	if m.maps[top] == 0 {
-		m.maps = m.maps[:top]
+		m.nmaps--
 		return "", false, nil
 	}
 	m.maps[top]--
@@ -181,8 +275,11 @@ func (m *msgpackReader) mapKey() (string, bool, error) {
 	if k != kindString {
 		return "", false, invalidPayload("a map key is %s, not a string", k)
 	}
-	s, err := m.str()
-	return s, err == nil, err
+	b, err := m.text()
+	if err != nil {
+		return "", false, err
+	}
+	return fieldName(b), true, nil
 }
 
 func (m *msgpackReader) skip(depth int) error {
@@ -206,31 +303,40 @@ func (m *msgpackReader) skip(depth int) error {
 		}
 		return nil
 	case kindString:
-		_, err := m.str()
+		_, err := m.text()
 		return err
 	case kindBinary:
-		n, err := m.d.DecodeBytesLen()
+		n, err := m.bytesLen()
 		if err != nil {
-			return notMsgpack(err)
+			return err
 		}
-		_, err = m.take(max(n, 0))
+		_, err = m.take(n)
 		return err
 	case kindTime, kindOther:
-		_, n, err := m.d.DecodeExtHeader()
+		_, n, err := m.extHeader()
 		if err != nil {
-			return notMsgpack(err)
+			return err
 		}
 		_, err = m.take(n)
 		return err
 	}
-	if err := m.d.Skip(); err != nil { // nil, a boolean or a number: at most 9 bytes
-		return notMsgpack(err)
+	// nil, a boolean or a number: the code, and up to 8 bytes after it
+	c := m.data[m.pos]
+	size := 0
+	switch {
+	case c == mpFloat:
+		size = 4
+	case c > mpFloat && c <= mpInt64: // double, uint8..64, int8..64
+		size = [...]int{8, 1, 2, 4, 8, 1, 2, 4, 8}[c-mpFloat-1]
+	}
+	if _, err := m.take(1 + size); err != nil {
+		return msgpackEnd()
 	}
 	return nil
 }
 
 func (m *msgpackReader) end() error {
-	if m.r.Len() > 0 {
+	if m.pos < len(m.data) {
 		return invalidPayload("not valid msgpack: data after the top-level map")
 	}
 	return nil

@@ -7,7 +7,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/providers"
@@ -30,7 +29,7 @@ func (h *Handler) prepare(ctx context.Context, p providers.Provider, req events.
 // else is for the retry policy.
 func (h *Handler) query(ctx context.Context, p providers.Provider, req events.Request, key string) (res providers.Result, sent time.Time, err error) {
 	provider, endpoint := telemetry.EndpointOf(key)
-	ctx, span := h.tracer.Start(ctx, "query "+provider+" "+endpoint, trace.WithSpanKind(trace.SpanKindInternal))
+	ctx, span := h.tracer.Start(ctx, "query "+provider+" "+endpoint, internalSpan...)
 	defer span.End()
 	started := time.Now()
 	sent = h.sentClock(ctx)
@@ -45,16 +44,18 @@ func (h *Handler) query(ctx context.Context, p providers.Provider, req events.Re
 		outcome = providers.Classify(err).String()
 	}
 	h.metrics.ProviderCalls.WithLabelValues(provider, endpoint, outcome).Inc()
-	var pe *providers.Error
-	if errors.As(err, &pe) && pe.Class == providers.Permanent {
-		return res, sent, reject(events.ReasonProviderRejected, "%s refused the query: code %s: %s", p.Name(), pe.Code, pe.Message)
+	if err != nil {
+		var pe *providers.Error
+		if errors.As(err, &pe) && pe.Class == providers.Permanent {
+			return res, sent, reject(events.ReasonProviderRejected, "%s refused the query: code %s: %s", p.Name(), pe.Code, pe.Message)
+		}
 	}
 	return res, sent, err
 }
 
 // waitSlot waits for a rate slot of key, in a span of its own, for a lookup.
 func (h *Handler) waitSlot(ctx context.Context, key string, qps int) error {
-	ctx, span := h.tracer.Start(ctx, "ratelimit wait", trace.WithSpanKind(trace.SpanKindInternal))
+	ctx, span := h.tracer.Start(ctx, "ratelimit wait", internalSpan...)
 	defer span.End()
 	return h.lim.Wait(ctx, key, qps, 1)
 }

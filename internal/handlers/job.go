@@ -40,11 +40,18 @@ type job struct {
 	ended atomic.Bool // span was ended
 }
 
+// The span kinds as tracer.Start takes them, made once: options passed one by one are made
+// anew for every span. Read only.
+var (
+	consumerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}
+	internalSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)}
+)
+
 // newJob starts keeping msg's delivery alive and opens its consumer span.
 func (h *Handler) newJob(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, f *flow) *job {
 	j := &job{h: h, flow: f, msg: msg, meta: meta}
 	j.req.Provider, j.req.Kind = events.Unknown, events.Unknown
-	_, j.span = h.tracer.Start(telemetry.ReadTrace(ctx, msg.Headers()), "process "+natsinfra.QueryStream, trace.WithSpanKind(trace.SpanKindConsumer))
+	_, j.span = h.tracer.Start(telemetry.ReadTrace(ctx, msg.Headers()), "process "+natsinfra.QueryStream, consumerSpan...)
 	if j.span.IsRecording() {
 		j.span.SetAttributes(telemetry.MessagingNATS, semconv.MessagingDestinationName(msg.Subject()),
 			semconv.MessagingMessageBodySize(len(msg.Data())),
@@ -70,7 +77,7 @@ func (j *job) Prepare(ctx context.Context) { j.h.prepare(j.traced(ctx), j.p, j.r
 
 // Waiting opens the span of j's wait for a rate slot.
 func (j *job) Waiting() func(error) {
-	_, span := j.h.tracer.Start(j.traced(context.Background()), "ratelimit wait", trace.WithSpanKind(trace.SpanKindInternal))
+	_, span := j.h.tracer.Start(j.traced(context.Background()), "ratelimit wait", internalSpan...)
 	return func(err error) {
 		if err != nil {
 			span.SetStatus(codes.Error, err.Error())

@@ -211,12 +211,11 @@ func (h *Handler) failure(ctx context.Context, j *job, err error, recording bool
 // naks or dead-letters a request.
 func (h *Handler) settle(ctx context.Context, j *job, o outcome) {
 	r := j.req
-	ctx = j.traced(ctx)
 	if o.verdict != requeue && o.verdict != retryAfter && o.pub == nil {
 		defer j.endSpan(o)
 	}
 	if o.slowdown {
-		if err := h.lim.Slowdown(ctx, j.key); err != nil {
+		if err := h.lim.Slowdown(j.traced(ctx), j.key); err != nil {
 			h.log.Warn("could not slow the app down", "key", j.key, "err", err)
 		}
 	}
@@ -252,7 +251,7 @@ func (h *Handler) settle(ctx context.Context, j *job, o outcome) {
 		_ = j.msg.NakWithDelay(o.delay)
 	case deadLetter:
 		j.finish()
-		if err := h.deadLetter.Store(ctx, j.msg, j.meta, r.Provider, r.Kind, o.reason, o.text); err != nil {
+		if err := h.deadLetter.Store(j.traced(ctx), j.msg, j.meta, r.Provider, r.Kind, o.reason, o.text); err != nil {
 			h.log.Error("dead letter not stored; will retry", "reason", o.reason, "subject", j.msg.Subject(), "err", err)
 			_ = j.msg.NakWithDelay(redeliveryDelay(j.meta.NumDelivered, 0))
 			return
@@ -281,7 +280,8 @@ func (h *Handler) enqueue(j *job) {
 func (h *Handler) confirm(ctx context.Context, j *job, o outcome) {
 	if err := h.store.Confirm(j.traced(ctx), o.pub); err != nil {
 		h.metrics.WriteRetries.Inc()
-		j.flow.aside(func() { h.republish(ctx, j, o) })
+		failed := o // the goroutine's copy: o itself stays on the stack
+		j.flow.aside(func() { h.republish(ctx, j, failed) })
 		return
 	}
 	h.store.Clear(o.pub)

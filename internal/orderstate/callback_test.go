@@ -75,7 +75,7 @@ func TestCallbacksAndQueriesShareTheRules(t *testing.T) {
 			t.Fatalf("event %d: %+v, want %v from %s", i, ev, want.status, want.source)
 		}
 	}
-	rec, _, err := st.load(ctx, Key("kuaishou", "payment", "app", "order-cb-1"))
+	rec, _, err := st.load(ctx, st.order(Key("kuaishou", "payment", "app", "order-cb-1")))
 	if err != nil || rec.Amount != 1200 || rec.Transition != 3 {
 		t.Fatalf("record %+v (%v)", rec, err)
 	}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -44,7 +43,12 @@ func (s *Store) Publish(ctx context.Context, c *Claim) (*Publication, error) {
 		}
 	}
 	subject := s.subjects.Status(ev.Provider, ev.Kind, ev.Status)
-	pctx, span := s.tracer.Start(pctx, "publish "+natsinfra.StatusStream, append(opts, trace.WithSpanKind(trace.SpanKindProducer))...)
+	if opts == nil {
+		opts = producerSpan
+	} else {
+		opts = append(opts, producerSpan...)
+	}
+	pctx, span := s.tracer.Start(pctx, "publish "+natsinfra.StatusStream, opts...)
 	if span.IsRecording() {
 		span.SetAttributes(telemetry.MessagingNATS, semconv.MessagingDestinationName(subject), semconv.MessagingMessageID(ev.EventID))
 		span.SetAttributes(telemetry.OperationPublish...)
@@ -57,18 +61,14 @@ func (s *Store) Publish(ctx context.Context, c *Claim) (*Publication, error) {
 		span.End()
 		return nil, err
 	}
-	data, err := s.encoding.Marshal(*ev)
+	data, err := s.encoding.Marshal(ev)
 	if err != nil {
 		return fail(fmt.Errorf("encode event: %w", err))
 	}
 	if span.IsRecording() {
 		span.SetAttributes(semconv.MessagingMessageBodySize(len(data)))
 	}
-	m := &nats.Msg{
-		Subject: subject,
-		Data:    data,
-		Header:  nats.Header{events.HeaderMsgID: {ev.EventID}, events.HeaderContentType: {s.encoding.ContentType()}},
-	}
+	m := newMsg(subject, data, events.HeaderMsgID, ev.EventID, events.HeaderContentType, s.encoding.ContentType())
 	telemetry.TraceOf(pctx).SetOn(m.Header)
 	f, err := s.js.PublishMsgAsync(m)
 	if err != nil {
@@ -76,6 +76,10 @@ func (s *Store) Publish(ctx context.Context, c *Claim) (*Publication, error) {
 	}
 	return &Publication{claim: c, ack: f, span: span}, nil
 }
+
+// producerSpan is the publish span's kind as tracer.Start takes it, made once (options passed
+// one by one are made anew for every span). Read only.
+var producerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer)}
 
 // Claim is the claim p publishes the event of.
 func (p *Publication) Claim() *Claim { return p.claim }
@@ -134,7 +138,7 @@ func (s *Store) publishPending(ctx context.Context, c *Claim) (newRev uint64, er
 	err = backoff.Retry(func() error {
 		var err error
 		s.trips.clear.Inc()
-		newRev, err = s.put(ctx, c.key, rec, c.rev)
+		newRev, err = s.put(ctx, c.order, &rec, c.rev)
 		if errors.Is(err, ErrConflict) {
 			return backoff.Permanent(err)
 		}
@@ -156,7 +160,7 @@ func (s *Store) Clear(p *Publication) {
 	rec.Pending, rec.Trace = nil, telemetry.TraceContext{}
 	// A plain publish, with no reply subject: JetStream stores it (its subject is the
 	// bucket's) after checking the revision, and sends no acknowledgement nobody would read.
-	if err := s.js.Conn().PublishMsg(s.writeMsg(p.claim.key, rec, p.claim.rev)); err != nil {
+	if err := s.js.Conn().PublishMsg(writeMsg(p.claim.order, &rec, p.claim.rev)); err != nil {
 		s.log.Debug("pending mark not cleared; the sweep clears it", "key", p.claim.key, "err", err)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -143,9 +145,70 @@ func truncate(s string) string {
 	return s
 }
 
-func (r Record) encode() []byte {
-	b, _ := json.Marshal(r) // plain data: cannot fail
-	return b
+// encode is r's stored form, the caller's to keep: its JSON, byte for byte as encoding/json's
+// Marshal writes it, since records already stored and other replicas read it. It is written
+// by hand into reused space and copied out at its size; a pending event whose details hold a
+// value only encoding/json writes is left to it.
+func (r *Record) encode() []byte {
+	sp := encodeScratch.Get().(*[]byte)
+	b, ok := r.appendJSON((*sp)[:0])
+	if cap(b) <= maxRecordBytes {
+		*sp = b[:0]
+		defer encodeScratch.Put(sp)
+	}
+	if !ok {
+		b, _ = json.Marshal(*r) // plain data: cannot fail
+		return b
+	}
+	return bytes.Clone(b)
+}
+
+var encodeScratch = sync.Pool{New: func() any { return new([]byte) }}
+
+// appendJSON appends r as encoding/json's Marshal writes it; false when its pending event's
+// details hold a value events.StatusEvent.AppendJSON leaves to encoding/json.
+func (r *Record) appendJSON(b []byte) ([]byte, bool) {
+	b = append(b, `{"status":`...)
+	b = events.AppendJSONString(b, string(r.Status))
+	b = append(b, `,"provider_status":`...)
+	b = events.AppendJSONString(b, r.ProviderStatus)
+	b = append(b, `,"transition":`...)
+	b = strconv.AppendUint(b, r.Transition, 10)
+	b = append(b, `,"event_id":`...)
+	b = events.AppendJSONString(b, r.EventID)
+	if r.SentAt != "" {
+		b = append(b, `,"sent_at":`...)
+		b = events.AppendJSONString(b, r.SentAt)
+	}
+	if r.Amount != 0 {
+		b = append(b, `,"amount":`...)
+		b = strconv.AppendInt(b, r.Amount, 10)
+	}
+	b = append(b, `,"observed_at":`...)
+	b = events.AppendJSONString(b, r.ObservedAt)
+	if r.Pending != nil {
+		b = append(b, `,"pending":`...)
+		var ok bool
+		if b, ok = r.Pending.AppendJSON(b); !ok {
+			return b, false
+		}
+	}
+	if r.Trace != (telemetry.TraceContext{}) {
+		b = append(b, `,"trace":{`...)
+		if r.Trace.Parent != "" {
+			b = append(b, `"traceparent":`...)
+			b = events.AppendJSONString(b, r.Trace.Parent)
+		}
+		if r.Trace.State != "" {
+			if r.Trace.Parent != "" {
+				b = append(b, ',')
+			}
+			b = append(b, `"tracestate":`...)
+			b = events.AppendJSONString(b, r.Trace.State)
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}'), true
 }
 
 // Key is the KV key of an order: <provider>.<kind>.<app_id>.<order key>, readable when the

@@ -105,10 +105,16 @@ func New(o Options) *Store {
 
 // Claim is a transition recorded with its event pending.
 type Claim struct {
-	key string
+	order
 	rec Record // rec.Pending is the event
 	rev uint64 // the claim's revision
 }
+
+// order is an order's key and the subject of its writes in ORDERS_STATE.
+type order struct{ key, subject string }
+
+// order is key's order.
+func (s *Store) order(key string) order { return order{key: key, subject: s.subject(key)} }
 
 // Event is the claimed transition's event.
 func (c *Claim) Event() events.StatusEvent { return *c.rec.Pending }
@@ -136,19 +142,20 @@ type Observed struct {
 // Observe is Claim, saying also why an observation was ignored.
 func (s *Store) Observe(ctx context.Context, obs Observation) (Observed, error) {
 	req, res := obs.Request, obs.Result
-	key := Key(req.Provider, req.Kind, req.AppID, res.OrderKey)
+	o := s.order(Key(req.Provider, req.Kind, req.AppID, res.OrderKey))
+	key := o.key
 	for range 8 {
 		var cur Record
 		var rev uint64
 		var err error
 		if s.seen.has(key) {
-			if cur, rev, err = s.load(ctx, key); err != nil {
+			if cur, rev, err = s.load(ctx, o); err != nil {
 				return Observed{}, err
 			}
 		} // else never seen here: most likely new, and the create below fails if it is not
 		s.seen.add(key)
 		if cur.Pending != nil {
-			if rev, err = s.publishPending(ctx, &Claim{key: key, rec: cur, rev: rev}); errors.Is(err, ErrConflict) {
+			if rev, err = s.publishPending(ctx, &Claim{order: o, rec: cur, rev: rev}); errors.Is(err, ErrConflict) {
 				continue
 			} else if err != nil {
 				return Observed{}, err
@@ -180,14 +187,14 @@ func (s *Store) Observe(ctx context.Context, obs Observation) (Observed, error) 
 			EventID: ev.EventID, SentAt: obs.Sent.UTC().Format(time.RFC3339Nano), ObservedAt: ev.ObservedAt, Pending: &ev,
 			Trace: telemetry.TraceOf(ctx)}
 		s.trips.claim.Inc()
-		newRev, err := s.put(ctx, key, next, rev)
+		newRev, err := s.put(ctx, o, &next, rev)
 		if errors.Is(err, ErrConflict) {
 			continue // another writer moved this order on: look again (seen now, so read first)
 		}
 		if err != nil {
 			return Observed{}, err
 		}
-		return Observed{Event: ev, Claim: &Claim{key: key, rec: next, rev: newRev}}, nil
+		return Observed{Event: ev, Claim: &Claim{order: o, rec: next, rev: newRev}}, nil
 	}
 	return Observed{}, fmt.Errorf("order %s: too many concurrent updates", key)
 }
@@ -195,20 +202,21 @@ func (s *Store) Observe(ctx context.Context, obs Observation) (Observed, error) 
 // Terminal reports whether the order's recorded status is terminal: a follow round for it has
 // nothing left to learn. An order never recorded, or a read that fails, is not terminal.
 func (s *Store) Terminal(ctx context.Context, provider, kind, appID, orderKey string) bool {
-	rec, _, err := s.load(ctx, Key(provider, kind, appID, orderKey))
+	rec, _, err := s.load(ctx, s.order(Key(provider, kind, appID, orderKey)))
 	return err == nil && rec.Transition > 0 && rec.Status.Terminal()
 }
 
-// load reads key's record and its revision (0: never written). A delete marker (`nats kv del`)
+// load reads o's record and its revision (0: never written). A delete marker (`nats kv del`)
 // comes back as no record with its revision, so the next write goes over it; so does a
 // damaged record, counted and logged.
-func (s *Store) load(ctx context.Context, key string) (Record, uint64, error) {
+func (s *Store) load(ctx context.Context, o order) (Record, uint64, error) {
+	key := o.key
 	s.trips.read.Inc()
 	stream, err := s.bucketStream(ctx)
 	if err != nil {
 		return Record{}, 0, fmt.Errorf("read state %s: %w", key, err)
 	}
-	m, err := stream.GetLastMsgForSubject(ctx, s.subject(key))
+	m, err := stream.GetLastMsgForSubject(ctx, o.subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return Record{}, 0, nil
 	}
@@ -243,14 +251,14 @@ func (s *Store) bucketStream(ctx context.Context) (jetstream.Stream, error) {
 // subject is the subject of key's writes in ORDERS_STATE.
 func (s *Store) subject(key string) string { return "$KV." + s.bucket.Bucket() + "." + key }
 
-// put writes rec if the key is still at rev (0: the key must not exist), and waits for the
+// put writes rec if o is still at rev (0: the key must not exist), and waits for the
 // server. The write is a publish to the key's subject with the revision it must follow, as the
 // KV client's own Create and Update make it, sent on the asynchronous path: waiting for its
 // future costs less than a request with a reply subject and a timer of its own.
-func (s *Store) put(ctx context.Context, key string, rec Record, rev uint64) (uint64, error) {
-	f, err := s.js.PublishMsgAsync(s.writeMsg(key, rec, rev))
+func (s *Store) put(ctx context.Context, o order, rec *Record, rev uint64) (uint64, error) {
+	f, err := s.js.PublishMsgAsync(writeMsg(o, rec, rev))
 	if err != nil {
-		return rev, fmt.Errorf("write state %s: %w", key, err)
+		return rev, fmt.Errorf("write state %s: %w", o.key, err)
 	}
 	select {
 	case ack := <-f.Ok():
@@ -262,16 +270,32 @@ func (s *Store) put(ctx context.Context, key string, rec Record, rev uint64) (ui
 	if kvcas.Conflict(err) {
 		return rev, ErrConflict
 	}
-	return rev, fmt.Errorf("write state %s: %w", key, err)
+	return rev, fmt.Errorf("write state %s: %w", o.key, err)
 }
 
-// writeMsg is the write of rec to key, if the key is still at rev (0: the key must not exist).
-// A claim carries events.HeaderPending, which the sweep follows.
-func (s *Store) writeMsg(key string, rec Record, rev uint64) *nats.Msg {
-	m := &nats.Msg{Subject: s.subject(key), Data: rec.encode(),
-		Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(rev, 10)}}}
+// writeMsg is the write of rec to o, if o is still at rev (0: the key must not exist). A claim
+// carries events.HeaderPending, which the sweep follows.
+func writeMsg(o order, rec *Record, rev uint64) *nats.Msg {
+	var id string
 	if rec.Pending != nil {
-		m.Header.Set(events.HeaderPending, rec.Pending.EventID)
+		id = rec.Pending.EventID
 	}
-	return m
+	return newMsg(o.subject, rec.encode(), jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10), events.HeaderPending, id)
+}
+
+// outMsg is a message and the values of its headers, made in one allocation.
+type outMsg struct {
+	msg  nats.Msg
+	vals [2]string
+}
+
+// newMsg is a message to subject with the headers k1: v1 and, unless v2 is empty, k2: v2 (keys
+// as they go on the wire: nothing canonicalizes them here).
+func newMsg(subject string, data []byte, k1, v1, k2, v2 string) *nats.Msg {
+	m := &outMsg{msg: nats.Msg{Subject: subject, Data: data, Header: make(nats.Header, 4)}, vals: [2]string{v1, v2}}
+	m.msg.Header[k1] = m.vals[0:1:1]
+	if v2 != "" {
+		m.msg.Header[k2] = m.vals[1:2:2]
+	}
+	return &m.msg
 }

@@ -1,12 +1,14 @@
 package orderstate
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -123,26 +125,26 @@ func TestLateClearDoesNotOverwriteANewerState(t *testing.T) {
 	js, kv := testBucket(t)
 	ctx := context.Background()
 	st := newTestStore(js, kv)
-	key := "kuaishou.payment.app.order-1"
+	key := st.order("kuaishou.payment.app.order-1")
 	ev1 := events.StatusEvent{EventID: "e1", Status: events.StatusPending}
 	first := Record{Status: events.StatusPending, Transition: 1, EventID: "e1", Pending: &ev1}
-	rev1, err := st.put(ctx, key, first, 0)
+	rev1, err := st.put(ctx, key, &first, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ev2 := events.StatusEvent{EventID: "e2", Status: events.StatusSucceeded}
 	second := Record{Status: events.StatusSucceeded, Transition: 2, EventID: "e2", Pending: &ev2}
-	rev2, err := st.put(ctx, key, second, rev1)
+	rev2, err := st.put(ctx, key, &second, rev1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.Clear(&Publication{claim: &Claim{key: key, rec: first, rev: rev1}}) // late: the order is at rev2
+	st.Clear(&Publication{claim: &Claim{order: key, rec: first, rev: rev1}}) // late: the order is at rev2
 	// The server takes a connection's messages in order: this write, made after the clear,
 	// succeeds only if the clear was refused.
-	if _, err := st.put(ctx, key, second, rev2); err != nil {
+	if _, err := st.put(ctx, key, &second, rev2); err != nil {
 		t.Fatalf("the late clear was stored over the newer state: %v", err)
 	}
-	e, err := kv.Get(ctx, key)
+	e, err := kv.Get(ctx, key.key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,9 +161,9 @@ func TestStaleRevisionIsAConflict(t *testing.T) {
 	js, kv := testBucket(t)
 	st := newTestStore(js, kv)
 	ctx := context.Background()
-	key := "kuaishou.payment.app.order-2"
-	rec := func(n uint64) Record {
-		return Record{Status: events.StatusPending, Transition: n, EventID: fmt.Sprint("e", n)}
+	key := st.order("kuaishou.payment.app.order-2")
+	rec := func(n uint64) *Record {
+		return &Record{Status: events.StatusPending, Transition: n, EventID: fmt.Sprint("e", n)}
 	}
 	rev1, err := st.put(ctx, key, rec(1), 0)
 	if err != nil {
@@ -236,7 +238,7 @@ func TestDamagedRecordsAreRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, got, err := st.load(ctx, "kuaishou.payment.app.order-3")
+	rec, got, err := st.load(ctx, st.order("kuaishou.payment.app.order-3"))
 	if err != nil || got != rev || rec.Transition != 0 {
 		t.Fatalf("load of a damaged record: %+v at %d (%v), want none at %d", rec, got, err, rev)
 	}
@@ -245,7 +247,7 @@ func TestDamagedRecordsAreRefused(t *testing.T) {
 	}
 }
 
-func testBucket(t *testing.T) (jetstream.JetStream, jetstream.KeyValue) {
+func testBucket(t testing.TB) (jetstream.JetStream, jetstream.KeyValue) {
 	t.Helper()
 	ns := natstest.RunServer(t)
 	nc, err := nats.Connect(ns.ClientURL())
@@ -322,6 +324,76 @@ func TestIgnoredObservationReportsTheRecordedStatus(t *testing.T) {
 				ev.EventID != events.EventID("kuaishou", "payment", "app", want.OrderKey, 1) || len(ev.Details) != 0 {
 				t.Fatalf("reported %+v, want the recorded %s (%s, %d fen, observed %s, transition 1)", ev, want.Status, want.ProviderStatus, want.Amount, want.ObservedAt)
 			}
+		})
+	}
+}
+
+// Each write carries its headers: the claim the revision it follows and its pending mark (which
+// the sweep follows), the event its id (the duplicate window's key) and its encoding, the clear
+// its revision and no mark. The records are stored as encode writes them.
+func TestWritesCarryTheirHeaders(t *testing.T) {
+	js, kv := testBucket(t)
+	ctx := context.Background()
+	status, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ORDERS_STATUS", Subjects: []string{"orders.status.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := js.Stream(ctx, "KV_ORDERS_STATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newTestStore(js, kv)
+	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	obs := func(s events.Status, at time.Duration) Observation {
+		return Observation{Request: events.Request{Provider: "kuaishou", Kind: "payment", AppID: "app", OrderNo: "order-h"}, Sent: t0.Add(at),
+			Result: providers.Result{OrderKey: "order-h", Status: s, ProviderStatus: string(s), ObservedAt: t0.Add(at)}}
+	}
+	subject := "$KV.ORDERS_STATE." + Key("kuaishou", "payment", "app", "order-h")
+	for i, s := range []events.Status{events.StatusPending, events.StatusSucceeded} {
+		_, c, err := st.Claim(ctx, obs(s, time.Duration(i)*time.Second))
+		if err != nil || c == nil {
+			t.Fatalf("claim: %v", err)
+		}
+		m, err := state.GetLastMsgForSubject(ctx, subject)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Header.Get(events.HeaderPending); got != c.Event().EventID {
+			t.Fatalf("claim %d: %s %q, want %q", i, events.HeaderPending, got, c.Event().EventID)
+		}
+		if !bytes.Equal(m.Data, encodeWithReflection(c.rec)) {
+			t.Fatalf("claim %d stored as %s", i, m.Data)
+		}
+		p, err := st.Publish(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Confirm(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		ev, err := status.GetLastMsgForSubject(ctx, "orders.status.kuaishou.payment."+string(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Header.Get(events.HeaderMsgID) != c.Event().EventID || ev.Header.Get(events.HeaderContentType) != events.ContentTypeJSON {
+			t.Fatalf("event %d headers %v", i, ev.Header)
+		}
+		st.Clear(p)
+		natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+			m, err := state.GetLastMsgForSubject(ctx, subject)
+			if err != nil {
+				return err
+			}
+			if m.Sequence == c.rev {
+				return fmt.Errorf("not cleared yet")
+			}
+			if got := m.Header.Get(events.HeaderPending); got != "" {
+				t.Fatalf("clear %d: %s %q", i, events.HeaderPending, got)
+			}
+			if want := strconv.FormatUint(c.rev, 10); m.Header.Get(jetstream.ExpectedLastSubjSeqHeader) != want {
+				t.Fatalf("clear %d headers %v, want the revision %s", i, m.Header, want)
+			}
+			return nil
 		})
 	}
 }

@@ -237,13 +237,14 @@ func (s *Store) sweepAged(ctx context.Context, cutoff time.Time) {
 	}
 	s.sweep.mu.Unlock()
 	for key, p := range aged {
-		rec, rev, err := s.load(ctx, key)
+		o := s.order(key)
+		rec, rev, err := s.load(ctx, o)
 		if err != nil {
 			s.log.Warn("pending mark not read by the sweep; trying again next round", "key", key, "err", err)
 			continue
 		}
 		if rev == p.rev && rec.Pending != nil {
-			if _, err := s.publishPending(ctx, &Claim{key: key, rec: rec, rev: rev}); err != nil && !errors.Is(err, ErrConflict) {
+			if _, err := s.publishPending(ctx, &Claim{order: o, rec: rec, rev: rev}); err != nil && !errors.Is(err, ErrConflict) {
 				s.log.Warn("pending event not published by the sweep; trying again next round", "key", key, "event_id", rec.Pending.EventID, "err", err)
 				continue
 			} // a conflict: moved on meanwhile, by a reader that published it first
