@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/paystatus/orderstatus/internal/config"
@@ -61,6 +62,39 @@ type app struct {
 	id     string
 	secret string
 	tokens *tokenSource
+	urls   atomic.Pointer[queryURLs]
+}
+
+// queryURLs are an app's query URLs, by kind, with one access token in their query strings.
+type queryURLs struct {
+	token  string
+	byKind map[string]string
+}
+
+// url is the URL of the app's query of kind with token: the query string as url.Values
+// encodes it (keys sorted). The URLs are made again only when the token changes.
+func (a *app) url(base, kind, token string) string {
+	u := a.urls.Load()
+	if u == nil || u.token != token {
+		u = &queryURLs{token: token, byKind: make(map[string]string, len(endpoints))}
+		for k, ep := range endpoints {
+			u.byKind[k] = base + ep.path + "?access_token=" + url.QueryEscape(token) + "&app_id=" + url.QueryEscape(a.id)
+		}
+		a.urls.Store(u)
+	}
+	return u.byKind[kind]
+}
+
+// appendBody appends a query's body to dst: the merchant's number and the signature, as
+// encoding/json writes a map of the two (keys sorted).
+func appendBody(dst []byte, a *app, ep endpoint, orderNo string) []byte {
+	dst = append(dst, `{"`...)
+	dst = append(dst, ep.noField...)
+	dst = append(dst, `":`...)
+	dst = providers.AppendJSONString(dst, orderNo)
+	dst = append(dst, `,"sign":"`...)
+	dst = appendQuerySign(dst, a.secret, a.id, ep.noField, orderNo)
+	return append(dst, `"}`...)
 }
 
 // Option changes a Client.
@@ -167,11 +201,9 @@ type answer struct {
 }
 
 func (c *Client) call(ctx context.Context, a *app, ep endpoint, q providers.Query, token string) (providers.Result, error) {
-	sign := Sign(map[string]string{"app_id": a.id, ep.noField: q.OrderNo}, a.secret)
-	body, _ := json.Marshal(map[string]string{ep.noField: q.OrderNo, "sign": sign})
-	// The query string as url.Values encodes it (keys sorted), without making one.
-	u := c.baseURL + ep.path + "?access_token=" + url.QueryEscape(token) + "&app_id=" + url.QueryEscape(a.id)
-	raw, err := providers.PostJSON(ctx, c.http, Name, u, body)
+	var bodyArray [256]byte
+	body := appendBody(bodyArray[:0], a, ep, q.OrderNo)
+	raw, err := providers.PostJSON(ctx, c.http, Name, a.url(c.baseURL, q.Kind, token), body)
 	if err != nil {
 		return providers.Result{}, err
 	}

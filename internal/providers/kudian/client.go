@@ -25,7 +25,7 @@ const maxNoLen = 64
 
 // Client queries Kudian for the configured apps.
 type Client struct {
-	baseURL    string
+	queryURL   string
 	http       *http.Client
 	qps        int
 	codes      providers.Codes
@@ -47,7 +47,7 @@ func New(cfg config.Provider, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		baseURL: strings.TrimRight(cfg.BaseURL, "/"), http: providers.NewHTTPClient(cfg.Timeout), qps: cfg.QPS,
+		queryURL: strings.TrimRight(cfg.BaseURL, "/") + queryPath, http: providers.NewHTTPClient(cfg.Timeout), qps: cfg.QPS,
 		codes: codes, apps: map[string]config.App{}, now: time.Now,
 	}
 	for i, a := range cfg.Apps {
@@ -81,23 +81,39 @@ func (c *Client) Validate(q providers.Query) error {
 	return nil
 }
 
-// bizContent is the query's inner payload: pay_no is preferred, as the documents advise (an
-// out_trade_no used for several orders finds only the latest).
-type bizContent struct {
-	PayNo      string `json:"pay_no,omitempty"`
-	OutTradeNo string `json:"out_trade_no,omitempty"`
-	IsFresh    bool   `json:"is_fresh"`
+// appendBizContent appends the query's inner payload to dst, as encoding/json writes
+// {"pay_no"|"out_trade_no": …, "is_fresh": …}: pay_no is preferred, as the documents advise (an
+// out_trade_no used for several orders finds only the latest); an empty number is left out.
+func appendBizContent(dst []byte, q providers.Query) []byte {
+	dst = append(dst, '{')
+	switch {
+	case q.ProviderOrderNo != "":
+		dst = providers.AppendJSONString(append(dst, `"pay_no":`...), q.ProviderOrderNo)
+		dst = append(dst, ',')
+	case q.OrderNo != "":
+		dst = providers.AppendJSONString(append(dst, `"out_trade_no":`...), q.OrderNo)
+		dst = append(dst, ',')
+	}
+	dst = strconv.AppendBool(append(dst, `"is_fresh":`...), q.Refresh)
+	return append(dst, '}')
 }
 
-// request is the query's body. Its fields are in the order of their names, as encoding/json
-// writes a map's.
-type request struct {
-	BizContent string      `json:"biz_content"`
-	OpenAppID  string      `json:"open_app_id"`
-	Sign       string      `json:"sign"`
-	SignType   string      `json:"sign_type"`
-	Timestamp  json.Number `json:"timestamp"`
-	Token      string      `json:"token"`
+// appendBody appends the query's body to dst, its fields in the order of their names (as
+// encoding/json writes a map's), the timestamp a number; now is the timestamp.
+func appendBody(dst []byte, app config.App, q providers.Query, now time.Time) []byte {
+	var bizArray [192]byte
+	var tsArray [20]byte
+	biz := appendBizContent(bizArray[:0], q)
+	ts := strconv.AppendInt(tsArray[:0], now.Unix(), 10)
+	token := app.Token.Reveal()
+	dst = providers.AppendJSONString(append(dst, `{"biz_content":`...), biz)
+	dst = providers.AppendJSONString(append(dst, `,"open_app_id":`...), app.AppID)
+	dst = append(dst, `,"sign":"`...)
+	dst = appendQuerySign(dst, app.AppSecret.Reveal(), biz, app.AppID, ts, token)
+	dst = append(dst, `","sign_type":"MD5","timestamp":`...)
+	dst = append(dst, ts...)
+	dst = providers.AppendJSONString(append(dst, `,"token":`...), token)
+	return append(dst, '}')
 }
 
 // RateLimit implements providers.Provider: one endpoint, limited per app.
@@ -111,17 +127,9 @@ func (c *Client) Query(ctx context.Context, q providers.Query) (providers.Result
 	if !ok || !c.SupportsKind(q.Kind) {
 		return providers.Result{}, &providers.Error{Provider: Name, Class: providers.Permanent, Message: fmt.Sprintf("no app %q or kind %q", q.AppID, q.Kind)}
 	}
-	biz := bizContent{PayNo: q.ProviderOrderNo, IsFresh: q.Refresh}
-	if biz.PayNo == "" {
-		biz.OutTradeNo = q.OrderNo
-	}
-	bizJSON, _ := json.Marshal(biz)
-	ts := strconv.FormatInt(c.now().Unix(), 10)
-	token, bizText := app.Token.Reveal(), string(bizJSON)
-	sign := Sign(map[string]string{"open_app_id": app.AppID, "timestamp": ts, "sign_type": "MD5", "token": token, "biz_content": bizText},
-		app.AppSecret.Reveal())
-	body, _ := json.Marshal(request{BizContent: bizText, OpenAppID: app.AppID, Sign: sign, SignType: "MD5", Timestamp: json.Number(ts), Token: token})
-	raw, err := providers.PostJSON(ctx, c.http, Name, c.baseURL+queryPath, body)
+	var bodyArray [512]byte
+	body := appendBody(bodyArray[:0], app, q, c.now())
+	raw, err := providers.PostJSON(ctx, c.http, Name, c.queryURL, body)
 	if err != nil {
 		return providers.Result{}, err
 	}

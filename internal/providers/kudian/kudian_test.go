@@ -128,18 +128,31 @@ func TestAnswerErrors(t *testing.T) {
 	}
 }
 
-// The request body is what encoding/json writes of a map of its fields (keys in order, text
-// escaped alike), byte for byte.
+// The request body is, byte for byte, what encoding/json writes of a map of its fields (keys in
+// order, text escaped alike), signed by Sign over the same map, with the inner payload as
+// encoding/json writes it: whatever the text in the numbers, app and token.
 func TestRequestBody(t *testing.T) {
-	for _, v := range []string{"kd100020200220", `<a href="x">&amp;</a>`, "会员\u2028\t\x00", ""} {
-		got, err := json.Marshal(request{BizContent: `{"pay_no":"` + v + `"}`, OpenAppID: v, Sign: v + "s", SignType: "MD5", Timestamp: "1602558156", Token: v + "t"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, _ := json.Marshal(map[string]any{"open_app_id": v, "timestamp": json.Number("1602558156"), "sign_type": "MD5",
-			"token": v + "t", "biz_content": `{"pay_no":"` + v + `"}`, "sign": v + "s"})
-		if string(got) != string(want) {
-			t.Errorf("body %s, want %s", got, want)
+	type bizContent struct {
+		PayNo      string `json:"pay_no,omitempty"`
+		OutTradeNo string `json:"out_trade_no,omitempty"`
+		IsFresh    bool   `json:"is_fresh"`
+	}
+	now := time.Unix(1602558156, 0)
+	for _, v := range []string{"kd100020200220", `<a href="x">&amp;</a>`, "会员\u2028\t\x00\"\\", "\xff\xfe", "\x7f", ""} {
+		app := config.App{AppID: v, AppSecret: config.Secret(v + "s"), Token: config.Secret(v + "t")}
+		for _, q := range []providers.Query{{ProviderOrderNo: v}, {OrderNo: v, Refresh: true}, {OrderNo: "o" + v, ProviderOrderNo: "p" + v}, {}} {
+			biz := bizContent{PayNo: q.ProviderOrderNo, IsFresh: q.Refresh}
+			if biz.PayNo == "" {
+				biz.OutTradeNo = q.OrderNo
+			}
+			bizJSON, _ := json.Marshal(biz)
+			fields := map[string]string{"open_app_id": app.AppID, "timestamp": "1602558156", "sign_type": "MD5",
+				"token": app.Token.Reveal(), "biz_content": string(bizJSON)}
+			want, _ := json.Marshal(map[string]any{"open_app_id": app.AppID, "timestamp": json.Number("1602558156"), "sign_type": "MD5",
+				"token": app.Token.Reveal(), "biz_content": string(bizJSON), "sign": Sign(fields, app.AppSecret.Reveal())})
+			if got := appendBody(nil, app, q, now); string(got) != string(want) {
+				t.Errorf("%+v:\n body %s\n want %s", q, got, want)
+			}
 		}
 	}
 }

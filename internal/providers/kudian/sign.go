@@ -17,6 +17,17 @@ func Sign(fields map[string]string, secret string) string {
 	return providers.SortedMD5(fields, secret, "sign")
 }
 
+// appendQuerySign appends to dst Sign of a query's fields, written in the order of their keys.
+func appendQuerySign(dst []byte, secret string, bizContent []byte, appID string, timestamp []byte, token string) []byte {
+	var textArray [512]byte
+	text := providers.AppendSignField(textArray[:0], "biz_content", bizContent)
+	text = providers.AppendSignField(text, "open_app_id", appID)
+	text = providers.AppendSignField(text, "sign_type", "MD5")
+	text = providers.AppendSignField(text, "timestamp", timestamp)
+	text = providers.AppendSignField(text, "token", token)
+	return providers.AppendSignature(dst, text, secret)
+}
+
 // AnswerSign is the answer signature: the lowercase hex MD5 of the result string with the app
 // secret appended.
 func AnswerSign(result, secret string) string {
