@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/url"
 	"path"
 	"strings"
@@ -51,7 +50,7 @@ func validOrderNo(s string) bool {
 // Client queries Kuaishou for the configured apps.
 type Client struct {
 	baseURL string
-	http    *http.Client
+	http    *providers.HTTPClient
 	qps     int
 	codes   providers.Codes
 	apps    map[string]*app
@@ -201,13 +200,11 @@ type answer struct {
 }
 
 func (c *Client) call(ctx context.Context, a *app, ep endpoint, q providers.Query, token string) (providers.Result, error) {
-	var bodyArray [256]byte
+	var bodyArray [256]byte // on the stack: Post copies the body
 	body := appendBody(bodyArray[:0], a, ep, q.OrderNo)
-	raw, err := providers.PostJSON(ctx, c.http, Name, a.url(c.baseURL, q.Kind, token), body)
-	if err != nil {
-		return providers.Result{}, err
-	}
-	return c.parseAnswer(q, ep, raw, c.now())
+	return providers.PostJSON(ctx, c.http, Name, a.url(c.baseURL, q.Kind, token), body, func(answer []byte) (providers.Result, error) {
+		return c.parseAnswer(q, ep, answer, c.now())
+	})
 }
 
 // parseAnswer reads an answer body. Every failure is a classified *providers.Error.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -26,7 +25,7 @@ const maxNoLen = 64
 // Client queries Kudian for the configured apps.
 type Client struct {
 	queryURL   string
-	http       *http.Client
+	http       *providers.HTTPClient
 	qps        int
 	codes      providers.Codes
 	apps       map[string]config.App
@@ -127,13 +126,11 @@ func (c *Client) Query(ctx context.Context, q providers.Query) (providers.Result
 	if !ok || !c.SupportsKind(q.Kind) {
 		return providers.Result{}, &providers.Error{Provider: Name, Class: providers.Permanent, Message: fmt.Sprintf("no app %q or kind %q", q.AppID, q.Kind)}
 	}
-	var bodyArray [512]byte
+	var bodyArray [512]byte // on the stack: Post copies the body
 	body := appendBody(bodyArray[:0], app, q, c.now())
-	raw, err := providers.PostJSON(ctx, c.http, Name, c.queryURL, body)
-	if err != nil {
-		return providers.Result{}, err
-	}
-	return c.parseAnswer(q, app.AppSecret.Reveal(), raw, c.now())
+	return providers.PostJSON(ctx, c.http, Name, c.queryURL, body, func(answer []byte) (providers.Result, error) {
+		return c.parseAnswer(q, app.AppSecret.Reveal(), answer, c.now())
+	})
 }
 
 type envelope struct {
