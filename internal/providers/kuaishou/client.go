@@ -209,11 +209,12 @@ func (c *Client) call(ctx context.Context, a *app, ep endpoint, q providers.Quer
 
 // parseAnswer reads an answer body. Every failure is a classified *providers.Error.
 func (c *Client) parseAnswer(q providers.Query, ep endpoint, raw []byte, observed time.Time) (providers.Result, error) {
-	var ans answer
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber()
-	if err := d.Decode(&ans); err != nil {
-		return providers.Result{}, providers.Malformed(Name, "not JSON: %v", err)
+	ans, ok := readAnswer(raw, ep)
+	if !ok {
+		var err error
+		if ans, err = decodeAnswer(raw); err != nil {
+			return providers.Result{}, providers.Malformed(Name, "not JSON: %v", err)
+		}
 	}
 	if err := c.codes.Check(ans.Result, ans.ErrorMsg); err != nil {
 		return providers.Result{}, err
@@ -235,6 +236,60 @@ func (c *Client) parseAnswer(q providers.Query, ep endpoint, raw []byte, observe
 	if err != nil {
 		return providers.Result{}, providers.Malformed(Name, "%s: %v", ep.infoField, err)
 	}
+	expandExtraInfo(res.Details)
 	res.ObservedAt = observed.UTC()
 	return res, nil
+}
+
+// answerFields are the answer's fields, in the order of answer's.
+var answerFields = []string{"result", "error_msg", "payment_info", "settle_info", "refund_info"}
+
+// readAnswer reads an answer in one pass (providers.JSONReader), the record of ep's kind with
+// it, as decodeAnswer does; ok is false for an answer it leaves to decodeAnswer. The records
+// of the other kinds are checked and skipped.
+func readAnswer(raw []byte, ep endpoint) (ans answer, ok bool) {
+	r := providers.NewJSONReader(raw, fieldNames)
+	if !r.Enter() {
+		return ans, false
+	}
+	for {
+		key, more := r.Key()
+		if !more {
+			return ans, !r.Failed() // what follows the answer is not read, as by decodeAnswer
+		}
+		i, known := providers.MatchKey(key, answerFields...)
+		switch {
+		case !known:
+			return ans, false
+		case i == 0:
+			ans.Result, ok = r.Number()
+		case i == 1:
+			ans.ErrorMsg, ok = r.String()
+		case i > 1 && answerFields[i] == ep.infoField:
+			var v any
+			v, ok = r.Value()
+			switch i {
+			case 2:
+				ans.Payment = v
+			case 3:
+				ans.Settle = v
+			default:
+				ans.Refund = v
+			}
+		default:
+			ok = r.Skip()
+		}
+		if !ok {
+			return ans, false
+		}
+	}
+}
+
+// decodeAnswer reads an answer with encoding/json.
+func decodeAnswer(raw []byte) (answer, error) {
+	var ans answer
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	err := d.Decode(&ans)
+	return ans, err
 }

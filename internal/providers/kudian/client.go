@@ -138,7 +138,7 @@ type envelope struct {
 	Sign   string `json:"sign"`
 }
 
-// inner is the signed result inside the envelope, decoded in one pass with its data record
+// inner is the signed result inside the envelope, read in one pass with its data record
 // (any, with numbers kept as their text).
 type inner struct {
 	Code json.Number `json:"code"`
@@ -149,21 +149,24 @@ type inner struct {
 // parseAnswer verifies and reads an answer body. A signature that does not verify is an
 // error, never data. Every failure is a classified *providers.Error.
 func (c *Client) parseAnswer(q providers.Query, secret string, raw []byte, observed time.Time) (providers.Result, error) {
-	var env envelope
-	if err := json.Unmarshal(raw, &env); err != nil {
-		return providers.Result{}, providers.Malformed(Name, "not JSON: %v", err)
+	env, ok := readEnvelope(raw)
+	if !ok {
+		if err := json.Unmarshal(raw, &env); err != nil {
+			return providers.Result{}, providers.Malformed(Name, "not JSON: %v", err)
+		}
 	}
 	if env.Result == "" {
 		return providers.Result{}, providers.Malformed(Name, "no result")
 	}
-	if env.Sign != AnswerSign(env.Result, secret) {
+	if !answerSigned(env.Result, env.Sign, secret) {
 		return providers.Result{}, &providers.Error{Provider: Name, Class: providers.Retryable, Message: "answer signature does not verify; answer discarded"}
 	}
-	var in inner
-	d := json.NewDecoder(strings.NewReader(env.Result))
-	d.UseNumber()
-	if err := d.Decode(&in); err != nil {
-		return providers.Result{}, providers.Malformed(Name, "result is not JSON: %v", err)
+	in, ok := readInner(env.Result)
+	if !ok {
+		var err error
+		if in, err = decodeInner(env.Result); err != nil {
+			return providers.Result{}, providers.Malformed(Name, "result is not JSON: %v", err)
+		}
 	}
 	if err := c.codes.Check(in.Code, in.Msg); err != nil {
 		return providers.Result{}, err
@@ -174,4 +177,76 @@ func (c *Client) parseAnswer(q providers.Query, secret string, raw []byte, obser
 	}
 	res.ObservedAt = observed.UTC()
 	return res, nil
+}
+
+var (
+	envelopeFields = []string{"result", "sign"}
+	innerFields    = []string{"code", "msg", "data"}
+)
+
+// readEnvelope reads an answer's envelope in one pass (providers.JSONReader), as json.Unmarshal
+// does (nothing but white space may follow it); ok is false for one it leaves to json.Unmarshal.
+func readEnvelope(raw []byte) (env envelope, ok bool) {
+	r := providers.NewJSONReader(raw, nil)
+	if !r.Enter() {
+		return env, false
+	}
+	for {
+		key, more := r.Key()
+		if !more {
+			return env, r.End()
+		}
+		switch i, known := providers.MatchKey(key, envelopeFields...); {
+		case !known:
+			return env, false
+		case i == 0:
+			env.Result, ok = r.String()
+		case i == 1:
+			env.Sign, ok = r.String()
+		default:
+			ok = r.Skip()
+		}
+		if !ok {
+			return env, false
+		}
+	}
+}
+
+// readInner reads the signed result in one pass, its data record with it, as decodeInner does;
+// ok is false for a result it leaves to decodeInner.
+func readInner(result string) (in inner, ok bool) {
+	r := providers.NewJSONReader(result, fieldNames)
+	if !r.Enter() {
+		return in, false
+	}
+	for {
+		key, more := r.Key()
+		if !more {
+			return in, !r.Failed() // what follows the result is not read, as by decodeInner
+		}
+		switch i, known := providers.MatchKey(key, innerFields...); {
+		case !known:
+			return in, false
+		case i == 0:
+			in.Code, ok = r.Number()
+		case i == 1:
+			in.Msg, ok = r.String()
+		case i == 2:
+			in.Data, ok = r.Value()
+		default:
+			ok = r.Skip()
+		}
+		if !ok {
+			return in, false
+		}
+	}
+}
+
+// decodeInner reads the signed result with encoding/json.
+func decodeInner(result string) (inner, error) {
+	var in inner
+	d := json.NewDecoder(strings.NewReader(result))
+	d.UseNumber()
+	err := d.Decode(&in)
+	return in, err
 }

@@ -33,3 +33,10 @@ func appendQuerySign(dst []byte, secret string, bizContent []byte, appID string,
 func AnswerSign(result, secret string) string {
 	return providers.MD5Hex(result + secret)
 }
+
+// answerSigned reports whether sign is AnswerSign(result, secret), written on the stack.
+func answerSigned(result, sign, secret string) bool {
+	var textArray [1024]byte
+	var sum [32]byte
+	return string(providers.AppendSignature(sum[:0], append(textArray[:0], result...), secret)) == sign
+}
