@@ -62,6 +62,8 @@ type app struct {
 	secret string
 	tokens *tokenSource
 	urls   atomic.Pointer[queryURLs]
+	// rateKeys are the app's rate-limit keys by kind, made once.
+	rateKeys map[string]string
 }
 
 // queryURLs are an app's query URLs, by kind, with one access token in their query strings.
@@ -120,10 +122,15 @@ func New(cfg config.Provider, opts ...Option) (*Client, error) {
 		o(c)
 	}
 	for _, a := range cfg.Apps {
+		keys := make(map[string]string, len(endpoints))
+		for kind := range endpoints {
+			keys[kind] = rateKey(a.AppID, kind)
+		}
 		c.apps[a.AppID] = &app{
-			id:     a.AppID,
-			secret: a.AppSecret.Reveal(),
-			tokens: &tokenSource{client: c.http, baseURL: c.baseURL, appID: a.AppID, secret: a.AppSecret.Reveal(), now: c.now},
+			id:       a.AppID,
+			secret:   a.AppSecret.Reveal(),
+			tokens:   &tokenSource{client: c.http, baseURL: c.baseURL, appID: a.AppID, secret: a.AppSecret.Reveal(), now: c.now},
+			rateKeys: keys,
 		}
 	}
 	return c, nil
@@ -155,7 +162,17 @@ func (c *Client) OrderKey(q providers.Query) string { return q.OrderNo }
 
 // RateLimit implements providers.Provider: Kuaishou limits each app on each endpoint.
 func (c *Client) RateLimit(q providers.Query) (string, int) {
-	return Name + "/" + q.AppID + "/" + path.Base(endpoints[q.Kind].path), c.qps
+	if a := c.apps[q.AppID]; a != nil {
+		if key, ok := a.rateKeys[q.Kind]; ok {
+			return key, c.qps
+		}
+	}
+	return rateKey(q.AppID, q.Kind), c.qps
+}
+
+// rateKey is the key of an app's limit on the endpoint of kind.
+func rateKey(appID, kind string) string {
+	return Name + "/" + appID + "/" + path.Base(endpoints[kind].path)
 }
 
 // Prepare implements providers.Preparer: it has the app's access token fetched, if there is

@@ -445,6 +445,19 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// Each app is limited on each endpoint, under a key naming both; an app not configured has
+// its key too.
+func TestRateLimitKeys(t *testing.T) {
+	c := mustNew(t, config.Provider{Timeout: time.Second, QPS: 30, Apps: []config.App{{AppID: "ks1", AppSecret: "s"}}})
+	for _, app := range []string{"ks1", "ks2"} {
+		for kind, want := range map[string]string{events.KindPayment: "query_order", events.KindSettlement: "query_settle", events.KindRefund: "query_refund"} {
+			if key, qps := c.RateLimit(providers.Query{Kind: kind, AppID: app}); key != "kuaishou/"+app+"/"+want || qps != 30 {
+				t.Errorf("%s %s: %q %d", app, kind, key, qps)
+			}
+		}
+	}
+}
+
 // FuzzParseAnswer: no answer panics the parser, and every failure is a classified error.
 func FuzzParseAnswer(f *testing.F) {
 	f.Add(`{"result":1,"payment_info":` + docPayment + `}`)

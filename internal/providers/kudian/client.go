@@ -29,6 +29,7 @@ type Client struct {
 	qps        int
 	codes      providers.Codes
 	apps       map[string]config.App
+	rateKeys   map[string]string // by app, made once
 	includePII bool
 	now        func() time.Time
 }
@@ -47,13 +48,14 @@ func New(cfg config.Provider, opts ...Option) (*Client, error) {
 	}
 	c := &Client{
 		queryURL: strings.TrimRight(cfg.BaseURL, "/") + queryPath, http: providers.NewHTTPClient(cfg.Timeout), qps: cfg.QPS,
-		codes: codes, apps: map[string]config.App{}, now: time.Now,
+		codes: codes, apps: map[string]config.App{}, rateKeys: map[string]string{}, now: time.Now,
 	}
 	for i, a := range cfg.Apps {
 		if a.Token == "" {
 			return nil, &config.Error{Key: fmt.Sprintf("providers.%s.apps[%d].token", Name, i), Msg: "is required"}
 		}
 		c.apps[a.AppID] = a
+		c.rateKeys[a.AppID] = rateKey(a.AppID)
 	}
 	for _, o := range opts {
 		o(c)
@@ -72,9 +74,9 @@ func (c *Client) HasApp(appID string) bool { _, ok := c.apps[appID]; return ok }
 
 // Validate implements providers.Provider.
 func (c *Client) Validate(q providers.Query) error {
-	for field, v := range map[string]string{"order_no": q.OrderNo, "provider_order_no": q.ProviderOrderNo} {
-		if len(v) > maxNoLen {
-			return &events.PayloadError{Reason: events.ReasonInvalidField, Field: field, Msg: fmt.Sprintf("is longer than the %d characters kudian allows", maxNoLen)}
+	for _, f := range [...]struct{ name, value string }{{"order_no", q.OrderNo}, {"provider_order_no", q.ProviderOrderNo}} {
+		if len(f.value) > maxNoLen {
+			return &events.PayloadError{Reason: events.ReasonInvalidField, Field: f.name, Msg: fmt.Sprintf("is longer than the %d characters kudian allows", maxNoLen)}
 		}
 	}
 	return nil
@@ -117,8 +119,14 @@ func appendBody(dst []byte, app config.App, q providers.Query, now time.Time) []
 
 // RateLimit implements providers.Provider: one endpoint, limited per app.
 func (c *Client) RateLimit(q providers.Query) (string, int) {
-	return Name + "/" + q.AppID + "/query", c.qps
+	if key, ok := c.rateKeys[q.AppID]; ok {
+		return key, c.qps
+	}
+	return rateKey(q.AppID), c.qps
 }
+
+// rateKey is the key of an app's limit.
+func rateKey(appID string) string { return Name + "/" + appID + "/query" }
 
 // Query implements providers.Provider.
 func (c *Client) Query(ctx context.Context, q providers.Query) (providers.Result, error) {

@@ -3,6 +3,7 @@ package kudian
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -176,6 +177,38 @@ func TestConfiguredCodeClasses(t *testing.T) {
 	_, err = New(config.Provider{Timeout: time.Second, Apps: []config.App{{AppID: "a", AppSecret: "s"}}})
 	if err == nil || err.Error() != "config: providers.kudian.apps[0].token: is required" {
 		t.Fatalf("missing token: %v", err)
+	}
+}
+
+// The numbers are at most the documented 64 characters, and the error names the field.
+func TestValidate(t *testing.T) {
+	c := client(t, false)
+	long := strings.Repeat("1", maxNoLen+1)
+	for _, tc := range []struct {
+		q     providers.Query
+		field string
+	}{
+		{providers.Query{OrderNo: strings.Repeat("1", maxNoLen), ProviderOrderNo: strings.Repeat("2", maxNoLen)}, ""},
+		{providers.Query{OrderNo: long}, "order_no"},
+		{providers.Query{ProviderOrderNo: long}, "provider_order_no"},
+		{providers.Query{OrderNo: long, ProviderOrderNo: long}, "order_no"},
+	} {
+		err := c.Validate(tc.q)
+		var pe *events.PayloadError
+		if tc.field == "" && err != nil || tc.field != "" && (!errors.As(err, &pe) || pe.Field != tc.field) {
+			t.Errorf("%d and %d characters: %v, want field %q", len(tc.q.OrderNo), len(tc.q.ProviderOrderNo), err, tc.field)
+		}
+	}
+}
+
+// Each app is limited on the one endpoint, under a key naming it; an app not configured has
+// its key too.
+func TestRateLimitKey(t *testing.T) {
+	c := client(t, false)
+	for _, app := range []string{"kd100020200220", "kd2"} {
+		if key, _ := c.RateLimit(providers.Query{Kind: events.KindPayment, AppID: app}); key != "kudian/"+app+"/query" {
+			t.Errorf("%s: %q", app, key)
+		}
 	}
 }
 
