@@ -2,6 +2,7 @@ package providers
 
 import (
 	"encoding/json"
+	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -15,7 +16,7 @@ import (
 //
 // It reads only what it reads exactly as encoding/json does, and refuses the rest: a syntax
 // error, a string with invalid UTF-8 or a surrogate escape (which encoding/json replaces or
-// pairs in its own way), a key with escapes (Key), a value of another type than the one asked
+// pairs in its own way), a key with escapes (Object), a value of another type than the one asked
 // for, nesting deeper than maxReadDepth. Once it has
 // refused (Failed), every read fails, and the caller reads the input again with encoding/json,
 // which gives the same result or the error it always gave: the reader is a faster path to the
@@ -25,7 +26,6 @@ type JSONReader[T ~string | ~[]byte] struct {
 	pos    int
 	depth  int
 	failed bool
-	first  bool // no key read yet in the object Enter entered
 	names  Names
 }
 
@@ -79,42 +79,43 @@ func (r *JSONReader[T]) next() byte {
 	return r.data[r.pos]
 }
 
-// Enter reads the start of an object, whose keys Key then reads.
-func (r *JSONReader[T]) Enter() bool {
+// Object reads an object as encoding/json reads one into a struct whose fields are names:
+// field is called for each key with the index of its name, or -1 for a key that is none of
+// them, and reads the key's value (String, Number, Value or Skip), reporting whether it could.
+// Object is false when the reader refused the object, or a key that encoding/json might match
+// to a name it does not equal (see matchKey), or a key with escapes. Of duplicate keys, field
+// sees each, as encoding/json sets a field from each in turn.
+func (r *JSONReader[T]) Object(names []string, field func(i int) bool) bool {
 	if r.failed || r.next() != '{' {
 		return r.fail()
 	}
 	r.pos++
-	r.first = true
-	return true
+	for first := true; ; first = false {
+		key, more := r.key(first)
+		if !more {
+			return !r.failed
+		}
+		i, ok := matchKey(key, names)
+		if !ok || !field(i) {
+			return r.fail()
+		}
+	}
 }
 
-// Key reads the next key of the object Enter entered, and the colon after it; false at the
-// object's end, or on failure. A key with escapes is refused: a caller matching keys to names
-// sees them as they are written.
-func (r *JSONReader[T]) Key() (T, bool) {
+// key reads the next key of an object, and the colon after it; false at the object's end, or
+// on failure. A key with escapes is refused: matchKey sees keys as they are written.
+func (r *JSONReader[T]) key(first bool) (T, bool) {
 	var none T
-	if r.failed {
-		return none, false
-	}
 	c := r.next()
-	if r.first {
-		r.first = false
-		if c == '}' {
-			r.pos++
-			return none, false
-		}
-	} else {
-		switch c {
-		case '}':
-			r.pos++
-			return none, false
-		case ',':
-			r.pos++
-			c = r.next()
-		default:
-			return none, r.fail()
-		}
+	switch {
+	case c == '}':
+		r.pos++
+		return none, false
+	case !first && c == ',':
+		r.pos++
+		c = r.next()
+	case !first:
+		return none, r.fail()
 	}
 	if c != '"' {
 		return none, r.fail()
@@ -441,22 +442,8 @@ func hex4[T ~string | ~[]byte](data T, i int) (rune, bool) {
 	if len(data)-i < 4 {
 		return 0, false
 	}
-	var v rune
-	for j := i; j < i+4; j++ {
-		c := data[j]
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c -= 'a' - 10
-		case c >= 'A' && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		v = v<<4 | rune(c)
-	}
-	return v, true
+	v, err := strconv.ParseUint(string(data[i:i+4]), 16, 16)
+	return rune(v), err == nil
 }
 
 // unescape is the text of a string scanned with escapes (data[start:end]). A \u escape of a
@@ -545,11 +532,11 @@ func (r *JSONReader[T]) digits() int {
 	return n
 }
 
-// MatchKey is the index in names of key, an object's key, for a caller reading an object into
-// the fields of a struct as encoding/json would: -1 for none. ok is false when encoding/json
-// might match key to a name it does not equal (it matches keys in any case, by Unicode
-// folding): such a key is for encoding/json to read.
-func MatchKey[T ~string | ~[]byte](key T, names ...string) (i int, ok bool) {
+// matchKey is the index in names of key, an object's key, as encoding/json matches a struct's
+// fields: -1 for none. ok is false when encoding/json might match key to a name it does not
+// equal (it matches keys in any case, by Unicode folding): such a key is for encoding/json to
+// read.
+func matchKey[T ~string | ~[]byte](key T, names []string) (i int, ok bool) {
 	for i, name := range names {
 		if string(key) == name {
 			return i, true

@@ -1,12 +1,8 @@
 package providers_test
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
@@ -62,22 +58,6 @@ func readerAgrees(t *testing.T, text string) {
 	}
 }
 
-// oldRecord is Record before the one-pass reader: encoding/json alone.
-func oldRecord(raw []byte) (providers.Fields, error) {
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err == io.EOF {
-		return nil, errors.New("missing")
-	} else if err != nil {
-		return nil, fmt.Errorf("not an object: %v", err)
-	}
-	if _, err := d.Token(); err != io.EOF {
-		return nil, errors.New("not an object: more text after it")
-	}
-	return providers.RecordOf(v)
-}
-
 // oldParseJSONObject is ParseJSONObject before the one-pass reader.
 func oldParseJSONObject(s string) (map[string]any, bool) {
 	if len(s) == 0 || s[0] != '{' {
@@ -96,7 +76,7 @@ func oldParseJSONObject(s string) (map[string]any, bool) {
 func sameAsBefore(t *testing.T, text string) {
 	t.Helper()
 	names := providers.NewNames("pay_status", "a", "url")
-	want, wantErr := oldRecord([]byte(text))
+	want, wantErr := providertest.RecordByEncodingJSON([]byte(text))
 	for _, kind := range []string{"string", "bytes"} {
 		var got providers.Fields
 		var err error
@@ -119,16 +99,14 @@ func sameAsBefore(t *testing.T, text string) {
 // which read with it first, give what they gave before it: over texts of every kind and random
 // mutations of them.
 func TestJSONReaderSameAsEncodingJSON(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 4))
+	var seeds [][]byte
 	for _, text := range readerTexts {
-		readerAgrees(t, text)
-		sameAsBefore(t, text)
-		for range 200 {
-			m := string(providertest.Mutate(rng, []byte(text)))
-			readerAgrees(t, m)
-			sameAsBefore(t, m)
-		}
+		seeds = append(seeds, []byte(text))
 	}
+	providertest.CheckMutations(t, seeds, 200, func(text []byte) {
+		readerAgrees(t, string(text))
+		sameAsBefore(t, string(text))
+	})
 }
 
 func FuzzJSONReader(f *testing.F) {
@@ -138,40 +116,5 @@ func FuzzJSONReader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, text string) {
 		readerAgrees(t, text)
 		sameAsBefore(t, text)
-	})
-}
-
-// answerFields is an answer as encoding/json reads one into a struct.
-type answerFields struct {
-	Result  any `json:"result"`
-	Msg     any `json:"error_msg"`
-	Payment any `json:"payment_info"`
-}
-
-// MatchKey never matches a key to another field than encoding/json does, nor to none where
-// encoding/json matches one (in any case, by Unicode folding): such keys it leaves to
-// encoding/json.
-func FuzzMatchKey(f *testing.F) {
-	for _, k := range []string{"result", "RESULT", "Result", "error_msg", "ERROR_msg", "payment_info", "paymentinfo", "reſult", "ıd",
-		"payment_\u212anfo", "resulT ", "", "x", "结果"} {
-		f.Add(k)
-	}
-	f.Fuzz(func(t *testing.T, key string) {
-		if strings.ContainsAny(key, "\"\\") || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 }) {
-			return // Key refuses keys with escapes
-		}
-		var got answerFields
-		if err := json.Unmarshal([]byte(`{"`+key+`":1}`), &got); err != nil {
-			return
-		}
-		want := -1
-		for i, v := range []any{got.Result, got.Msg, got.Payment} {
-			if v != nil {
-				want = i
-			}
-		}
-		if i, ok := providers.MatchKey(key, "result", "error_msg", "payment_info"); ok && i != want {
-			t.Fatalf("%q: MatchKey %d, encoding/json %d", key, i, want)
-		}
 	})
 }

@@ -263,43 +263,27 @@ var answerFields = []string{"result", "error_msg", "payment_info", "settle_info"
 
 // readAnswer reads an answer in one pass (providers.JSONReader), the record of ep's kind with
 // it, as decodeAnswer does; ok is false for an answer it leaves to decodeAnswer. The records
-// of the other kinds are checked and skipped.
+// of the other kinds are checked and skipped; what follows the answer is not read.
 func readAnswer(raw []byte, ep endpoint) (ans answer, ok bool) {
 	r := providers.NewJSONReader(raw, fieldNames)
-	if !r.Enter() {
-		return ans, false
-	}
-	for {
-		key, more := r.Key()
-		if !more {
-			return ans, !r.Failed() // what follows the answer is not read, as by decodeAnswer
-		}
-		i, known := providers.MatchKey(key, answerFields...)
+	ok = r.Object(answerFields, func(i int) (ok bool) {
 		switch {
-		case !known:
-			return ans, false
 		case i == 0:
 			ans.Result, ok = r.Number()
 		case i == 1:
 			ans.ErrorMsg, ok = r.String()
-		case i > 1 && answerFields[i] == ep.infoField:
-			var v any
-			v, ok = r.Value()
-			switch i {
-			case 2:
-				ans.Payment = v
-			case 3:
-				ans.Settle = v
-			default:
-				ans.Refund = v
-			}
+		case i == 2 && ep.infoField == "payment_info":
+			ans.Payment, ok = r.Value()
+		case i == 3 && ep.infoField == "settle_info":
+			ans.Settle, ok = r.Value()
+		case i == 4 && ep.infoField == "refund_info":
+			ans.Refund, ok = r.Value()
 		default:
 			ok = r.Skip()
 		}
-		if !ok {
-			return ans, false
-		}
-	}
+		return ok
+	})
+	return ans, ok
 }
 
 // decodeAnswer reads an answer with encoding/json.

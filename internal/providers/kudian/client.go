@@ -159,7 +159,8 @@ type inner struct {
 func (c *Client) parseAnswer(q providers.Query, secret string, raw []byte, observed time.Time) (providers.Result, error) {
 	env, ok := readEnvelope(raw)
 	if !ok {
-		if err := json.Unmarshal(raw, &env); err != nil {
+		var err error
+		if env, err = decodeEnvelope(raw); err != nil {
 			return providers.Result{}, providers.Malformed(Name, "not JSON: %v", err)
 		}
 	}
@@ -196,58 +197,45 @@ var (
 // does (nothing but white space may follow it); ok is false for one it leaves to json.Unmarshal.
 func readEnvelope(raw []byte) (env envelope, ok bool) {
 	r := providers.NewJSONReader(raw, nil)
-	if !r.Enter() {
-		return env, false
-	}
-	for {
-		key, more := r.Key()
-		if !more {
-			return env, r.End()
-		}
-		switch i, known := providers.MatchKey(key, envelopeFields...); {
-		case !known:
-			return env, false
-		case i == 0:
+	ok = r.Object(envelopeFields, func(i int) (ok bool) {
+		switch i {
+		case 0:
 			env.Result, ok = r.String()
-		case i == 1:
+		case 1:
 			env.Sign, ok = r.String()
 		default:
 			ok = r.Skip()
 		}
-		if !ok {
-			return env, false
-		}
-	}
+		return ok
+	})
+	return env, ok && r.End()
+}
+
+// decodeEnvelope reads an answer's envelope with encoding/json.
+func decodeEnvelope(raw []byte) (envelope, error) {
+	var env envelope
+	err := json.Unmarshal(raw, &env)
+	return env, err
 }
 
 // readInner reads the signed result in one pass, its data record with it, as decodeInner does;
-// ok is false for a result it leaves to decodeInner.
+// ok is false for a result it leaves to decodeInner. What follows the result is not read.
 func readInner(result string) (in inner, ok bool) {
 	r := providers.NewJSONReader(result, fieldNames)
-	if !r.Enter() {
-		return in, false
-	}
-	for {
-		key, more := r.Key()
-		if !more {
-			return in, !r.Failed() // what follows the result is not read, as by decodeInner
-		}
-		switch i, known := providers.MatchKey(key, innerFields...); {
-		case !known:
-			return in, false
-		case i == 0:
+	ok = r.Object(innerFields, func(i int) (ok bool) {
+		switch i {
+		case 0:
 			in.Code, ok = r.Number()
-		case i == 1:
+		case 1:
 			in.Msg, ok = r.String()
-		case i == 2:
+		case 2:
 			in.Data, ok = r.Value()
 		default:
 			ok = r.Skip()
 		}
-		if !ok {
-			return in, false
-		}
-	}
+		return ok
+	})
+	return in, ok
 }
 
 // decodeInner reads the signed result with encoding/json.

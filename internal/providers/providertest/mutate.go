@@ -3,6 +3,7 @@ package providertest
 import (
 	"math/rand/v2"
 	"slices"
+	"testing"
 )
 
 // mutationBytes are what Mutate inserts: JSON's own characters, and some that break it
@@ -39,4 +40,20 @@ func Mutate(rng *rand.Rand, seed []byte) []byte {
 		}
 	}
 	return b
+}
+
+// CheckMutations calls check on every seed and on n random mutations of each (Mutate, from a
+// fixed seed: the same ones every run), 3 of each under -short.
+func CheckMutations(t *testing.T, seeds [][]byte, n int, check func(text []byte)) {
+	t.Helper()
+	if testing.Short() {
+		n = min(n, 3)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, seed := range seeds {
+		check(seed)
+		for range n {
+			check(Mutate(rng, seed))
+		}
+	}
 }
