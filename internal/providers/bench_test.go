@@ -31,12 +31,12 @@ func (a answerAtOnce) RoundTrip(r *http.Request) (*http.Response, error) {
 func BenchmarkPost(b *testing.B) {
 	otel.SetTracerProvider(noop.NewTracerProvider())
 	answer := answerAtOnce(`{"result":1,"error_msg":"","payment_info":{"total_amount":1200,` + strings.Repeat(`"field":"value",`, 30) + `"pay_status":"SUCCESS"}}`)
-	client := &http.Client{Timeout: time.Second, Transport: traced(answer)}
+	client := newHTTPClient(time.Second, answer)
 	ctx := context.Background()
 	body := []byte(`{"out_order_no":"1711619867139contractDemo","sign":"360a9add284bb4e2050673132418a356"}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := PostJSON(ctx, client, "p", "http://provider.invalid/q?app_id=a&access_token=t", body); err != nil {
+		if _, err := Post(ctx, client, "p", "http://provider.invalid/q?app_id=a&access_token=t", "application/json", body); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -10,11 +10,22 @@ import (
 	"strings"
 )
 
-// Record decodes a record carried as text (a JSON string holding an object). Empty text, null
-// and anything but one object are errors: an answer without its record says nothing about the
-// order.
-func Record(raw []byte) (Fields, error) {
-	d := json.NewDecoder(bytes.NewReader(raw))
+// Record decodes a record carried as text (a JSON string holding an object), its keys found in
+// names taken from there. Empty text, null and anything but one object are errors: an answer
+// without its record says nothing about the order.
+func Record[T ~string | ~[]byte](raw T, names Names) (Fields, error) {
+	r := NewJSONReader(raw, names)
+	if r.next() == '{' {
+		if v, ok := r.Value(); ok && r.End() {
+			return v.(map[string]any), nil
+		}
+	}
+	return decodeRecord(raw) // the reader's refusals, and every error
+}
+
+// decodeRecord is Record by encoding/json.
+func decodeRecord[T ~string | ~[]byte](raw T) (Fields, error) {
+	d := json.NewDecoder(textReader(raw))
 	d.UseNumber()
 	var v any
 	if err := d.Decode(&v); err == io.EOF {
@@ -26,6 +37,17 @@ func Record(raw []byte) (Fields, error) {
 		return nil, errors.New("not an object: more text after it")
 	}
 	return RecordOf(v)
+}
+
+// textReader reads text of either kind.
+func textReader[T ~string | ~[]byte](text T) io.Reader {
+	switch t := any(text).(type) {
+	case string:
+		return strings.NewReader(t)
+	case []byte:
+		return bytes.NewReader(t)
+	}
+	return strings.NewReader(string(text))
 }
 
 // RecordOf is the record v, a value decoded with json.Decoder.UseNumber (a struct's field of
@@ -75,12 +97,17 @@ func detailValue(r io.Reader) (any, error) {
 	return normalizeNumbers(v), nil
 }
 
-// ParseJSONObject parses s as a JSON object, for fields that carry one inside a string.
-func ParseJSONObject(s string) (map[string]any, bool) {
+// ParseJSONObject parses s as a JSON object, for fields that carry one inside a string, its
+// keys found in names taken from there. Anything after the object is not read.
+func ParseJSONObject(s string, names Names) (map[string]any, bool) {
 	if len(s) == 0 || s[0] != '{' {
 		return nil, false
 	}
-	v, err := detailValue(strings.NewReader(s))
+	r := NewJSONReader(s, names)
+	if v, ok := r.Value(); ok {
+		return normalizeNumbers(v).(map[string]any), true
+	}
+	v, err := detailValue(strings.NewReader(s)) // the reader's refusals, and every error
 	if err != nil {
 		return nil, false
 	}

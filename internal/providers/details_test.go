@@ -10,7 +10,7 @@ import (
 
 func TestRecord(t *testing.T) {
 	for raw, ok := range map[string]bool{`{"a":1}`: true, ` {} `: true, ``: false, `null`: false, `[1]`: false, `"{}"`: false, `{`: false} {
-		fields, err := Record(json.RawMessage(raw))
+		fields, err := Record(json.RawMessage(raw), nil)
 		if (err == nil) != ok || ok && fields == nil {
 			t.Errorf("%q: %v %v", raw, fields, err)
 		}
@@ -18,7 +18,7 @@ func TestRecord(t *testing.T) {
 }
 
 func TestDetails(t *testing.T) {
-	fields, err := Record([]byte(`{"status":"X","fee":9007199254740993,"rate":0.5,"info":{"n":[1,"a"]},"phone":"1"}`))
+	fields, err := Record([]byte(`{"status":"X","fee":9007199254740993,"rate":0.5,"info":{"n":[1,"a"]},"phone":"1"}`), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestDetails(t *testing.T) {
 	if got := Fields(nil).Details(); got == nil {
 		t.Fatalf("no fields: %#v", got)
 	}
-	if _, err := Record([]byte(`{"bad":{`)); err == nil {
+	if _, err := Record([]byte(`{"bad":{`), nil); err == nil {
 		t.Fatal("a field that does not decode was taken")
 	}
 }

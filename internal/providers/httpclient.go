@@ -7,8 +7,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -21,26 +23,40 @@ import (
 // MaxAnswerSize bounds how much of a provider's answer is read.
 const MaxAnswerSize = 1 << 20
 
+// HTTPClient is the client provider calls are made with (NewHTTPClient, Post).
+type HTTPClient struct {
+	client  *http.Client
+	timeout time.Duration
+}
+
 // NewHTTPClient returns a client for provider APIs: one call may take at most timeout, and
 // idle connections are kept per host in numbers that suit many calls at once (the default
 // transport keeps two, which turns a busy service into a storm of new connections). Each call
 // is a client span of the OpenTelemetry tracer provider of the caller's span, or else of the
 // global one, when that is not the no-op one (tracing is on).
-func NewHTTPClient(timeout time.Duration) *http.Client {
-	return &http.Client{
-		Timeout: timeout,
-		Transport: traced(&http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:          1024,
-			MaxIdleConnsPerHost:   256,
-			IdleConnTimeout:       90 * time.Second,
-			TLSHandshakeTimeout:   timeout,
-			ExpectContinueTimeout: time.Second,
-			ForceAttemptHTTP2:     true,
-		}),
-	}
+//
+// The time limit is each call's context deadline, set by Post, not http.Client.Timeout: with a
+// Timeout, and a transport that net/http does not know (the tracing wrapper), every call would
+// start a goroutine and a timer of its own to cancel itself, and the transport another.
+func NewHTTPClient(timeout time.Duration) *HTTPClient {
+	return newHTTPClient(timeout, &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   timeout,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     true,
+	})
 }
+
+func newHTTPClient(timeout time.Duration, base http.RoundTripper) *HTTPClient {
+	return &HTTPClient{timeout: timeout, client: &http.Client{Transport: traced(base)}}
+}
+
+// Timeout is how long one call may take.
+func (c *HTTPClient) Timeout() time.Duration { return c.timeout }
 
 // traced wraps base in OpenTelemetry's HTTP client instrumentation, for the calls it makes a
 // span of (see untraced). A call's span is named by its method, as the HTTP semantic
@@ -153,45 +169,163 @@ func (t restoreQuery) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.next.RoundTrip(r2)
 }
 
-// PostJSON posts a JSON body to url and returns the answer's body, as Post does.
-func PostJSON(ctx context.Context, client *http.Client, provider, url string, body []byte) ([]byte, error) {
-	return Post(ctx, client, provider, url, "application/json", body)
+// PostJSON posts a JSON body to url and returns what read makes of the answer's body, as
+// PostRead does.
+func PostJSON[T any](ctx context.Context, c *HTTPClient, provider, url string, body []byte, read func(answer []byte) (T, error)) (T, error) {
+	return PostRead(ctx, c, provider, url, "application/json", body, read)
 }
 
-// answerBuffers are the buffers answers are read into, reused: an answer is read whole, and
-// kept in one copy of its size. A buffer grown past maxPooledAnswer is let go.
-var answerBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// Post posts body of contentType to url and returns the answer's body, as PostRead reads it.
+func Post(ctx context.Context, c *HTTPClient, provider, url, contentType string, body []byte) ([]byte, error) {
+	return PostRead(ctx, c, provider, url, contentType, body, func(answer []byte) ([]byte, error) {
+		return bytes.Clone(answer), nil
+	})
+}
+
+// PostRead posts body of contentType to url and returns what read makes of the answer's body,
+// at most MaxAnswerSize of it. It is the one way provider clients reach a provider, so that
+// its errors are classified where they are born, alike for every call: a transport failure or
+// an HTTP status other than 200 is retryable (429 is a rate limit), and a URL never reaches
+// the error with its query string, which carries credentials.
+//
+// body is copied, and answer is a buffer reused once read returns: read keeps nothing of it
+// (copies what it keeps, as a string conversion or encoding/json does).
+func PostRead[T any](ctx context.Context, c *HTTPClient, provider, url, contentType string, body []byte, read func(answer []byte) (T, error)) (T, error) {
+	var zero T
+	ctx, cancel := context.WithTimeout(ctx, c.timeout) // until the answer is read
+	defer cancel()
+	reqBody := newRequestBody(body)
+	defer reqBody.release()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	if err != nil {
+		return zero, &Error{Provider: provider, Class: Permanent, Message: "building request", Err: stripQuery(err)}
+	}
+	reqBody.attach(req)
+	req.Header.Set("Content-Type", contentType)
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return zero, TransportError(provider, err)
+	}
+	defer resp.Body.Close()
+	answer := answerBuffers.Get().(*answerBuffer)
+	defer answer.release()
+	if err := answer.readFrom(resp.Body); err != nil {
+		return zero, TransportError(provider, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return zero, HTTPStatusError(provider, resp.StatusCode)
+	}
+	return read(answer.b)
+}
+
+// answerBuffer is a buffer an answer is read into, whole, and kept in one copy of its size.
+type answerBuffer struct{ b []byte }
+
+// answerBuffers are the answer buffers, reused. A buffer grown past maxPooledAnswer is let go.
+var answerBuffers = sync.Pool{New: func() any { return &answerBuffer{b: make([]byte, 0, 4<<10)} }}
 
 const maxPooledAnswer = 64 << 10
 
-// Post posts body of contentType to url and returns the answer's body, at most MaxAnswerSize of
-// it. It is the one way provider clients reach a provider, so that its errors are classified
-// where they are born, alike for every call: a transport failure or an HTTP status other than
-// 200 is retryable (429 is a rate limit), and a URL never reaches the error with its query
-// string, which carries credentials.
-func Post(ctx context.Context, client *http.Client, provider, url, contentType string, body []byte) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return nil, &Error{Provider: provider, Class: Permanent, Message: "building request", Err: stripQuery(err)}
-	}
-	req.Header.Set("Content-Type", contentType)
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, TransportError(provider, err)
-	}
-	defer resp.Body.Close()
-	buf := answerBuffers.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= maxPooledAnswer {
-			buf.Reset()
-			answerBuffers.Put(buf)
+// readFrom reads r to its end, or to MaxAnswerSize.
+func (a *answerBuffer) readFrom(r io.Reader) error {
+	for len(a.b) < MaxAnswerSize {
+		if len(a.b) == cap(a.b) {
+			a.b = slices.Grow(a.b, min(cap(a.b), MaxAnswerSize-len(a.b)))
 		}
-	}()
-	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, MaxAnswerSize)); err != nil {
-		return nil, TransportError(provider, err)
+		n, err := r.Read(a.b[len(a.b):min(cap(a.b), MaxAnswerSize)])
+		a.b = a.b[:len(a.b)+n]
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, HTTPStatusError(provider, resp.StatusCode)
+	return nil
+}
+
+// release puts the buffer back for the next answer, emptied: a reader that kept a piece of an
+// answer (it must not) then sees zeros rather than another call's answer, and the race
+// detector sees the write.
+func (a *answerBuffer) release() {
+	if cap(a.b) > maxPooledAnswer {
+		return
 	}
-	return bytes.Clone(buf.Bytes()), nil
+	clear(a.b)
+	a.b = a.b[:0]
+	answerBuffers.Put(a)
+}
+
+// requestBody is a request's body in a reused buffer. The transport may read and close a body
+// after the call has returned (http.RoundTripper's contract), and reads it again from GetBody
+// when it sends the request anew (on another connection, after a stale one failed); so the
+// buffer is reused only once Post is done and every reader handed out is closed, each holding
+// a reference.
+type requestBody struct {
+	buf     []byte
+	refs    atomic.Int32
+	getBody func() (io.ReadCloser, error) // rb.reader, made once
+}
+
+var requestBodies = sync.Pool{New: func() any {
+	rb := &requestBody{buf: make([]byte, 0, 512)}
+	rb.getBody = rb.reader
+	return rb
+}}
+
+// maxPooledBody bounds the request buffers kept for reuse.
+const maxPooledBody = 16 << 10
+
+// newRequestBody is a copy of body, with Post's reference to it.
+func newRequestBody(body []byte) *requestBody {
+	rb := requestBodies.Get().(*requestBody)
+	rb.buf = append(rb.buf[:0], body...)
+	rb.refs.Store(1)
+	return rb
+}
+
+// attach makes rb req's body, as http.NewRequest makes a *bytes.Reader one (ContentLength,
+// GetBody; an empty body is http.NoBody).
+func (rb *requestBody) attach(req *http.Request) {
+	req.ContentLength = int64(len(rb.buf))
+	if len(rb.buf) == 0 {
+		req.Body, req.GetBody = http.NoBody, func() (io.ReadCloser, error) { return http.NoBody, nil }
+		return
+	}
+	req.Body, _ = rb.reader()
+	req.GetBody = rb.getBody
+}
+
+// reader is a new reading of rb, holding a reference to it until closed. GetBody is called only
+// while the call is under way, when Post holds its own reference.
+func (rb *requestBody) reader() (io.ReadCloser, error) {
+	rb.refs.Add(1)
+	r := &bodyReader{body: rb}
+	r.Reset(rb.buf)
+	return r, nil
+}
+
+// release drops one reference; the last puts the buffer back, emptied (see
+// answerBuffer.release).
+func (rb *requestBody) release() {
+	if rb.refs.Add(-1) != 0 || cap(rb.buf) > maxPooledBody {
+		return
+	}
+	clear(rb.buf)
+	rb.buf = rb.buf[:0]
+	requestBodies.Put(rb)
+}
+
+// bodyReader is one reading of a requestBody. Closing it more than once drops one reference.
+type bodyReader struct {
+	bytes.Reader
+	body   *requestBody
+	closed atomic.Bool
+}
+
+func (r *bodyReader) Close() error {
+	if r.closed.CompareAndSwap(false, true) {
+		r.body.release()
+	}
+	return nil
 }

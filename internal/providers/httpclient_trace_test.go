@@ -34,7 +34,7 @@ func TestProviderCallSpan(t *testing.T) {
 	}))
 	defer srv.Close()
 	ctx, parent := tp.Tracer("test").Start(context.Background(), "caller")
-	if _, err := PostJSON(ctx, NewHTTPClient(2*time.Second), "p", srv.URL+"/q?app_id=a&access_token=ChFvSecret", []byte(`{}`)); err != nil {
+	if _, err := Post(ctx, NewHTTPClient(2*time.Second), "p", srv.URL+"/q?app_id=a&access_token=ChFvSecret", "application/json", []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
 	parent.End()
@@ -79,7 +79,7 @@ func TestProviderCallSpanFailed(t *testing.T) {
 	}))
 	defer srv.Close()
 	ctx, parent := tp.Tracer("test").Start(context.Background(), "caller")
-	_, err := PostJSON(ctx, NewHTTPClient(2*time.Second), "p", srv.URL+"/q?access_token=ChFvSecret", []byte(`{}`))
+	_, err := Post(ctx, NewHTTPClient(2*time.Second), "p", srv.URL+"/q?access_token=ChFvSecret", "application/json", []byte(`{}`))
 	parent.End()
 	if Classify(err) != Retryable {
 		t.Fatalf("err %v, want a retryable one", err)
@@ -149,10 +149,10 @@ func TestProviderCallInstrumentedOnlyWhenTraced(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	t.Cleanup(func() { otel.SetTracerProvider(noop.NewTracerProvider()); _ = tp.Shutdown(context.Background()) })
 	calls := &instrumentedCalls{}
-	client := &http.Client{Timeout: 2 * time.Second, Transport: traced(calls)} // made before tracing starts
+	client := newHTTPClient(2*time.Second, calls) // made before tracing starts
 	post := func(ctx context.Context) {
 		t.Helper()
-		if _, err := PostJSON(ctx, client, "p", "http://provider.invalid/q?access_token=ChFvSecret", []byte(`{}`)); err != nil {
+		if _, err := Post(ctx, client, "p", "http://provider.invalid/q?access_token=ChFvSecret", "application/json", []byte(`{}`)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -3,6 +3,7 @@ package providers
 import (
 	"crypto/md5"
 	"encoding/hex"
+	"encoding/json"
 	"slices"
 )
 
@@ -12,33 +13,66 @@ import (
 func SortedMD5(fields map[string]string, secret string, skip ...string) string {
 	var keyArray [16]string // on the stack: a request has a handful of fields
 	keys := keyArray[:0]
-	for k, v := range fields {
-		if v == "" || slices.Contains(skip, k) {
-			continue
+	for k := range fields {
+		if !slices.Contains(skip, k) {
+			keys = append(keys, k)
 		}
-		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	var textArray [512]byte
 	text := textArray[:0]
-	for i, k := range keys {
-		if i > 0 {
-			text = append(text, '&')
-		}
-		text = append(text, k...)
-		text = append(text, '=')
-		text = append(text, fields[k]...)
+	for _, k := range keys {
+		text = AppendSignField(text, k, fields[k])
 	}
-	text = append(text, secret...)
-	return md5Hex(text)
+	var sum [2 * md5.Size]byte
+	return string(AppendSignature(sum[:0], text, secret))
+}
+
+// AppendSignField appends one field to text, the text SortedMD5 hashes ("k=v", joined with
+// "&"; an empty value is left out). A client that knows its request's fields writes them in
+// key order into a buffer of its own and signs with AppendSignature: neither a map nor an
+// allocation.
+func AppendSignField[V string | []byte](text []byte, key string, value V) []byte {
+	if len(value) == 0 {
+		return text
+	}
+	if len(text) > 0 {
+		text = append(text, '&')
+	}
+	text = append(text, key...)
+	text = append(text, '=')
+	return append(text, value...)
+}
+
+// AppendSignature appends to dst the signature of text, written by AppendSignField: the
+// lowercase hex MD5 of text with the secret appended. text is appended to.
+func AppendSignature(dst, text []byte, secret string) []byte {
+	sum := md5.Sum(append(text, secret...))
+	return hex.AppendEncode(dst, sum[:])
 }
 
 // MD5Hex is the lowercase hex MD5 of s.
 func MD5Hex(s string) string {
-	return md5Hex([]byte(s))
+	sum := md5.Sum([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
 
-func md5Hex(b []byte) string {
-	sum := md5.Sum(b)
-	return hex.EncodeToString(sum[:])
+// AppendJSONString appends s to dst as a JSON string, byte for byte as encoding/json writes it.
+func AppendJSONString[S string | []byte](dst []byte, s S) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '<' || c == '>' || c == '&' {
+			// Text that encoding/json writes with escapes of its own (HTML characters, control
+			// characters, invalid UTF-8, U+2028): written by it.
+			b, _ := json.Marshal(string(s))
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			dst = append(dst, '\\')
+		}
+		dst = append(dst, s[i])
+	}
+	return append(dst, '"')
 }

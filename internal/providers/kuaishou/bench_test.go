@@ -22,6 +22,18 @@ func BenchmarkSign(b *testing.B) {
 	}
 }
 
+// BenchmarkRequest is the writing of a query's signed body and its URL.
+func BenchmarkRequest(b *testing.B) {
+	c := mustNew(b, config.Provider{Timeout: time.Second, Apps: []config.App{{AppID: "ks707065143182458884", AppSecret: "9VfzaT-7Jf1bBHv-veFZfg"}}})
+	a, ep := c.apps["ks707065143182458884"], endpoints[events.KindPayment]
+	var body [256]byte
+	b.ReportAllocs()
+	for b.Loop() {
+		appendBody(body[:0], a, ep, "1711619867139contractDemo")
+		a.url(c.baseURL, events.KindPayment, "ChFvYXV0aC5hY2Nlc3NUb2tlbhJg")
+	}
+}
+
 // BenchmarkParseAnswer is the normalization of a payment answer: JSON to the status model.
 func BenchmarkParseAnswer(b *testing.B) {
 	c := mustNew(b, config.Provider{Timeout: time.Second})

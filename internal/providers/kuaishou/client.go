@@ -5,10 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/url"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/paystatus/orderstatus/internal/config"
@@ -50,7 +50,7 @@ func validOrderNo(s string) bool {
 // Client queries Kuaishou for the configured apps.
 type Client struct {
 	baseURL string
-	http    *http.Client
+	http    *providers.HTTPClient
 	qps     int
 	codes   providers.Codes
 	apps    map[string]*app
@@ -61,6 +61,41 @@ type app struct {
 	id     string
 	secret string
 	tokens *tokenSource
+	urls   atomic.Pointer[queryURLs]
+	// rateKeys are the app's rate-limit keys by kind, made once.
+	rateKeys map[string]string
+}
+
+// queryURLs are an app's query URLs, by kind, with one access token in their query strings.
+type queryURLs struct {
+	token  string
+	byKind map[string]string
+}
+
+// url is the URL of the app's query of kind with token: the query string as url.Values
+// encodes it (keys sorted). The URLs are made again only when the token changes.
+func (a *app) url(base, kind, token string) string {
+	u := a.urls.Load()
+	if u == nil || u.token != token {
+		u = &queryURLs{token: token, byKind: make(map[string]string, len(endpoints))}
+		for k, ep := range endpoints {
+			u.byKind[k] = base + ep.path + "?access_token=" + url.QueryEscape(token) + "&app_id=" + url.QueryEscape(a.id)
+		}
+		a.urls.Store(u)
+	}
+	return u.byKind[kind]
+}
+
+// appendBody appends a query's body to dst: the merchant's number and the signature, as
+// encoding/json writes a map of the two (keys sorted).
+func appendBody(dst []byte, a *app, ep endpoint, orderNo string) []byte {
+	dst = append(dst, `{"`...)
+	dst = append(dst, ep.noField...)
+	dst = append(dst, `":`...)
+	dst = providers.AppendJSONString(dst, orderNo)
+	dst = append(dst, `,"sign":"`...)
+	dst = appendQuerySign(dst, a.secret, a.id, ep.noField, orderNo)
+	return append(dst, `"}`...)
 }
 
 // Option changes a Client.
@@ -87,10 +122,15 @@ func New(cfg config.Provider, opts ...Option) (*Client, error) {
 		o(c)
 	}
 	for _, a := range cfg.Apps {
+		keys := make(map[string]string, len(endpoints))
+		for kind := range endpoints {
+			keys[kind] = rateKey(a.AppID, kind)
+		}
 		c.apps[a.AppID] = &app{
-			id:     a.AppID,
-			secret: a.AppSecret.Reveal(),
-			tokens: &tokenSource{client: c.http, baseURL: c.baseURL, appID: a.AppID, secret: a.AppSecret.Reveal(), now: c.now},
+			id:       a.AppID,
+			secret:   a.AppSecret.Reveal(),
+			tokens:   &tokenSource{client: c.http, baseURL: c.baseURL, appID: a.AppID, secret: a.AppSecret.Reveal(), now: c.now},
+			rateKeys: keys,
 		}
 	}
 	return c, nil
@@ -122,7 +162,17 @@ func (c *Client) OrderKey(q providers.Query) string { return q.OrderNo }
 
 // RateLimit implements providers.Provider: Kuaishou limits each app on each endpoint.
 func (c *Client) RateLimit(q providers.Query) (string, int) {
-	return Name + "/" + q.AppID + "/" + path.Base(endpoints[q.Kind].path), c.qps
+	if a := c.apps[q.AppID]; a != nil {
+		if key, ok := a.rateKeys[q.Kind]; ok {
+			return key, c.qps
+		}
+	}
+	return rateKey(q.AppID, q.Kind), c.qps
+}
+
+// rateKey is the key of an app's limit on the endpoint of kind.
+func rateKey(appID, kind string) string {
+	return Name + "/" + appID + "/" + path.Base(endpoints[kind].path)
 }
 
 // Prepare implements providers.Preparer: it has the app's access token fetched, if there is
@@ -167,24 +217,21 @@ type answer struct {
 }
 
 func (c *Client) call(ctx context.Context, a *app, ep endpoint, q providers.Query, token string) (providers.Result, error) {
-	sign := Sign(map[string]string{"app_id": a.id, ep.noField: q.OrderNo}, a.secret)
-	body, _ := json.Marshal(map[string]string{ep.noField: q.OrderNo, "sign": sign})
-	// The query string as url.Values encodes it (keys sorted), without making one.
-	u := c.baseURL + ep.path + "?access_token=" + url.QueryEscape(token) + "&app_id=" + url.QueryEscape(a.id)
-	raw, err := providers.PostJSON(ctx, c.http, Name, u, body)
-	if err != nil {
-		return providers.Result{}, err
-	}
-	return c.parseAnswer(q, ep, raw, c.now())
+	var bodyArray [256]byte // on the stack: Post copies the body
+	body := appendBody(bodyArray[:0], a, ep, q.OrderNo)
+	return providers.PostJSON(ctx, c.http, Name, a.url(c.baseURL, q.Kind, token), body, func(answer []byte) (providers.Result, error) {
+		return c.parseAnswer(q, ep, answer, c.now())
+	})
 }
 
 // parseAnswer reads an answer body. Every failure is a classified *providers.Error.
 func (c *Client) parseAnswer(q providers.Query, ep endpoint, raw []byte, observed time.Time) (providers.Result, error) {
-	var ans answer
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber()
-	if err := d.Decode(&ans); err != nil {
-		return providers.Result{}, providers.Malformed(Name, "not JSON: %v", err)
+	ans, ok := readAnswer(raw, ep)
+	if !ok {
+		var err error
+		if ans, err = decodeAnswer(raw); err != nil {
+			return providers.Result{}, providers.Malformed(Name, "not JSON: %v", err)
+		}
 	}
 	if err := c.codes.Check(ans.Result, ans.ErrorMsg); err != nil {
 		return providers.Result{}, err
@@ -206,6 +253,44 @@ func (c *Client) parseAnswer(q providers.Query, ep endpoint, raw []byte, observe
 	if err != nil {
 		return providers.Result{}, providers.Malformed(Name, "%s: %v", ep.infoField, err)
 	}
+	expandExtraInfo(res.Details)
 	res.ObservedAt = observed.UTC()
 	return res, nil
+}
+
+// answerFields are the answer's fields, in the order of answer's.
+var answerFields = []string{"result", "error_msg", "payment_info", "settle_info", "refund_info"}
+
+// readAnswer reads an answer in one pass (providers.JSONReader), the record of ep's kind with
+// it, as decodeAnswer does; ok is false for an answer it leaves to decodeAnswer. The records
+// of the other kinds are checked and skipped; what follows the answer is not read.
+func readAnswer(raw []byte, ep endpoint) (ans answer, ok bool) {
+	r := providers.NewJSONReader(raw, fieldNames)
+	ok = r.Object(answerFields, func(i int) (ok bool) {
+		switch {
+		case i == 0:
+			ans.Result, ok = r.Number()
+		case i == 1:
+			ans.ErrorMsg, ok = r.String()
+		case i == 2 && ep.infoField == "payment_info":
+			ans.Payment, ok = r.Value()
+		case i == 3 && ep.infoField == "settle_info":
+			ans.Settle, ok = r.Value()
+		case i == 4 && ep.infoField == "refund_info":
+			ans.Refund, ok = r.Value()
+		default:
+			ok = r.Skip()
+		}
+		return ok
+	})
+	return ans, ok
+}
+
+// decodeAnswer reads an answer with encoding/json.
+func decodeAnswer(raw []byte) (answer, error) {
+	var ans answer
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	err := d.Decode(&ans)
+	return ans, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,26 @@ func TestSignContractVector(t *testing.T) {
 		"access_token": "ignored", "sign": "ignored", "empty": ""}, "9VfzaT-7Jf1bBHv-veFZfg")
 	if got != "360a9add284bb4e2050673132418a356" {
 		t.Fatalf("sign = %s", got)
+	}
+}
+
+// A query's body is, byte for byte, what encoding/json writes of a map of the merchant's number
+// and its signature by Sign, and its URL carries the token and app as url.Values encodes them.
+func TestRequestBodyAndURL(t *testing.T) {
+	for _, v := range []string{"1711619867139contractDemo", `<a href="x">&amp;</a>`, "会员\u2028\t\x00\"\\", "\xff\xfe", "\x7f", ""} {
+		a := &app{id: "ks" + v, secret: v + "s"}
+		for kind, ep := range endpoints {
+			want, _ := json.Marshal(map[string]string{ep.noField: v, "sign": Sign(map[string]string{"app_id": a.id, ep.noField: v}, a.secret)})
+			if got := appendBody(nil, a, ep, v); string(got) != string(want) {
+				t.Errorf("%s %q:\n body %s\n want %s", kind, v, got, want)
+			}
+			for _, token := range []string{"ChFvYXV0aC5hY2Nlc3NUb2tlbhJg", v + "+/= &"} {
+				want := "http://p.invalid/base" + ep.path + "?" + url.Values{"access_token": {token}, "app_id": {a.id}}.Encode()
+				if got := a.url("http://p.invalid/base", kind, token); got != want {
+					t.Errorf("%s %q: url %s, want %s", kind, token, got, want)
+				}
+			}
+		}
 	}
 }
 
@@ -420,6 +441,19 @@ func TestValidate(t *testing.T) {
 		err := c.Validate(providers.Query{OrderNo: no})
 		if (err == nil) != ok {
 			t.Errorf("%q: %v", no, err)
+		}
+	}
+}
+
+// Each app is limited on each endpoint, under a key naming both; an app not configured has
+// its key too.
+func TestRateLimitKeys(t *testing.T) {
+	c := mustNew(t, config.Provider{Timeout: time.Second, QPS: 30, Apps: []config.App{{AppID: "ks1", AppSecret: "s"}}})
+	for _, app := range []string{"ks1", "ks2"} {
+		for kind, want := range map[string]string{events.KindPayment: "query_order", events.KindSettlement: "query_settle", events.KindRefund: "query_refund"} {
+			if key, qps := c.RateLimit(providers.Query{Kind: kind, AppID: app}); key != "kuaishou/"+app+"/"+want || qps != 30 {
+				t.Errorf("%s %s: %q %d", app, kind, key, qps)
+			}
 		}
 	}
 }

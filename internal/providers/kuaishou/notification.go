@@ -50,7 +50,7 @@ func ParseNotification(body []byte) (providers.Notification, error) {
 	if len(body) > MaxNotificationSize {
 		return n, malformed("%d bytes, at most %d", len(body), MaxNotificationSize)
 	}
-	top, err := providers.Record(body)
+	top, err := providers.Record(body, fieldNames)
 	if err != nil {
 		return n, malformed("%v", err)
 	}
@@ -135,11 +135,7 @@ func transformNotification(spec notificationFields, data providers.Fields) (prov
 		res.Channel = channels.Normalize(ch)
 	}
 	res.Details = data.Details(spec.orderNo, "status", spec.amount, "ks_order_no", spec.refNo, spec.channel)
-	if s, ok := res.Details["extra_info"].(string); ok {
-		if obj, ok := providers.ParseJSONObject(s); ok {
-			res.Details["extra_info"] = obj
-		}
-	}
+	expandExtraInfo(res.Details)
 	return res, nil
 }
 

@@ -12,3 +12,12 @@ import "github.com/paystatus/orderstatus/internal/providers"
 func Sign(fields map[string]string, secret string) string {
 	return providers.SortedMD5(fields, secret, "sign", "access_token")
 }
+
+// appendQuerySign appends to dst Sign of a query's fields: app_id and the merchant's number
+// (access_token is not signed).
+func appendQuerySign(dst []byte, secret, appID, noField, orderNo string) []byte {
+	var textArray [128]byte
+	text := providers.AppendSignField(textArray[:0], "app_id", appID) // before every out_*_no
+	text = providers.AppendSignField(text, noField, orderNo)
+	return providers.AppendSignature(dst, text, secret)
+}

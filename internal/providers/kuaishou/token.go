@@ -3,7 +3,6 @@ package kuaishou
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"net/url"
 	"sync"
 	"time"
@@ -24,7 +23,7 @@ const tokenPath = "/oauth2/access_token"
 // callers there are, one fetch runs at a time. A token whose fetch was under way when the
 // provider refused the current one is not installed (see fetch).
 type tokenSource struct {
-	client  *http.Client
+	client  *providers.HTTPClient
 	baseURL string
 	appID   string
 	secret  string
@@ -136,7 +135,7 @@ func (t *tokenSource) fetch(ctx context.Context) (string, error) {
 // request asks the provider for a token, on ctx bounded by the client's timeout (and a second
 // more for the body); started is when it was asked, from which its life counts.
 func (t *tokenSource) request(ctx context.Context) (token string, life time.Duration, started time.Time, err error) {
-	ctx, cancel := context.WithTimeout(ctx, t.client.Timeout+time.Second)
+	ctx, cancel := context.WithTimeout(ctx, t.client.Timeout()+time.Second)
 	defer cancel()
 	form := url.Values{"app_id": {t.appID}, "app_secret": {t.secret}, "grant_type": {"client_credentials"}}
 	started = t.now()

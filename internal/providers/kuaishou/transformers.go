@@ -49,17 +49,27 @@ var records = map[string]recordFields{
 	events.KindRefund:     {status: "refund_status", amount: "refund_amount", orderNo: "refund_no", providerOrderNo: "ks_order_no", refNo: "ks_refund_no"},
 }
 
-// record reads a *_info record, as the answer was decoded: a JSON object, or a JSON string
+// fieldNames are the documented field names of the records, of extra_info and of
+// notifications, which the records read share rather than copy.
+var fieldNames = providers.NewNames(
+	"total_amount", "pay_status", "pay_time", "pay_channel", "out_order_no", "ks_order_no", "extra_info", "enable_promotion",
+	"promotion_amount", "developer_promotion_amount", "open_id", "order_status",
+	"settle_no", "settle_amount", "settle_status", "ks_settle_no",
+	"refund_no", "refund_amount", "refund_status", "ks_refund_no", "ks_refund_type", "ks_refund_fail_reason", "apply_refund_reason",
+	"url", "item_type", "item_id", "author_id", "trade_no",
+	"data", "biz_type", "message_id", "app_id", "timestamp", "channel", "attach", "status", "order_amount", "out_settle_no", "out_refund_no")
+
+// record reads a *_info record, as the answer was read: a JSON object, or a JSON string
 // holding one.
 func record(info any) (providers.Fields, error) {
 	if s, ok := info.(string); ok {
-		return providers.Record([]byte(s))
+		return providers.Record(s, fieldNames)
 	}
 	return providers.RecordOf(info)
 }
 
 // transform turns a record into a Result. The kind is told by the query. The record's fields
-// become the Result's details.
+// become the Result's details (extra_info as it came: see expandExtraInfo).
 func transform(q providers.Query, fields providers.Fields) (providers.Result, error) {
 	spec := records[q.Kind]
 	res := providers.Result{OrderKey: q.OrderNo, OrderNo: q.OrderNo, Channel: events.ChannelUnknown}
@@ -99,11 +109,15 @@ func transform(q providers.Query, fields providers.Fields) (providers.Result, er
 		}
 	}
 	res.Details = fields.Details(spec.mapped()...)
-	// extra_info is a JSON object in a string ("" on old orders): details carry the object.
-	if s, ok := res.Details["extra_info"].(string); ok {
-		if obj, ok := providers.ParseJSONObject(s); ok {
-			res.Details["extra_info"] = obj
+	return res, nil
+}
+
+// expandExtraInfo puts in details the object extra_info carries as JSON text ("" on old
+// orders), when it carries one.
+func expandExtraInfo(details map[string]any) {
+	if s, ok := details["extra_info"].(string); ok {
+		if obj, ok := providers.ParseJSONObject(s, fieldNames); ok {
+			details["extra_info"] = obj
 		}
 	}
-	return res, nil
 }

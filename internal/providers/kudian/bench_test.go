@@ -23,6 +23,18 @@ func BenchmarkSign(b *testing.B) {
 	}
 }
 
+// BenchmarkRequest is the writing of a query's signed body.
+func BenchmarkRequest(b *testing.B) {
+	app := apps[0]
+	q := providers.Query{Kind: events.KindPayment, ProviderOrderNo: "600230547601422048"}
+	now := time.Unix(1602558156, 0)
+	var body [512]byte
+	b.ReportAllocs()
+	for b.Loop() {
+		appendBody(body[:0], app, q, now)
+	}
+}
+
 // BenchmarkParseAnswer is the verification and normalization of the documents' answer.
 func BenchmarkParseAnswer(b *testing.B) {
 	c := client(b, false)

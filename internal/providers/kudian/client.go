@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -25,11 +24,12 @@ const maxNoLen = 64
 
 // Client queries Kudian for the configured apps.
 type Client struct {
-	baseURL    string
-	http       *http.Client
+	queryURL   string
+	http       *providers.HTTPClient
 	qps        int
 	codes      providers.Codes
 	apps       map[string]config.App
+	rateKeys   map[string]string // by app, made once
 	includePII bool
 	now        func() time.Time
 }
@@ -47,14 +47,15 @@ func New(cfg config.Provider, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		baseURL: strings.TrimRight(cfg.BaseURL, "/"), http: providers.NewHTTPClient(cfg.Timeout), qps: cfg.QPS,
-		codes: codes, apps: map[string]config.App{}, now: time.Now,
+		queryURL: strings.TrimRight(cfg.BaseURL, "/") + queryPath, http: providers.NewHTTPClient(cfg.Timeout), qps: cfg.QPS,
+		codes: codes, apps: map[string]config.App{}, rateKeys: map[string]string{}, now: time.Now,
 	}
 	for i, a := range cfg.Apps {
 		if a.Token == "" {
 			return nil, &config.Error{Key: fmt.Sprintf("providers.%s.apps[%d].token", Name, i), Msg: "is required"}
 		}
 		c.apps[a.AppID] = a
+		c.rateKeys[a.AppID] = rateKey(a.AppID)
 	}
 	for _, o := range opts {
 		o(c)
@@ -73,37 +74,59 @@ func (c *Client) HasApp(appID string) bool { _, ok := c.apps[appID]; return ok }
 
 // Validate implements providers.Provider.
 func (c *Client) Validate(q providers.Query) error {
-	for field, v := range map[string]string{"order_no": q.OrderNo, "provider_order_no": q.ProviderOrderNo} {
-		if len(v) > maxNoLen {
-			return &events.PayloadError{Reason: events.ReasonInvalidField, Field: field, Msg: fmt.Sprintf("is longer than the %d characters kudian allows", maxNoLen)}
+	for _, f := range [...]struct{ name, value string }{{"order_no", q.OrderNo}, {"provider_order_no", q.ProviderOrderNo}} {
+		if len(f.value) > maxNoLen {
+			return &events.PayloadError{Reason: events.ReasonInvalidField, Field: f.name, Msg: fmt.Sprintf("is longer than the %d characters kudian allows", maxNoLen)}
 		}
 	}
 	return nil
 }
 
-// bizContent is the query's inner payload: pay_no is preferred, as the documents advise (an
-// out_trade_no used for several orders finds only the latest).
-type bizContent struct {
-	PayNo      string `json:"pay_no,omitempty"`
-	OutTradeNo string `json:"out_trade_no,omitempty"`
-	IsFresh    bool   `json:"is_fresh"`
+// appendBizContent appends the query's inner payload to dst, as encoding/json writes
+// {"pay_no"|"out_trade_no": …, "is_fresh": …}: pay_no is preferred, as the documents advise (an
+// out_trade_no used for several orders finds only the latest); an empty number is left out.
+func appendBizContent(dst []byte, q providers.Query) []byte {
+	dst = append(dst, '{')
+	switch {
+	case q.ProviderOrderNo != "":
+		dst = providers.AppendJSONString(append(dst, `"pay_no":`...), q.ProviderOrderNo)
+		dst = append(dst, ',')
+	case q.OrderNo != "":
+		dst = providers.AppendJSONString(append(dst, `"out_trade_no":`...), q.OrderNo)
+		dst = append(dst, ',')
+	}
+	dst = strconv.AppendBool(append(dst, `"is_fresh":`...), q.Refresh)
+	return append(dst, '}')
 }
 
-// request is the query's body. Its fields are in the order of their names, as encoding/json
-// writes a map's.
-type request struct {
-	BizContent string      `json:"biz_content"`
-	OpenAppID  string      `json:"open_app_id"`
-	Sign       string      `json:"sign"`
-	SignType   string      `json:"sign_type"`
-	Timestamp  json.Number `json:"timestamp"`
-	Token      string      `json:"token"`
+// appendBody appends the query's body to dst, its fields in the order of their names (as
+// encoding/json writes a map's), the timestamp a number; now is the timestamp.
+func appendBody(dst []byte, app config.App, q providers.Query, now time.Time) []byte {
+	var bizArray [192]byte
+	var tsArray [20]byte
+	biz := appendBizContent(bizArray[:0], q)
+	ts := strconv.AppendInt(tsArray[:0], now.Unix(), 10)
+	token := app.Token.Reveal()
+	dst = providers.AppendJSONString(append(dst, `{"biz_content":`...), biz)
+	dst = providers.AppendJSONString(append(dst, `,"open_app_id":`...), app.AppID)
+	dst = append(dst, `,"sign":"`...)
+	dst = appendQuerySign(dst, app.AppSecret.Reveal(), biz, app.AppID, ts, token)
+	dst = append(dst, `","sign_type":"MD5","timestamp":`...)
+	dst = append(dst, ts...)
+	dst = providers.AppendJSONString(append(dst, `,"token":`...), token)
+	return append(dst, '}')
 }
 
 // RateLimit implements providers.Provider: one endpoint, limited per app.
 func (c *Client) RateLimit(q providers.Query) (string, int) {
-	return Name + "/" + q.AppID + "/query", c.qps
+	if key, ok := c.rateKeys[q.AppID]; ok {
+		return key, c.qps
+	}
+	return rateKey(q.AppID), c.qps
 }
+
+// rateKey is the key of an app's limit.
+func rateKey(appID string) string { return Name + "/" + appID + "/query" }
 
 // Query implements providers.Provider.
 func (c *Client) Query(ctx context.Context, q providers.Query) (providers.Result, error) {
@@ -111,21 +134,11 @@ func (c *Client) Query(ctx context.Context, q providers.Query) (providers.Result
 	if !ok || !c.SupportsKind(q.Kind) {
 		return providers.Result{}, &providers.Error{Provider: Name, Class: providers.Permanent, Message: fmt.Sprintf("no app %q or kind %q", q.AppID, q.Kind)}
 	}
-	biz := bizContent{PayNo: q.ProviderOrderNo, IsFresh: q.Refresh}
-	if biz.PayNo == "" {
-		biz.OutTradeNo = q.OrderNo
-	}
-	bizJSON, _ := json.Marshal(biz)
-	ts := strconv.FormatInt(c.now().Unix(), 10)
-	token, bizText := app.Token.Reveal(), string(bizJSON)
-	sign := Sign(map[string]string{"open_app_id": app.AppID, "timestamp": ts, "sign_type": "MD5", "token": token, "biz_content": bizText},
-		app.AppSecret.Reveal())
-	body, _ := json.Marshal(request{BizContent: bizText, OpenAppID: app.AppID, Sign: sign, SignType: "MD5", Timestamp: json.Number(ts), Token: token})
-	raw, err := providers.PostJSON(ctx, c.http, Name, c.baseURL+queryPath, body)
-	if err != nil {
-		return providers.Result{}, err
-	}
-	return c.parseAnswer(q, app.AppSecret.Reveal(), raw, c.now())
+	var bodyArray [512]byte // on the stack: Post copies the body
+	body := appendBody(bodyArray[:0], app, q, c.now())
+	return providers.PostJSON(ctx, c.http, Name, c.queryURL, body, func(answer []byte) (providers.Result, error) {
+		return c.parseAnswer(q, app.AppSecret.Reveal(), answer, c.now())
+	})
 }
 
 type envelope struct {
@@ -133,7 +146,7 @@ type envelope struct {
 	Sign   string `json:"sign"`
 }
 
-// inner is the signed result inside the envelope, decoded in one pass with its data record
+// inner is the signed result inside the envelope, read in one pass with its data record
 // (any, with numbers kept as their text).
 type inner struct {
 	Code json.Number `json:"code"`
@@ -144,21 +157,25 @@ type inner struct {
 // parseAnswer verifies and reads an answer body. A signature that does not verify is an
 // error, never data. Every failure is a classified *providers.Error.
 func (c *Client) parseAnswer(q providers.Query, secret string, raw []byte, observed time.Time) (providers.Result, error) {
-	var env envelope
-	if err := json.Unmarshal(raw, &env); err != nil {
-		return providers.Result{}, providers.Malformed(Name, "not JSON: %v", err)
+	env, ok := readEnvelope(raw)
+	if !ok {
+		var err error
+		if env, err = decodeEnvelope(raw); err != nil {
+			return providers.Result{}, providers.Malformed(Name, "not JSON: %v", err)
+		}
 	}
 	if env.Result == "" {
 		return providers.Result{}, providers.Malformed(Name, "no result")
 	}
-	if env.Sign != AnswerSign(env.Result, secret) {
+	if !answerSigned(env.Result, env.Sign, secret) {
 		return providers.Result{}, &providers.Error{Provider: Name, Class: providers.Retryable, Message: "answer signature does not verify; answer discarded"}
 	}
-	var in inner
-	d := json.NewDecoder(strings.NewReader(env.Result))
-	d.UseNumber()
-	if err := d.Decode(&in); err != nil {
-		return providers.Result{}, providers.Malformed(Name, "result is not JSON: %v", err)
+	in, ok := readInner(env.Result)
+	if !ok {
+		var err error
+		if in, err = decodeInner(env.Result); err != nil {
+			return providers.Result{}, providers.Malformed(Name, "result is not JSON: %v", err)
+		}
 	}
 	if err := c.codes.Check(in.Code, in.Msg); err != nil {
 		return providers.Result{}, err
@@ -169,4 +186,63 @@ func (c *Client) parseAnswer(q providers.Query, secret string, raw []byte, obser
 	}
 	res.ObservedAt = observed.UTC()
 	return res, nil
+}
+
+var (
+	envelopeFields = []string{"result", "sign"}
+	innerFields    = []string{"code", "msg", "data"}
+)
+
+// readEnvelope reads an answer's envelope in one pass (providers.JSONReader), as json.Unmarshal
+// does (nothing but white space may follow it); ok is false for one it leaves to json.Unmarshal.
+func readEnvelope(raw []byte) (env envelope, ok bool) {
+	r := providers.NewJSONReader(raw, nil)
+	ok = r.Object(envelopeFields, func(i int) (ok bool) {
+		switch i {
+		case 0:
+			env.Result, ok = r.String()
+		case 1:
+			env.Sign, ok = r.String()
+		default:
+			ok = r.Skip()
+		}
+		return ok
+	})
+	return env, ok && r.End()
+}
+
+// decodeEnvelope reads an answer's envelope with encoding/json.
+func decodeEnvelope(raw []byte) (envelope, error) {
+	var env envelope
+	err := json.Unmarshal(raw, &env)
+	return env, err
+}
+
+// readInner reads the signed result in one pass, its data record with it, as decodeInner does;
+// ok is false for a result it leaves to decodeInner. What follows the result is not read.
+func readInner(result string) (in inner, ok bool) {
+	r := providers.NewJSONReader(result, fieldNames)
+	ok = r.Object(innerFields, func(i int) (ok bool) {
+		switch i {
+		case 0:
+			in.Code, ok = r.Number()
+		case 1:
+			in.Msg, ok = r.String()
+		case 2:
+			in.Data, ok = r.Value()
+		default:
+			ok = r.Skip()
+		}
+		return ok
+	})
+	return in, ok
+}
+
+// decodeInner reads the signed result with encoding/json.
+func decodeInner(result string) (inner, error) {
+	var in inner
+	d := json.NewDecoder(strings.NewReader(result))
+	d.UseNumber()
+	err := d.Decode(&in)
+	return in, err
 }

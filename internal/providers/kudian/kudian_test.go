@@ -3,6 +3,7 @@ package kudian
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,18 +129,31 @@ func TestAnswerErrors(t *testing.T) {
 	}
 }
 
-// The request body is what encoding/json writes of a map of its fields (keys in order, text
-// escaped alike), byte for byte.
+// The request body is, byte for byte, what encoding/json writes of a map of its fields (keys in
+// order, text escaped alike), signed by Sign over the same map, with the inner payload as
+// encoding/json writes it: whatever the text in the numbers, app and token.
 func TestRequestBody(t *testing.T) {
-	for _, v := range []string{"kd100020200220", `<a href="x">&amp;</a>`, "会员\u2028\t\x00", ""} {
-		got, err := json.Marshal(request{BizContent: `{"pay_no":"` + v + `"}`, OpenAppID: v, Sign: v + "s", SignType: "MD5", Timestamp: "1602558156", Token: v + "t"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, _ := json.Marshal(map[string]any{"open_app_id": v, "timestamp": json.Number("1602558156"), "sign_type": "MD5",
-			"token": v + "t", "biz_content": `{"pay_no":"` + v + `"}`, "sign": v + "s"})
-		if string(got) != string(want) {
-			t.Errorf("body %s, want %s", got, want)
+	type bizContent struct {
+		PayNo      string `json:"pay_no,omitempty"`
+		OutTradeNo string `json:"out_trade_no,omitempty"`
+		IsFresh    bool   `json:"is_fresh"`
+	}
+	now := time.Unix(1602558156, 0)
+	for _, v := range []string{"kd100020200220", `<a href="x">&amp;</a>`, "会员\u2028\t\x00\"\\", "\xff\xfe", "\x7f", ""} {
+		app := config.App{AppID: v, AppSecret: config.Secret(v + "s"), Token: config.Secret(v + "t")}
+		for _, q := range []providers.Query{{ProviderOrderNo: v}, {OrderNo: v, Refresh: true}, {OrderNo: "o" + v, ProviderOrderNo: "p" + v}, {}} {
+			biz := bizContent{PayNo: q.ProviderOrderNo, IsFresh: q.Refresh}
+			if biz.PayNo == "" {
+				biz.OutTradeNo = q.OrderNo
+			}
+			bizJSON, _ := json.Marshal(biz)
+			fields := map[string]string{"open_app_id": app.AppID, "timestamp": "1602558156", "sign_type": "MD5",
+				"token": app.Token.Reveal(), "biz_content": string(bizJSON)}
+			want, _ := json.Marshal(map[string]any{"open_app_id": app.AppID, "timestamp": json.Number("1602558156"), "sign_type": "MD5",
+				"token": app.Token.Reveal(), "biz_content": string(bizJSON), "sign": Sign(fields, app.AppSecret.Reveal())})
+			if got := appendBody(nil, app, q, now); string(got) != string(want) {
+				t.Errorf("%+v:\n body %s\n want %s", q, got, want)
+			}
 		}
 	}
 }
@@ -163,6 +177,38 @@ func TestConfiguredCodeClasses(t *testing.T) {
 	_, err = New(config.Provider{Timeout: time.Second, Apps: []config.App{{AppID: "a", AppSecret: "s"}}})
 	if err == nil || err.Error() != "config: providers.kudian.apps[0].token: is required" {
 		t.Fatalf("missing token: %v", err)
+	}
+}
+
+// The numbers are at most the documented 64 characters, and the error names the field.
+func TestValidate(t *testing.T) {
+	c := client(t, false)
+	long := strings.Repeat("1", maxNoLen+1)
+	for _, tc := range []struct {
+		q     providers.Query
+		field string
+	}{
+		{providers.Query{OrderNo: strings.Repeat("1", maxNoLen), ProviderOrderNo: strings.Repeat("2", maxNoLen)}, ""},
+		{providers.Query{OrderNo: long}, "order_no"},
+		{providers.Query{ProviderOrderNo: long}, "provider_order_no"},
+		{providers.Query{OrderNo: long, ProviderOrderNo: long}, "order_no"},
+	} {
+		err := c.Validate(tc.q)
+		var pe *events.PayloadError
+		if tc.field == "" && err != nil || tc.field != "" && (!errors.As(err, &pe) || pe.Field != tc.field) {
+			t.Errorf("%d and %d characters: %v, want field %q", len(tc.q.OrderNo), len(tc.q.ProviderOrderNo), err, tc.field)
+		}
+	}
+}
+
+// Each app is limited on the one endpoint, under a key naming it; an app not configured has
+// its key too.
+func TestRateLimitKey(t *testing.T) {
+	c := client(t, false)
+	for _, app := range []string{"kd100020200220", "kd2"} {
+		if key, _ := c.RateLimit(providers.Query{Kind: events.KindPayment, AppID: app}); key != "kudian/"+app+"/query" {
+			t.Errorf("%s: %q", app, key)
+		}
 	}
 }
 

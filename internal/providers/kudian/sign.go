@@ -17,8 +17,26 @@ func Sign(fields map[string]string, secret string) string {
 	return providers.SortedMD5(fields, secret, "sign")
 }
 
+// appendQuerySign appends to dst Sign of a query's fields, written in the order of their keys.
+func appendQuerySign(dst []byte, secret string, bizContent []byte, appID string, timestamp []byte, token string) []byte {
+	var textArray [512]byte
+	text := providers.AppendSignField(textArray[:0], "biz_content", bizContent)
+	text = providers.AppendSignField(text, "open_app_id", appID)
+	text = providers.AppendSignField(text, "sign_type", "MD5")
+	text = providers.AppendSignField(text, "timestamp", timestamp)
+	text = providers.AppendSignField(text, "token", token)
+	return providers.AppendSignature(dst, text, secret)
+}
+
 // AnswerSign is the answer signature: the lowercase hex MD5 of the result string with the app
 // secret appended.
 func AnswerSign(result, secret string) string {
 	return providers.MD5Hex(result + secret)
+}
+
+// answerSigned reports whether sign is AnswerSign(result, secret), written on the stack.
+func answerSigned(result, sign, secret string) bool {
+	var textArray [1024]byte
+	var sum [32]byte
+	return string(providers.AppendSignature(sum[:0], append(textArray[:0], result...), secret)) == sign
 }

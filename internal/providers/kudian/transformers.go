@@ -53,6 +53,14 @@ func ParsePayTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("pay_time %q is neither yyyy-MM-dd HH:mm:ss nor yyyy-MM-dd HH:mm", s)
 }
 
+// fieldNames are the documented field names of the result and its data, which the records read
+// share rather than copy.
+var fieldNames = providers.NewNames(
+	"attach", "can_refund", "discount_info", "fee", "kd_discount_desc", "kd_discount_fee", "m_discount_fee", "mch_discount_desc",
+	"mch_discount_fee", "member_name", "member_phone", "order_no", "origin_fee", "out_trade_no", "p_discount_fee", "pay_no",
+	"pay_time", "payment", "payment_type", "received_fee", "refunded_fee", "shop_name", "status", "status_name", "user_no",
+	"user_pay_fee", "y_discount_fee")
+
 // mapped are the fields that become top-level event fields, and so are not details; pii are
 // the fields only events.include_pii lets into details.
 var (
