@@ -25,7 +25,8 @@ func FuzzValidUTF8(f *testing.F) {
 // encoding/json says.
 func FuzzSkip(f *testing.F) {
 	for _, s := range []string{`{"a":[1,-0.5e+3,true,false,null,"\u00e9\ud83d\ude00\n"],"b":{}}`, `[]`, `"x`, `"\x"`, `"\u12g4"`, "\"\x01\"",
-		`-`, `01`, `1.`, `1e`, `1e+`, `tru`, `nul`, `fals`, `[1,]`, `{"a" 1}`, `{"a":1,}`, `[[[[[[[[[[1]]]]]]]]]]`, "\"\xff\"", ` 1 `, `1 2`} {
+		`-`, `01`, `1.`, `1e`, `1e+`, `tru`, `nul`, `fals`, `[1,]`, `{"a" 1}`, `{"a":1,}`, `[[[[[[[[[[1]]]]]]]]]]`, "\"\xff\"", ` 1 `, `1 2`,
+		`"\'"`, `"\u00E9"`, `-x`, `1.x`, `1e+x`, `trux`, `nulL`, `fa1se`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
