@@ -14,6 +14,8 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
+
+	"github.com/paystatus/orderstatus/internal/jsonscan"
 )
 
 // libJSONReader reads a JSON payload token by token, so that nesting and counts are checked as
@@ -87,6 +89,14 @@ func (j *libJSONReader) peek() (kind, error) {
 		}
 	}
 	return 0, invalidPayload("not valid JSON: unexpected %v", t)
+}
+
+// validJSONText reports whether raw, a string token's text after what separates it from the
+// token before, is valid UTF-8 and escapes no lone UTF-16 surrogate.
+func validJSONText(raw []byte) bool {
+	i := bytes.IndexByte(raw, '"')
+	end, _, _ := jsonscan.String(raw, i)
+	return utf8.Valid(raw) && jsonscan.Valid(raw[i+1:end-1], jsonscan.Escaped, true)
 }
 
 func (j *libJSONReader) str() (string, error) {

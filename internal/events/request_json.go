@@ -1,18 +1,18 @@
 package events
 
 import (
-	"strconv"
 	"sync"
 	"time"
-	"unicode/utf16"
-	"unicode/utf8"
+
+	"github.com/paystatus/orderstatus/internal/jsonscan"
 )
 
 // jsonReader reads a JSON payload token by token, so that nesting and counts are checked as
 // they come and a string's own bytes can be checked for UTF-8 (encoding/json would quietly
 // put U+FFFD in place of invalid bytes and of lone surrogate escapes). It takes the payload's
-// tokens as encoding/json's Decoder.Token does, refusing what it refuses, but reads them in
-// place: a string costs one allocation when kept and none when it is a field's name.
+// tokens as encoding/json's Decoder.Token does, refusing what it refuses in its words, but reads
+// them in place (with jsonscan): a string costs one allocation when kept and none when it is a
+// field's name.
 type jsonReader struct {
 	data  []byte
 	pos   int       // the next byte to read
@@ -45,11 +45,11 @@ const (
 )
 
 // jsonToken is one token: a delimiter ({ } [ ]), a string ("), a number (0) or a literal
-// (t, f, n), and its text data[start:end]. escaped says a string holds a backslash.
+// (t, f, n), and its text data[start:end]; flags say what a string holds.
 type jsonToken struct {
 	t          byte
 	start, end int
-	escaped    bool
+	flags      jsonscan.Flags
 }
 
 var jsonReaders = sync.Pool{New: func() any { return new(jsonReader) }}
@@ -87,14 +87,8 @@ func (j *jsonReader) peekToken() (jsonToken, error) {
 
 // skipSpace moves past white space and reports whether a byte follows.
 func (j *jsonReader) skipSpace() bool {
-	for ; j.pos < len(j.data); j.pos++ {
-		switch j.data[j.pos] {
-		case ' ', '\t', '\r', '\n':
-		default:
-			return true
-		}
-	}
-	return false
+	j.pos = jsonscan.Space(j.data, j.pos)
+	return j.pos < len(j.data)
 }
 
 // token reads the next token, checking it may come where it does.
@@ -194,130 +188,30 @@ func (j *jsonReader) unexpected(c byte) error {
 	case jsonObjectComma:
 		where = "after object key:value pair"
 	}
-	return invalidPayload("not valid JSON: invalid character %s %s", quoteChar(c), where)
-}
-
-// quoteChar is c as encoding/json's errors show it.
-func quoteChar(c byte) string {
-	switch c {
-	case '\'':
-		return `'\''`
-	case '"':
-		return `'"'`
-	}
-	q := strconv.Quote(string(rune(c)))
-	return "'" + q[1:len(q)-1] + "'"
+	return invalidPayload("not valid JSON: invalid character %s %s", jsonscan.QuoteChar(c), where)
 }
 
 // scalar reads the string, number or literal at j.pos, whole.
 func (j *jsonReader) scalar() (jsonToken, error) {
-	d, start := j.data, j.pos
-	t := jsonToken{t: d[start], start: start}
-	i := start
-	switch c := d[i]; {
+	start := j.pos
+	t := jsonToken{t: j.data[start], start: start}
+	var e jsonscan.Error
+	switch c := t.t; {
 	case c == '"':
-		for i++; ; i++ {
-			if i >= len(d) {
-				return t, invalidPayload("not valid JSON: unexpected end of data in a string")
-			}
-			c := d[i]
-			if c == '"' {
-				i++
-				break
-			}
-			if c < 0x20 {
-				return t, invalidPayload("not valid JSON: invalid character %s in string literal", quoteChar(c))
-			}
-			if c != '\\' {
-				continue
-			}
-			t.escaped = true
-			if i++; i >= len(d) {
-				return t, invalidPayload("not valid JSON: unexpected end of data in a string")
-			}
-			switch d[i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				for k := 1; k <= 4; k++ {
-					if i+k >= len(d) {
-						return t, invalidPayload("not valid JSON: unexpected end of data in a string")
-					}
-					if c := d[i+k]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-						return t, invalidPayload("not valid JSON: invalid character %s in \\u hexadecimal character escape", quoteChar(d[i+k]))
-					}
-				}
-				i += 4
-			default:
-				return t, invalidPayload("not valid JSON: invalid character %s in string escape code", quoteChar(d[i]))
-			}
-		}
+		t.end, t.flags, e = jsonscan.String(j.data, start)
 	case c == '-' || c >= '0' && c <= '9':
 		t.t = '0'
-		if c == '-' {
-			i++
-		}
-		switch {
-		case i < len(d) && d[i] == '0':
-			i++
-		case i < len(d) && d[i] >= '1' && d[i] <= '9':
-			i = digits(d, i)
-		default:
-			return t, j.badNumber(i, "in numeric literal")
-		}
-		if i < len(d) && d[i] == '.' {
-			if i++; i >= len(d) || d[i] < '0' || d[i] > '9' {
-				return t, j.badNumber(i, "after decimal point in numeric literal")
-			}
-			i = digits(d, i)
-		}
-		if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
-			if i++; i < len(d) && (d[i] == '+' || d[i] == '-') {
-				i++
-			}
-			if i >= len(d) || d[i] < '0' || d[i] > '9' {
-				return t, j.badNumber(i, "in exponent of numeric literal")
-			}
-			i = digits(d, i)
-		}
+		t.end, e = jsonscan.Number(j.data, start)
+	case c == 't' || c == 'f' || c == 'n':
+		t.end, e = jsonscan.Literal(j.data, start)
 	default:
-		var lit string
-		switch c {
-		case 't':
-			lit = "true"
-		case 'f':
-			lit = "false"
-		case 'n':
-			lit = "null"
-		default:
-			return t, invalidPayload("not valid JSON: invalid character %s looking for beginning of value", quoteChar(c))
-		}
-		for k := 1; k < len(lit); k++ {
-			if start+k >= len(d) {
-				return t, invalidPayload("not valid JSON: unexpected end of data")
-			}
-			if d[start+k] != lit[k] {
-				return t, invalidPayload("not valid JSON: invalid character %s in literal %s (expecting %s)", quoteChar(d[start+k]), lit, quoteChar(lit[k]))
-			}
-		}
-		i = start + len(lit)
+		return t, invalidPayload("not valid JSON: invalid character %s looking for beginning of value", jsonscan.QuoteChar(c))
 	}
-	t.end = i
-	j.pos = i
+	if e.Kind != 0 {
+		return t, invalidPayload("not valid JSON: %s", jsonscan.Message(j.data, e))
+	}
+	j.pos = t.end
 	return t, nil
-}
-
-func digits(d []byte, i int) int {
-	for i < len(d) && d[i] >= '0' && d[i] <= '9' {
-		i++
-	}
-	return i
-}
-
-func (j *jsonReader) badNumber(i int, where string) error {
-	if i >= len(j.data) {
-		return invalidPayload("not valid JSON: unexpected end of data")
-	}
-	return invalidPayload("not valid JSON: invalid character %s %s", quoteChar(j.data[i]), where)
 }
 
 func (j *jsonReader) peek() (kind, error) {
@@ -347,11 +241,11 @@ func (j *jsonReader) text(t jsonToken) ([]byte, error) {
 	if t.t != '"' {
 		return nil, invalidPayload("not valid JSON: expected a string")
 	}
-	raw := j.data[t.start:t.end]
-	if !validJSONText(raw) {
+	s := j.data[t.start+1 : t.end-1]
+	if !jsonscan.Valid(s, t.flags, true) {
 		return nil, errNotUTF8
 	}
-	return raw[1 : len(raw)-1], nil
+	return s, nil
 }
 
 func (j *jsonReader) str() (string, error) {
@@ -363,7 +257,7 @@ func (j *jsonReader) str() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if t.escaped {
+	if t.flags&jsonscan.Escaped != 0 {
 		return unquote(s), nil
 	}
 	return string(s), nil
@@ -420,7 +314,7 @@ func (j *jsonReader) mapKey() (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
-	if t.escaped {
+	if t.flags&jsonscan.Escaped != 0 {
 		return unquote(s), true, nil
 	}
 	return fieldName(s), true, nil
@@ -482,96 +376,9 @@ func (j *jsonReader) end() error {
 	return nil
 }
 
-// unquote is the text of a JSON string holding escapes, checked already by validJSONText.
+// unquote is the text of a JSON string holding escapes, checked already by jsonscan.Valid.
 func unquote(s []byte) string {
-	b := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\\' {
-			b = append(b, c)
-			continue
-		}
-		i++
-		switch s[i] {
-		case 'b':
-			b = append(b, '\b')
-		case 'f':
-			b = append(b, '\f')
-		case 'n':
-			b = append(b, '\n')
-		case 'r':
-			b = append(b, '\r')
-		case 't':
-			b = append(b, '\t')
-		case 'u':
-			r, _ := hex4(s[i+1:])
-			i += 4
-			if utf16.IsSurrogate(r) { // a high one, followed by its low one
-				lo, _ := hex4(s[i+3:])
-				r = utf16.DecodeRune(r, lo)
-				i += 6
-			}
-			b = utf8.AppendRune(b, r)
-		default: // " \ /
-			b = append(b, s[i])
-		}
-	}
+	var buf [64]byte
+	b, _ := jsonscan.Unquote(buf[:0], s, true)
 	return string(b)
-}
-
-// validJSONText reports whether the text of a JSON string token is valid UTF-8 and escapes
-// no lone UTF-16 surrogate.
-func validJSONText(raw []byte) bool {
-	if !utf8.Valid(raw) {
-		return false
-	}
-	for i := 0; i < len(raw); i++ {
-		if raw[i] != '\\' {
-			continue
-		}
-		i++
-		if i >= len(raw) || raw[i] != 'u' {
-			continue
-		}
-		r, ok := hex4(raw[i+1:])
-		if !ok {
-			return false
-		}
-		i += 4
-		switch {
-		case r >= 0xdc00 && r <= 0xdfff:
-			return false // a low surrogate with no high one before it
-		case r >= 0xd800 && r <= 0xdbff:
-			if i+6 >= len(raw) || raw[i+1] != '\\' || raw[i+2] != 'u' {
-				return false
-			}
-			lo, ok := hex4(raw[i+3:])
-			if !ok || lo < 0xdc00 || lo > 0xdfff {
-				return false
-			}
-			i += 6
-		}
-	}
-	return true
-}
-
-func hex4(b []byte) (rune, bool) {
-	if len(b) < 4 {
-		return 0, false
-	}
-	var r rune
-	for _, c := range b[:4] {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c -= 'a' - 10
-		case c >= 'A' && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
-	}
-	return r, true
 }

@@ -2,9 +2,9 @@ package providers
 
 import (
 	"encoding/json"
-	"strconv"
-	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/paystatus/orderstatus/internal/jsonscan"
 )
 
 // JSONReader reads a provider's JSON in one pass into the values encoding/json's Decoder with
@@ -17,10 +17,10 @@ import (
 // It reads only what it reads exactly as encoding/json does, and refuses the rest: a syntax
 // error, a string with invalid UTF-8 or a surrogate escape (which encoding/json replaces or
 // pairs in its own way), a key with escapes (Object), a value of another type than the one asked
-// for, nesting deeper than maxReadDepth. Once it has
-// refused (Failed), every read fails, and the caller reads the input again with encoding/json,
-// which gives the same result or the error it always gave: the reader is a faster path to the
-// same outcome, never a second opinion.
+// for, nesting deeper than maxReadDepth. Once it has refused (Failed), every read fails, and the
+// caller reads the input again with encoding/json, which gives the same result or the error it
+// always gave: the reader is a faster path to the same outcome, never a second opinion. Its
+// tokens are read by jsonscan, as the request reader's in events are.
 type JSONReader[T ~string | ~[]byte] struct {
 	data   T
 	pos    int
@@ -58,21 +58,10 @@ func (r *JSONReader[T]) fail() bool {
 	return false
 }
 
-func (r *JSONReader[T]) skipSpace() {
-	for r.pos < len(r.data) {
-		switch r.data[r.pos] {
-		case ' ', '\t', '\n', '\r':
-			r.pos++
-		default:
-			return
-		}
-	}
-}
-
 // next is the next byte after white space, not consumed; 0 at the end (and for a NUL byte,
 // which is no more JSON than the end).
 func (r *JSONReader[T]) next() byte {
-	r.skipSpace()
+	r.pos = jsonscan.Space(r.data, r.pos)
 	if r.pos == len(r.data) {
 		return 0
 	}
@@ -133,7 +122,7 @@ func (r *JSONReader[T]) key(first bool) (T, bool) {
 
 // End reports whether nothing but white space is left.
 func (r *JSONReader[T]) End() bool {
-	if r.skipSpace(); r.failed || r.pos != len(r.data) {
+	if r.pos = jsonscan.Space(r.data, r.pos); r.failed || r.pos != len(r.data) {
 		return r.fail()
 	}
 	return true
@@ -172,12 +161,10 @@ func (r *JSONReader[T]) Value() (any, bool) {
 		return r.stringValue()
 	case c == '-' || c >= '0' && c <= '9':
 		return r.number()
-	case c == 't':
-		return true, r.literal("true")
-	case c == 'f':
-		return false, r.literal("false")
 	case c == 'n':
-		return nil, r.literal("null")
+		return nil, r.literal()
+	case c == 't' || c == 'f':
+		return c == 't', r.literal()
 	}
 	return nil, r.fail()
 }
@@ -187,71 +174,21 @@ func (r *JSONReader[T]) Skip() bool {
 	if r.failed {
 		return false
 	}
-	switch c := r.next(); {
-	case c == '{' || c == '[':
-		if r.depth++; r.depth > maxReadDepth {
-			return r.fail()
-		}
-		r.pos++
-		end := byte('}')
-		if c == '[' {
-			end = ']'
-		}
-		if r.next() == end {
-			r.pos++
-			r.depth--
-			return true
-		}
-		for {
-			if c == '{' {
-				if r.next() != '"' {
-					return r.fail()
-				}
-				if r.scanString(); r.failed || r.next() != ':' {
-					return r.fail()
-				}
-				r.pos++
-			}
-			if !r.Skip() {
-				return false
-			}
-			switch r.next() {
-			case ',':
-				r.pos++
-			case end:
-				r.pos++
-				r.depth--
-				return true
-			default:
-				return r.fail()
-			}
-		}
-	case c == '"':
-		r.scanString()
-		return !r.failed
-	case c == '-' || c >= '0' && c <= '9':
-		_, ok := r.numberText()
-		return ok
-	case c == 't':
-		return r.literal("true")
-	case c == 'f':
-		return r.literal("false")
-	case c == 'n':
-		return r.literal("null")
-	}
-	return r.fail()
-}
-
-func (r *JSONReader[T]) literal(word string) bool {
-	if len(r.data)-r.pos < len(word) {
+	end, ok := jsonscan.Skip(r.data, r.pos, maxReadDepth-r.depth)
+	if !ok {
 		return r.fail()
 	}
-	for i := 0; i < len(word); i++ {
-		if r.data[r.pos+i] != word[i] {
-			return r.fail()
-		}
+	r.pos = end
+	return true
+}
+
+// literal reads the true, false or null at r.pos.
+func (r *JSONReader[T]) literal() bool {
+	end, e := jsonscan.Literal(r.data, r.pos)
+	if e.Kind != 0 {
+		return r.fail()
 	}
-	r.pos += len(word)
+	r.pos = end
 	return true
 }
 
@@ -352,135 +289,23 @@ func (r *JSONReader[T]) stringValue() (string, bool) {
 // scanString reads a string from its opening quote: its text is data[start:end], with
 // escapes when escaped. Control characters, invalid escapes and invalid UTF-8 are refused.
 func (r *JSONReader[T]) scanString() (start, end int, escaped bool) {
-	r.pos++ // "
-	start = r.pos
-	ascii := true
-	for r.pos < len(r.data) {
-		switch c := r.data[r.pos]; {
-		case c == '"':
-			end = r.pos
-			r.pos++
-			if !ascii && !validUTF8(r.data[start:end]) {
-				r.fail()
-			}
-			return start, end, escaped
-		case c == '\\':
-			escaped = true
-			if r.pos+1 == len(r.data) {
-				r.fail()
-				return
-			}
-			switch r.data[r.pos+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				r.pos += 2
-			case 'u':
-				if _, ok := hex4(r.data, r.pos+2); !ok {
-					r.fail()
-					return
-				}
-				r.pos += 6
-			default:
-				r.fail()
-				return
-			}
-		case c < 0x20:
-			r.fail()
-			return
-		default:
-			if c >= utf8.RuneSelf {
-				ascii = false
-			}
-			r.pos++
-		}
+	start = r.pos + 1
+	next, f, e := jsonscan.String(r.data, r.pos)
+	if e.Kind != 0 || !jsonscan.Valid(r.data[start:next-1], f, false) {
+		r.fail()
+		return start, start, false
 	}
-	r.fail()
-	return
-}
-
-// validUTF8 is utf8.Valid for either kind of text, without converting it.
-func validUTF8[T ~string | ~[]byte](s T) bool {
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		n, lo, hi := 0, byte(0x80), byte(0xBF) // continuation bytes, and the range of the first
-		switch {
-		case c >= 0xC2 && c <= 0xDF:
-			n = 1
-		case c == 0xE0:
-			n, lo = 2, 0xA0
-		case c == 0xED:
-			n, hi = 2, 0x9F // no surrogates
-		case c >= 0xE1 && c <= 0xEF:
-			n = 2
-		case c == 0xF0:
-			n, lo = 3, 0x90
-		case c >= 0xF1 && c <= 0xF3:
-			n = 3
-		case c == 0xF4:
-			n, hi = 3, 0x8F // at most U+10FFFF
-		default:
-			return false
-		}
-		if len(s)-i <= n || s[i+1] < lo || s[i+1] > hi {
-			return false
-		}
-		for j := 2; j <= n; j++ {
-			if s[i+j] < 0x80 || s[i+j] > 0xBF {
-				return false
-			}
-		}
-		i += n + 1
-	}
-	return true
-}
-
-// hex4 is the value of the four hex digits at data[i:].
-func hex4[T ~string | ~[]byte](data T, i int) (rune, bool) {
-	if len(data)-i < 4 {
-		return 0, false
-	}
-	v, err := strconv.ParseUint(string(data[i:i+4]), 16, 16)
-	return rune(v), err == nil
+	r.pos = next
+	return start, next - 1, f&jsonscan.Escaped != 0
 }
 
 // unescape is the text of a string scanned with escapes (data[start:end]). A \u escape of a
 // surrogate is refused, paired or not: encoding/json's handling of those is left to it.
 func (r *JSONReader[T]) unescape(start, end int) (string, bool) {
 	var buf [256]byte
-	b := buf[:0]
-	for i := start; i < end; {
-		c := r.data[i]
-		if c != '\\' {
-			b = append(b, c)
-			i++
-			continue
-		}
-		switch e := r.data[i+1]; e {
-		case 'u':
-			u, _ := hex4(r.data, i+2)
-			if utf16.IsSurrogate(u) {
-				return "", r.fail()
-			}
-			b = utf8.AppendRune(b, u)
-			i += 6
-			continue
-		case 'b':
-			b = append(b, '\b')
-		case 'f':
-			b = append(b, '\f')
-		case 'n':
-			b = append(b, '\n')
-		case 'r':
-			b = append(b, '\r')
-		case 't':
-			b = append(b, '\t')
-		default: // " \ /
-			b = append(b, e)
-		}
-		i += 2
+	b, ok := jsonscan.Unquote(buf[:0], r.data[start:end], false)
+	if !ok {
+		return "", r.fail()
 	}
 	return string(b), true
 }
@@ -491,45 +316,15 @@ func (r *JSONReader[T]) number() (json.Number, bool) {
 	return json.Number(text), ok
 }
 
-// numberText reads a number as JSON writes it: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+// numberText reads a number as JSON writes it.
 func (r *JSONReader[T]) numberText() (string, bool) {
-	start := r.pos
-	if r.at('-') {
-		r.pos++
-	}
-	switch {
-	case r.at('0'):
-		r.pos++
-	case r.digits() == 0:
+	end, e := jsonscan.Number(r.data, r.pos)
+	if e.Kind != 0 {
 		return "", r.fail()
 	}
-	if r.at('.') {
-		r.pos++
-		if r.digits() == 0 {
-			return "", r.fail()
-		}
-	}
-	if r.at('e') || r.at('E') {
-		r.pos++
-		if r.at('+') || r.at('-') {
-			r.pos++
-		}
-		if r.digits() == 0 {
-			return "", r.fail()
-		}
-	}
-	return string(r.data[start:r.pos]), true
-}
-
-func (r *JSONReader[T]) at(c byte) bool { return r.pos < len(r.data) && r.data[r.pos] == c }
-
-func (r *JSONReader[T]) digits() int {
-	n := 0
-	for r.pos < len(r.data) && r.data[r.pos] >= '0' && r.data[r.pos] <= '9' {
-		r.pos++
-		n++
-	}
-	return n
+	start := r.pos
+	r.pos = end
+	return string(r.data[start:end]), true
 }
 
 // matchKey is the index in names of key, an object's key, as encoding/json matches a struct's
