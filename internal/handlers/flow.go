@@ -24,19 +24,26 @@ type confirmation struct {
 	o outcome
 }
 
-// newFlow starts concurrency workers, which run the jobs the scheduler hands out on work
-// (which outlives stop, for calls in flight at shutdown), and the confirming goroutine.
+// workersPerSlot is how many workers there are per call slot. A worker gives its slot back
+// once the provider has answered (callEnded); the rest of its request, recording the answer
+// and publishing its event, waits on NATS, not on the provider, so other workers make the
+// slot's next calls meanwhile.
+const workersPerSlot = 4
+
+// newFlow starts the workers, which run the jobs the scheduler hands out on work (which
+// outlives stop, for calls in flight at shutdown), at most concurrency provider calls at a
+// time, and the confirming goroutine.
 func (h *Handler) newFlow(stop, work context.Context, concurrency int) *flow {
 	f := &flow{h: h, sched: scheduler.New(stop, h.lim, concurrency, h.log, h.metrics.LimiterWait),
 		confirms: make(chan confirmation, 4*concurrency), confirmed: make(chan struct{})}
-	for range concurrency {
+	for range workersPerSlot * concurrency {
 		f.workers.Add(1)
 		go func() {
 			defer f.workers.Done()
 			for sj := range f.sched.Ready() {
-				j := sj.(*job)
-				h.settle(work, j, h.execute(work, j))
-				f.sched.Done()
+				slot := callSlot{sched: f.sched, held: true}
+				h.settle(work, sj.(*job), h.execute(work, sj.(*job), &slot))
+				slot.end()
 			}
 		}()
 	}
@@ -96,5 +103,20 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// callSlot is the call slot a worker took a job with, until end gives it back: once the
+// provider has answered. It is the worker's, not the job's: settle may hand the job to the
+// scheduler again, and another worker take it, before this one ends.
+type callSlot struct {
+	sched *scheduler.Scheduler
+	held  bool
+}
+
+func (c *callSlot) end() {
+	if c.held {
+		c.held = false
+		c.sched.Done()
 	}
 }

@@ -139,11 +139,13 @@ func (h *Handler) accept(ctx context.Context, msg jetstream.Msg, f *flow) {
 }
 
 // execute makes one call for j, in its slots, and says what should become of the request. It
-// changes nothing but the order's state and the events. The event it sends is not waited for
-// here: the outcome carries it, for settle to confirm before the ack.
-func (h *Handler) execute(ctx context.Context, j *job) outcome {
+// changes nothing but the order's state and the events. The call slot is given back once the
+// provider has answered. The event it sends is not waited for here: the outcome carries it,
+// for settle to confirm before the ack.
+func (h *Handler) execute(ctx context.Context, j *job, slot *callSlot) outcome {
 	ctx = j.traced(ctx)
 	res, sent, err := h.query(ctx, j.p, j.req, j.key)
+	slot.end()
 	if err != nil {
 		return decide(h.failure(ctx, j, err, false))
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -372,4 +373,37 @@ func TestOrderDeletedByAnOperatorIsRecordedAgain(t *testing.T) {
 	if n := len(e.streamMsgs(natsinfra.DLQStream)); n != 0 {
 		t.Fatalf("%d dead letters", n)
 	}
+}
+
+// A request holds its call slot for the provider call alone: while one request waits on NATS
+// to record its answer, the next request's provider call goes ahead, even with one slot.
+func TestRecordingHoldsNoCallSlot(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.Consumer.Concurrency = 1 })
+	for i := range 2 {
+		no := fmt.Sprintf("slot-%d", i)
+		e.sb.PutOrder(kssandbox.Order{AppID: demoApp, Kind: events.KindPayment, OrderNo: no,
+			Steps: []kssandbox.Step{{Status: "SUCCESS"}}, Amount: 1, KsOrderNo: "ks" + no})
+	}
+	release := make(chan struct{})
+	var claims atomic.Int32
+	e.startReplica(failing(func(step string) error {
+		if step == "claimed" && claims.Add(1) == 1 {
+			<-release // the first request's claim is made and its recording held here
+		}
+		return nil
+	}))
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(open) // before the replica stops
+	for i := range 2 {
+		e.publish("orders.query.kuaishou.payment", []byte(fmt.Sprintf(`{"app_id":"%s","order_no":"slot-%d"}`, demoApp, i)), nil)
+	}
+	natstest.CheckFor(t, 15*time.Second, 10*time.Millisecond, func() error {
+		if n := len(e.sb.Calls(demoApp, events.KindPayment)); n != 2 {
+			return fmt.Errorf("%d provider calls while the first request records its answer, want 2", n)
+		}
+		return nil
+	})
+	open()
+	e.waitEvents(2)
 }
