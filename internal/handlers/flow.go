@@ -24,11 +24,11 @@ type confirmation struct {
 	o outcome
 }
 
-// workersPerSlot is how many workers there are per call slot. A worker gives its slot back
-// once the provider has answered (callEnded); the rest of its request, recording the answer
+// recorders is how many workers there are beyond the call slots: a worker gives its slot back
+// once the provider has answered (callSlot); the rest of its request, recording the answer
 // and publishing its event, waits on NATS, not on the provider, so other workers make the
-// slot's next calls meanwhile.
-const workersPerSlot = 4
+// slot's next calls meanwhile. Three per slot, at most 1,024.
+func recorders(concurrency int) int { return min(3*concurrency, 1024) }
 
 // newFlow starts the workers, which run the jobs the scheduler hands out on work (which
 // outlives stop, for calls in flight at shutdown), at most concurrency provider calls at a
@@ -36,7 +36,7 @@ const workersPerSlot = 4
 func (h *Handler) newFlow(stop, work context.Context, concurrency int) *flow {
 	f := &flow{h: h, sched: scheduler.New(stop, h.lim, concurrency, h.log, h.metrics.LimiterWait),
 		confirms: make(chan confirmation, 4*concurrency), confirmed: make(chan struct{})}
-	for range workersPerSlot * concurrency {
+	for range concurrency + recorders(concurrency) {
 		f.workers.Add(1)
 		go func() {
 			defer f.workers.Done()
