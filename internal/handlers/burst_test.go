@@ -99,7 +99,9 @@ func TestBurstBeyondTheBudgetPullsOnlyWhatItCanTake(t *testing.T) {
 	})
 	time.Sleep(5 * time.Second) // a pull heartbeats every 2 s: two missed ones would show
 	if got := asked(); got > budget {
+		mu.Lock()
 		t.Errorf("the pulls asked for %d messages while the budget takes %d (batches %v)", got, budget, batches)
+		mu.Unlock()
 	}
 	release()
 
@@ -110,5 +112,8 @@ func TestBurstBeyondTheBudgetPullsOnlyWhatItCanTake(t *testing.T) {
 	if n := testutil.ToFloat64(e.metrics.PullsRemade); n != 0 {
 		t.Errorf("%v pulls made again after a missed heartbeat, want 0", n)
 	}
-	t.Logf("figures: burst %d, fetch budget %d, pulls %d asking for %d messages", apps*perApp, budget, len(batches), asked())
+	mu.Lock()
+	made := len(batches)
+	mu.Unlock()
+	t.Logf("figures: burst %d, fetch budget %d, pulls %d asking for %d messages", apps*perApp, budget, made, asked())
 }
