@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,18 +11,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/paystatus/orderstatus/internal/config"
-	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/natstest"
-	"github.com/paystatus/orderstatus/internal/providers"
-	"github.com/paystatus/orderstatus/internal/providers/kuaishou"
 	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
 )
 
@@ -167,60 +161,11 @@ providers:
 // coldBareLoop is the cold-burst run of the bare loop: a new client (no token yet) and a new
 // iterator on a fresh server, the burst published once it pulls.
 func (r *rig) coldBareLoop(apps, per, round int) burst {
-	ctx := context.Background()
-	if _, err := r.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "BARE_QUERY", Subjects: []string{"bare.query.>"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
-		r.t.Fatal(err)
-	}
-	if _, err := r.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "BARE_STATUS", Subjects: []string{"bare.status.>"}}); err != nil {
-		r.t.Fatal(err)
-	}
-	var list []config.App
-	for i := range apps {
-		list = append(list, config.App{AppID: appID(i), AppSecret: "secret"})
-	}
-	p, err := kuaishou.New(config.Provider{BaseURL: r.sb.URL(), QPS: 100000, Timeout: 5 * time.Second, Apps: list})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	cons, err := r.js.CreateOrUpdateConsumer(ctx, "BARE_QUERY", jetstream.ConsumerConfig{Durable: "bare", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 20000})
-	if err != nil {
-		r.t.Fatal(err)
-	}
 	orders := r.orders(fmt.Sprintf("coldbare%d", round), apps*per, apps)
 	var clock eventClock
 	defer clock.subscribe(r.t, r.nc, "bare.status.>").Unsubscribe()
-	it, err := cons.Messages(jetstream.PullMaxMessages(concurrency))
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	defer it.Stop()
-	var remade atomic.Int64
-	for range concurrency {
-		go func() {
-			for {
-				msg, err := it.Next()
-				if errors.Is(err, jetstream.ErrNoHeartbeat) {
-					remade.Add(1)
-					continue
-				}
-				if err != nil {
-					return
-				}
-				req, err := events.DecodeRequest("", msg.Data())
-				if err != nil {
-					continue
-				}
-				res, err := p.Query(ctx, providers.Query{Kind: events.KindPayment, AppID: req.AppID, OrderNo: req.OrderNo})
-				if err != nil {
-					_ = msg.Nak()
-					continue
-				}
-				body, _ := events.Msgpack.Marshal(events.StatusEvent{AppID: req.AppID, OrderNo: req.OrderNo, Status: res.Status, Amount: res.Amount})
-				_, _ = r.js.PublishAsync("bare.status."+string(res.Status), body)
-				_ = msg.Ack()
-			}
-		}()
-	}
+	stop, remade := r.startBareLoop(apps)
+	defer stop()
 	start := r.publishBurst("bare.query.x", orders)
 	b := clock.wait(r.t, len(orders), start)
 	b.remade = int(remade.Load())
@@ -230,38 +175,10 @@ func (r *rig) coldBareLoop(apps, per, round int) burst {
 // coldWatermill is the cold-burst run of the Watermill peer: a new process on a fresh server,
 // the burst published once it prints ready. Its subscription is pushed, so it makes no pulls.
 func (r *rig) coldWatermill(bin string, apps, per, round int) burst {
-	cmd := exec.Command(bin, "-nats", r.url, "-provider-url", r.sb.URL(), "-apps", fmt.Sprint(apps),
-		"-concurrency", fmt.Sprint(concurrency), "-subject-in", "wm.query.>", "-stream-in", "WM_QUERY",
-		"-status-prefix", "wm.status", "-stream-out", "WM_STATUS")
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-	}()
-	ready := make(chan struct{})
-	go func() {
-		s := bufio.NewScanner(stdout)
-		for s.Scan() {
-			if s.Text() == "ready" {
-				close(ready)
-			}
-		}
-	}()
 	orders := r.orders(fmt.Sprintf("coldwm%d", round), apps*per, apps)
 	var clock eventClock
 	defer clock.subscribe(r.t, r.nc, "wm.status.>").Unsubscribe()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		r.t.Fatal("the watermill peer did not print ready within 30s")
-	}
+	defer r.startWatermill(bin, apps, nil)()
 	start := r.publishBurst("wm.query.kuaishou.payment", orders)
 	return clock.wait(r.t, len(orders), start)
 }

@@ -17,45 +17,13 @@ import (
 // module in ./watermill, built and run here as a process, as the service is. It returns its row
 // its rate; round names its orders.
 func (r *rig) watermillPeer(n, round int) float64 {
-	bin := r.watermillBin()
-	cmd := exec.Command(bin, "-nats", r.ns.ClientURL(), "-provider-url", r.sb.URL(), "-apps", "200",
-		"-concurrency", fmt.Sprint(concurrency), "-subject-in", "wm.query.>", "-stream-in", "WM_QUERY",
-		"-status-prefix", "wm.status", "-stream-out", "WM_STATUS")
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-	}()
-
-	// "ready" once subscribed, then one "failed: ..." line per request the peer gave up on.
-	ready := make(chan struct{})
 	var mu sync.Mutex
 	var failures []string
-	go func() {
-		s := bufio.NewScanner(stdout)
-		for s.Scan() {
-			switch line := s.Text(); {
-			case line == "ready":
-				close(ready)
-			case strings.HasPrefix(line, "failed: "):
-				mu.Lock()
-				failures = append(failures, line)
-				mu.Unlock()
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		r.t.Fatal("the watermill peer did not print ready within 30s")
-	}
+	defer r.startWatermill(r.watermillBin(), 200, func(line string) {
+		mu.Lock()
+		failures = append(failures, line)
+		mu.Unlock()
+	})()
 
 	orders := r.orders(fmt.Sprintf("wm%d", round), n, 200)
 	before := r.streamMsgs("WM_STATUS")
@@ -94,4 +62,44 @@ func (r *rig) watermillBin() string {
 		}
 	}
 	return bin
+}
+
+// startWatermill starts the Watermill peer bin for apps apps on r's server and returns once it
+// prints "ready"; each "failed: ..." line it prints after, one per request it gave up on, goes
+// to failed (nil: ignored). stop interrupts it and waits for it to end.
+func (r *rig) startWatermill(bin string, apps int, failed func(line string)) (stop func()) {
+	cmd := exec.Command(bin, "-nats", r.url, "-provider-url", r.sb.URL(), "-apps", fmt.Sprint(apps),
+		"-concurrency", fmt.Sprint(concurrency), "-subject-in", "wm.query.>", "-stream-in", "WM_QUERY",
+		"-status-prefix", "wm.status", "-stream-out", "WM_STATUS")
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	stop = func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	}
+	ready := make(chan struct{})
+	go func() {
+		s := bufio.NewScanner(stdout)
+		for s.Scan() {
+			switch line := s.Text(); {
+			case line == "ready":
+				close(ready)
+			case strings.HasPrefix(line, "failed: ") && failed != nil:
+				failed(line)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		stop()
+		r.t.Fatal("the watermill peer did not print ready within 30s")
+	}
+	return stop
 }
