@@ -70,7 +70,7 @@ func (ev *StatusEvent) AppendJSON(b []byte) ([]byte, bool) {
 
 // AppendJSONString appends s as a JSON string as encoding/json's Marshal writes it: HTML's
 // <, > and & escaped, U+2028 and U+2029 escaped, and each byte of invalid UTF-8 as U+FFFD.
-func AppendJSONString(b []byte, s string) []byte {
+func AppendJSONString[S string | []byte](b []byte, s S) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
 	start := 0
@@ -101,7 +101,7 @@ func AppendJSONString(b []byte, s string) []byte {
 			start = i
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
+		r, size := decodeRune(s[i:])
 		switch {
 		case r == utf8.RuneError && size == 1:
 			b = append(b, s[start:i]...)
@@ -118,6 +118,14 @@ func AppendJSONString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// decodeRune is utf8.DecodeRune of a string or a byte slice.
+func decodeRune[S string | []byte](s S) (rune, int) {
+	if b, ok := any(s).([]byte); ok {
+		return utf8.DecodeRune(b)
+	}
+	return utf8.DecodeRuneInString(string(s))
 }
 
 // appendJSONStrings appends m with its keys in order, null when m is nil.

@@ -41,8 +41,8 @@ func (h *Handler) newFlow(stop, work context.Context, concurrency int) *flow {
 		go func() {
 			defer f.workers.Done()
 			for sj := range f.sched.Ready() {
-				slot := callSlot{sched: f.sched, held: true}
-				h.settle(work, sj.(*job), h.execute(work, sj.(*job), &slot))
+				j, slot := sj.(*job), callSlot{sched: f.sched, held: true}
+				h.settle(work, j, h.execute(work, j, &slot))
 				slot.end()
 			}
 		}()

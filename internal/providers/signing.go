@@ -3,7 +3,6 @@ package providers
 import (
 	"crypto/md5"
 	"encoding/hex"
-	"encoding/json"
 	"slices"
 )
 
@@ -55,24 +54,4 @@ func AppendSignature(dst, text []byte, secret string) []byte {
 func MD5Hex(s string) string {
 	sum := md5.Sum([]byte(s))
 	return hex.EncodeToString(sum[:])
-}
-
-// AppendJSONString appends s to dst as a JSON string, byte for byte as encoding/json writes it.
-func AppendJSONString[S string | []byte](dst []byte, s S) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '<' || c == '>' || c == '&' {
-			// Text that encoding/json writes with escapes of its own (HTML characters, control
-			// characters, invalid UTF-8, U+2028): written by it.
-			b, _ := json.Marshal(string(s))
-			return append(dst, b...)
-		}
-	}
-	dst = append(dst, '"')
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c == '"' || c == '\\' {
-			dst = append(dst, '\\')
-		}
-		dst = append(dst, s[i])
-	}
-	return append(dst, '"')
 }

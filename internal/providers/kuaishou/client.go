@@ -92,7 +92,7 @@ func appendBody(dst []byte, a *app, ep endpoint, orderNo string) []byte {
 	dst = append(dst, `{"`...)
 	dst = append(dst, ep.noField...)
 	dst = append(dst, `":`...)
-	dst = providers.AppendJSONString(dst, orderNo)
+	dst = events.AppendJSONString(dst, orderNo)
 	dst = append(dst, `,"sign":"`...)
 	dst = appendQuerySign(dst, a.secret, a.id, ep.noField, orderNo)
 	return append(dst, `"}`...)

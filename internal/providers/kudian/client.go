@@ -89,10 +89,10 @@ func appendBizContent(dst []byte, q providers.Query) []byte {
 	dst = append(dst, '{')
 	switch {
 	case q.ProviderOrderNo != "":
-		dst = providers.AppendJSONString(append(dst, `"pay_no":`...), q.ProviderOrderNo)
+		dst = events.AppendJSONString(append(dst, `"pay_no":`...), q.ProviderOrderNo)
 		dst = append(dst, ',')
 	case q.OrderNo != "":
-		dst = providers.AppendJSONString(append(dst, `"out_trade_no":`...), q.OrderNo)
+		dst = events.AppendJSONString(append(dst, `"out_trade_no":`...), q.OrderNo)
 		dst = append(dst, ',')
 	}
 	dst = strconv.AppendBool(append(dst, `"is_fresh":`...), q.Refresh)
@@ -107,13 +107,13 @@ func appendBody(dst []byte, app config.App, q providers.Query, now time.Time) []
 	biz := appendBizContent(bizArray[:0], q)
 	ts := strconv.AppendInt(tsArray[:0], now.Unix(), 10)
 	token := app.Token.Reveal()
-	dst = providers.AppendJSONString(append(dst, `{"biz_content":`...), biz)
-	dst = providers.AppendJSONString(append(dst, `,"open_app_id":`...), app.AppID)
+	dst = events.AppendJSONString(append(dst, `{"biz_content":`...), biz)
+	dst = events.AppendJSONString(append(dst, `,"open_app_id":`...), app.AppID)
 	dst = append(dst, `,"sign":"`...)
 	dst = appendQuerySign(dst, app.AppSecret.Reveal(), biz, app.AppID, ts, token)
 	dst = append(dst, `","sign_type":"MD5","timestamp":`...)
 	dst = append(dst, ts...)
-	dst = providers.AppendJSONString(append(dst, `,"token":`...), token)
+	dst = events.AppendJSONString(append(dst, `,"token":`...), token)
 	return append(dst, '}')
 }
 
