@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -194,13 +193,13 @@ func PostRead[T any](ctx context.Context, c *HTTPClient, provider, url, contentT
 	var zero T
 	ctx, cancel := context.WithTimeout(ctx, c.timeout) // until the answer is read
 	defer cancel()
-	reqBody := newRequestBody(body)
-	defer reqBody.release()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	// A *bytes.Reader body is one net/http knows to be in memory: it writes the headers and the
+	// body in one write (any other reader has its headers flushed in a write of their own). The
+	// copy is the request's own, as the transport may read it after the call has returned.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(bytes.Clone(body)))
 	if err != nil {
 		return zero, &Error{Provider: provider, Class: Permanent, Message: "building request", Err: stripQuery(err)}
 	}
-	reqBody.attach(req)
 	req.Header.Set("Content-Type", contentType)
 	resp, err := c.client.Do(req)
 	if err != nil {
@@ -254,78 +253,4 @@ func (a *answerBuffer) release() {
 	clear(a.b)
 	a.b = a.b[:0]
 	answerBuffers.Put(a)
-}
-
-// requestBody is a request's body in a reused buffer. The transport may read and close a body
-// after the call has returned (http.RoundTripper's contract), and reads it again from GetBody
-// when it sends the request anew (on another connection, after a stale one failed); so the
-// buffer is reused only once Post is done and every reader handed out is closed, each holding
-// a reference.
-type requestBody struct {
-	buf     []byte
-	refs    atomic.Int32
-	getBody func() (io.ReadCloser, error) // rb.reader, made once
-}
-
-var requestBodies = sync.Pool{New: func() any {
-	rb := &requestBody{buf: make([]byte, 0, 512)}
-	rb.getBody = rb.reader
-	return rb
-}}
-
-// maxPooledBody bounds the request buffers kept for reuse.
-const maxPooledBody = 16 << 10
-
-// newRequestBody is a copy of body, with Post's reference to it.
-func newRequestBody(body []byte) *requestBody {
-	rb := requestBodies.Get().(*requestBody)
-	rb.buf = append(rb.buf[:0], body...)
-	rb.refs.Store(1)
-	return rb
-}
-
-// attach makes rb req's body, as http.NewRequest makes a *bytes.Reader one (ContentLength,
-// GetBody; an empty body is http.NoBody).
-func (rb *requestBody) attach(req *http.Request) {
-	req.ContentLength = int64(len(rb.buf))
-	if len(rb.buf) == 0 {
-		req.Body, req.GetBody = http.NoBody, func() (io.ReadCloser, error) { return http.NoBody, nil }
-		return
-	}
-	req.Body, _ = rb.reader()
-	req.GetBody = rb.getBody
-}
-
-// reader is a new reading of rb, holding a reference to it until closed. GetBody is called only
-// while the call is under way, when Post holds its own reference.
-func (rb *requestBody) reader() (io.ReadCloser, error) {
-	rb.refs.Add(1)
-	r := &bodyReader{body: rb}
-	r.Reset(rb.buf)
-	return r, nil
-}
-
-// release drops one reference; the last puts the buffer back, emptied (see
-// answerBuffer.release).
-func (rb *requestBody) release() {
-	if rb.refs.Add(-1) != 0 || cap(rb.buf) > maxPooledBody {
-		return
-	}
-	clear(rb.buf)
-	rb.buf = rb.buf[:0]
-	requestBodies.Put(rb)
-}
-
-// bodyReader is one reading of a requestBody. Closing it more than once drops one reference.
-type bodyReader struct {
-	bytes.Reader
-	body   *requestBody
-	closed atomic.Bool
-}
-
-func (r *bodyReader) Close() error {
-	if r.closed.CompareAndSwap(false, true) {
-		r.body.release()
-	}
-	return nil
 }

@@ -13,6 +13,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 func TestPost(t *testing.T) {
@@ -184,5 +187,45 @@ func TestPostReusesConnections(t *testing.T) {
 	wg.Wait()
 	if n := opened.Load(); n > 2*inFlight {
 		t.Fatalf("%d calls, %d at a time, opened %d connections", inFlight*each, inFlight, n)
+	}
+}
+
+// countedConn counts the writes made on a connection.
+type countedConn struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c countedConn) Write(b []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(b)
+}
+
+// A call's request goes out in one write, headers and body together: a body net/http does not
+// know to be in memory has its headers flushed in a write of their own, a packet more each way.
+// Tracing is off, as StartTracing leaves it without OTEL_* settings (the instrumentation wraps
+// the body when it is on).
+func TestPostWritesTheRequestOnce(t *testing.T) {
+	otel.SetTracerProvider(noop.NewTracerProvider())
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, `{"result":1}`)
+	}))
+	defer srv.Close()
+	var writes atomic.Int64
+	dialer := &net.Dialer{}
+	client := newHTTPClient(10*time.Second, &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		return countedConn{Conn: c, writes: &writes}, err
+	}})
+	const calls = 20
+	for i := range calls {
+		body := []byte(fmt.Sprintf(`{"out_order_no":"order-%d","sign":"%s"}`, i, strings.Repeat("a", 32)))
+		if _, err := Post(context.Background(), client, "p", srv.URL+"/q?app_id=a&access_token=t", "application/json", body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := writes.Load(); n != calls {
+		t.Fatalf("%d calls made %d writes", calls, n)
 	}
 }
