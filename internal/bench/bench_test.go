@@ -24,6 +24,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
@@ -265,6 +267,10 @@ func TestBench(t *testing.T) {
 	if os.Getenv("ORDERS_BENCH") == "" {
 		t.Skip("run by make bench")
 	}
+	// The bare loop runs here with tracing off, as the service runs by default: its provider
+	// client then makes calls without the HTTP instrumentation, which otel's global provider
+	// (not the no-op one until set) would otherwise switch on.
+	otel.SetTracerProvider(noop.NewTracerProvider())
 	r := newRig(t)
 	var rows []row
 	if os.Getenv("ORDERS_BENCH_ONLY") == "e" { // the memory phase alone, for investigating it

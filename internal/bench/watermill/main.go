@@ -28,6 +28,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/paystatus/orderstatus/internal/config"
 	"github.com/paystatus/orderstatus/internal/events"
@@ -79,6 +81,9 @@ type options struct {
 }
 
 func run(ctx context.Context, o options) error {
+	// Tracing off, as the service runs by default: the provider client then makes its calls
+	// without the HTTP instrumentation (otel's global provider is not the no-op one until set).
+	otel.SetTracerProvider(noop.NewTracerProvider())
 	if o.createStreams {
 		if err := provision(ctx, o); err != nil {
 			return err
