@@ -22,11 +22,40 @@ import (
 )
 
 // burst is one cold-burst run: first publish to last event, the longest wait between two
-// consecutive events, and the pulls made again after a missed heartbeat.
+// consecutive events, the pulls made again after a missed heartbeat, and per request the CPU
+// of every process of the run (the rig's: server, sandbox, publisher; and the contender's) and
+// the messages through the server (in and out: publishes, deliveries, acks, replies).
 type burst struct {
 	rate   float64
 	gap    time.Duration
 	remade int
+	cpu    time.Duration
+	msgs   float64
+}
+
+// costs reads, from the start of a run, what its processes and server spend; done gives the
+// run's costs per request of n.
+func (r *rig) costs(pids ...int) (done func(b *burst, n int)) {
+	pids = append(pids, os.Getpid())
+	cpu := func() (sum time.Duration) {
+		for _, pid := range pids {
+			c, _, _ := procStat(pid)
+			sum += c
+		}
+		return sum
+	}
+	msgs := func() int64 {
+		v, err := r.ns.Varz(nil)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		return v.InMsgs + v.OutMsgs
+	}
+	cpu0, msgs0 := cpu(), msgs()
+	return func(b *burst, n int) {
+		b.cpu = (cpu() - cpu0) / time.Duration(n)
+		b.msgs = float64(msgs()-msgs0) / float64(n)
+	}
 }
 
 // eventClock records when each event arrives on subject.
@@ -152,8 +181,10 @@ providers:
 		}
 		return nil
 	})
+	costs := r.costs(cmd.Process.Pid)
 	start := r.publishBurst("orders.query.kuaishou.payment", orders)
 	b := clock.wait(r.t, len(orders), start)
+	costs(&b, len(orders))
 	b.remade = int(c.counter(r.t, "orders_pulls_remade_total"))
 	return b
 }
@@ -166,8 +197,10 @@ func (r *rig) coldBareLoop(apps, per, round int) burst {
 	defer clock.subscribe(r.t, r.nc, "bare.status.>").Unsubscribe()
 	stop, remade := r.startBareLoop(apps)
 	defer stop()
+	costs := r.costs()
 	start := r.publishBurst("bare.query.x", orders)
 	b := clock.wait(r.t, len(orders), start)
+	costs(&b, len(orders))
 	b.remade = int(remade.Load())
 	return b
 }
@@ -178,9 +211,13 @@ func (r *rig) coldWatermill(bin string, apps, per, round int) burst {
 	orders := r.orders(fmt.Sprintf("coldwm%d", round), apps*per, apps)
 	var clock eventClock
 	defer clock.subscribe(r.t, r.nc, "wm.status.>").Unsubscribe()
-	defer r.startWatermill(bin, apps, nil)()
+	stop, pid := r.startWatermill(bin, apps, nil)
+	defer stop()
+	costs := r.costs(pid)
 	start := r.publishBurst("wm.query.kuaishou.payment", orders)
-	return clock.wait(r.t, len(orders), start)
+	b := clock.wait(r.t, len(orders), start)
+	costs(&b, len(orders))
+	return b
 }
 
 // coldBurst is row k: each contender, in turn, on a fresh server, apps at qps 100000 and per
@@ -202,15 +239,17 @@ func coldBurst(t *testing.T, consumerBin, watermillBin string, apps, per, rounds
 		var rates []float64
 		var parts []string
 		var gap time.Duration
+		var cpus, msgs []float64
 		remade := 0
 		for _, b := range bs {
 			rates = append(rates, b.rate)
 			parts = append(parts, fmt.Sprintf("%.0f", b.rate))
 			gap = max(gap, b.gap)
 			remade += b.remade
+			cpus, msgs = append(cpus, float64(b.cpu.Microseconds())), append(msgs, b.msgs)
 		}
-		return fmt.Sprintf("%.0f req/s (rounds: %s), longest gap %d ms, re-made pulls %d",
-			median(rates), strings.Join(parts, ", "), gap.Milliseconds(), remade)
+		return fmt.Sprintf("%.0f req/s (rounds: %s), longest gap %d ms, re-made pulls %d; per request %.0f µs CPU, %.1f server messages",
+			median(rates), strings.Join(parts, ", "), gap.Milliseconds(), remade, median(cpus), median(msgs))
 	}
 	ratio := func(a, b []burst) float64 {
 		var q []float64

@@ -19,11 +19,12 @@ import (
 func (r *rig) watermillPeer(n, round int) float64 {
 	var mu sync.Mutex
 	var failures []string
-	defer r.startWatermill(r.watermillBin(), 200, func(line string) {
+	stop, _ := r.startWatermill(r.watermillBin(), 200, func(line string) {
 		mu.Lock()
 		failures = append(failures, line)
 		mu.Unlock()
-	})()
+	})
+	defer stop()
 
 	orders := r.orders(fmt.Sprintf("wm%d", round), n, 200)
 	before := r.streamMsgs("WM_STATUS")
@@ -66,8 +67,8 @@ func (r *rig) watermillBin() string {
 
 // startWatermill starts the Watermill peer bin for apps apps on r's server and returns once it
 // prints "ready"; each "failed: ..." line it prints after, one per request it gave up on, goes
-// to failed (nil: ignored). stop interrupts it and waits for it to end.
-func (r *rig) startWatermill(bin string, apps int, failed func(line string)) (stop func()) {
+// to failed (nil: ignored). stop interrupts it and waits for it to end; pid is its process.
+func (r *rig) startWatermill(bin string, apps int, failed func(line string)) (stop func(), pid int) {
 	cmd := exec.Command(bin, "-nats", r.url, "-provider-url", r.sb.URL(), "-apps", fmt.Sprint(apps),
 		"-concurrency", fmt.Sprint(concurrency), "-subject-in", "wm.query.>", "-stream-in", "WM_QUERY",
 		"-status-prefix", "wm.status", "-stream-out", "WM_STATUS")
@@ -101,5 +102,5 @@ func (r *rig) startWatermill(bin string, apps int, failed func(line string)) (st
 		stop()
 		r.t.Fatal("the watermill peer did not print ready within 30s")
 	}
-	return stop
+	return stop, cmd.Process.Pid
 }
