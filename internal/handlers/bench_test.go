@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/paystatus/orderstatus/internal/events"
 	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
@@ -13,8 +15,10 @@ import (
 
 // BenchmarkHandlerPath is one request's whole path, one at a time: publish the request, the
 // consumer queries the sandbox over HTTP, records the change and publishes its event, which
-// arrives here.
+// arrives here. Tracing is off, as the service runs by default (otel's global provider is not
+// the no-op one until set, and spans and the HTTP instrumentation would be made).
 func BenchmarkHandlerPath(b *testing.B) {
+	otel.SetTracerProvider(noop.NewTracerProvider())
 	e := newEnv(b, nil)
 	e.startReplica(nil)
 	sub, err := e.nc.SubscribeSync("orders.status.>")
