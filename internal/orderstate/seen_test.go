@@ -6,7 +6,9 @@ import (
 	"testing"
 )
 
-func seenKey(i int) string { return Key("kuaishou", "payment", "ks-app-0001", fmt.Sprintf("order-%032d", i)) }
+func seenKey(i int) string {
+	return Key("kuaishou", "payment", "ks-app-0001", fmt.Sprintf("order-%032d", i))
+}
 
 // A key is seen once added, in the current generation and the one before; two generations
 // back it is forgotten.
