@@ -116,6 +116,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"apps not list", "providers:\n  kuaishou:\n    apps: 3\n", "config: providers.kuaishou.apps: must be a list"},
 		{"section not map", "nats: 3\n", "config: nats: must be a mapping"},
 		{"max ack pending", "consumer:\n  concurrency: 100\n  max_ack_pending: 10\n", "config: consumer.max_ack_pending:"},
+		{"http listen", "http:\n  listen: nowhere\n", "config: http.listen: \"nowhere\" is not host:port"},
+		{"http listen port", "http:\n  listen: 127.0.0.1:99999\n", "config: http.listen: \"127.0.0.1:99999\" is not host:port"},
 		{"callbacks listen", "callbacks:\n  listen: nowhere\n", "config: callbacks.listen: \"nowhere\" is not host:port"},
 		{"callbacks on the probes port", "callbacks:\n  listen: 127.0.0.1:8080\n", "config: callbacks.listen: must differ from http.listen"},
 		{"callbacks concurrency", "callbacks:\n  max_concurrent: 0\n", "config: callbacks.max_concurrent: must be 1 to 100000"},
