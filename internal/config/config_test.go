@@ -116,6 +116,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"apps not list", "providers:\n  kuaishou:\n    apps: 3\n", "config: providers.kuaishou.apps: must be a list"},
 		{"section not map", "nats: 3\n", "config: nats: must be a mapping"},
 		{"max ack pending", "consumer:\n  concurrency: 100\n  max_ack_pending: 10\n", "config: consumer.max_ack_pending:"},
+		{"dlq max age under the duplicate window", "nats:\n  dlq_max_age: 1m\n", "config: nats.dlq_max_age: must be 0 (forever) or at least nats.duplicate_window (5m0s)"},
 		{"http listen", "http:\n  listen: nowhere\n", "config: http.listen: \"nowhere\" is not host:port"},
 		{"http listen port", "http:\n  listen: 127.0.0.1:99999\n", "config: http.listen: \"127.0.0.1:99999\" is not host:port"},
 		{"callbacks listen", "callbacks:\n  listen: nowhere\n", "config: callbacks.listen: \"nowhere\" is not host:port"},
