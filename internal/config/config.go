@@ -44,7 +44,7 @@ type NATS struct {
 	DuplicateWindow time.Duration `yaml:"duplicate_window" default:"5m" doc:"Duplicate window of ORDERS_STATUS (at least 2m) and of ORDERS_QUERY: a redelivered request inside it never gives a second event."`
 	StatusMaxAge    time.Duration `yaml:"status_max_age" default:"168h" doc:"How long ORDERS_STATUS keeps events; 0 keeps them forever. Lowering it on a running system is refused (it would delete events)."`
 	StateMaxAge     time.Duration `yaml:"state_max_age" default:"840h" doc:"How long ORDERS_STATE keeps an order after its last change (35 days); 0 keeps orders forever (about 0.5 GB of server memory per million). At least 30 days plus duplicate_window, as a follow may last 30 days; an order asked about after it expired counts as first observed again."`
-	DLQMaxAge       time.Duration `yaml:"dlq_max_age" default:"0s" doc:"How long ORDERS_DLQ keeps dead letters; 0 keeps them forever."`
+	DLQMaxAge       time.Duration `yaml:"dlq_max_age" default:"0s" doc:"How long ORDERS_DLQ keeps dead letters; 0 keeps them forever, else at least duplicate_window."`
 }
 
 // TLS is how the connection to NATS is encrypted and, with a client certificate, authenticated.

@@ -42,8 +42,20 @@ func (c *Config) Validate() error {
 	if c.NATS.StatusMaxAge != 0 && c.NATS.StatusMaxAge < c.NATS.DuplicateWindow {
 		return keyErr("nats.status_max_age", "must be 0 (forever) or at least nats.duplicate_window (%s)", c.NATS.DuplicateWindow)
 	}
-	if c.NATS.DLQMaxAge < 0 {
-		return keyErr("nats.dlq_max_age", "must not be negative")
+	if c.NATS.DLQMaxAge != 0 && c.NATS.DLQMaxAge < c.NATS.DuplicateWindow {
+		// JetStream refuses a stream whose duplicate window is longer than its max age.
+		return keyErr("nats.dlq_max_age", "must be 0 (forever) or at least nats.duplicate_window (%s)", c.NATS.DuplicateWindow)
+	}
+	if c.HTTP.Listen != "" {
+		// Checked here, not first at listen time, so `consumer check` catches it and a start
+		// stops as for any other key (exit 2).
+		_, port, err := net.SplitHostPort(c.HTTP.Listen)
+		if err == nil {
+			_, err = net.LookupPort("tcp", port)
+		}
+		if err != nil {
+			return keyErr("http.listen", "%q is not host:port", c.HTTP.Listen)
+		}
 	}
 	if c.Callbacks.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Callbacks.Listen); err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,6 +67,53 @@ func TestProvisionIsIdempotentAndNeverDeletes(t *testing.T) {
 	}
 	if subj, _, n := streamCfg(natsinfra.DLQStream); n != 1 || subj[0] != "shop.orders.dlq.>" {
 		t.Fatalf("dlq: %v %d", subj, n)
+	}
+}
+
+// A prefix change moves the work-queue streams' subjects only once nothing waits on the old
+// ones: a request queued under the old prefix would never be delivered again (the consumer's
+// filter moves with it), so Provision refuses, naming the key, until it is taken.
+func TestPrefixChangeKeepsQueuedRequests(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	assets, err := natsinfra.Provision(ctx, e.js, e.cfg, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"ks707065143182458884","order_no":"1711619867139contractDemo"}`), nil)
+
+	cfg := *e.cfg
+	cfg.NATS.SubjectPrefix = "shop"
+	_, err = natsinfra.Provision(ctx, e.js, &cfg, e.log)
+	if err == nil || !strings.Contains(err.Error(), "nats.subject_prefix") || !strings.Contains(err.Error(), "orders.query.>") {
+		t.Fatalf("prefix change with a request queued: %v", err)
+	}
+	s, err := e.js.Stream(ctx, natsinfra.QueryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if subj := s.CachedInfo().Config.Subjects; subj[0] != "orders.query.>" {
+		t.Fatalf("subjects moved with a request queued: %v", subj)
+	}
+
+	batch, err := assets.Consumer.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() {
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := natsinfra.Provision(ctx, e.js, &cfg, e.log); err != nil {
+		t.Fatalf("prefix change once the queue is empty: %v", err)
+	}
+	s, err = e.js.Stream(ctx, natsinfra.QueryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if subj := s.CachedInfo().Config.Subjects; !reflect.DeepEqual(subj, []string{"shop.query.>", "shop.follow.>"}) {
+		t.Fatalf("subjects after the move: %v", subj)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -164,6 +165,11 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	if reflect.DeepEqual(next, cur) {
 		return s, nil
 	}
+	if cur.Retention == jetstream.WorkQueuePolicy {
+		if err := checkNothingLeftBehind(ctx, s, cur.Subjects, next.Subjects); err != nil {
+			return nil, err
+		}
+	}
 	s, err = js.UpdateStream(ctx, next)
 	if err != nil {
 		return nil, fmt.Errorf("update stream %s: %w", want.Name, err)
@@ -182,4 +188,27 @@ func keepsLonger(a, b time.Duration) bool {
 		return false
 	}
 	return a >= b
+}
+
+// checkNothingLeftBehind refuses to drop a subject of a work-queue stream while messages wait
+// on it: once dropped, they match no consumer's filter and would never be delivered. A change
+// of nats.subject_prefix is applied once the replicas of the old prefix have taken them.
+func checkNothingLeftBehind(ctx context.Context, s jetstream.Stream, cur, next []string) error {
+	for _, subj := range cur {
+		if slices.Contains(next, subj) {
+			continue
+		}
+		_, err := s.GetLastMsgForSubject(ctx, subj)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		name := s.CachedInfo().Config.Name
+		if err != nil {
+			return fmt.Errorf("look up stream %s: %w", name, err)
+		}
+		return fmt.Errorf("stream %s: messages wait on %s, which nats.subject_prefix no longer captures; "+
+			"not moved until they are taken (by replicas of the old prefix) or removed on purpose (nats stream purge --subject)",
+			name, subj)
+	}
+	return nil
 }
