@@ -54,6 +54,22 @@ func (s Subjects) DeadLetter(provider, kind string) string {
 	return s.Prefix + ".dlq." + provider + "." + kind
 }
 
+// ReadableToken reports whether a subject token names something: 1 to 64 ASCII letters,
+// digits, '-' or '_'. A dead letter's subject keeps such a token even when no provider or kind
+// of that name is configured; any other token is Unknown there (CONTRACT.md section 4).
+func ReadableToken(token string) bool {
+	if token == "" || len(token) > 64 {
+		return false
+	}
+	for i := 0; i < len(token); i++ {
+		c := token[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // ParseQuery reads provider and kind from a query subject. ok is false when the subject is
 // not exactly <prefix>.query.<provider>.<kind>.
 func (s Subjects) ParseQuery(subject string) (provider, kind string, ok bool) {

@@ -237,3 +237,23 @@ func TestFollowRoundEndsWithoutACallOnceTerminal(t *testing.T) {
 		t.Fatalf("latency samples %d, want 1", n)
 	}
 }
+
+// A notification on the subject of a provider that sends none here is dead-lettered as
+// unknown_provider under that provider's name when it is readable, and under unknown when not
+// (CONTRACT.md section 4).
+func TestCallbackForAnUnknownProvider(t *testing.T) {
+	e := newEnv(t, nil)
+	e.startReplica(nil)
+	body := notice("m-1", kssandbox.DemoAppID, demoOrder, "SUCCESS", 1200, time.Now())
+	e.publish("orders.callback.paypal", body, nats.Header{"Kwaisign": {kwaisign(body, kssandbox.DemoAppSecret)}})
+	e.publish("orders.callback.pay.pal", body, nats.Header{"Kwaisign": {kwaisign(body, kssandbox.DemoAppSecret)}})
+	e.waitDeadLetters(2)
+	got := map[string]string{}
+	for _, m := range e.streamMsgs(natsinfra.DLQStream) {
+		got[m.Subject] = m.Header.Get(events.HeaderErrorReason)
+	}
+	want := map[string]string{"orders.dlq.paypal.callback": events.ReasonUnknownProvider, "orders.dlq.unknown.callback": events.ReasonUnknownProvider}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("dead letters %v, want %v", got, want)
+	}
+}

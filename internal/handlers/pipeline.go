@@ -253,7 +253,8 @@ func (h *Handler) settle(ctx context.Context, j *job, o outcome) {
 		_ = j.msg.NakWithDelay(o.delay)
 	case deadLetter:
 		j.finish()
-		if err := h.deadLetter.Store(j.traced(ctx), j.msg, j.meta, r.Provider, r.Kind, o.reason, o.text); err != nil {
+		provider, kind := h.deadLetterTokens(j)
+		if err := h.deadLetter.Store(j.traced(ctx), j.msg, j.meta, provider, kind, o.reason, o.text); err != nil {
 			h.log.Error("dead letter not stored; will retry", "reason", o.reason, "subject", j.msg.Subject(), "err", err)
 			_ = j.msg.NakWithDelay(redeliveryDelay(j.meta.NumDelivered, 0))
 			return
@@ -264,6 +265,28 @@ func (h *Handler) settle(ctx context.Context, j *job, o outcome) {
 		h.metrics.Requests.WithLabelValues(r.Provider, r.Kind, "handed_back").Inc()
 		_ = j.msg.NakWithDelay(handBackDelay)
 	}
+}
+
+// deadLetterTokens are the provider and kind of j's dead-letter subject: its request's, or,
+// where a token of the subject names no configured provider or kind (Unknown in the request),
+// the subject's own token when it is readable (events.ReadableToken). The request keeps
+// Unknown for metrics and spans: a subject's tokens are anyone's, and label values must stay
+// few.
+func (h *Handler) deadLetterTokens(j *job) (provider, kind string) {
+	provider, kind = j.req.Provider, j.req.Kind
+	var named, namedKind string
+	if name, ok := strings.CutPrefix(j.msg.Subject(), h.subjects.CallbackPrefix()); ok {
+		named = name
+	} else {
+		named, namedKind, _ = h.subjects.ParseQuery(j.msg.Subject())
+	}
+	if provider == events.Unknown && events.ReadableToken(named) {
+		provider = named
+	}
+	if kind == events.Unknown && events.ReadableToken(namedKind) {
+		kind = namedKind
+	}
+	return provider, kind
 }
 
 // enqueue puts j in its endpoint's queue; a scheduler that stopped taking requests has it

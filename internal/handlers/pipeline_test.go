@@ -140,11 +140,14 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 		{"orders.query.kuaishou.payment", `{"app_id":123,"order_no":"123456"}`, "orders.dlq.kuaishou.payment", events.ReasonInvalidField, nil},
 		{"orders.query.kuaishou.payment", `{"app_id":"` + demoApp + `","order_no":"abc"}`, "orders.dlq.kuaishou.payment", events.ReasonInvalidField, nil},
 		{"orders.query.kuaishou.payment", `{"app_id":"` + demoApp + `","order_no":"1711619867139contractDemo","follow_until":"soon"}`, "orders.dlq.kuaishou.payment", events.ReasonInvalidField, nil},
-		{"orders.query.paypal.payment", `{"app_id":"x","order_no":"123456"}`, "orders.dlq.unknown.unknown", events.ReasonUnknownProvider, nil},
-		{"orders.query.kuaishou.chargeback", `{"app_id":"x","order_no":"123456"}`, "orders.dlq.kuaishou.unknown", events.ReasonUnknownKind, nil},
+		{"orders.query.paypal.payment", `{"app_id":"x","order_no":"123456"}`, "orders.dlq.paypal.payment", events.ReasonUnknownProvider, nil},
+		{"orders.query.kuaishou.chargeback", `{"app_id":"x","order_no":"123456"}`, "orders.dlq.kuaishou.chargeback", events.ReasonUnknownKind, nil},
 		{"orders.query.kuaishou.payment.extra", `{"app_id":"x","order_no":"123456"}`, "orders.dlq.unknown.unknown", events.ReasonUnknownProvider, nil},
 		{"orders.query.kuaishou.payment", `{"app_id":"ks000","order_no":"123456"}`, "orders.dlq.kuaishou.payment", events.ReasonUnknownApp, nil},
 		{"orders.query.kuaishou.refund", `{"app_id":"` + demoApp + `","order_no":"no-such-refund"}`, "orders.dlq.kuaishou.refund", events.ReasonProviderRejected, nil},
+		{"orders.query.pay$pal.payment", `{"app_id":"x","order_no":"123456"}`, "orders.dlq.unknown.payment", events.ReasonUnknownProvider, nil},
+		{"orders.query." + strings.Repeat("p", 65) + ".payment", `{"app_id":"x","order_no":"123456"}`, "orders.dlq.unknown.payment", events.ReasonUnknownProvider, nil},
+		{"orders.query.kudian.refund", `{"app_id":"x","order_no":"123456"}`, "orders.dlq.kudian.refund", events.ReasonUnknownKind, nil},
 	}
 	for i, c := range cases {
 		hdr := nats.Header{"X-Case": {fmt.Sprint(i)}, "Nats-Msg-Id": {fmt.Sprintf("bad-%d", i)}}
