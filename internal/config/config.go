@@ -7,7 +7,10 @@
 package config
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -160,7 +163,14 @@ func Load(path string, env func(string) (string, bool)) (*Config, error) {
 // Parse is Load on the file's bytes.
 func Parse(data []byte, env func(string) (string, bool)) (*Config, error) {
 	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
+		return nil, &Error{Msg: oneLine(err)}
+	}
+	var next yaml.Node // a second document would be ignored: refused, not silently dropped
+	if err := dec.Decode(&next); err == nil && len(next.Content) > 0 && next.Content[0].Tag != "!!null" {
+		return nil, &Error{Msg: fmt.Sprintf("line %d: a second YAML document (after ---): the configuration is one document", next.Line)}
+	} else if err != nil && !errors.Is(err, io.EOF) {
 		return nil, &Error{Msg: oneLine(err)}
 	}
 	doc := &root

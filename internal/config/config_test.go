@@ -98,6 +98,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		name, yaml, want string
 	}{
 		{"unknown top key", "natz: {}", "config: natz: unknown key"},
+		{"second document", "nats:\n  url: nats://a:1\n---\nconsumer:\n  concurrency: 8\n", "config: line 3: a second YAML document (after ---): the configuration is one document"},
 		{"unknown nested key", "providers:\n  kuaishou:\n    qsp: 3\n", "config: providers.kuaishou.qsp: unknown key"},
 		{"unknown app key", strings.Replace(app, "app_secret", "secret", 1), "config: providers.kuaishou.apps[0].secret: unknown key"},
 		{"not a number", "nats:\n  replicas: three\n", `config: nats.replicas: "three" is not a whole number`},
