@@ -174,7 +174,7 @@ func TestDLQReplay(t *testing.T) {
 			"reason":   {[]string{"--reason", "unknown_app"}, dl[:2]},
 			"reasons":  {[]string{"--reason", "unknown_app," + reasons[5]}, []*jetstream.RawStreamMsg{dl[0], dl[1], dl[5]}},
 			"kind":     {[]string{"--kind", "refund"}, dl[3:4]},
-			"provider": {[]string{"--provider", "unknown"}, dl[5:]}, // a provider not configured
+			"provider": {[]string{"--provider", "kudian"}, dl[5:]}, // a provider not configured: its dead letter keeps its name
 			"both":     {[]string{"--provider", "kuaishou", "--kind", "payment", "--reason", "invalid_payload"}, []*jetstream.RawStreamMsg{dl[2], dl[4]}},
 			"time":     {[]string{"--since", dl[2].Time.Format(time.RFC3339Nano), "--until", dl[3].Time.Format(time.RFC3339Nano)}, dl[2:4]},
 			"none":     {[]string{"--reason", "no_such_reason"}, nil},
