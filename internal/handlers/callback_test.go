@@ -237,3 +237,62 @@ func TestFollowRoundEndsWithoutACallOnceTerminal(t *testing.T) {
 		t.Fatalf("latency samples %d, want 1", n)
 	}
 }
+
+// A settlement or refund seen by a notification and by a query is one event, in either order:
+// the notification says SUCCESS where query_settle and query_refund say SETTLE_SUCCESS and
+// REFUND_SUCCESS, the same status in the provider's two vocabularies.
+func TestCallbackAndQueryOfSettlementAndRefundAreOneEvent(t *testing.T) {
+	e := newEnv(t, nil)
+	e.startReplica(nil)
+	t0 := time.Now().Add(-time.Minute)
+	type order struct {
+		kind, orderNo, processing, success string
+		callbackFirst                      bool
+	}
+	orders := []order{
+		{events.KindSettlement, "cb-settle-0001", "SETTLE_PROCESSING", "SETTLE_SUCCESS", true},
+		{events.KindSettlement, "cb-settle-0002", "SETTLE_PROCESSING", "SETTLE_SUCCESS", false},
+		{events.KindRefund, "cb-refund-0001", "REFUND_PROCESSING", "REFUND_SUCCESS", true},
+		{events.KindRefund, "cb-refund-0002", "REFUND_PROCESSING", "REFUND_SUCCESS", false},
+	}
+	want := 0
+	for i, o := range orders {
+		so := kssandbox.Order{AppID: demoApp, Kind: o.kind, OrderNo: o.orderNo, Amount: 234,
+			KsOrderNo: "121120711774457276553", KsRefNo: "321120700415719078553",
+			Steps: []kssandbox.Step{{Status: o.success}}}
+		e.sb.PutOrder(so)
+		query := func() {
+			e.publish("orders.query.kuaishou."+o.kind, []byte(`{"app_id":"`+demoApp+`","order_no":"`+o.orderNo+`"}`), nil)
+		}
+		notify := func(status string, at time.Time) {
+			n, ok := e.sb.NotificationOf(so, status, at)
+			if !ok {
+				t.Fatalf("no notification of %s", status)
+			}
+			e.publishNotice(n.Body, n.Kwaisign)
+		}
+		if o.callbackFirst {
+			notify(o.processing, t0.Add(time.Duration(i)*time.Second))
+			want++
+			e.waitEvents(want)
+			notify(o.success, t0.Add(time.Duration(i)*time.Second+time.Millisecond))
+			want++
+			e.waitEvents(want)
+			query()
+		} else {
+			query()
+			want++
+			e.waitEvents(want)
+			notify(o.success, time.Now().Add(time.Second))
+		}
+		e.waitCallbacksIdle()
+		e.waitIdle()
+		if evs := e.events(); len(evs) != want {
+			t.Fatalf("%s %s: %d events, want %d (a change seen both ways is one event): %+v", o.kind, o.orderNo, len(evs), want, evs[len(evs)-1])
+		}
+		last := e.events()[want-1]
+		if last.Status != events.StatusSucceeded || last.ProviderStatus != o.success {
+			t.Fatalf("%s %s: last event %s/%s, want succeeded/%s", o.kind, o.orderNo, last.Status, last.ProviderStatus, o.success)
+		}
+	}
+}
