@@ -296,3 +296,29 @@ func TestCallbackAndQueryOfSettlementAndRefundAreOneEvent(t *testing.T) {
 		}
 	}
 }
+
+// A notification is told from its replay by its message_id for as long as the ids are kept
+// (natsinfra.CallbackSeenFor). One whose signed timestamp is older than that may have been
+// processed already, its id since forgotten: it changes nothing and is counted stale, whatever
+// it says. A younger one, never processed, is applied.
+func TestNotificationOlderThanTheIdsKeptChangesNothing(t *testing.T) {
+	e := newEnv(t, nil)
+	e.metrics = telemetry.NewMetrics(prometheus.NewRegistry())
+	e.startReplica(nil)
+	replayed := notice("m-replayed", demoApp, "cb-replay-0001", "SUCCESS", 1200, time.Now().Add(-natsinfra.CallbackSeenFor-time.Hour))
+	e.publishNotice(replayed, kwaisign(replayed, kssandbox.DemoAppSecret))
+	late := notice("m-late", demoApp, "cb-replay-0002", "SUCCESS", 1200, time.Now().Add(-natsinfra.CallbackSeenFor+time.Hour))
+	e.publishNotice(late, kwaisign(late, kssandbox.DemoAppSecret))
+	e.waitCallbacksIdle()
+	e.waitIdle()
+	evs := e.events()
+	if len(evs) != 1 || evs[0].OrderNo != "cb-replay-0002" {
+		t.Fatalf("events %+v, want the younger notification's alone", evs)
+	}
+	if s := notifications(e.metrics, "stale"); s != 1 {
+		t.Fatalf("stale %v, want 1", s)
+	}
+	if dl, err := e.tryStreamMsgs(natsinfra.DLQStream); err == nil && len(dl) != 0 {
+		t.Fatalf("%d dead letters: a verified notification is no dead letter", len(dl))
+	}
+}
