@@ -59,6 +59,9 @@ func (h *Handler) notified(ctx context.Context, j *job) outcome {
 	name, _ := strings.CutPrefix(j.msg.Subject(), h.subjects.CallbackPrefix())
 	notifier, ok := h.providers[name].(providers.Notifier)
 	if !ok {
+		if h.providers[name] != nil { // configured, sending none: its dead letter says its name
+			j.req.Provider = name
+		}
 		return rejected(reject(events.ReasonUnknownProvider, "no provider %q that sends notifications is configured", name))
 	}
 	j.req.Provider = name

@@ -322,3 +322,31 @@ func TestNotificationOlderThanTheIdsKeptChangesNothing(t *testing.T) {
 		t.Fatalf("%d dead letters: a verified notification is no dead letter", len(dl))
 	}
 }
+
+// A notification on a subject whose provider is configured but sends none (Kudian) is dead-
+// lettered under that provider's name, as a query of a kind it lacks is; only a token that
+// names no configured provider becomes unknown (CONTRACT.md sections 4 and 8).
+func TestCallbackOfAProviderWithoutNotifications(t *testing.T) {
+	e := newEnv(t, nil)
+	e.startReplica(nil)
+	body := notice("m-kd", demoApp, "cb-kudian-0001", "SUCCESS", 1200, time.Now())
+	e.publish("orders.callback.kudian", body, nats.Header{"Kwaisign": {kwaisign(body, kssandbox.DemoAppSecret)}})
+	e.publish("orders.callback.nobody", body, nats.Header{"Kwaisign": {kwaisign(body, kssandbox.DemoAppSecret)}})
+	e.waitDeadLetters(2)
+	subjects := map[string]string{}
+	for _, m := range e.streamMsgs(natsinfra.DLQStream) {
+		subjects[m.Header.Get(events.HeaderSubject)] = m.Subject
+		if r := m.Header.Get(events.HeaderErrorReason); r != events.ReasonUnknownProvider || !bytes.Equal(m.Data, body) {
+			t.Errorf("dead letter of %s: reason %s, body kept %v", m.Header.Get(events.HeaderSubject), r, bytes.Equal(m.Data, body))
+		}
+	}
+	if s := subjects["orders.callback.kudian"]; s != "orders.dlq.kudian.callback" {
+		t.Errorf("kudian's notification dead-lettered on %q", s)
+	}
+	if s := subjects["orders.callback.nobody"]; s != "orders.dlq.unknown.callback" {
+		t.Errorf("an unknown provider's notification dead-lettered on %q", s)
+	}
+	if n := len(e.events()); n != 0 {
+		t.Fatalf("%d events", n)
+	}
+}
