@@ -49,7 +49,8 @@ type Options struct {
 	Subjects events.Subjects
 	// Notifiers verify notifications, by provider name (the path's last segment).
 	Notifiers map[string]providers.Notifier
-	// MaxConcurrent bounds the notifications handled at once; one more is answered 503.
+	// MaxConcurrent bounds the notifications verified and stored at once; one more is
+	// answered 503. A body still arriving holds no place (ReadTimeout bounds it).
 	MaxConcurrent int
 	Log           *slog.Logger
 	Metrics       *telemetry.Metrics
@@ -87,15 +88,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	select {
-	case h.slots <- struct{}{}:
-		defer func() { <-h.slots }()
-	default:
-		h.count(name, "busy")
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "busy", http.StatusServiceUnavailable)
-		return
-	}
 	if r.ContentLength > MaxBody {
 		h.count(name, handlers.NotifyMalformed)
 		http.Error(w, "body over 64 KiB", http.StatusRequestEntityTooLarge)
@@ -110,6 +102,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		http.Error(w, "body not read", http.StatusBadRequest)
+		return
+	}
+	// The places bound verifying and storing, not reading: a body trickling in (anyone may send
+	// one, before a signature is checked) waits on its own read time limit, holding none.
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	default:
+		h.count(name, "busy")
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "busy", http.StatusServiceUnavailable)
 		return
 	}
 	sign := r.Header.Get("kwaisign")

@@ -308,3 +308,35 @@ type notifierFunc func([]byte, string) (providers.Notification, error)
 func (f notifierFunc) Notification(b []byte, s string) (providers.Notification, error) {
 	return f(b, s)
 }
+
+// A client that sends its headers and then trickles its body holds no place among the
+// MaxConcurrent: those bound verifying and storing, so a few slow bodies (anyone can send
+// them, before any signature is checked) cannot make every notification answered 503.
+func TestEndpointSlowBodiesHoldNoPlace(t *testing.T) {
+	f := start(t, func(o *callbacks.Options) { o.MaxConcurrent = 2; o.ReadTimeout = time.Minute })
+	for range 4 {
+		conn, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		// Expect: 100-continue: the server says "100 Continue" once the handler reads the body,
+		// so past it the request is in the handler.
+		if _, err := conn.Write([]byte("POST /callbacks/kuaishou HTTP/1.1\r\nHost: x\r\nkwaisign: x\r\n" +
+			"Expect: 100-continue\r\nContent-Length: 1000\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil || !strings.Contains(line, "100") {
+			t.Fatalf("no 100 Continue: %q %v", line, err)
+		}
+		if _, err := conn.Write([]byte("{")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := body("m-slow-bodies", app, "SUCCESS")
+	if code, out := f.post(t, good, sign(good, secret)); code != 200 {
+		t.Fatalf("with 4 bodies trickling and MaxConcurrent 2: %d %s, want 200", code, out)
+	}
+}

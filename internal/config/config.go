@@ -87,7 +87,7 @@ type HTTP struct {
 // section 8), apart from the operational one.
 type Callbacks struct {
 	Listen        string `yaml:"listen" doc:"Address of POST /callbacks/kuaishou, the endpoint Kuaishou's notifications are sent to (behind TLS termination), e.g. 0.0.0.0:8443; empty turns it off. A gateway may instead publish them on <prefix>.callback.kuaishou."`
-	MaxConcurrent int    `yaml:"max_concurrent" default:"256" doc:"Notifications handled at once on callbacks.listen; one more is answered 503 and sent again by the provider."`
+	MaxConcurrent int    `yaml:"max_concurrent" default:"256" doc:"Notifications verified and stored at once on callbacks.listen (a body still arriving holds no place); one more is answered 503 and sent again by the provider."`
 }
 
 // Log shapes the process log.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/paystatus/orderstatus/internal/events"
 	"github.com/paystatus/orderstatus/internal/kvkey"
+	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/orderstate"
 	"github.com/paystatus/orderstatus/internal/providers"
 )
@@ -58,6 +59,9 @@ func (h *Handler) notified(ctx context.Context, j *job) outcome {
 	name, _ := strings.CutPrefix(j.msg.Subject(), h.subjects.CallbackPrefix())
 	notifier, ok := h.providers[name].(providers.Notifier)
 	if !ok {
+		if h.providers[name] != nil { // configured, sending none: its dead letter says its name
+			j.req.Provider = name
+		}
 		return rejected(reject(events.ReasonUnknownProvider, "no provider %q that sends notifications is configured", name))
 	}
 	j.req.Provider = name
@@ -71,6 +75,14 @@ func (h *Handler) notified(ctx context.Context, j *job) outcome {
 		return rejected(reject(events.ReasonInvalidPayload, "%v", err))
 	}
 	j.req.AppID, j.req.OrderNo, j.req.RequestID = n.AppID, n.Result.OrderNo, n.MessageID
+	if age := h.now().Sub(n.Sent); age > natsinfra.CallbackSeenFor {
+		// Its id may have been processed and forgotten: a replay, or a resend from a queue
+		// stuck longer than ids are kept. Once per message holds only by changing nothing.
+		h.metrics.Notifications.WithLabelValues(name, "nats", NotifyStale).Inc()
+		h.log.Warn("notification older than the message ids kept; not applied", "app_id", n.AppID, "kind", n.Kind,
+			"order_no", n.Result.OrderNo, "message_id", n.MessageID, "sent", n.Sent, "kept_for", natsinfra.CallbackSeenFor)
+		return outcome{verdict: ack}
+	}
 	seenKey := kvkey.Join(name, n.AppID, n.MessageID)
 	if _, err := h.seen.Get(ctx, seenKey); err == nil {
 		h.metrics.Notifications.WithLabelValues(name, "nats", NotifyDuplicate).Inc()

@@ -257,3 +257,116 @@ func TestCallbackForAnUnknownProvider(t *testing.T) {
 		t.Fatalf("dead letters %v, want %v", got, want)
 	}
 }
+
+// A settlement or refund seen by a notification and by a query is one event, in either order:
+// the notification says SUCCESS where query_settle and query_refund say SETTLE_SUCCESS and
+// REFUND_SUCCESS, the same status in the provider's two vocabularies.
+func TestCallbackAndQueryOfSettlementAndRefundAreOneEvent(t *testing.T) {
+	e := newEnv(t, nil)
+	e.startReplica(nil)
+	t0 := time.Now().Add(-time.Minute)
+	type order struct {
+		kind, orderNo, processing, success string
+		callbackFirst                      bool
+	}
+	orders := []order{
+		{events.KindSettlement, "cb-settle-0001", "SETTLE_PROCESSING", "SETTLE_SUCCESS", true},
+		{events.KindSettlement, "cb-settle-0002", "SETTLE_PROCESSING", "SETTLE_SUCCESS", false},
+		{events.KindRefund, "cb-refund-0001", "REFUND_PROCESSING", "REFUND_SUCCESS", true},
+		{events.KindRefund, "cb-refund-0002", "REFUND_PROCESSING", "REFUND_SUCCESS", false},
+	}
+	want := 0
+	for i, o := range orders {
+		so := kssandbox.Order{AppID: demoApp, Kind: o.kind, OrderNo: o.orderNo, Amount: 234,
+			KsOrderNo: "121120711774457276553", KsRefNo: "321120700415719078553",
+			Steps: []kssandbox.Step{{Status: o.success}}}
+		e.sb.PutOrder(so)
+		query := func() {
+			e.publish("orders.query.kuaishou."+o.kind, []byte(`{"app_id":"`+demoApp+`","order_no":"`+o.orderNo+`"}`), nil)
+		}
+		notify := func(status string, at time.Time) {
+			n, ok := e.sb.NotificationOf(so, status, at)
+			if !ok {
+				t.Fatalf("no notification of %s", status)
+			}
+			e.publishNotice(n.Body, n.Kwaisign)
+		}
+		if o.callbackFirst {
+			notify(o.processing, t0.Add(time.Duration(i)*time.Second))
+			want++
+			e.waitEvents(want)
+			notify(o.success, t0.Add(time.Duration(i)*time.Second+time.Millisecond))
+			want++
+			e.waitEvents(want)
+			query()
+		} else {
+			query()
+			want++
+			e.waitEvents(want)
+			notify(o.success, time.Now().Add(time.Second))
+		}
+		e.waitCallbacksIdle()
+		e.waitIdle()
+		if evs := e.events(); len(evs) != want {
+			t.Fatalf("%s %s: %d events, want %d (a change seen both ways is one event): %+v", o.kind, o.orderNo, len(evs), want, evs[len(evs)-1])
+		}
+		last := e.events()[want-1]
+		if last.Status != events.StatusSucceeded || last.ProviderStatus != o.success {
+			t.Fatalf("%s %s: last event %s/%s, want succeeded/%s", o.kind, o.orderNo, last.Status, last.ProviderStatus, o.success)
+		}
+	}
+}
+
+// A notification is told from its replay by its message_id for as long as the ids are kept
+// (natsinfra.CallbackSeenFor). One whose signed timestamp is older than that may have been
+// processed already, its id since forgotten: it changes nothing and is counted stale, whatever
+// it says. A younger one, never processed, is applied.
+func TestNotificationOlderThanTheIdsKeptChangesNothing(t *testing.T) {
+	e := newEnv(t, nil)
+	e.metrics = telemetry.NewMetrics(prometheus.NewRegistry())
+	e.startReplica(nil)
+	replayed := notice("m-replayed", demoApp, "cb-replay-0001", "SUCCESS", 1200, time.Now().Add(-natsinfra.CallbackSeenFor-time.Hour))
+	e.publishNotice(replayed, kwaisign(replayed, kssandbox.DemoAppSecret))
+	late := notice("m-late", demoApp, "cb-replay-0002", "SUCCESS", 1200, time.Now().Add(-natsinfra.CallbackSeenFor+time.Hour))
+	e.publishNotice(late, kwaisign(late, kssandbox.DemoAppSecret))
+	e.waitCallbacksIdle()
+	e.waitIdle()
+	evs := e.events()
+	if len(evs) != 1 || evs[0].OrderNo != "cb-replay-0002" {
+		t.Fatalf("events %+v, want the younger notification's alone", evs)
+	}
+	if s := notifications(e.metrics, "stale"); s != 1 {
+		t.Fatalf("stale %v, want 1", s)
+	}
+	if dl, err := e.tryStreamMsgs(natsinfra.DLQStream); err == nil && len(dl) != 0 {
+		t.Fatalf("%d dead letters: a verified notification is no dead letter", len(dl))
+	}
+}
+
+// A notification on a subject whose provider is configured but sends none (Kudian) is dead-
+// lettered under that provider's name, as a query of a kind it lacks is; only a token that
+// names no configured provider becomes unknown (CONTRACT.md sections 4 and 8).
+func TestCallbackOfAProviderWithoutNotifications(t *testing.T) {
+	e := newEnv(t, nil)
+	e.startReplica(nil)
+	body := notice("m-kd", demoApp, "cb-kudian-0001", "SUCCESS", 1200, time.Now())
+	e.publish("orders.callback.kudian", body, nats.Header{"Kwaisign": {kwaisign(body, kssandbox.DemoAppSecret)}})
+	e.publish("orders.callback.nobody", body, nats.Header{"Kwaisign": {kwaisign(body, kssandbox.DemoAppSecret)}})
+	e.waitDeadLetters(2)
+	subjects := map[string]string{}
+	for _, m := range e.streamMsgs(natsinfra.DLQStream) {
+		subjects[m.Header.Get(events.HeaderSubject)] = m.Subject
+		if r := m.Header.Get(events.HeaderErrorReason); r != events.ReasonUnknownProvider || !bytes.Equal(m.Data, body) {
+			t.Errorf("dead letter of %s: reason %s, body kept %v", m.Header.Get(events.HeaderSubject), r, bytes.Equal(m.Data, body))
+		}
+	}
+	if s := subjects["orders.callback.kudian"]; s != "orders.dlq.kudian.callback" {
+		t.Errorf("kudian's notification dead-lettered on %q", s)
+	}
+	if s := subjects["orders.callback.nobody"]; s != "orders.dlq.unknown.callback" {
+		t.Errorf("an unknown provider's notification dead-lettered on %q", s)
+	}
+	if n := len(e.events()); n != 0 {
+		t.Fatalf("%d events", n)
+	}
+}

@@ -105,7 +105,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"op"}),
 		Notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orders_notifications_total",
-			Help: "Provider notifications received, by way in (http, nats) and outcome: applied (a change, its event stored), unchanged (already known), duplicate (message_id processed before; over HTTP: stored before, inside the duplicate window), stale (older than the recorded status, or after its end), bad_signature, amount_mismatch (not applied; the order is queried instead), malformed, stored (over HTTP: in JetStream, answered 200), store_failed (over HTTP: answered 5xx), busy (over HTTP: answered 503).",
+			Help: "Provider notifications received, by way in (http, nats) and outcome: applied (a change, its event stored), unchanged (already known), duplicate (message_id processed before; over HTTP: stored before, inside the duplicate window), stale (older than the recorded status, after its end, or older than the message ids kept), bad_signature, amount_mismatch (not applied; the order is queried instead), malformed, stored (over HTTP: in JetStream, answered 200), store_failed (over HTTP: answered 5xx), busy (over HTTP: answered 503).",
 		}, []string{"provider", "via", "outcome"}),
 		NotificationLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "orders_notification_to_event_seconds",
