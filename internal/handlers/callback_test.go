@@ -344,8 +344,8 @@ func TestNotificationOlderThanTheIdsKeptChangesNothing(t *testing.T) {
 }
 
 // A notification on a subject whose provider is configured but sends none (Kudian) is dead-
-// lettered under that provider's name, as a query of a kind it lacks is; only a token that
-// names no configured provider becomes unknown (CONTRACT.md sections 4 and 8).
+// lettered under that provider's name, as one naming no configured provider is
+// (TestCallbackForAnUnknownProvider; CONTRACT.md sections 4 and 8).
 func TestCallbackOfAProviderWithoutNotifications(t *testing.T) {
 	e := newEnv(t, nil)
 	e.startReplica(nil)
@@ -363,7 +363,7 @@ func TestCallbackOfAProviderWithoutNotifications(t *testing.T) {
 	if s := subjects["orders.callback.kudian"]; s != "orders.dlq.kudian.callback" {
 		t.Errorf("kudian's notification dead-lettered on %q", s)
 	}
-	if s := subjects["orders.callback.nobody"]; s != "orders.dlq.unknown.callback" {
+	if s := subjects["orders.callback.nobody"]; s != "orders.dlq.nobody.callback" {
 		t.Errorf("an unknown provider's notification dead-lettered on %q", s)
 	}
 	if n := len(e.events()); n != 0 {
