@@ -120,7 +120,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, providers.ErrBadSignature):
 		// Refused before anything is stored: a forged body costs no storage. The log names
-		// the app only; the signature given and the secret stay out of it.
+		// the app (in err) only; the signature given and the secret stay out of it.
 		h.count(name, handlers.NotifyBadSignature)
 		h.o.Log.Warn("notification refused: signature does not verify", "provider", name, "remote", r.RemoteAddr, "err", err)
 		http.Error(w, "signature does not verify", http.StatusUnauthorized)

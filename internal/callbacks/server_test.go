@@ -340,3 +340,41 @@ func TestEndpointSlowBodiesHoldNoPlace(t *testing.T) {
 		t.Fatalf("with 4 bodies trickling and MaxConcurrent 2: %d %s, want 200", code, out)
 	}
 }
+
+// A refused signature is logged with the app it claims (after a secret rotation, whose secret
+// is out of step), never with the signature given or the secret.
+func TestRefusalLogNamesTheApp(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	f := start(t, func(o *callbacks.Options) {
+		o.Log = slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
+	})
+	b := body("m-log-1", app, "SUCCESS")
+	forged := sign(b, "not-the-secret")
+	if code, _ := f.post(t, b, forged); code != http.StatusUnauthorized {
+		t.Fatalf("forged: %d", code)
+	}
+	if code, _ := f.post(t, body("m-log-2", "ks-nobody", "SUCCESS"), forged); code != http.StatusUnauthorized {
+		t.Fatalf("unknown app: %d", code)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	out := logs.String()
+	if !strings.Contains(out, app) || !strings.Contains(out, "ks-nobody") {
+		t.Fatalf("the refusals' log does not name the apps:\n%s", out)
+	}
+	if strings.Contains(out, secret) || strings.Contains(out, forged) || strings.Contains(out, sign(b, secret)) {
+		t.Fatalf("the log carries a signature or the secret:\n%s", out)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

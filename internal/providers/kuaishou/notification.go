@@ -187,12 +187,14 @@ func (c *Client) Notification(body []byte, kwaisign string) (providers.Notificat
 	if err != nil {
 		return providers.Notification{}, err
 	}
+	// The errors name the app (1 to 64 printable characters, checked above): after a secret
+	// rotation, the refusals' log says whose secret is out of step.
 	a, ok := c.apps[n.AppID]
 	if !ok {
-		return providers.Notification{}, ErrUnknownApp
+		return providers.Notification{}, fmt.Errorf("%w %q", ErrUnknownApp, n.AppID)
 	}
 	if !VerifySign(body, kwaisign, a.secret) {
-		return providers.Notification{}, ErrBadSignature
+		return providers.Notification{}, fmt.Errorf("%w for app_id %q", ErrBadSignature, n.AppID)
 	}
 	return n, nil
 }
