@@ -150,18 +150,22 @@ func TestBacklogOfOneAppDoesNotDelayAnother(t *testing.T) {
 }
 
 // b. The NATS server stopped and started again on the same store mid-run: the consumer
-// reconnects by itself and nothing is lost.
+// reconnects by itself and nothing is lost; every request ends in its event or its dead
+// letter, once, and the replica is ready again.
 func TestNATSRestartLosesNothing(t *testing.T) {
-	const requests = 120
+	const requests, bad = 120, 12
 	e := newEnvOn(t, restartableServer(t), func(c *config.Config) {
 		p := c.Providers["kuaishou"]
 		p.QPS = 40
 		c.Providers["kuaishou"] = p
 	})
 	nos := putOrders(e.sb, "restart", requests)
-	e.startReplica(nil)
-	for _, no := range nos {
+	base := e.serve()
+	for i, no := range nos {
 		e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+no+`"}`), nil)
+		if i%(requests/bad) == 0 { // one that can never succeed: a dead letter
+			e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"nope","order_no":"`+no+`"}`), nil)
+		}
 	}
 	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if n := len(e.events()); n < requests/4 {
@@ -176,6 +180,13 @@ func TestNATSRestartLosesNothing(t *testing.T) {
 		t.Fatalf("%d duplicate events", dups)
 	}
 	e.waitIdle()
+	e.waitDeadLetters(bad)
+	natstest.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		if code, body := probe(base + "/readyz"); code != 200 {
+			return fmt.Errorf("/readyz %d %q after the restart", code, body)
+		}
+		return nil
+	})
 }
 
 // c. A three-node cluster with R3 streams and KV buckets loses one node mid-run: nothing is

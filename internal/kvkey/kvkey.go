@@ -19,6 +19,17 @@ func Token(s string) string {
 	return "=" + base64.RawURLEncoding.EncodeToString([]byte(s))
 }
 
+// Text is the text token was made of by Token; a token Token cannot have made comes back as
+// it is.
+func Text(token string) string {
+	if enc, ok := strings.CutPrefix(token, "="); ok {
+		if b, err := base64.RawURLEncoding.DecodeString(enc); err == nil {
+			return string(b)
+		}
+	}
+	return token
+}
+
 // Join makes a key of parts, each written as a Token, separated by dots.
 func Join(parts ...string) string {
 	for i, p := range parts {

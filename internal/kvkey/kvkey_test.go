@@ -34,5 +34,8 @@ func FuzzToken(f *testing.F) {
 		if k := Token(s); !validKey.MatchString(k) {
 			t.Fatalf("%q -> invalid key %q", s, k)
 		}
+		if got := Text(Token(s)); got != s {
+			t.Fatalf("%q -> %q -> %q", s, Token(s), got)
+		}
 	})
 }

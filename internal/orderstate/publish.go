@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -14,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/paystatus/orderstatus/internal/events"
+	"github.com/paystatus/orderstatus/internal/kvkey"
 	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/telemetry"
 )
@@ -85,27 +87,106 @@ var producerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProd
 func (p *Publication) Claim() *Claim { return p.claim }
 
 // Confirm waits until the server has stored p's event, or says why it has not.
+//
+// An event the server drops as a copy of an earlier one with its id, when that earlier one is
+// another transition's, is not dropped: the order's record was removed without a delete
+// marker (a purge of its subject in the bucket's stream), so its transitions were numbered
+// from 1 again. The change is then claimed again, numbered one above the claim's revision
+// (above every transition the order had), and its event published under that number.
 func (s *Store) Confirm(ctx context.Context, p *Publication) error {
-	ev := p.claim.rec.Pending
-	var err error
-	select {
-	case ack := <-p.ack.Ok():
+	for range 3 {
+		ack, err := s.await(ctx, p)
+		if err != nil {
+			return err
+		}
+		ev := p.claim.rec.Pending
+		if ack.Duplicate {
+			reused, err := s.idReused(ctx, ev, ack.Sequence)
+			if err != nil {
+				return fmt.Errorf("publish event %s: %w", ev.EventID, err)
+			}
+			if reused {
+				s.log.Warn("event id already used by an earlier transition of the order (its record was removed without a delete marker); numbering the change again",
+					"key", p.claim.key, "event_id", ev.EventID)
+				if err := s.renumber(ctx, p); err != nil {
+					return err
+				}
+				continue
+			}
+		}
 		s.metrics.Events.WithLabelValues(ev.Provider, ev.Kind, string(ev.Status)).Inc()
 		if s.log.Enabled(ctx, slog.LevelDebug) {
 			s.log.Debug("status changed", "provider", ev.Provider, "kind", ev.Kind, "app_id", ev.AppID, "order_no", ev.OrderNo,
 				"status", string(ev.Status), "previous_status", string(ev.PreviousStatus), "event_id", ev.EventID, "duplicate", ack.Duplicate)
 		}
+		return nil
+	}
+	return fmt.Errorf("order %s: event ids taken by earlier transitions", p.claim.key)
+}
+
+// await waits for the server's answer to p's publish, and ends its span.
+func (s *Store) await(ctx context.Context, p *Publication) (*jetstream.PubAck, error) {
+	var ack *jetstream.PubAck
+	var err error
+	select {
+	case ack = <-p.ack.Ok():
 	case perr := <-p.ack.Err():
-		err = fmt.Errorf("publish event %s: %w", ev.EventID, perr)
+		err = fmt.Errorf("publish event %s: %w", p.claim.rec.Pending.EventID, perr)
 	case <-ctx.Done():
-		err = fmt.Errorf("publish event %s: %w", ev.EventID, ctx.Err())
+		err = fmt.Errorf("publish event %s: %w", p.claim.rec.Pending.EventID, ctx.Err())
 	}
 	if err != nil && p.span.IsRecording() {
 		p.span.SetAttributes(telemetry.ErrorType(err))
 		p.span.SetStatus(codes.Error, err.Error())
 	}
 	p.span.End()
-	return err
+	return ack, err
+}
+
+// idReused reports whether the event ORDERS_STATUS stored at seq, which has ev's id, is
+// another transition's than ev: its status, provider status, previous status or observation
+// time differ. One no longer stored cannot be told apart, and counts as ev itself.
+func (s *Store) idReused(ctx context.Context, ev *events.StatusEvent, seq uint64) (bool, error) {
+	st, err := s.lookupStream(ctx, &s.statusStream, natsinfra.StatusStream)
+	if err != nil {
+		return false, err
+	}
+	m, err := st.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	stored, err := events.DecodeEvent(m.Header.Get(events.HeaderContentType), m.Data)
+	if err != nil || stored.EventID != ev.EventID {
+		return false, nil // not this service's event: nothing to compare
+	}
+	return stored.Status != ev.Status || stored.ProviderStatus != ev.ProviderStatus ||
+		stored.PreviousStatus != ev.PreviousStatus || stored.ObservedAt != ev.ObservedAt, nil
+}
+
+// renumber claims p's change again, numbered one above its claim's revision, with
+// compare-and-set on that revision, and publishes its event: p then stands for the new claim.
+// ErrConflict means the order moved on meanwhile, by a writer that numbered it again first.
+func (s *Store) renumber(ctx context.Context, p *Publication) error {
+	c := p.claim
+	rec := c.rec
+	ev := *rec.Pending
+	n := c.rev + 1
+	ev.EventID = events.EventID(ev.Provider, ev.Kind, ev.AppID, kvkey.Text(c.key[strings.LastIndexByte(c.key, '.')+1:]), n)
+	rec.Transition, rec.EventID, rec.Pending = n, ev.EventID, &ev
+	s.trips.claim.Inc()
+	rev, err := s.put(ctx, c.order, &rec, c.rev)
+	if err != nil {
+		return err
+	}
+	np, err := s.Publish(ctx, &Claim{order: c.order, rec: rec, rev: rev})
+	if err != nil {
+		return err
+	}
+	*p = *np
+	return nil
 }
 
 // Republish publishes c's event again, waits for it, and clears its mark: for a writer whose

@@ -81,6 +81,9 @@ type Store struct {
 	tracer   trace.Tracer
 	seen     *seenKeys
 	stream   atomic.Pointer[jetstream.Stream] // the bucket's stream, once looked up
+	// statusStream is ORDERS_STATUS, once looked up (to tell a copy of an event from an id
+	// reused).
+	statusStream atomic.Pointer[jetstream.Stream]
 	// trips count the JetStream round trips waited for, by op.
 	trips struct{ read, claim, event, clear prometheus.Counter }
 	sweep sweeper
@@ -237,14 +240,19 @@ func (s *Store) load(ctx context.Context, o order) (Record, uint64, error) {
 
 // bucketStream is ORDERS_STATE's stream, looked up once.
 func (s *Store) bucketStream(ctx context.Context) (jetstream.Stream, error) {
-	if st := s.stream.Load(); st != nil {
+	return s.lookupStream(ctx, &s.stream, "KV_"+s.bucket.Bucket())
+}
+
+// lookupStream is the stream name, looked up once and kept in cache.
+func (s *Store) lookupStream(ctx context.Context, cache *atomic.Pointer[jetstream.Stream], name string) (jetstream.Stream, error) {
+	if st := cache.Load(); st != nil {
 		return *st, nil
 	}
-	st, err := s.js.Stream(ctx, "KV_"+s.bucket.Bucket())
+	st, err := s.js.Stream(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	s.stream.Store(&st)
+	cache.Store(&st)
 	return st, nil
 }
 
