@@ -212,6 +212,7 @@ func TestFlappingConnectionLosesNothing(t *testing.T) {
 		c.Providers["kuaishou"] = p
 	})
 	nos := putOrders(e.sb, "flap", requests)
+	before := serviceGoroutines() // another test's still ending: not this one's
 	stop := e.startReplica(nil)
 	for _, no := range nos {
 		e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+no+`"}`), nil)
@@ -237,7 +238,13 @@ func TestFlappingConnectionLosesNothing(t *testing.T) {
 	e.waitIdle()
 	stop()
 	natstest.CheckFor(t, 15*time.Second, 100*time.Millisecond, func() error {
-		if left := serviceGoroutines(); len(left) > 0 {
+		var left []string
+		for id, g := range serviceGoroutines() {
+			if _, ok := before[id]; !ok {
+				left = append(left, g)
+			}
+		}
+		if len(left) > 0 {
 			return fmt.Errorf("%d goroutines of the service left after it stopped:\n%s", len(left), strings.Join(left, "\n\n"))
 		}
 		return nil
@@ -245,14 +252,16 @@ func TestFlappingConnectionLosesNothing(t *testing.T) {
 }
 
 // serviceGoroutines are the stacks of the running goroutines in the service's own packages
-// (not the tests', the sandboxes' or the embedded server's).
-func serviceGoroutines() []string {
+// (not the tests', the sandboxes' or the embedded server's), by their first line ("goroutine
+// N [state]:" without the state, which names each goroutine once).
+func serviceGoroutines() map[string]string {
 	buf := make([]byte, 8<<20)
-	var out []string
+	out := map[string]string{}
 	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
 		if strings.Contains(g, "orderstatus/internal/") && !strings.Contains(g, "_test.go") &&
 			!strings.Contains(g, "/sandbox") && !strings.Contains(g, "/natstest") {
-			out = append(out, g)
+			id, _, _ := strings.Cut(g, " [")
+			out[id] = g
 		}
 	}
 	return out
