@@ -69,11 +69,19 @@ func record(info any) (providers.Fields, error) {
 }
 
 // transform turns a record into a Result. The kind is told by the query. The record's fields
-// become the Result's details (extra_info as it came: see expandExtraInfo).
+// become the Result's details (extra_info as it came: see expandExtraInfo). A record that
+// names another developer's number than the one asked for is about another order: it is
+// refused, never taken for the asked order's status.
 func transform(q providers.Query, fields providers.Fields) (providers.Result, error) {
 	spec := records[q.Kind]
 	res := providers.Result{OrderKey: q.OrderNo, OrderNo: q.OrderNo, Channel: events.ChannelUnknown}
-	var err error
+	no, err := fields.String(spec.orderNo)
+	if err != nil {
+		return res, err
+	}
+	if no != "" && no != q.OrderNo {
+		return res, fmt.Errorf("%s is %.64q, not the %.64q asked for", spec.orderNo, no, q.OrderNo)
+	}
 	if res.ProviderStatus, err = fields.String(spec.status); err != nil {
 		return res, err
 	}

@@ -27,10 +27,11 @@ const (
 	ExpiredToken Fault = "expired_token" // refuse the credential, as if it had expired
 	BadSignature Fault = "bad_signature" // a signature that does not verify
 	NotFound     Fault = "not_found"     // the provider's "no such order"
+	WrongOrder   Fault = "wrong_order"   // a success answer about another order than the one asked for
 )
 
 // Faults lists every fault mode, for suites that try them all.
-var Faults = []Fault{HTTP500, Stall, Malformed, RateLimit, ExpiredToken, BadSignature, NotFound}
+var Faults = []Fault{HTTP500, Stall, Malformed, RateLimit, ExpiredToken, BadSignature, NotFound, WrongOrder}
 
 // Controls holds the QPS limit, the per-app fault modes and the call log of one sandbox.
 type Controls struct {
@@ -119,7 +120,7 @@ func (c *Controls) Calls(key string) []time.Time {
 // once; Malformed answers the start of the provider's own answer (truncated, which the sandbox
 // passes) with HTTP 200; Stall holds the call first. answered reports the call answered;
 // otherwise fault is for the provider's own handling of the faults only it can show
-// (ExpiredToken, BadSignature, NotFound), and limited says its rate-limit refusal is due: more
+// (ExpiredToken, BadSignature, NotFound, WrongOrder), and limited says its rate-limit refusal is due: more
 // than QPS calls under key in the second up to now, or a RateLimit fault.
 func (c *Controls) Arrive(w http.ResponseWriter, r *http.Request, appID, key, truncated string, now time.Time) (fault Fault, limited, answered bool) {
 	limited = c.Record(key, now) > c.QPS && c.QPS > 0
