@@ -52,9 +52,10 @@ type Fixture struct {
 // contractFaults are how a query ends, at every provider, under the faults whose meaning the
 // contract fixes: a failed or stalled call, an unreadable answer and an answer about another
 // order than the one asked for are retried (never taken for the asked order's status), and the
-// provider's rate-limit refusal is a rate limit (it pauses the app).
+// provider's rate-limit refusal, or an HTTP 429, is a rate limit (it pauses the app).
 var contractFaults = map[sandboxkit.Fault]Outcome{
 	sandboxkit.HTTP500:    {Class: providers.Retryable},
+	sandboxkit.HTTP429:    {Class: providers.RateLimited},
 	sandboxkit.Stall:      {Class: providers.Retryable},
 	sandboxkit.Malformed:  {Class: providers.Retryable},
 	sandboxkit.RateLimit:  {Class: providers.RateLimited},
