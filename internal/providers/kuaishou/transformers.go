@@ -89,7 +89,7 @@ func transform(q providers.Query, fields providers.Fields) (providers.Result, er
 		return res, fmt.Errorf("%s is missing", spec.status)
 	}
 	res.Status = statuses.Normalize(res.ProviderStatus)
-	if res.Amount, err = fields.Int(spec.amount); err != nil {
+	if res.Amount, err = fields.Amount(spec.amount); err != nil {
 		return res, err
 	}
 	if res.ProviderOrderNo, err = fields.String(spec.providerOrderNo); err != nil {

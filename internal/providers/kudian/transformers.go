@@ -103,7 +103,7 @@ func transform(q providers.Query, data any, includePII bool) (providers.Result, 
 	if res.ProviderOrderNo == "" {
 		res.ProviderOrderNo = q.ProviderOrderNo
 	}
-	if res.Amount, err = fields.Int("fee"); err != nil {
+	if res.Amount, err = fields.Amount("fee"); err != nil {
 		return res, err
 	}
 	payTime, err := fields.String("pay_time")

@@ -118,6 +118,16 @@ func Run(t *testing.T, h Harness) {
 		}
 	})
 
+	t.Run("NegativeAmountIsRefused", func(t *testing.T) {
+		f := h(t, 2*time.Second)
+		for kind, table := range f.Statuses {
+			_, err := f.Provider.Query(context.Background(), f.Put(kind, succeeded(table), -1200))
+			if err == nil || providers.Classify(err) != providers.Retryable {
+				t.Errorf("%s: an amount of -1200 fen: %v", kind, err)
+			}
+		}
+	})
+
 	t.Run("RecordAsString", func(t *testing.T) {
 		f := h(t, 2*time.Second)
 		if f.PutAsString == nil {
