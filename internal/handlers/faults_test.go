@@ -15,6 +15,7 @@ import (
 	"github.com/paystatus/orderstatus/internal/natsinfra"
 	"github.com/paystatus/orderstatus/internal/natstest"
 	kssandbox "github.com/paystatus/orderstatus/internal/providers/kuaishou/sandbox"
+	"github.com/paystatus/orderstatus/internal/providers/sandboxkit"
 	"github.com/paystatus/orderstatus/internal/ratelimit"
 	"github.com/paystatus/orderstatus/internal/telemetry"
 )
@@ -344,5 +345,37 @@ func TestPullsNoticeADeadRouteQuickly(t *testing.T) {
 	t.Logf("figures: pull expires=%s heartbeat=%s (a lost pull noticed after two missed heartbeats: %s)", pull.Expires, pull.Heartbeat, 2*pull.Heartbeat)
 	if pull.Heartbeat <= 0 || pull.Heartbeat > 2*time.Second || pull.Expires > 10*time.Second {
 		t.Fatalf("pull %s", m.Data)
+	}
+}
+
+// An HTTP 429 with Retry-After holds the app's calls for as long as it says, not the one
+// second a rate-limit answer without advice pauses the app: the next call reaches the provider
+// no sooner than Retry-After after the refused one, and the request still ends in its event.
+func TestRetryAfterIsHonoured(t *testing.T) {
+	const retryAfter = 3 * time.Second
+	e := newEnv(t, nil)
+	const no = "retry-after-01"
+	e.sb.PutOrder(kssandbox.Order{AppID: demoApp, Kind: events.KindPayment, OrderNo: no, Amount: 500, KsOrderNo: "ks-" + no,
+		PayChannel: "WECHAT", Steps: []kssandbox.Step{{Status: "SUCCESS"}}})
+	e.sb.RetryAfter = "3"
+	e.sb.SetFault(demoApp, sandboxkit.HTTP429, 1)
+	e.startReplica(nil)
+	e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+demoApp+`","order_no":"`+no+`"}`), nil)
+	natstest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		for _, ev := range e.events() {
+			if ev.OrderNo == no && ev.Status == events.StatusSucceeded {
+				return nil
+			}
+		}
+		return fmt.Errorf("no event yet")
+	})
+	calls := e.sb.Calls(demoApp, events.KindPayment)
+	if len(calls) < 2 {
+		t.Fatalf("%d calls", len(calls))
+	}
+	gap := calls[1].Sub(calls[0])
+	t.Logf("figures: retry_after=%s next_call_after=%s calls=%d", retryAfter, gap.Round(time.Millisecond), len(calls))
+	if gap < retryAfter {
+		t.Fatalf("the call after a 429 with Retry-After %s came %s after it", retryAfter, gap)
 	}
 }

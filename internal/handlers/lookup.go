@@ -138,7 +138,7 @@ func (h *Handler) lookup(ctx context.Context, p providers.Provider, kind string,
 		}
 		o := decide(f)
 		if o.slowdown {
-			_ = h.lim.Slowdown(ctx, key)
+			_ = h.lim.Slowdown(ctx, key, providers.RetryAfter(err))
 		}
 		switch o.verdict {
 		case requeue:

@@ -217,7 +217,7 @@ func (h *Handler) settle(ctx context.Context, j *job, o outcome) {
 		defer j.endSpan(o)
 	}
 	if o.slowdown {
-		if err := h.lim.Slowdown(j.traced(ctx), j.key); err != nil {
+		if err := h.lim.Slowdown(j.traced(ctx), j.key, providers.RetryAfter(o.err)); err != nil {
 			h.log.Warn("could not slow the app down", "key", j.key, "err", err)
 		}
 	}

@@ -69,7 +69,8 @@ func TestKudianEveryStatus(t *testing.T) {
 }
 
 // Every fault mode of both sandboxes ends in an event or in a dead letter with the right
-// reason: never a lost request, never a crash.
+// reason: never a lost request, never a crash, and never an event made of an answer about
+// another order than the one asked for.
 func TestFaultModesEndInEventOrDeadLetter(t *testing.T) {
 	type faultCase struct {
 		provider string
@@ -86,6 +87,8 @@ func TestFaultModesEndInEventOrDeadLetter(t *testing.T) {
 		{"kuaishou", sandboxkit.BadSignature, 1, events.ReasonProviderRejected},
 		{"kuaishou", sandboxkit.NotFound, 1, events.ReasonProviderRejected},
 		{"kuaishou", sandboxkit.HTTP500, -1, events.ReasonRetriesExhausted},
+		{"kuaishou", sandboxkit.WrongOrder, 2, ""},
+		{"kuaishou", sandboxkit.WrongOrder, -1, events.ReasonRetriesExhausted},
 		{"kudian", sandboxkit.HTTP500, 2, ""},
 		{"kudian", sandboxkit.Stall, 2, ""},
 		{"kudian", sandboxkit.Malformed, 2, ""},
@@ -94,6 +97,7 @@ func TestFaultModesEndInEventOrDeadLetter(t *testing.T) {
 		{"kudian", sandboxkit.BadSignature, 2, ""},
 		{"kudian", sandboxkit.NotFound, 1, events.ReasonProviderRejected},
 		{"kudian", sandboxkit.ExpiredToken, -1, events.ReasonRetriesExhausted},
+		{"kudian", sandboxkit.WrongOrder, -1, events.ReasonRetriesExhausted},
 	}
 	appOf := func(i int) string { return fmt.Sprintf("fault-app-%02d", i) }
 	e := newEnv(t, func(c *config.Config) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strconv"
 	"time"
@@ -116,6 +117,9 @@ type Error struct {
 	Message string
 	// Err is the underlying cause (network error, decode error), if any.
 	Err error
+	// RetryAfter is the provider's own advice on when to ask again (an HTTP Retry-After), at
+	// most MaxRetryAfter; zero when it gave none.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -172,20 +176,46 @@ func stripQuery(err error) error {
 }
 
 // HTTPStatusError classifies a non-200 HTTP answer: 429 is a rate limit, 5xx and anything
-// else unexpected is retryable.
-func HTTPStatusError(provider string, status int) error {
+// else unexpected is retryable. retryAfter is the answer's Retry-After header, kept as the
+// error's advice (see ParseRetryAfter); now reads an HTTP date in it.
+func HTTPStatusError(provider string, status int, retryAfter string, now time.Time) error {
 	class := Retryable
 	if status == 429 {
 		class = RateLimited
 	}
-	return &Error{Provider: provider, Class: class, Message: fmt.Sprintf("HTTP %d", status)}
+	return &Error{Provider: provider, Class: class, Message: fmt.Sprintf("HTTP %d", status), RetryAfter: ParseRetryAfter(retryAfter, now)}
 }
 
-// RetryAfter is how long a caller should wait after an error of this class before trying the
-// same app again; zero means no advice.
-func RetryAfter(err error) time.Duration {
-	if Classify(err) == RateLimited {
-		return time.Second
+// MaxRetryAfter bounds a provider's Retry-After advice: a larger one (a mistake, or hostile)
+// would stop an app's calls for longer than any request waits.
+const MaxRetryAfter = 5 * time.Minute
+
+// ParseRetryAfter reads a Retry-After header: whole seconds, or an HTTP date (from now), at
+// most MaxRetryAfter. Anything else, and a time already past, is no advice (zero).
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
 	}
-	return 0
+	var d time.Duration
+	if secs, err := strconv.ParseUint(v, 10, 32); err == nil {
+		d = time.Duration(secs) * time.Second
+	} else if at, err := http.ParseTime(v); err == nil {
+		d = at.Sub(now)
+	}
+	return min(max(d, 0), MaxRetryAfter)
+}
+
+// RetryAfter is how long a caller should wait after err before trying the same app again: the
+// provider's own advice when it gave one, and at least a second after a rate limit; zero means
+// no advice.
+func RetryAfter(err error) time.Duration {
+	var advised time.Duration
+	var pe *Error
+	if errors.As(err, &pe) {
+		advised = pe.RetryAfter
+	}
+	if Classify(err) == RateLimited {
+		return max(advised, time.Second)
+	}
+	return advised
 }

@@ -3,8 +3,10 @@ package providers
 import (
 	"encoding/json"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/paystatus/orderstatus/internal/config"
 )
@@ -63,5 +65,37 @@ func TestMalformed(t *testing.T) {
 	var pe *Error
 	if !errors.As(err, &pe) || pe.Class != Retryable || err.Error() != "p: retryable: malformed answer: x is 1" {
 		t.Fatalf("%v", err)
+	}
+}
+
+// A Retry-After is read in both of its forms, bounded, and a 429 without one still pauses a
+// second; a 503's advice is its own, without making it a rate limit.
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		status int
+		header string
+		want   time.Duration
+	}{
+		{429, "", time.Second},
+		{429, "3", 3 * time.Second},
+		{429, "0", time.Second},
+		{429, now.Add(7 * time.Second).Format(http.TimeFormat), 7 * time.Second},
+		{429, now.Add(-time.Minute).Format(http.TimeFormat), time.Second},
+		{429, "86400", MaxRetryAfter},
+		{429, "99999999999999999999", time.Second},
+		{429, "-5", time.Second},
+		{429, "1.5", time.Second},
+		{429, "soon", time.Second},
+		{503, "4", 4 * time.Second},
+		{503, "", 0},
+	} {
+		err := HTTPStatusError("p", tc.status, tc.header, now)
+		if got := RetryAfter(err); got != tc.want {
+			t.Errorf("HTTP %d, Retry-After %q: %s, want %s", tc.status, tc.header, got, tc.want)
+		}
+		if tc.status == 503 && Classify(err) != Retryable {
+			t.Errorf("HTTP 503 is %s", Classify(err))
+		}
 	}
 }

@@ -60,6 +60,16 @@ func (f Fields) Int(name string) (int64, error) {
 	return int64(x), nil
 }
 
+// Amount reads an amount in fen, as Int reads it; a negative one is refused, as no payment,
+// settlement or refund is of less than nothing.
+func (f Fields) Amount(name string) (int64, error) {
+	n, err := f.Int(name)
+	if err == nil && n < 0 {
+		return 0, fmt.Errorf("%s is negative: %d", name, n)
+	}
+	return n, err
+}
+
 // kindOf names the JSON kind of v, a value decoded into any, for errors.
 func kindOf(v any) string {
 	switch v.(type) {

@@ -184,8 +184,9 @@ func Post(ctx context.Context, c *HTTPClient, provider, url, contentType string,
 // PostRead posts body of contentType to url and returns what read makes of the answer's body,
 // at most MaxAnswerSize of it. It is the one way provider clients reach a provider, so that
 // its errors are classified where they are born, alike for every call: a transport failure or
-// an HTTP status other than 200 is retryable (429 is a rate limit), and a URL never reaches
-// the error with its query string, which carries credentials.
+// an HTTP status other than 200 is retryable (429 is a rate limit; a Retry-After is kept as
+// the error's advice), and a URL never reaches the error with its query string, which carries
+// credentials.
 //
 // body is copied, and answer is a buffer reused once read returns: read keeps nothing of it
 // (copies what it keeps, as a string conversion or encoding/json does).
@@ -212,7 +213,7 @@ func PostRead[T any](ctx context.Context, c *HTTPClient, provider, url, contentT
 		return zero, TransportError(provider, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return zero, HTTPStatusError(provider, resp.StatusCode)
+		return zero, HTTPStatusError(provider, resp.StatusCode, resp.Header.Get("Retry-After"), time.Now())
 	}
 	return read(answer.b)
 }

@@ -139,11 +139,13 @@ func (l *Limiter) next(ctx context.Context, key string, qps, demand int) (time.T
 	}
 }
 
-// Slowdown pauses key for a second across all replicas: the provider said the app is over
-// its quota, so someone else shares it. The pause runs to a second from now, not a second
-// past the last slot: the refusals of the calls already under way (up to qps of them, from
-// every replica) all answer the same overload and pause the app once together.
-func (l *Limiter) Slowdown(ctx context.Context, key string) error {
+// Slowdown pauses key across all replicas for pause, or a second when pause is shorter (the
+// provider's Retry-After, when it gave one): the provider said the app is over its quota, so
+// someone else shares it. The pause runs from now, not from the last slot: the refusals of the
+// calls already under way (up to qps of them, from every replica) all answer the same overload
+// and pause the app once together.
+func (l *Limiter) Slowdown(ctx context.Context, key string, pause time.Duration) error {
+	pause = max(pause, time.Second)
 	ks := l.state(key)
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
@@ -153,7 +155,7 @@ func (l *Limiter) Slowdown(ctx context.Context, key string) error {
 	ks.stopRenewal()
 	ks.run = run{}
 	_, err := l.update(ctx, ks, key, func(last time.Time, now time.Time) time.Time {
-		return maxTime(last, now.Add(time.Second))
+		return maxTime(last, now.Add(pause))
 	})
 	return err
 }

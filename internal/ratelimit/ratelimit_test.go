@@ -94,7 +94,7 @@ func TestKeysAreIndependentAndSlowdownPauses(t *testing.T) {
 		t.Fatalf("another key's slot is %s after the first key's, spacing %s: it waited for it", atB.Sub(atA), Spacing(1))
 	}
 	before := time.Now()
-	if err := l.Slowdown(ctx, "c/x"); err != nil {
+	if err := l.Slowdown(ctx, "c/x", 0); err != nil {
 		t.Fatal(err)
 	}
 	other := New(kv) // another replica sees the pause
@@ -139,7 +139,7 @@ func TestRateLimitAnswersPauseOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range answers {
 		wg.Go(func() {
-			if err := replicas[i%len(replicas)].Slowdown(ctx, key); err != nil {
+			if err := replicas[i%len(replicas)].Slowdown(ctx, key, 0); err != nil {
 				t.Error(err)
 			}
 		})

@@ -141,7 +141,7 @@ func TestParseGolden(t *testing.T) {
 	for _, a := range goldenAnswers(t) {
 		for _, kind := range []string{events.KindPayment, events.KindSettlement, events.KindRefund} {
 			cases = append(cases, providertest.Case{Name: kind + ": " + a[0], Parse: func() (providers.Result, error) {
-				q := providers.Query{Kind: kind, AppID: "a", OrderNo: "1637808229728demo"}
+				q := providers.Query{Kind: kind, AppID: "a", OrderNo: docOrderNos[kind]}
 				return c.parseAnswer(q, endpoints[kind], []byte(a[1]), time.Date(2026, 11, 24, 10, 0, 0, 5, time.FixedZone("CST", 8*3600)))
 			}})
 		}

@@ -130,7 +130,7 @@ func transformNotification(spec notificationFields, data providers.Fields) (prov
 	}
 	res.ProviderStatus = queryStatus(spec, res.ProviderStatus)
 	res.Status = statuses.Normalize(res.ProviderStatus)
-	if res.Amount, err = data.Int(spec.amount); err != nil {
+	if res.Amount, err = data.Amount(spec.amount); err != nil {
 		return res, err
 	}
 	if res.Amount < 0 {

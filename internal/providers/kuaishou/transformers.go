@@ -32,9 +32,13 @@ var channels = providers.Channels{
 }
 
 // recordFields names, per kind, the fields of the record that become top-level event fields;
-// every other field goes to details.
+// every other field goes to details. asked is the field the document calls the developer's
+// own number, the one a query asks for: an answer naming another is about another order.
+// A refund's refund_no is not checked: the document calls it the platform's refund number
+// (小程序平台的退款单号), and its examples answer with another value than the one asked.
 type recordFields struct {
 	status, amount, orderNo, providerOrderNo, refNo, channel, paidAt string
+	asked                                                            string
 }
 
 // mapped are the names of the fields that become event fields, and so are not details. The
@@ -44,8 +48,8 @@ func (r recordFields) mapped() []string {
 }
 
 var records = map[string]recordFields{
-	events.KindPayment:    {status: "pay_status", amount: "total_amount", orderNo: "out_order_no", providerOrderNo: "ks_order_no", channel: "pay_channel", paidAt: "pay_time"},
-	events.KindSettlement: {status: "settle_status", amount: "settle_amount", orderNo: "settle_no", providerOrderNo: "ks_order_no", refNo: "ks_settle_no"},
+	events.KindPayment:    {status: "pay_status", amount: "total_amount", orderNo: "out_order_no", providerOrderNo: "ks_order_no", channel: "pay_channel", paidAt: "pay_time", asked: "out_order_no"},
+	events.KindSettlement: {status: "settle_status", amount: "settle_amount", orderNo: "settle_no", providerOrderNo: "ks_order_no", refNo: "ks_settle_no", asked: "settle_no"},
 	events.KindRefund:     {status: "refund_status", amount: "refund_amount", orderNo: "refund_no", providerOrderNo: "ks_order_no", refNo: "ks_refund_no"},
 }
 
@@ -69,11 +73,19 @@ func record(info any) (providers.Fields, error) {
 }
 
 // transform turns a record into a Result. The kind is told by the query. The record's fields
-// become the Result's details (extra_info as it came: see expandExtraInfo).
+// become the Result's details (extra_info as it came: see expandExtraInfo). A record that
+// names another developer's number than the one asked for (recordFields.asked) is about
+// another order: it is refused, never taken for the asked order's status.
 func transform(q providers.Query, fields providers.Fields) (providers.Result, error) {
 	spec := records[q.Kind]
 	res := providers.Result{OrderKey: q.OrderNo, OrderNo: q.OrderNo, Channel: events.ChannelUnknown}
-	var err error
+	no, err := fields.String(spec.asked)
+	if err != nil {
+		return res, err
+	}
+	if no != "" && no != q.OrderNo {
+		return res, fmt.Errorf("%s is %.64q, not the %.64q asked for", spec.asked, no, q.OrderNo)
+	}
 	if res.ProviderStatus, err = fields.String(spec.status); err != nil {
 		return res, err
 	}
@@ -81,7 +93,7 @@ func transform(q providers.Query, fields providers.Fields) (providers.Result, er
 		return res, fmt.Errorf("%s is missing", spec.status)
 	}
 	res.Status = statuses.Normalize(res.ProviderStatus)
-	if res.Amount, err = fields.Int(spec.amount); err != nil {
+	if res.Amount, err = fields.Amount(spec.amount); err != nil {
 		return res, err
 	}
 	if res.ProviderOrderNo, err = fields.String(spec.providerOrderNo); err != nil {

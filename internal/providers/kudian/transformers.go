@@ -61,6 +61,15 @@ var fieldNames = providers.NewNames(
 	"pay_time", "payment", "payment_type", "received_fee", "refunded_fee", "shop_name", "status", "status_name", "user_no",
 	"user_pay_fee", "y_discount_fee")
 
+// sameOrder is an error when field, an order number the answer gives, is not the one the query
+// asked for (asked); an answer or a query without it says nothing.
+func sameOrder(field, answered, asked string) error {
+	if answered != "" && asked != "" && answered != asked {
+		return fmt.Errorf("%s is %.64q, not the %.64q asked for", field, answered, asked)
+	}
+	return nil
+}
+
 // mapped are the fields that become top-level event fields, and so are not details; pii are
 // the fields only events.include_pii lets into details.
 var (
@@ -70,7 +79,8 @@ var (
 )
 
 // transform turns the data record, as the result was decoded, into a Result. Its fields
-// become the Result's details.
+// become the Result's details. A record naming another order than the one asked for (another
+// pay_no or out_trade_no) is refused, never taken for the asked order's status.
 func transform(q providers.Query, data any, includePII bool) (providers.Result, error) {
 	fields, err := providers.RecordOf(data)
 	if err != nil {
@@ -87,10 +97,13 @@ func transform(q providers.Query, data any, includePII bool) (providers.Result, 
 	if res.ProviderOrderNo, err = fields.String("pay_no"); err != nil {
 		return res, err
 	}
+	if err := sameOrder("pay_no", res.ProviderOrderNo, q.ProviderOrderNo); err != nil {
+		return res, err
+	}
 	if res.ProviderOrderNo == "" {
 		res.ProviderOrderNo = q.ProviderOrderNo
 	}
-	if res.Amount, err = fields.Int("fee"); err != nil {
+	if res.Amount, err = fields.Amount("fee"); err != nil {
 		return res, err
 	}
 	payTime, err := fields.String("pay_time")
@@ -107,11 +120,15 @@ func transform(q providers.Query, data any, includePII bool) (providers.Result, 
 	res.Channel = channels.Normalize(paymentType)
 	res.OrderNo = q.OrderNo
 	for _, f := range []string{"out_trade_no", "order_no"} {
-		if res.OrderNo != "" {
-			break
-		}
-		if res.OrderNo, err = fields.String(f); err != nil {
+		no, err := fields.String(f)
+		if err != nil {
 			return res, err
+		}
+		if err := sameOrder(f, no, q.OrderNo); err != nil {
+			return res, err
+		}
+		if res.OrderNo == "" {
+			res.OrderNo = no
 		}
 	}
 	// pay_no is the order's identity at Kudian: an out_trade_no may be reused.

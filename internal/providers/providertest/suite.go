@@ -50,13 +50,16 @@ type Fixture struct {
 }
 
 // contractFaults are how a query ends, at every provider, under the faults whose meaning the
-// contract fixes: a failed or stalled call and an unreadable answer are retried, and the
-// provider's rate-limit refusal is a rate limit (it pauses the app).
+// contract fixes: a failed or stalled call, an unreadable answer and an answer about another
+// order than the one asked for are retried (never taken for the asked order's status), and the
+// provider's rate-limit refusal, or an HTTP 429, is a rate limit (it pauses the app).
 var contractFaults = map[sandboxkit.Fault]Outcome{
-	sandboxkit.HTTP500:   {Class: providers.Retryable},
-	sandboxkit.Stall:     {Class: providers.Retryable},
-	sandboxkit.Malformed: {Class: providers.Retryable},
-	sandboxkit.RateLimit: {Class: providers.RateLimited},
+	sandboxkit.HTTP500:    {Class: providers.Retryable},
+	sandboxkit.HTTP429:    {Class: providers.RateLimited},
+	sandboxkit.Stall:      {Class: providers.Retryable},
+	sandboxkit.Malformed:  {Class: providers.Retryable},
+	sandboxkit.RateLimit:  {Class: providers.RateLimited},
+	sandboxkit.WrongOrder: {Class: providers.Retryable},
 }
 
 // Harness starts a provider and its sandbox for one test; timeout is the client's per-call
@@ -111,6 +114,16 @@ func Run(t *testing.T, h Harness) {
 				if res.Amount != amount {
 					t.Errorf("%s: amount %d, want %d", kind, res.Amount, amount)
 				}
+			}
+		}
+	})
+
+	t.Run("NegativeAmountIsRefused", func(t *testing.T) {
+		f := h(t, 2*time.Second)
+		for kind, table := range f.Statuses {
+			_, err := f.Provider.Query(context.Background(), f.Put(kind, succeeded(table), -1200))
+			if err == nil || providers.Classify(err) != providers.Retryable {
+				t.Errorf("%s: an amount of -1200 fen: %v", kind, err)
 			}
 		}
 	})

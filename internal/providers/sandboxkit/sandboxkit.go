@@ -21,16 +21,18 @@ type Fault string
 const (
 	None         Fault = ""
 	HTTP500      Fault = "http_500"      // answer HTTP 500
+	HTTP429      Fault = "http_429"      // answer HTTP 429, as a gateway in front of the API does (Retry-After: Controls.RetryAfter)
 	Stall        Fault = "stall"         // hold the answer until the client gives up (or StallFor passes)
 	Malformed    Fault = "malformed"     // answer truncated, unparseable JSON with HTTP 200
 	RateLimit    Fault = "rate_limit"    // answer the provider's rate-limit refusal
 	ExpiredToken Fault = "expired_token" // refuse the credential, as if it had expired
 	BadSignature Fault = "bad_signature" // a signature that does not verify
 	NotFound     Fault = "not_found"     // the provider's "no such order"
+	WrongOrder   Fault = "wrong_order"   // a success answer about another order than the one asked for
 )
 
 // Faults lists every fault mode, for suites that try them all.
-var Faults = []Fault{HTTP500, Stall, Malformed, RateLimit, ExpiredToken, BadSignature, NotFound}
+var Faults = []Fault{HTTP500, HTTP429, Stall, Malformed, RateLimit, ExpiredToken, BadSignature, NotFound, WrongOrder}
 
 // Controls holds the QPS limit, the per-app fault modes and the call log of one sandbox.
 type Controls struct {
@@ -39,6 +41,9 @@ type Controls struct {
 	QPS int
 	// StallFor bounds a stalled answer (default one minute; the client's timeout ends it first).
 	StallFor time.Duration
+	// RetryAfter is the Retry-After header of an HTTP429 answer (seconds or an HTTP date); ""
+	// sends none.
+	RetryAfter string
 
 	mu     sync.Mutex
 	faults map[string]faultState
@@ -115,17 +120,23 @@ func (c *Controls) Calls(key string) []time.Time {
 }
 
 // Arrive is how every sandbox takes a call to app: it logs the call under key (the provider's
-// unit of limiting) and plays the faults that every provider shows alike. HTTP 500 answers at
+// unit of limiting) and plays the faults that every provider shows alike. HTTP 500 and 429 answer at
 // once; Malformed answers the start of the provider's own answer (truncated, which the sandbox
 // passes) with HTTP 200; Stall holds the call first. answered reports the call answered;
 // otherwise fault is for the provider's own handling of the faults only it can show
-// (ExpiredToken, BadSignature, NotFound), and limited says its rate-limit refusal is due: more
+// (ExpiredToken, BadSignature, NotFound, WrongOrder), and limited says its rate-limit refusal is due: more
 // than QPS calls under key in the second up to now, or a RateLimit fault.
 func (c *Controls) Arrive(w http.ResponseWriter, r *http.Request, appID, key, truncated string, now time.Time) (fault Fault, limited, answered bool) {
 	limited = c.Record(key, now) > c.QPS && c.QPS > 0
 	switch fault = c.TakeFault(appID); fault {
 	case HTTP500:
 		http.Error(w, "internal server error", http.StatusInternalServerError)
+		return fault, limited, true
+	case HTTP429:
+		if c.RetryAfter != "" {
+			w.Header().Set("Retry-After", c.RetryAfter)
+		}
+		http.Error(w, "too many requests", http.StatusTooManyRequests)
 		return fault, limited, true
 	case Malformed:
 		w.Header().Set("Content-Type", "application/json")

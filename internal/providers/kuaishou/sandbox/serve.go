@@ -128,6 +128,9 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string
 	if o != nil {
 		o.clock.Query(now, o.ClockFromFirstQuery)
 		record = o.record(now)
+		if fault == sandboxkit.WrongOrder {
+			anotherOrder(record)
+		}
 	}
 	s.mu.Unlock()
 	if o == nil {
@@ -140,6 +143,17 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request, kind string
 		info = string(b)
 	}
 	writeJSON(w, map[string]any{"result": codeSuccess, "error_msg": "success", q.info: info})
+}
+
+// anotherOrder makes rec the record of another order than the one asked for, as a provider
+// that mixes its answers up gives it: the numbers, the developer's and the platform's, are not
+// the asked order's.
+func anotherOrder(rec map[string]any) {
+	for _, f := range []string{"out_order_no", "settle_no", "refund_no", "ks_order_no", "ks_settle_no", "ks_refund_no"} {
+		if v, ok := rec[f].(string); ok {
+			rec[f] = "other" + v
+		}
+	}
 }
 
 // status is the order's status at now and when it took it.

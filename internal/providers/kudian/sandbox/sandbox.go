@@ -191,6 +191,9 @@ func (s *Sandbox) serveQuery(w http.ResponseWriter, r *http.Request) {
 	if o != nil && o.AppID == appID {
 		o.clock.Query(now, o.ClockFromFirstQuery)
 		data = o.data(now)
+		if fault == sandboxkit.WrongOrder { // another order's record, as a provider mixing answers up gives it
+			data["pay_no"], data["order_no"] = "other"+o.PayNo, "other"+o.OutTradeNo
+		}
 	}
 	s.mu.Unlock()
 	if data == nil {
