@@ -51,6 +51,17 @@ func (e *env) serve() string {
 	return "http://" + addr
 }
 
+// waitReady waits until base's /readyz answers 200; when says after what.
+func waitReady(t *testing.T, base, when string) {
+	t.Helper()
+	natstest.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		if code, body := probe(base + "/readyz"); code != 200 {
+			return fmt.Errorf("/readyz %d %q %s", code, body, when)
+		}
+		return nil
+	})
+}
+
 // probe GETs url: its status and body, or 0 and the error while nothing answers.
 func probe(url string) (int, string) {
 	resp, err := http.Get(url)
@@ -121,20 +132,8 @@ func TestStorageFullThenFreedLosesNothing(t *testing.T) {
 	if err := filler.Purge(ctx); err != nil {
 		t.Fatal(err)
 	}
-	evs, dups := e.countEvents(requests, 30*time.Second)
-	if evs != requests || dups != 0 {
-		t.Fatalf("%d events for %d requests, %d duplicates", evs, requests, dups)
-	}
-	e.waitIdle()
-	if n := len(e.streamMsgs(natsinfra.DLQStream)); n != 0 {
-		t.Fatalf("%d dead letters", n)
-	}
-	natstest.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
-		if code, body := probe(base + "/readyz"); code != 200 {
-			return fmt.Errorf("/readyz %d %q after space was freed", code, body)
-		}
-		return nil
-	})
+	e.expectEventEach(requests)
+	waitReady(t, base, "after space was freed")
 }
 
 // ORDERS_STATUS refusing events (an operator gave it max_bytes with discard new, and it is
@@ -163,11 +162,7 @@ func TestEventsStreamFullThenFreedLosesNothing(t *testing.T) {
 	}
 	base := e.serve()
 	natstest.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
-		c, err := e.js.Consumer(ctx, natsinfra.QueryStream, e.cfg.Consumer.Name)
-		if err != nil {
-			return err
-		}
-		info, err := c.Info(ctx)
+		info, err := e.queryConsumerInfo(ctx)
 		if err != nil {
 			return err
 		}
@@ -190,14 +185,7 @@ func TestEventsStreamFullThenFreedLosesNothing(t *testing.T) {
 	if _, err := e.js.UpdateStream(ctx, full); err != nil {
 		t.Fatal(err)
 	}
-	evs, dups := e.countEvents(requests, 30*time.Second)
-	if evs != requests || dups != 0 {
-		t.Fatalf("%d events for %d requests, %d duplicates", evs, requests, dups)
-	}
-	e.waitIdle()
-	if n := len(e.streamMsgs(natsinfra.DLQStream)); n != 0 {
-		t.Fatalf("%d dead letters", n)
-	}
+	e.expectEventEach(requests)
 }
 
 // The server closes the replica's connection again and again during a burst (a flapping
@@ -249,6 +237,20 @@ func TestFlappingConnectionLosesNothing(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// expectEventEach waits for one event for each of requests, with no duplicate, no dead letter
+// and nothing left in the queue.
+func (e *env) expectEventEach(requests int) {
+	e.t.Helper()
+	evs, dups := e.countEvents(requests, 30*time.Second)
+	if evs != requests || dups != 0 {
+		e.t.Fatalf("%d events for %d requests, %d duplicates", evs, requests, dups)
+	}
+	e.waitIdle()
+	if n := len(e.streamMsgs(natsinfra.DLQStream)); n != 0 {
+		e.t.Fatalf("%d dead letters", n)
+	}
 }
 
 // serviceGoroutines are the stacks of the running goroutines in the service's own packages

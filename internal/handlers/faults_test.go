@@ -182,12 +182,7 @@ func TestNATSRestartLosesNothing(t *testing.T) {
 	}
 	e.waitIdle()
 	e.waitDeadLetters(bad)
-	natstest.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
-		if code, body := probe(base + "/readyz"); code != 200 {
-			return fmt.Errorf("/readyz %d %q after the restart", code, body)
-		}
-		return nil
-	})
+	waitReady(t, base, "after the restart")
 }
 
 // c. A three-node cluster with R3 streams and KV buckets loses one node mid-run: nothing is

@@ -316,11 +316,7 @@ func (e *env) waitIdle() {
 		if stored != 0 {
 			return fmt.Errorf("%d requests not settled", stored)
 		}
-		c, err := e.js.Consumer(ctx, natsinfra.QueryStream, e.cfg.Consumer.Name)
-		if err != nil {
-			return err
-		}
-		info, err := c.Info(ctx)
+		info, err := e.queryConsumerInfo(ctx)
 		if err != nil {
 			return err
 		}
@@ -329,6 +325,15 @@ func (e *env) waitIdle() {
 		}
 		return nil
 	})
+}
+
+// queryConsumerInfo is the durable consumer of ORDERS_QUERY's info, read now.
+func (e *env) queryConsumerInfo(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+	c, err := e.js.Consumer(ctx, natsinfra.QueryStream, e.cfg.Consumer.Name)
+	if err != nil {
+		return nil, err
+	}
+	return c.Info(ctx)
 }
 
 // failingStore is the order store with failures injected at its steps, as a crash or a NATS
