@@ -73,12 +73,13 @@ func RunCluster(t testing.TB, n int) []*server.Server {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(s.Shutdown)
 		go s.Start()
-		if !s.ReadyForConnections(10 * time.Second) {
+		// Generous: a loaded machine (another test run beside this one) has taken over 10 s.
+		if !s.ReadyForConnections(30 * time.Second) {
 			t.Fatalf("server %d did not start", i)
 		}
 		servers[i] = s
-		t.Cleanup(s.Shutdown)
 	}
 	CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		for _, s := range servers {

@@ -81,7 +81,7 @@ func RunClusterProcesses(t testing.TB, bin string, confs []string) string {
 			}
 		})
 		// Ready for connections, or failed to start (a port taken meanwhile, a bad config).
-		CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 			select {
 			case <-exited:
 				t.Fatalf("nats-server -c %s exited: %v", conf, cmd.ProcessState)
