@@ -127,6 +127,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		h.count(name, handlers.NotifyMalformed)
+		if errors.Is(err, providers.ErrUnreadable) { // the provider's own: it sends it again and again
+			h.o.Log.Warn("notification signed by its app but not readable; answered 400", "provider", name, "err", err)
+		}
 		http.Error(w, "not a notification", http.StatusBadRequest)
 		return
 	}

@@ -378,3 +378,39 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// A body its app signed that is still no notification we can read is the provider's own, sent
+// again until taken: it is refused (400) and logged, naming the app and the message. The same
+// body unsigned is refused without a line (anyone may send one).
+func TestUnreadableSignedNotificationIsLogged(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	f := start(t, func(o *callbacks.Options) {
+		o.Log = slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
+	})
+	b := bytes.Replace(body("m-unreadable-1", app, "SUCCESS"), []byte(`"biz_type":"PAYMENT"`), []byte(`"biz_type":"PAYMENT_V2"`), 1)
+	if !bytes.Contains(b, []byte("PAYMENT_V2")) {
+		t.Fatal("the body was not changed")
+	}
+	if code, _ := f.post(t, b, sign(b, "not-the-secret")); code != http.StatusBadRequest {
+		t.Fatalf("unsigned: %d", code)
+	}
+	mu.Lock()
+	quiet := logs.String()
+	mu.Unlock()
+	if quiet != "" {
+		t.Fatalf("an unsigned unreadable body was logged:\n%s", quiet)
+	}
+	if code, _ := f.post(t, b, sign(b, secret)); code != http.StatusBadRequest {
+		t.Fatalf("signed: %d", code)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	out := logs.String()
+	if !strings.Contains(out, "signed by its app") || !strings.Contains(out, app) || !strings.Contains(out, "m-unreadable-1") {
+		t.Fatalf("the signed unreadable notification's log line:\n%s", out)
+	}
+	if strings.Contains(out, secret) || strings.Contains(out, sign(b, secret)) {
+		t.Fatalf("the log carries the secret or the signature:\n%s", out)
+	}
+}

@@ -25,6 +25,9 @@ var (
 	ErrNotNotification = errors.New("not a provider notification")
 	ErrBadSignature    = errors.New("signature does not match")
 	ErrUnknownApp      = fmt.Errorf("%w: unknown app_id", ErrBadSignature)
+	// ErrUnreadable is an ErrNotNotification whose signature verifies: the provider did
+	// send it, and it will send it again until it is taken, so it is worth an operator's look.
+	ErrUnreadable = fmt.Errorf("%w, signed by its app", ErrNotNotification)
 )
 
 // Notifier is a Provider that sends signed notifications.

@@ -185,6 +185,11 @@ func VerifySign(body []byte, kwaisign, secret string) bool {
 func (c *Client) Notification(body []byte, kwaisign string) (providers.Notification, error) {
 	n, err := ParseNotification(body)
 	if err != nil {
+		// A body whose app_id was read, signed with that app's secret, is Kuaishou's own: it
+		// says so (ErrUnreadable), with the app and the message id, for the log.
+		if a, ok := c.apps[n.AppID]; ok && n.AppID != "" && VerifySign(body, kwaisign, a.secret) {
+			return providers.Notification{}, fmt.Errorf("%w (app_id %q, message_id %q): %w", providers.ErrUnreadable, n.AppID, n.MessageID, err)
+		}
 		return providers.Notification{}, err
 	}
 	// The errors name the app (1 to 64 printable characters, checked above): after a secret
