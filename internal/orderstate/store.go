@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -174,7 +175,7 @@ func (s *Store) Observe(ctx context.Context, obs Observation) (Observed, error) 
 				s.log.Debug("answer ignored", "reason", why, "key", key, "status", string(res.Status), "recorded", string(cur.Status))
 				return Observed{Event: recordedEvent(obs, cur), Ignored: why}, nil
 			}
-			if cur.Status == res.Status && cur.ProviderStatus == res.ProviderStatus {
+			if cur.Status == res.Status && sameProviderStatus(cur.ProviderStatus, res.ProviderStatus) {
 				return Observed{Event: statusEvent(obs, "", cur.Transition)}, nil // nothing new
 			}
 		}
@@ -200,6 +201,25 @@ func (s *Store) Observe(ctx context.Context, obs Observation) (Observed, error) 
 		return Observed{Event: ev, Claim: &Claim{order: o, rec: next, rev: newRev}}, nil
 	}
 	return Observed{}, fmt.Errorf("order %s: too many concurrent updates", key)
+}
+
+// sameProviderStatus reports whether two raw provider statuses are one: equal, or one value in
+// Kuaishou's two vocabularies for a settlement or a refund, where a notification says SUCCESS
+// and query_settle SETTLE_SUCCESS, query_refund REFUND_SUCCESS (likewise PROCESSING, FAILED). A
+// change seen by a notification and by a query is then one event (CONTRACT.md section 8), and
+// each event keeps the raw value its source gave; any other change of the raw value alone
+// (UNKNOW, then UNKNOWN) is still an event.
+func sameProviderStatus(a, b string) bool {
+	if a == b {
+		return true
+	}
+	for _, prefix := range [...]string{"SETTLE_", "REFUND_"} {
+		if strings.TrimPrefix(a, prefix) == strings.TrimPrefix(b, prefix) &&
+			(strings.HasPrefix(a, prefix) || strings.HasPrefix(b, prefix)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Terminal reports whether the order's recorded status is terminal: a follow round for it has

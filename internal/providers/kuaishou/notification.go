@@ -26,31 +26,15 @@ var (
 	ErrUnknownApp   = providers.ErrUnknownApp
 )
 
-// notificationFields names, per biz_type, the data fields that become event fields, and the
-// prefix the kind's query answers put on a status (statusPrefix).
+// notificationFields names, per biz_type, the data fields that become event fields.
 type notificationFields struct {
-	kind, orderNo, amount, refNo, channel, statusPrefix string
+	kind, orderNo, amount, refNo, channel string
 }
 
 var bizTypes = map[string]notificationFields{
 	"PAYMENT": {kind: events.KindPayment, orderNo: "out_order_no", amount: "order_amount", channel: "channel"},
-	"SETTLE":  {kind: events.KindSettlement, orderNo: "out_settle_no", amount: "settle_amount", refNo: "ks_settle_no", statusPrefix: "SETTLE_"},
-	"REFUND":  {kind: events.KindRefund, orderNo: "out_refund_no", amount: "refund_amount", refNo: "ks_refund_no", statusPrefix: "REFUND_"},
-}
-
-// queryStatus is a notification's status as the kind's query answers name it: a settlement's
-// or refund's notification says SUCCESS where query_settle says SETTLE_SUCCESS and
-// query_refund REFUND_SUCCESS. The same status then reads the same from either source, so a
-// change seen both ways is one event (CONTRACT.md section 8), not a second one for the
-// provider_status alone. A value the query vocabulary lacks stays as sent.
-func queryStatus(spec notificationFields, status string) string {
-	if spec.statusPrefix == "" {
-		return status
-	}
-	if _, ok := statuses[spec.statusPrefix+status]; ok {
-		return spec.statusPrefix + status
-	}
-	return status
+	"SETTLE":  {kind: events.KindSettlement, orderNo: "out_settle_no", amount: "settle_amount", refNo: "ks_settle_no"},
+	"REFUND":  {kind: events.KindRefund, orderNo: "out_refund_no", amount: "refund_amount", refNo: "ks_refund_no"},
 }
 
 func malformed(format string, args ...any) error {
@@ -128,7 +112,6 @@ func transformNotification(spec notificationFields, data providers.Fields) (prov
 	if res.ProviderStatus == "" || len(res.ProviderStatus) > 64 {
 		return res, errors.New("status is missing or too long")
 	}
-	res.ProviderStatus = queryStatus(spec, res.ProviderStatus)
 	res.Status = statuses.Normalize(res.ProviderStatus)
 	if res.Amount, err = data.Amount(spec.amount); err != nil {
 		return res, err

@@ -38,20 +38,15 @@ func TestParseNotificationKinds(t *testing.T) {
 		name, body         string
 		kind, orderNo, ref string
 		status             events.Status
-		providerStatus     string // as the kind's query answers name it
 		amount             int64
 		channel            events.Channel
 	}{
-		{"payment", docNotification, "payment", "1637808229728demo", "", "succeeded", "SUCCESS", 1200, "wechat"},
+		{"payment", docNotification, "payment", "1637808229728demo", "", "succeeded", 1200, "wechat"},
 		{"settlement", `{"data":{"out_settle_no":"settle-000001","settle_amount":"1100","status":"PROCESSING","ks_order_no":"121","ks_settle_no":"s-9","attach":""},"biz_type":"SETTLE","message_id":"m-2","app_id":"ks707065143182458884","timestamp":1627293368720}`,
-			"settlement", "settle-000001", "s-9", "pending", "SETTLE_PROCESSING", 1100, "unknown"},
-		{"settlement prefixed", `{"data":{"out_settle_no":"settle-000001","settle_amount":1100,"status":"SETTLE_SUCCESS"},"biz_type":"SETTLE","message_id":"m-4","app_id":"ks707065143182458884","timestamp":1627293368720}`,
-			"settlement", "settle-000001", "", "succeeded", "SETTLE_SUCCESS", 1100, "unknown"},
+			"settlement", "settle-000001", "s-9", "pending", 1100, "unknown"},
 		{"refund", `{"data":{"out_refund_no":"refund-000001","refund_amount":100,"status":"FAILED","ks_order_no":"121","ks_refund_no":"r-9","ks_refund_type":"x"},"biz_type":"REFUND","message_id":"m-3","app_id":"ks707065143182458884","timestamp":1627293368721}`,
-			"refund", "refund-000001", "r-9", "failed", "REFUND_FAILED", 100, "unknown"},
-		{"refund unknown status", `{"data":{"out_refund_no":"refund-000001","refund_amount":100,"status":"ODD"},"biz_type":"REFUND","message_id":"m-5","app_id":"ks707065143182458884","timestamp":1627293368721}`,
-			"refund", "refund-000001", "", "unknown", "ODD", 100, "unknown"},
-		{"unknown status", strings.Replace(docNotification, `"SUCCESS"`, `"NEW_THING"`, 1), "payment", "1637808229728demo", "", "unknown", "NEW_THING", 1200, "wechat"},
+			"refund", "refund-000001", "r-9", "failed", 100, "unknown"},
+		{"unknown status", strings.Replace(docNotification, `"SUCCESS"`, `"NEW_THING"`, 1), "payment", "1637808229728demo", "", "unknown", 1200, "wechat"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n, err := ParseNotification([]byte(tc.body))
@@ -60,7 +55,7 @@ func TestParseNotificationKinds(t *testing.T) {
 			}
 			r := n.Result
 			if n.Kind != tc.kind || r.OrderNo != tc.orderNo || r.OrderKey != tc.orderNo || r.ProviderRefNo != tc.ref ||
-				r.Status != tc.status || r.ProviderStatus != tc.providerStatus || r.Amount != tc.amount || r.Channel != tc.channel || r.ProviderOrderNo != "121112500031787702250" && tc.kind == "payment" {
+				r.Status != tc.status || r.Amount != tc.amount || r.Channel != tc.channel || r.ProviderOrderNo != "121112500031787702250" && tc.kind == "payment" {
 				t.Fatalf("got %+v %+v", n, r)
 			}
 			if n.AppID != demoApp || n.Sent.IsZero() || !r.ObservedAt.Equal(n.Sent) || n.Sent.Location() != time.UTC {
