@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -282,6 +284,120 @@ func TestRacingReplicasAndQueryLeaderLoss(t *testing.T) {
 		t.Fatalf("%d calls in %s, limit %d", maxPerWindow, limitWindow(qps), qps)
 	}
 	e.waitIdle()
+}
+
+// e. A cluster of three nats-server processes from deploy/nats loses the leader of the state
+// bucket's stream (KV_ORDERS_STATE), killed with SIGKILL and left down, while the service
+// works through a burst over three apps: the other two elect a new leader, every request ends
+// in exactly one event (none missing, none twice) or one dead letter, nothing is left in
+// ORDERS_QUERY, and the service is still running and ready.
+func TestStateLeaderKilledLosesNothing(t *testing.T) {
+	bin := natstest.NATSServerBinary()
+	if bin == "" {
+		t.Skip("nats-server is not installed (make nats-server; .ci/run does it)")
+	}
+	const perApp, bad = 50, 6
+	apps := append(kssandbox.DemoApps(), config.App{AppID: "ks700000000000000003", AppSecret: "demo-secret-3"})
+	procs := natstest.StartClusterProcesses(t, bin, natstest.DeployClusterConfigs(filepath.Join("..", "..", "deploy", "nats")))
+	e := newEnvOn(t, &serverCtl{url: natstest.ProcessesURL(procs)}, func(c *config.Config) {
+		c.NATS.Replicas = 3
+		p := c.Providers["kuaishou"]
+		p.QPS = 20 // a burst of 50 per app lasts at least 2.5 s: the kill lands mid-run
+		p.Apps = apps
+		c.Providers["kuaishou"] = p
+	})
+	e.sb.AddApp(apps[2].AppID, apps[2].AppSecret.Reveal())
+	want := map[string]bool{} // app_id/order_no of each request that must give an event
+	for i := range perApp {
+		for _, a := range apps {
+			no := fmt.Sprintf("leader-%s-%03d", a.AppID[len(a.AppID)-1:], i)
+			e.sb.PutOrder(kssandbox.Order{AppID: a.AppID, Kind: events.KindPayment, OrderNo: no,
+				Steps: []kssandbox.Step{{Status: "SUCCESS"}}, Amount: int64(100 + i), KsOrderNo: "ks-" + no, PayChannel: "WECHAT"})
+			want[a.AppID+"/"+no] = true
+		}
+	}
+	base := e.serve()
+	waitReady(t, base, "before the burst")
+	i := 0
+	for key := range want {
+		appID, no, _ := strings.Cut(key, "/")
+		e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"`+appID+`","order_no":"`+no+`"}`), nil)
+		if i%(len(want)/bad) == 0 { // one that can never succeed: a dead letter
+			e.publish("orders.query.kuaishou.payment", []byte(`{"app_id":"nope","order_no":"`+no+`"}`),
+				nats.Header{"Nats-Msg-Id": {fmt.Sprintf("bad-%d", i/(len(want)/bad))}})
+		}
+		i++
+	}
+	natstest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if n := len(e.events()); n < len(want)/4 {
+			return fmt.Errorf("%d events", n)
+		}
+		return nil
+	})
+	ctx := context.Background()
+	leader := func() (string, error) {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		s, err := e.js.Stream(ctx, "KV_"+natsinfra.StateBucket)
+		if err != nil {
+			return "", err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return "", err
+		}
+		if info.Cluster == nil || info.Cluster.Leader == "" {
+			return "", fmt.Errorf("no leader: %+v", info.Cluster)
+		}
+		return info.Cluster.Leader, nil
+	}
+	var killed string
+	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() (err error) {
+		killed, err = leader()
+		return err
+	})
+	before := len(e.events())
+	for _, p := range procs {
+		if p.Name == killed {
+			p.Kill()
+		}
+	}
+	var elected string
+	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() (err error) {
+		if elected, err = leader(); err == nil && elected == killed {
+			err = fmt.Errorf("%s still named leader", killed)
+		}
+		return err
+	})
+	evs, dups := e.countEvents(len(want), 60*time.Second)
+	e.waitIdle()
+	e.waitDeadLetters(bad)
+	got := map[string]int{}
+	for _, ev := range e.events() {
+		got[ev.AppID+"/"+ev.OrderNo]++
+	}
+	t.Logf("figures: cluster=3 nats-server processes R3 apps=%d requests=%d bad=%d events=%d duplicates=%d events_before_kill=%d (leader %s of KV_%s killed, %s elected, not restarted)",
+		len(apps), len(want), bad, evs, dups, before, killed, natsinfra.StateBucket, elected)
+	if dups != 0 {
+		t.Errorf("%d duplicate events", dups)
+	}
+	for key, n := range got {
+		if !want[key] || n != 1 {
+			t.Errorf("%s: %d events", key, n)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("events for %d of %d requests", len(got), len(want))
+	}
+	deadLetters := map[string]int{}
+	for _, m := range e.streamMsgs(natsinfra.DLQStream) {
+		id := m.Header.Get("Orders-Original-Msg-Id")
+		deadLetters[id]++
+		if r := m.Header.Get("Orders-Error-Reason"); r != events.ReasonUnknownApp || !strings.HasPrefix(id, "bad-") || deadLetters[id] > 1 {
+			t.Errorf("dead letter %s (%s) of %q, %d of it", r, m.Header.Get("Orders-Error"), id, deadLetters[id])
+		}
+	}
+	waitReady(t, base, "after the leader was killed")
 }
 
 // Token fetches keep the limit: tokens are fetched before the rate slot is taken, and refreshed

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // NATSServerBinary finds the nats-server binary on PATH or in GOPATH/bin (`make nats-server`
@@ -49,7 +51,35 @@ func DeployClusterConfigs(deployNATS string) []string {
 // separated; the processes are killed when the test ends.
 func RunClusterProcesses(t testing.TB, bin string, confs []string) string {
 	t.Helper()
+	return ProcessesURL(StartClusterProcesses(t, bin, confs))
+}
+
+// ServerProcess is one nats-server process of a cluster StartClusterProcesses started.
+type ServerProcess struct {
+	Name string // its server_name, as a stream info's Cluster.Leader names it
+	URL  string // its client URL
+	kill func()
+}
+
+// Kill kills the process (SIGKILL: no graceful shutdown, as a crash or an OOM kill) and waits
+// until it has exited.
+func (p *ServerProcess) Kill() { p.kill() }
+
+// ProcessesURL is the comma-separated client URLs of ps.
+func ProcessesURL(ps []*ServerProcess) string {
+	urls := make([]string, len(ps))
+	for i, p := range ps {
+		urls[i] = p.URL
+	}
+	return strings.Join(urls, ",")
+}
+
+// StartClusterProcesses is RunClusterProcesses returning a handle on each process, so a test
+// can kill one of them.
+func StartClusterProcesses(t testing.TB, bin string, confs []string) []*ServerProcess {
+	t.Helper()
 	n := len(confs)
+	procs := make([]*ServerProcess, n)
 	ports := freePorts(t, 3*n) // client, monitoring, route per node
 	routes := make([]string, n)
 	clients := make([]string, n)
@@ -73,9 +103,13 @@ func RunClusterProcesses(t testing.TB, bin string, confs []string) string {
 		}
 		exited := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(exited) }()
-		t.Cleanup(func() {
+		kill := func() {
 			_ = cmd.Process.Kill()
 			<-exited
+		}
+		procs[i] = &ServerProcess{URL: clients[i], kill: kill}
+		t.Cleanup(func() {
+			kill()
 			if t.Failed() {
 				t.Logf("nats-server -c %s:\n%s", conf, out.String())
 			}
@@ -94,9 +128,16 @@ func RunClusterProcesses(t testing.TB, bin string, confs []string) string {
 			return err
 		})
 	}
-	url := strings.Join(clients, ",")
-	waitPlaceable(t, url, n)
-	return url
+	for _, p := range procs {
+		nc, err := nats.Connect(p.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Name = nc.ConnectedServerName()
+		nc.Close()
+	}
+	waitPlaceable(t, ProcessesURL(procs), n)
+	return procs
 }
 
 // freePorts returns n loopback ports free now, all different.
