@@ -1,6 +1,10 @@
 package events
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/paystatus/orderstatus/internal/kvkey"
+)
 
 // Unknown stands for a subject token the consumer could not read or does not know.
 const Unknown = "unknown"
@@ -55,20 +59,10 @@ func (s Subjects) DeadLetter(provider, kind string) string {
 }
 
 // ReadableToken reports whether a subject token names something: 1 to 64 ASCII letters,
-// digits, '-' or '_'. A dead letter's subject keeps such a token even when no provider or kind
-// of that name is configured; any other token is Unknown there (CONTRACT.md section 4).
-func ReadableToken(token string) bool {
-	if token == "" || len(token) > 64 {
-		return false
-	}
-	for i := 0; i < len(token); i++ {
-		c := token[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+// digits, '-' or '_' (kvkey.Plain). A dead letter's subject keeps such a token even when no
+// provider or kind of that name is configured; any other token is Unknown there (CONTRACT.md
+// section 4).
+func ReadableToken(token string) bool { return len(token) <= 64 && kvkey.Plain(token) }
 
 // ParseQuery reads provider and kind from a query subject. ok is false when the subject is
 // not exactly <prefix>.query.<provider>.<kind>.

@@ -11,12 +11,18 @@ import (
 // _ (so operators can read and type keys), else "=" and its unpadded base64url, which cannot
 // collide with a plain token because a plain token never contains "=".
 func Token(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
-	}) < 0 {
+	if Plain(s) {
 		return s
 	}
 	return "=" + base64.RawURLEncoding.EncodeToString([]byte(s))
+}
+
+// Plain reports whether s is a name as it is: not empty, and only ASCII letters, digits, -
+// and _. Token keeps such a text as it is.
+func Plain(s string) bool {
+	return s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	}) < 0
 }
 
 // Text is the text token was made of by Token; a token Token cannot have made comes back as

@@ -88,3 +88,13 @@ func kindOf(v any) string {
 	}
 	return fmt.Sprintf("%T", v)
 }
+
+// SameOrder is an error when field, an order number an answer gives (answered), is not the
+// one the query asked for (asked): the answer is about another order. An answer or a query
+// without the number says nothing.
+func SameOrder(field, answered, asked string) error {
+	if answered != "" && asked != "" && answered != asked {
+		return fmt.Errorf("%s is %.64q, not the %.64q asked for", field, answered, asked)
+	}
+	return nil
+}

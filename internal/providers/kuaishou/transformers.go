@@ -83,8 +83,8 @@ func transform(q providers.Query, fields providers.Fields) (providers.Result, er
 	if err != nil {
 		return res, err
 	}
-	if no != "" && no != q.OrderNo {
-		return res, fmt.Errorf("%s is %.64q, not the %.64q asked for", spec.asked, no, q.OrderNo)
+	if err := providers.SameOrder(spec.asked, no, q.OrderNo); err != nil {
+		return res, err
 	}
 	if res.ProviderStatus, err = fields.String(spec.status); err != nil {
 		return res, err

@@ -61,15 +61,6 @@ var fieldNames = providers.NewNames(
 	"pay_time", "payment", "payment_type", "received_fee", "refunded_fee", "shop_name", "status", "status_name", "user_no",
 	"user_pay_fee", "y_discount_fee")
 
-// sameOrder is an error when field, an order number the answer gives, is not the one the query
-// asked for (asked); an answer or a query without it says nothing.
-func sameOrder(field, answered, asked string) error {
-	if answered != "" && asked != "" && answered != asked {
-		return fmt.Errorf("%s is %.64q, not the %.64q asked for", field, answered, asked)
-	}
-	return nil
-}
-
 // mapped are the fields that become top-level event fields, and so are not details; pii are
 // the fields only events.include_pii lets into details.
 var (
@@ -97,7 +88,7 @@ func transform(q providers.Query, data any, includePII bool) (providers.Result, 
 	if res.ProviderOrderNo, err = fields.String("pay_no"); err != nil {
 		return res, err
 	}
-	if err := sameOrder("pay_no", res.ProviderOrderNo, q.ProviderOrderNo); err != nil {
+	if err := providers.SameOrder("pay_no", res.ProviderOrderNo, q.ProviderOrderNo); err != nil {
 		return res, err
 	}
 	if res.ProviderOrderNo == "" {
@@ -124,7 +115,7 @@ func transform(q providers.Query, data any, includePII bool) (providers.Result, 
 		if err != nil {
 			return res, err
 		}
-		if err := sameOrder(f, no, q.OrderNo); err != nil {
+		if err := providers.SameOrder(f, no, q.OrderNo); err != nil {
 			return res, err
 		}
 		if res.OrderNo == "" {
